@@ -1,0 +1,308 @@
+"""
+The :class:`Driver` base class and the :class:`Capability` flags.
+
+A driver moves messages in and out of one backend. The hot path (``enqueue``,
+``reserve``, ``ack``) is plain method calls. Optional operations have a
+default that raises :class:`~jobs_core.errors.UnsupportedOperation`; a driver
+that implements one lists its :class:`Capability` in ``capabilities``, and the
+conformance suite tests exactly what is declared.
+
+Contract summary (the conformance suite is the executable form):
+
+* ``enqueue`` is durable when it returns; a batch is atomic where the backend allows.
+* ``reserve`` returns up to ``limit`` due messages, each leased to the caller
+  alone until ``lease`` seconds pass; higher ``priority`` first, then the
+  earliest ``available_at``, then enqueue order; queues are served in the
+  order given. It may wait up to ``timeout`` seconds for work.
+* A lease that ends without ``ack``/``retry``/``fail``/``release`` makes the
+  message available again (at-least-once delivery).
+* ``ack`` is idempotent. Operations on a delivery whose lease was lost to
+  another worker do nothing and return ``False`` where they return a value.
+"""
+
+from __future__ import annotations
+
+import abc
+import enum
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from jobs_core.errors import DriverClosed, PayloadTooLarge, UnsupportedOperation
+from jobs_core.message import (
+    Delivery,
+    FailedJob,
+    Message,
+    QueueStats,
+    ScheduleRecord,
+    validate_queue_name,
+)
+
+
+class Capability(str, enum.Enum):
+    """
+    Optional features a driver may declare.
+
+    Everything not listed here (enqueue, reserve with leases, ack, retry,
+    release, extend, close) is required of every driver.
+    """
+
+    #: Messages with ``available_at`` in the future are held until due.
+    DELAY = "delay"
+    #: ``reserve`` returns higher ``priority`` first within a queue.
+    PRIORITY = "priority"
+    #: ``unique_key`` drops a message while another with the same key is unfinished.
+    UNIQUE = "unique"
+    #: ``fail`` keeps the job in a failed store that ``failed`` lists.
+    FAILED_STORE = "failed_store"
+    #: ``retry_failed`` puts a failed job back on its queue.
+    RETRY_FAILED = "retry_failed"
+    #: ``stats`` reports pending, delayed, reserved and failed counts.
+    STATS = "stats"
+    #: ``stats`` also counts completed jobs (kept until pruned).
+    COMPLETED_COUNT = "completed_count"
+    #: ``purge`` removes the waiting messages of a queue.
+    PURGE = "purge"
+    #: ``prune`` removes finished and failed records older than a cutoff.
+    PRUNE = "prune"
+    #: ``save_schedule``, ``schedules``, ``remove_schedule`` and ``claim_tick``.
+    SCHEDULES = "schedules"
+    #: ``reserve`` wakes on new work before ``timeout`` ends (push wake-up).
+    BLOCKING_RESERVE = "blocking_reserve"
+    #: ``enqueue`` of several messages is all-or-nothing.
+    ATOMIC_BATCH = "atomic_batch"
+    #: ``enqueue`` can join the caller's own transaction (outbox pattern).
+    TRANSACTIONAL_ENQUEUE = "transactional_enqueue"
+    #: ``inject_raw`` writes an arbitrary record, for tests of malformed input.
+    RAW_INJECTION = "raw_injection"
+
+
+class Driver(abc.ABC):
+    """
+    Base class of every driver.
+
+    Subclasses set ``name`` (the driver's registered name), ``schemes`` (URL
+    schemes it answers to, without a ``+dialect`` suffix) and
+    ``capabilities``, and implement the abstract methods. A driver is built
+    with :meth:`from_config` and must be safe to use from several threads.
+    """
+
+    #: The driver's registered name (``"memory"``, ``"database"``, ``"kafka"``).
+    name: ClassVar[str] = ""
+    #: URL schemes this driver handles (``("sqlite", "postgresql")``).
+    schemes: ClassVar[tuple[str, ...]] = ()
+    #: Optional features this driver implements.
+    capabilities: ClassVar[frozenset[Capability]] = frozenset()
+    #: Largest encoded message, in bytes, that ``enqueue`` accepts.
+    max_message_bytes: int = 1_048_576
+
+    def __init__(self, url: str | None = None, **options: Any) -> None:
+        self.url = url
+        self.options: dict[str, Any] = dict(options)
+        self._closed = False
+
+    # -- construction -------------------------------------------------------
+
+    @classmethod
+    def from_config(cls, url: str | None = None, options: Mapping[str, Any] | None = None) -> Driver:
+        """
+        Build a driver from a URL and/or the dict form of the configuration.
+
+        The default calls ``cls(url, **options)``. Override to translate the
+        dict form (``brokers=..., group_id=...``) into the driver's settings.
+        Raise :class:`~jobs_core.errors.ConfigurationError` on bad settings.
+        """
+        return cls(url, **dict(options or {}))
+
+    @property
+    def version(self) -> str:
+        """Version of the distribution that provides this driver."""
+        from jobs_core.plugins import distribution_version
+
+        return distribution_version(type(self).__module__)
+
+    def supports(self, capability: Capability) -> bool:
+        """Whether ``capability`` is declared."""
+        return capability in self.capabilities
+
+    def require(self, capability: Capability, operation: str = "") -> None:
+        """Raise :class:`UnsupportedOperation` unless ``capability`` is declared."""
+        if capability not in self.capabilities:
+            raise UnsupportedOperation(self.name or type(self).__name__, capability.value, operation)
+
+    def check_open(self) -> None:
+        """Raise :class:`~jobs_core.errors.DriverClosed` if :meth:`close` was called."""
+        if self._closed:
+            raise DriverClosed(f"driver {self.name!r} is closed")
+
+    def validate(self, messages: Sequence[Message]) -> list[bytes]:
+        """
+        Check names and sizes of ``messages`` and return their encodings.
+
+        Drivers call this at the top of ``enqueue`` so that a bad batch is
+        refused whole, before anything is written.
+        """
+        encoded = []
+        for message in messages:
+            validate_queue_name(message.queue)
+            body = message.encode()
+            if len(body) > self.max_message_bytes:
+                raise PayloadTooLarge(len(body), self.max_message_bytes, self.name)
+            encoded.append(body)
+        return encoded
+
+    # -- the hot path -------------------------------------------------------
+
+    @abc.abstractmethod
+    def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
+        """
+        Store ``messages``; durable when this returns.
+
+        Returns, for each message in order, its id, or ``None`` if it was
+        dropped because its ``unique_key`` is held by an unfinished message.
+        Raises :class:`~jobs_core.errors.InvalidName`,
+        :class:`~jobs_core.errors.PayloadTooLarge` (nothing is written), or
+        :class:`~jobs_core.errors.BackendUnavailable`.
+        """
+
+    @abc.abstractmethod
+    def reserve(
+        self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
+    ) -> list[Delivery]:
+        """
+        Lease up to ``limit`` due messages from ``queues`` (served in order).
+
+        Waits up to ``timeout`` seconds when nothing is due. Records that
+        cannot be decoded are moved to the failed store with the reason (when
+        the driver has one) and are not returned.
+        """
+
+    @abc.abstractmethod
+    def ack(self, delivery: Delivery) -> None:
+        """Mark the delivery done. Idempotent; ignored if the lease was lost."""
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack several deliveries; drivers override this to batch the round trip."""
+        for delivery in deliveries:
+            self.ack(delivery)
+
+    @abc.abstractmethod
+    def retry(self, delivery: Delivery, delay: float, error: str) -> None:
+        """
+        Put the message back after ``delay`` seconds with ``attempts + 1``
+        and ``last_error = error``.
+        """
+
+    @abc.abstractmethod
+    def release(self, delivery: Delivery, delay: float = 0.0) -> None:
+        """Give the message back unrun, without counting an attempt (shutdown)."""
+
+    @abc.abstractmethod
+    def extend(self, delivery: Delivery, lease: float) -> bool:
+        """
+        Renew the lease for ``lease`` more seconds from now.
+
+        Returns ``False`` if the lease had already been lost.
+        """
+
+    @abc.abstractmethod
+    def fail(self, delivery: Delivery, error: str) -> None:
+        """
+        Finish the message as failed with ``attempts + 1``: into the failed
+        store (with ``error``, which holds the traceback) when the driver has
+        one, otherwise dropped.
+        """
+
+    # -- administration (optional) ------------------------------------------
+
+    def stats(self, queue: str | None = None) -> QueueStats:
+        """Counts for ``queue``, or summed over all queues."""
+        raise UnsupportedOperation(self.name, Capability.STATS.value)
+
+    def queues(self) -> list[str]:
+        """Names of the queues that hold or held messages (best effort)."""
+        raise UnsupportedOperation(self.name, Capability.STATS.value, "listing queues")
+
+    def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
+        """Failed jobs, newest first."""
+        raise UnsupportedOperation(self.name, Capability.FAILED_STORE.value)
+
+    def retry_failed(self, failed_id: str) -> bool:
+        """
+        Put a failed job back on its queue with its attempts reset.
+
+        Returns ``False`` if no failed job has that id.
+        """
+        raise UnsupportedOperation(self.name, Capability.RETRY_FAILED.value)
+
+    def forget_failed(self, failed_id: str) -> bool:
+        """Delete one failed job; ``False`` if there was none."""
+        raise UnsupportedOperation(self.name, Capability.FAILED_STORE.value, "forgetting failed jobs")
+
+    def purge(self, queue: str) -> int:
+        """Remove the pending and delayed messages of ``queue``; return how many."""
+        raise UnsupportedOperation(self.name, Capability.PURGE.value)
+
+    def prune(self, older_than: float) -> int:
+        """
+        Remove completed and failed records finished more than ``older_than``
+        seconds ago; return how many were removed.
+        """
+        raise UnsupportedOperation(self.name, Capability.PRUNE.value)
+
+    def inject_raw(self, queue: str, body: bytes) -> None:
+        """Write ``body`` as-is onto ``queue`` (tests of malformed input)."""
+        raise UnsupportedOperation(self.name, Capability.RAW_INJECTION.value)
+
+    # -- schedules (optional) ------------------------------------------------
+
+    def save_schedule(self, record: ScheduleRecord) -> None:
+        """
+        Insert or replace the schedule named ``record.name``.
+
+        Keeps the stored ``last_tick`` if the record's is ``None``.
+        """
+        raise UnsupportedOperation(self.name, Capability.SCHEDULES.value)
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """All stored schedules, ordered by name."""
+        raise UnsupportedOperation(self.name, Capability.SCHEDULES.value)
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; ``False`` if there was none."""
+        raise UnsupportedOperation(self.name, Capability.SCHEDULES.value)
+
+    def claim_tick(self, name: str, tick: float) -> bool:
+        """
+        Claim the tick due at ``tick`` for schedule ``name``.
+
+        Returns ``True`` for exactly one caller per tick, across every process
+        sharing the backend: the claim succeeds only if ``tick`` is later than
+        the schedule's stored ``last_tick``, which it then becomes. Returns
+        ``False`` if the schedule does not exist.
+        """
+        raise UnsupportedOperation(self.name, Capability.SCHEDULES.value)
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def ping(self) -> None:
+        """
+        Check that the backend answers; raise
+        :class:`~jobs_core.errors.BackendUnavailable` if not.
+        """
+        self.check_open()
+
+    def close(self) -> None:
+        """Release connections. Safe to call twice."""
+        self._closed = True
+
+    def __enter__(self) -> Driver:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        from jobs_core.urls import redact_url
+
+        url = redact_url(self.url) if self.url else ""
+        return f"<{type(self).__name__} {self.name} {url}>".replace("  ", " ")

@@ -1,0 +1,485 @@
+"""
+The ``memory`` driver: the reference implementation of the driver contract.
+
+Everything lives in the process, behind one lock, so it is fast, thread-safe
+and gone when the process exits. Use it in tests and for work that may be
+lost on restart. ``memory://`` gives every driver instance its own store;
+``memory://NAME`` shares one store among the drivers of a process that use
+the same name.
+
+Messages are stored encoded, exactly as a real backend would hold them, so
+what a worker receives is a fresh decoded copy and a malformed record is
+handled as on any other backend.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any, ClassVar
+from urllib.parse import urlsplit
+
+from jobs_core.driver import Capability, Driver
+from jobs_core.errors import InvalidURL, MalformedMessage
+from jobs_core.message import (
+    Delivery,
+    FailedJob,
+    Message,
+    QueueStats,
+    ScheduleRecord,
+    new_id,
+    validate_queue_name,
+)
+
+WAITING = "waiting"
+RESERVED = "reserved"
+
+
+@dataclass
+class _Record:
+    id: str
+    queue: str
+    body: bytes
+    priority: int
+    available_at: float
+    seq: int
+    version: int = 0
+    state: str = WAITING
+    receipt: str = ""
+    lease_expires_at: float = 0.0
+    unique_key: str | None = None
+
+
+class MemoryStore:
+    """The data of one memory backend. All access holds ``condition``."""
+
+    def __init__(self) -> None:
+        self.condition = threading.Condition(threading.Lock())
+        self.records: dict[str, _Record] = {}
+        self.ready: dict[str, list[tuple[int, float, int, int, str]]] = {}
+        self.delayed: dict[str, list[tuple[float, int, int, str]]] = {}
+        self.leases: list[tuple[float, str, str]] = []
+        self.unique: dict[str, tuple[str, float | None]] = {}
+        self.completed: deque[tuple[float, str]] = deque()
+        self.failed: dict[str, FailedJob] = {}
+        self.schedules: dict[str, ScheduleRecord] = {}
+        self.known_queues: set[str] = set()
+        self.counter = itertools.count()
+
+
+_SHARED: dict[str, MemoryStore] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+class MemoryDriver(Driver):
+    """In-process driver with the full contract. URL: ``memory://[NAME]``."""
+
+    name: ClassVar[str] = "memory"
+    schemes: ClassVar[tuple[str, ...]] = ("memory",)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.DELAY,
+            Capability.PRIORITY,
+            Capability.UNIQUE,
+            Capability.FAILED_STORE,
+            Capability.RETRY_FAILED,
+            Capability.STATS,
+            Capability.COMPLETED_COUNT,
+            Capability.PURGE,
+            Capability.PRUNE,
+            Capability.SCHEDULES,
+            Capability.BLOCKING_RESERVE,
+            Capability.ATOMIC_BATCH,
+            Capability.RAW_INJECTION,
+        }
+    )
+
+    def __init__(self, url: str | None = None, **options: Any) -> None:
+        super().__init__(url or "memory://", **options)
+        parts = urlsplit(self.url or "memory://")
+        if parts.scheme != "memory":
+            raise InvalidURL(f"not a memory URL: {url!r} (expected 'memory://' or 'memory://NAME')")
+        store_name = (parts.netloc + parts.path).strip("/") or options.get("name", "")
+        if "max_message_bytes" in options:
+            self.max_message_bytes = int(options["max_message_bytes"])
+        if store_name:
+            with _SHARED_LOCK:
+                self._store = _SHARED.setdefault(store_name, MemoryStore())
+        else:
+            self._store = MemoryStore()
+
+    @classmethod
+    def from_config(cls, url: str | None = None, options: Mapping[str, Any] | None = None) -> Driver:
+        """``memory://NAME`` or ``driver="memory", name=NAME``."""
+        return cls(url, **dict(options or {}))
+
+    # -- helpers (caller holds the lock) -------------------------------------
+
+    def _push(self, rec: _Record, now: float) -> None:
+        rec.version += 1
+        rec.state = WAITING
+        rec.receipt = ""
+        if rec.available_at > now:
+            heapq.heappush(
+                self._store.delayed.setdefault(rec.queue, []),
+                (rec.available_at, rec.seq, rec.version, rec.id),
+            )
+        else:
+            heapq.heappush(
+                self._store.ready.setdefault(rec.queue, []),
+                (-rec.priority, rec.available_at, rec.seq, rec.version, rec.id),
+            )
+
+    def _insert(self, message: Message, body: bytes, now: float) -> str | None:
+        store = self._store
+        if message.unique_key is not None:
+            held = store.unique.get(message.unique_key)
+            if held is not None:
+                holder, expires = held
+                if holder in store.records and (expires is None or expires > now):
+                    return None
+            expires_at = None if message.unique_ttl is None else now + message.unique_ttl
+            store.unique[message.unique_key] = (message.id, expires_at)
+        rec = _Record(
+            id=message.id,
+            queue=message.queue,
+            body=body,
+            priority=message.priority,
+            available_at=message.available_at,
+            seq=next(store.counter),
+            unique_key=message.unique_key,
+        )
+        store.records[rec.id] = rec
+        store.known_queues.add(rec.queue)
+        self._push(rec, now)
+        return rec.id
+
+    def _release_unique(self, rec: _Record) -> None:
+        if rec.unique_key is not None:
+            held = self._store.unique.get(rec.unique_key)
+            if held is not None and held[0] == rec.id:
+                del self._store.unique[rec.unique_key]
+
+    def _expire_leases(self, now: float) -> None:
+        store = self._store
+        while store.leases and store.leases[0][0] <= now:
+            _, receipt, ident = heapq.heappop(store.leases)
+            rec = store.records.get(ident)
+            if (
+                rec is not None
+                and rec.state == RESERVED
+                and rec.receipt == receipt
+                and rec.lease_expires_at <= now
+            ):
+                self._push(rec, now)
+
+    def _promote(self, queue: str, now: float) -> None:
+        delayed = self._store.delayed.get(queue)
+        while delayed and delayed[0][0] <= now:
+            _, _, version, ident = heapq.heappop(delayed)
+            rec = self._store.records.get(ident)
+            if rec is not None and rec.version == version and rec.state == WAITING:
+                heapq.heappush(
+                    self._store.ready.setdefault(queue, []),
+                    (-rec.priority, rec.available_at, rec.seq, rec.version, rec.id),
+                )
+
+    def _owned(self, delivery: Delivery) -> _Record | None:
+        rec = self._store.records.get(delivery.id)
+        if rec is None or rec.state != RESERVED or rec.receipt != delivery.receipt:
+            return None
+        return rec
+
+    def _to_failed(self, rec: _Record, message: Message | None, error: str, now: float) -> None:
+        del self._store.records[rec.id]
+        self._release_unique(rec)
+        if message is not None:
+            entry = FailedJob(
+                id=message.id,
+                name=message.name,
+                queue=message.queue,
+                payload=message.payload,
+                attempts=message.attempts,
+                error=error,
+                failed_at=now,
+                message=message,
+            )
+        else:
+            entry = FailedJob(
+                id=rec.id,
+                name="",
+                queue=rec.queue,
+                payload=None,
+                attempts=0,
+                error=error,
+                failed_at=now,
+                raw=rec.body.decode("utf-8", "replace"),
+            )
+        self._store.failed.pop(entry.id, None)
+        self._store.failed[entry.id] = entry
+
+    def _next_wake(self, queues: Sequence[str]) -> float | None:
+        times = [self._store.leases[0][0]] if self._store.leases else []
+        for queue in queues:
+            delayed = self._store.delayed.get(queue)
+            if delayed:
+                times.append(delayed[0][0])
+        return min(times) if times else None
+
+    # -- the hot path -------------------------------------------------------
+
+    def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
+        """Store messages atomically (all validated before any is stored)."""
+        self.check_open()
+        bodies = self.validate(messages)
+        with self._store.condition:
+            now = time.time()
+            ids = [self._insert(m, b, now) for m, b in zip(messages, bodies, strict=True)]
+            self._store.condition.notify_all()
+        return ids
+
+    def reserve(
+        self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` due messages; waits up to ``timeout`` for one."""
+        self.check_open()
+        queues = [validate_queue_name(q) for q in queues]
+        deadline = time.monotonic() + max(0.0, timeout)
+        store = self._store
+        with store.condition:
+            while True:
+                now = time.time()
+                self._expire_leases(now)
+                found: list[Delivery] = []
+                for queue in queues:
+                    self._promote(queue, now)
+                    ready = store.ready.get(queue)
+                    while ready and len(found) < limit:
+                        _, _, _, version, ident = heapq.heappop(ready)
+                        rec = store.records.get(ident)
+                        if rec is None or rec.version != version or rec.state != WAITING:
+                            continue
+                        try:
+                            message = Message.decode(rec.body)
+                        except MalformedMessage as exc:
+                            self._to_failed(rec, None, f"malformed message: {exc}", now)
+                            continue
+                        rec.state = RESERVED
+                        rec.receipt = uuid.uuid4().hex
+                        rec.lease_expires_at = now + lease
+                        heapq.heappush(store.leases, (rec.lease_expires_at, rec.receipt, rec.id))
+                        found.append(Delivery(message, rec.receipt, rec.lease_expires_at, rec.id))
+                    if len(found) >= limit:
+                        break
+                if found or self._closed:
+                    return found
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return found
+                wake = self._next_wake(queues)
+                if wake is not None:
+                    remaining = min(remaining, max(0.0, wake - time.time()) + 0.001)
+                store.condition.wait(remaining)
+
+    def ack(self, delivery: Delivery) -> None:
+        """Finish the message; ignored if not held by this delivery."""
+        with self._store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return
+            del self._store.records[rec.id]
+            self._release_unique(rec)
+            self._store.completed.append((time.time(), rec.queue))
+
+    def retry(self, delivery: Delivery, delay: float, error: str) -> None:
+        """Back on the queue after ``delay`` with ``attempts + 1``."""
+        with self._store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return
+            now = time.time()
+            message = delivery.message.replace(
+                attempts=delivery.message.attempts + 1,
+                last_error=error,
+                available_at=now + max(0.0, delay),
+            )
+            rec.body = message.encode()
+            rec.available_at = message.available_at
+            rec.seq = next(self._store.counter)
+            self._push(rec, now)
+            self._store.condition.notify_all()
+
+    def release(self, delivery: Delivery, delay: float = 0.0) -> None:
+        """Back on the queue unchanged (attempts not counted)."""
+        with self._store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return
+            now = time.time()
+            if delay > 0:
+                rec.available_at = now + delay
+                rec.body = delivery.message.replace(available_at=rec.available_at).encode()
+            self._push(rec, now)
+            self._store.condition.notify_all()
+
+    def extend(self, delivery: Delivery, lease: float) -> bool:
+        """Renew the lease; ``False`` if it was lost."""
+        with self._store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return False
+            rec.lease_expires_at = time.time() + lease
+            heapq.heappush(self._store.leases, (rec.lease_expires_at, rec.receipt, rec.id))
+            return True
+
+    def fail(self, delivery: Delivery, error: str) -> None:
+        """Into the failed store with ``attempts + 1``."""
+        with self._store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return
+            message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
+            self._to_failed(rec, message, error, time.time())
+
+    # -- administration -----------------------------------------------------
+
+    def stats(self, queue: str | None = None) -> QueueStats:
+        """Counts per queue, or over all queues when ``queue`` is ``None``."""
+        if queue is not None:
+            validate_queue_name(queue)
+        with self._store.condition:
+            now = time.time()
+            pending = delayed = reserved = 0
+            for rec in self._store.records.values():
+                if queue is not None and rec.queue != queue:
+                    continue
+                if rec.state == RESERVED and rec.lease_expires_at > now:
+                    reserved += 1
+                elif rec.state == RESERVED or rec.available_at <= now:
+                    pending += 1
+                else:
+                    delayed += 1
+            completed = sum(1 for _, q in self._store.completed if queue is None or q == queue)
+            failed = sum(1 for f in self._store.failed.values() if queue is None or f.queue == queue)
+        return QueueStats(pending, delayed, reserved, completed, failed)
+
+    def queues(self) -> list[str]:
+        """Every queue that ever held a message in this store."""
+        with self._store.condition:
+            return sorted(self._store.known_queues)
+
+    def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
+        """Failed jobs, newest first."""
+        with self._store.condition:
+            entries = [f for f in reversed(self._store.failed.values()) if queue is None or f.queue == queue]
+        return entries[offset : offset + limit]
+
+    def retry_failed(self, failed_id: str) -> bool:
+        """Back on its queue, attempts reset; ``False`` if unknown."""
+        with self._store.condition:
+            entry = self._store.failed.pop(failed_id, None)
+            if entry is None:
+                return False
+            now = time.time()
+            if entry.message is not None:
+                message = replace(entry.message, attempts=0, available_at=now)
+                self._insert(replace(message, unique_key=None), message.encode(), now)
+            else:
+                rec = _Record(
+                    id=entry.id,
+                    queue=entry.queue,
+                    body=(entry.raw or "").encode(),
+                    priority=0,
+                    available_at=now,
+                    seq=next(self._store.counter),
+                )
+                self._store.records[rec.id] = rec
+                self._push(rec, now)
+            self._store.condition.notify_all()
+            return True
+
+    def forget_failed(self, failed_id: str) -> bool:
+        """Delete one failed job."""
+        with self._store.condition:
+            return self._store.failed.pop(failed_id, None) is not None
+
+    def purge(self, queue: str) -> int:
+        """Remove the waiting (pending and delayed) messages of ``queue``."""
+        validate_queue_name(queue)
+        with self._store.condition:
+            doomed = [r for r in self._store.records.values() if r.queue == queue and r.state == WAITING]
+            for rec in doomed:
+                del self._store.records[rec.id]
+                self._release_unique(rec)
+            self._store.ready.pop(queue, None)
+            self._store.delayed.pop(queue, None)
+            return len(doomed)
+
+    def prune(self, older_than: float) -> int:
+        """Remove completed and failed records older than ``older_than`` seconds."""
+        with self._store.condition:
+            cutoff = time.time() - older_than
+            removed = 0
+            kept: deque[tuple[float, str]] = deque()
+            for finished_at, queue in self._store.completed:
+                if finished_at < cutoff:
+                    removed += 1
+                else:
+                    kept.append((finished_at, queue))
+            self._store.completed = kept
+            for ident in [i for i, f in self._store.failed.items() if f.failed_at < cutoff]:
+                del self._store.failed[ident]
+                removed += 1
+            return removed
+
+    def inject_raw(self, queue: str, body: bytes) -> None:
+        """Store ``body`` as-is, as if another producer wrote it."""
+        validate_queue_name(queue)
+        with self._store.condition:
+            now = time.time()
+            rec = _Record(new_id(), queue, bytes(body), 0, now, next(self._store.counter))
+            self._store.records[rec.id] = rec
+            self._store.known_queues.add(queue)
+            self._push(rec, now)
+            self._store.condition.notify_all()
+
+    # -- schedules ----------------------------------------------------------
+
+    def save_schedule(self, record: ScheduleRecord) -> None:
+        """Insert or replace; keeps the stored ``last_tick`` if the new one is ``None``."""
+        with self._store.condition:
+            old = self._store.schedules.get(record.name)
+            if old is not None and record.last_tick is None:
+                record = replace(record, last_tick=old.last_tick)
+            self._store.schedules[record.name] = replace(record, data=dict(record.data))
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """All schedules by name."""
+        with self._store.condition:
+            return [self._store.schedules[n] for n in sorted(self._store.schedules)]
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule."""
+        with self._store.condition:
+            return self._store.schedules.pop(name, None) is not None
+
+    def claim_tick(self, name: str, tick: float) -> bool:
+        """Compare-and-set of ``last_tick``."""
+        with self._store.condition:
+            record = self._store.schedules.get(name)
+            if record is None or (record.last_tick is not None and tick <= record.last_tick):
+                return False
+            self._store.schedules[name] = replace(record, last_tick=tick)
+            return True
+
+    def close(self) -> None:
+        """Wake blocked reservers; the store stays for other drivers sharing it."""
+        super().close()
+        with self._store.condition:
+            self._store.condition.notify_all()

@@ -1,0 +1,160 @@
+"""
+Every error jobs raises: one base class, one module.
+
+Drivers translate native exceptions (database, broker, network) into these
+types at the boundary with ``raise ... from exc``, so callers never need to
+import a driver's dependencies to handle a failure. Errors worth trying again
+have ``retryable = True``.
+"""
+
+from __future__ import annotations
+
+
+class JobsError(Exception):
+    """Base class of every error raised by jobs and its drivers."""
+
+    #: Whether the same operation may succeed if tried again later.
+    retryable: bool = False
+
+
+class ConfigurationError(JobsError):
+    """The configuration (URL, options, names) is not valid."""
+
+
+class InvalidURL(ConfigurationError):
+    """A connection URL could not be understood."""
+
+
+class DriverNotFound(ConfigurationError):
+    """
+    No installed driver answers to the requested URL scheme or name.
+
+    The message lists the drivers that are installed.
+    """
+
+
+class DriverLoadError(JobsError):
+    """
+    A driver plugin failed to import or to register.
+
+    The message names the distribution that provides the plugin, so the other
+    drivers keep working and the user knows what to reinstall.
+    """
+
+
+class UnsupportedOperation(JobsError):
+    """
+    The driver does not support this operation.
+
+    Raised instead of silently doing nothing; the message names the driver
+    and the missing capability.
+    """
+
+    def __init__(self, driver: str, capability: str, detail: str = "") -> None:
+        self.driver = driver
+        self.capability = capability
+        message = f"driver {driver!r} does not support {capability}"
+        if detail:
+            message = f"{message}: {detail}"
+        super().__init__(message)
+
+
+class InvalidName(ConfigurationError):
+    """A queue, job, schedule or table name is not allowed."""
+
+
+class SerializationError(JobsError):
+    """A payload or message could not be serialized to JSON."""
+
+
+class PayloadNotJSON(SerializationError, TypeError):
+    """
+    A payload holds a value JSON cannot represent.
+
+    ``path`` locates the value (``$.items[2].when``) and ``type_name`` is its type.
+    """
+
+    def __init__(self, path: str, type_name: str) -> None:
+        self.path = path
+        self.type_name = type_name
+        super().__init__(
+            f"payload is not JSON: value at {path} is of type {type_name}; "
+            "use str, int, float, bool, None, list or dict with str keys"
+        )
+
+
+class PayloadTooLarge(SerializationError):
+    """An encoded message is larger than the driver accepts."""
+
+    def __init__(self, size: int, limit: int, driver: str) -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(f"message of {size} bytes exceeds the {limit}-byte limit of driver {driver!r}")
+
+
+class MalformedMessage(SerializationError):
+    """A record read from the backend is not a valid jobs message."""
+
+
+class JobNotRegistered(JobsError):
+    """A message names a job that this process has not registered."""
+
+
+class DuplicateJobName(ConfigurationError):
+    """Two different jobs were registered under the same name."""
+
+
+class BackendError(JobsError):
+    """The backend failed an operation (base of connection and lease errors)."""
+
+
+class BackendUnavailable(BackendError):
+    """
+    The backend (database, broker) could not be reached.
+
+    The message names the host, never the password. Retryable.
+    """
+
+    retryable = True
+
+
+class OperationTimedOut(BackendError):
+    """The backend did not answer within the configured time. Retryable."""
+
+    retryable = True
+
+
+class LeaseLost(BackendError):
+    """The worker no longer holds the lease of a delivery."""
+
+
+class DriverClosed(JobsError):
+    """The driver was used after :meth:`Driver.close`."""
+
+
+class JobTimeout(JobsError):
+    """A job ran past its timeout and was stopped."""
+
+
+class ScheduleError(JobsError):
+    """A schedule is not valid (bad cron expression, time zone or interval)."""
+
+
+class Retry(JobsError):
+    """
+    Raise from a job or middleware to retry the job after ``delay`` seconds.
+
+    The attempt counts against the job's retries.
+    """
+
+    def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        self.delay = delay
+        super().__init__(reason)
+
+
+class SkipJob(JobsError):
+    """
+    Raise from middleware (or a job) to finish a job without running it further.
+
+    The message is acknowledged and counted as processed.
+    """

@@ -1,0 +1,394 @@
+"""
+Jobs: the unit of work, its defaults and its per-dispatch overrides.
+
+Subclass :class:`Job` and implement ``handle(self, payload)`` (sync or
+``async def``), or decorate a function with :func:`job`. Class attributes are
+the defaults; the fluent methods override them for one dispatch and return
+the job, so calls chain::
+
+    SendEmail().on_queue("urgent").retries(5).retry_after(60).timeout(120)
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import inspect
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar, TypeVar, overload
+
+from jobs_core.errors import ConfigurationError
+from jobs_core.message import Backoff, Message, RetryPolicy, validate_queue_name
+from jobs_core.serializer import check_json
+
+_UNSET: Any = object()
+
+
+class Job:
+    """
+    Base class of jobs.
+
+    Class-level defaults (override them in a subclass):
+
+    ``job_name``
+        Stable name used in messages; defaults to ``module.QualName``.
+    ``queue``
+        Queue to dispatch to (``"default"``).
+    ``max_retries``
+        Retries after the first failed attempt (``3``).
+    ``retry_delay``, ``backoff``, ``max_retry_delay``, ``jitter``
+        Wait before a retry: ``retry_delay`` seconds, doubled per attempt when
+        ``backoff="exponential"``, capped at ``max_retry_delay``, randomised
+        within its upper half when ``jitter`` is true.
+    ``time_limit``
+        Seconds a run may take before it is stopped (``None``: no limit).
+    ``default_priority``
+        Higher runs first (``0``).
+    """
+
+    job_name: ClassVar[str] = ""
+    queue: ClassVar[str] = "default"
+    max_retries: ClassVar[int] = 3
+    retry_delay: ClassVar[float] = 1.0
+    backoff: ClassVar[Backoff] = "exponential"
+    max_retry_delay: ClassVar[float] = 3600.0
+    jitter: ClassVar[bool] = True
+    time_limit: ClassVar[float | None] = None
+    default_priority: ClassVar[int] = 0
+
+    def __init__(self) -> None:
+        self._overrides: dict[str, Any] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "job_name" not in cls.__dict__:
+            cls.job_name = f"{cls.__module__}.{cls.__qualname__}"
+        for attribute in _FLUENT_METHODS:
+            if attribute in cls.__dict__ and not callable(cls.__dict__[attribute]):
+                raise ConfigurationError(
+                    f"{cls.__qualname__}.{attribute} shadows the fluent method "
+                    f"Job.{attribute}(); use the class default named in the Job docstring"
+                )
+
+    def handle(self, payload: Any) -> Any:
+        """Do the work. Override; may be ``async def``."""
+        raise NotImplementedError(f"{type(self).__qualname__} must implement handle(payload)")
+
+    # -- fluent overrides ---------------------------------------------------
+
+    def on_queue(self, name: str) -> Job:
+        """Dispatch to queue ``name``."""
+        self._overrides["queue"] = validate_queue_name(name)
+        return self
+
+    def retries(self, count: int) -> Job:
+        """Allow ``count`` retries after the first failed attempt."""
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise ConfigurationError(f"retries must be an int >= 0, got {count!r}")
+        self._overrides["max_retries"] = count
+        return self
+
+    def retry_after(self, seconds: float, backoff: Backoff | None = None) -> Job:
+        """Wait ``seconds`` before retrying (optionally setting the backoff)."""
+        self._overrides["retry_delay"] = _non_negative("retry_after", seconds)
+        if backoff is not None:
+            if backoff not in ("fixed", "exponential"):
+                raise ConfigurationError(f"backoff must be 'fixed' or 'exponential', got {backoff!r}")
+            self._overrides["backoff"] = backoff
+        return self
+
+    def timeout(self, seconds: float | None) -> Job:
+        """Stop a run after ``seconds`` (``None``: no limit)."""
+        if seconds is not None:
+            seconds = _non_negative("timeout", seconds)
+            if seconds == 0:
+                raise ConfigurationError("timeout must be > 0 seconds, or None for no limit")
+        self._overrides["time_limit"] = seconds
+        return self
+
+    def delay(self, seconds: float) -> Job:
+        """Make the job available ``seconds`` after dispatch."""
+        self._overrides["delay"] = _non_negative("delay", seconds)
+        return self
+
+    def priority(self, level: int) -> Job:
+        """Run before jobs of lower ``level`` on the same queue."""
+        if not isinstance(level, int) or isinstance(level, bool):
+            raise ConfigurationError(f"priority must be an int, got {level!r}")
+        self._overrides["priority"] = level
+        return self
+
+    def unique(self, key: str, ttl: float | None = None) -> Job:
+        """
+        Drop this dispatch while another job with ``key`` is unfinished
+        (for at most ``ttl`` seconds when given).
+        """
+        if not isinstance(key, str) or not key:
+            raise ConfigurationError(f"unique key must be a non-empty string, got {key!r}")
+        self._overrides["unique_key"] = key
+        self._overrides["unique_ttl"] = None if ttl is None else _non_negative("unique ttl", ttl)
+        return self
+
+    # legacy setters --------------------------------------------------------
+
+    def set_max_retries(self, count: int) -> Job:
+        """Legacy spelling of :meth:`retries`."""
+        return self.retries(count)
+
+    def set_retry_delay(self, seconds: float) -> Job:
+        """Legacy spelling of :meth:`retry_after`."""
+        return self.retry_after(seconds)
+
+    def set_timeout(self, seconds: float | None) -> Job:
+        """Legacy spelling of :meth:`timeout`."""
+        return self.timeout(seconds)
+
+    # -- building messages --------------------------------------------------
+
+    def option(self, key: str) -> Any:
+        """The effective value of one setting: the override, else the class default."""
+        if key in self._overrides:
+            return self._overrides[key]
+        if key in ("delay", "unique_key", "unique_ttl"):
+            return None
+        if key == "priority":
+            return self.default_priority
+        return getattr(type(self), key)
+
+    def to_message(
+        self,
+        payload: Any = None,
+        *,
+        queue: str | None = None,
+        delay: float | None = None,
+        headers: dict[str, str] | None = None,
+        now: float | None = None,
+    ) -> Message:
+        """
+        Build the message for one dispatch of this job.
+
+        Raises :class:`~jobs_core.errors.PayloadNotJSON` for a payload JSON
+        cannot hold, naming the path and type of the offending value.
+        """
+        check_json(payload)
+        now = time.time() if now is None else now
+        wait = delay if delay is not None else self.option("delay")
+        if wait is not None:
+            wait = _non_negative("delay", wait)
+        return Message(
+            name=type(self).job_name,
+            payload=payload,
+            queue=validate_queue_name(queue if queue is not None else self.option("queue")),
+            max_retries=self.option("max_retries"),
+            retry=RetryPolicy(
+                backoff=self.option("backoff"),
+                delay=float(self.option("retry_delay")),
+                max_delay=float(self.option("max_retry_delay")),
+                jitter=bool(self.option("jitter")),
+            ),
+            timeout=self.option("time_limit"),
+            priority=self.option("priority"),
+            available_at=now + (wait or 0.0),
+            created_at=now,
+            unique_key=self.option("unique_key"),
+            unique_ttl=self.option("unique_ttl"),
+            headers=dict(headers or {}),
+        )
+
+    def __copy__(self) -> Job:
+        clone = object.__new__(type(self))
+        clone.__dict__.update(self.__dict__)
+        clone._overrides = dict(self._overrides)
+        return clone
+
+    def __repr__(self) -> str:
+        extra = "".join(f" {k}={v!r}" for k, v in sorted(self._overrides.items()))
+        return f"<{type(self).__qualname__} {type(self).job_name!r}{extra}>"
+
+
+_FLUENT_METHODS = (
+    "on_queue",
+    "retries",
+    "retry_after",
+    "timeout",
+    "delay",
+    "priority",
+    "unique",
+    "set_max_retries",
+    "set_retry_delay",
+    "set_timeout",
+    "handle",
+)
+
+
+def _non_negative(what: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+        raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class FunctionJob(Job):
+    """A job made from a function by :func:`job`; ``handle`` calls the function."""
+
+    function: ClassVar[Callable[[Any], Any]]
+
+    def handle(self, payload: Any) -> Any:
+        """Call the wrapped function with the payload."""
+        return type(self).function(payload)
+
+
+class JobFunction:
+    """
+    What :func:`job` returns: the function, still callable directly, plus
+    the job class and the fluent methods (each starts a fresh job instance).
+    """
+
+    def __init__(self, job_class: type[FunctionJob]) -> None:
+        self.job_class = job_class
+        functools.update_wrapper(self, job_class.function)
+
+    @property
+    def job_name(self) -> str:
+        """The registered name of the job."""
+        return self.job_class.job_name
+
+    @property
+    def is_async(self) -> bool:
+        """Whether the function is ``async def``."""
+        return inspect.iscoroutinefunction(self.job_class.function)
+
+    def __call__(self, payload: Any = None) -> Any:
+        """Call the function directly, in this process."""
+        return self.job_class.function(payload)
+
+    def new(self) -> FunctionJob:
+        """A new job instance with the decorator's defaults."""
+        return self.job_class()
+
+    def on_queue(self, name: str) -> Job:
+        """A new job instance dispatched to ``name``."""
+        return self.new().on_queue(name)
+
+    def retries(self, count: int) -> Job:
+        """A new job instance with ``count`` retries."""
+        return self.new().retries(count)
+
+    def retry_after(self, seconds: float, backoff: Backoff | None = None) -> Job:
+        """A new job instance retrying after ``seconds``."""
+        return self.new().retry_after(seconds, backoff)
+
+    def timeout(self, seconds: float | None) -> Job:
+        """A new job instance with a time limit."""
+        return self.new().timeout(seconds)
+
+    def delay(self, seconds: float) -> Job:
+        """A new job instance delayed by ``seconds``."""
+        return self.new().delay(seconds)
+
+    def priority(self, level: int) -> Job:
+        """A new job instance with priority ``level``."""
+        return self.new().priority(level)
+
+    def unique(self, key: str, ttl: float | None = None) -> Job:
+        """A new job instance with a unique key."""
+        return self.new().unique(key, ttl)
+
+    def __repr__(self) -> str:
+        return f"<job {self.job_name!r}>"
+
+
+@overload
+def job(function: Callable[[Any], Any], /) -> JobFunction: ...
+
+
+@overload
+def job(
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    max_retries: int = 3,
+    retry_delay: float = 1.0,
+    backoff: Backoff = "exponential",
+    max_retry_delay: float = 3600.0,
+    jitter: bool = True,
+    timeout: float | None = None,
+    priority: int = 0,
+) -> Callable[[Callable[[Any], Any] | Callable[[Any], Awaitable[Any]]], JobFunction]: ...
+
+
+def job(
+    function: Callable[[Any], Any] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    queue: str = "default",
+    max_retries: int = 3,
+    retry_delay: float = 1.0,
+    backoff: Backoff = "exponential",
+    max_retry_delay: float = 3600.0,
+    jitter: bool = True,
+    timeout: float | None = None,
+    priority: int = 0,
+) -> Any:
+    """Turn a function taking one payload argument into a job.
+
+    Example::
+
+        @job(queue="emails", max_retries=5)
+        def send_email(payload):
+            ...
+
+        Jobs.dispatch(send_email, {"to": "a@example.com"})
+
+    The function stays callable directly. ``async def`` functions run on the
+    worker's event loop.
+    """
+
+    def decorate(func: Callable[[Any], Any]) -> JobFunction:
+        validate_queue_name(queue)
+        attrs: dict[str, Any] = {
+            "function": staticmethod(func),
+            "job_name": name or f"{func.__module__}.{func.__qualname__}",
+            "queue": queue,
+            "max_retries": max_retries,
+            "retry_delay": retry_delay,
+            "backoff": backoff,
+            "max_retry_delay": max_retry_delay,
+            "jitter": jitter,
+            "time_limit": timeout,
+            "default_priority": priority,
+            "__module__": func.__module__,
+            "__qualname__": func.__qualname__,
+        }
+        if inspect.iscoroutinefunction(func):
+
+            async def handle(self: FunctionJob, payload: Any) -> Any:
+                return await func(payload)
+
+            attrs["handle"] = handle
+        cls = type(func.__name__, (FunctionJob,), attrs)
+        return JobFunction(cls)
+
+    if function is not None:
+        return decorate(function)
+    return decorate
+
+
+JobLike = type[Job] | Job | JobFunction | str
+"""What dispatch accepts: a Job class, a configured instance, a decorated
+function, or a registered job name."""
+
+
+def job_instance(target: type[Job] | Job | JobFunction) -> Job:
+    """A job instance for ``target`` (a copy when it is already an instance)."""
+    if isinstance(target, JobFunction):
+        return target.new()
+    if isinstance(target, Job):
+        return copy.copy(target)
+    if isinstance(target, type) and issubclass(target, Job):
+        return target()
+    raise ConfigurationError(f"not a job: {target!r}")

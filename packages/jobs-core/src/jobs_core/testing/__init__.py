@@ -1,0 +1,1 @@
+"""Tools for testing jobs drivers and applications: the conformance suite and its pytest plugin."""

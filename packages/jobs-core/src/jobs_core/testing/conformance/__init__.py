@@ -1,0 +1,1 @@
+"""The driver conformance suite: ``pytest --pyargs jobs_core.testing.conformance --jobs-driver=URL``."""
