@@ -1,5 +1,4 @@
-"""
-jobs: background jobs for Python on any backend.
+"""jobs: background jobs for Python on any backend.
 
 The public API lives here; drivers plug in through :class:`DriverSpec`.
 """

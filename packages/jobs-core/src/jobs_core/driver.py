@@ -1,5 +1,4 @@
-"""
-The :class:`Driver` base class and the :class:`Capability` flags.
+"""The :class:`Driver` base class and the :class:`Capability` flags.
 
 A driver moves messages in and out of one backend. The hot path (``enqueue``,
 ``reserve``, ``ack``) is plain method calls. Optional operations have a
@@ -39,8 +38,7 @@ from jobs_core.message import (
 
 
 class Capability(str, enum.Enum):
-    """
-    Optional features a driver may declare.
+    """Optional features a driver may declare.
 
     Everything not listed here (enqueue, reserve with leases, ack, retry,
     release, extend, close) is required of every driver.
@@ -77,8 +75,7 @@ class Capability(str, enum.Enum):
 
 
 class Driver(abc.ABC):
-    """
-    Base class of every driver.
+    """Base class of every driver.
 
     Subclasses set ``name`` (the driver's registered name), ``schemes`` (URL
     schemes it answers to, without a ``+dialect`` suffix) and
@@ -104,8 +101,7 @@ class Driver(abc.ABC):
 
     @classmethod
     def from_config(cls, url: str | None = None, options: Mapping[str, Any] | None = None) -> Driver:
-        """
-        Build a driver from a URL and/or the dict form of the configuration.
+        """Build a driver from a URL and/or the dict form of the configuration.
 
         The default calls ``cls(url, **options)``. Override to translate the
         dict form (``brokers=..., group_id=...``) into the driver's settings.
@@ -135,8 +131,7 @@ class Driver(abc.ABC):
             raise DriverClosed(f"driver {self.name!r} is closed")
 
     def validate(self, messages: Sequence[Message]) -> list[bytes]:
-        """
-        Check names and sizes of ``messages`` and return their encodings.
+        """Check names and sizes of ``messages`` and return their encodings.
 
         Drivers call this at the top of ``enqueue`` so that a bad batch is
         refused whole, before anything is written.
@@ -154,8 +149,7 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
-        """
-        Store ``messages``; durable when this returns.
+        """Store ``messages``; durable when this returns.
 
         Returns, for each message in order, its id, or ``None`` if it was
         dropped because its ``unique_key`` is held by an unfinished message.
@@ -168,8 +162,7 @@ class Driver(abc.ABC):
     def reserve(
         self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
     ) -> list[Delivery]:
-        """
-        Lease up to ``limit`` due messages from ``queues`` (served in order).
+        """Lease up to ``limit`` due messages from ``queues`` (served in order).
 
         Waits up to ``timeout`` seconds when nothing is due. Records that
         cannot be decoded are moved to the failed store with the reason (when
@@ -187,8 +180,7 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def retry(self, delivery: Delivery, delay: float, error: str) -> None:
-        """
-        Put the message back after ``delay`` seconds with ``attempts + 1``
+        """Put the message back after ``delay`` seconds with ``attempts + 1``
         and ``last_error = error``.
         """
 
@@ -198,16 +190,14 @@ class Driver(abc.ABC):
 
     @abc.abstractmethod
     def extend(self, delivery: Delivery, lease: float) -> bool:
-        """
-        Renew the lease for ``lease`` more seconds from now.
+        """Renew the lease for ``lease`` more seconds from now.
 
         Returns ``False`` if the lease had already been lost.
         """
 
     @abc.abstractmethod
     def fail(self, delivery: Delivery, error: str) -> None:
-        """
-        Finish the message as failed with ``attempts + 1``: into the failed
+        """Finish the message as failed with ``attempts + 1``: into the failed
         store (with ``error``, which holds the traceback) when the driver has
         one, otherwise dropped.
         """
@@ -227,8 +217,7 @@ class Driver(abc.ABC):
         raise UnsupportedOperation(self.name, Capability.FAILED_STORE.value)
 
     def retry_failed(self, failed_id: str) -> bool:
-        """
-        Put a failed job back on its queue with its attempts reset.
+        """Put a failed job back on its queue with its attempts reset.
 
         Returns ``False`` if no failed job has that id.
         """
@@ -243,8 +232,7 @@ class Driver(abc.ABC):
         raise UnsupportedOperation(self.name, Capability.PURGE.value)
 
     def prune(self, older_than: float) -> int:
-        """
-        Remove completed and failed records finished more than ``older_than``
+        """Remove completed and failed records finished more than ``older_than``
         seconds ago; return how many were removed.
         """
         raise UnsupportedOperation(self.name, Capability.PRUNE.value)
@@ -256,8 +244,7 @@ class Driver(abc.ABC):
     # -- schedules (optional) ------------------------------------------------
 
     def save_schedule(self, record: ScheduleRecord) -> None:
-        """
-        Insert or replace the schedule named ``record.name``.
+        """Insert or replace the schedule named ``record.name``.
 
         Keeps the stored ``last_tick`` if the record's is ``None``.
         """
@@ -272,8 +259,7 @@ class Driver(abc.ABC):
         raise UnsupportedOperation(self.name, Capability.SCHEDULES.value)
 
     def claim_tick(self, name: str, tick: float) -> bool:
-        """
-        Claim the tick due at ``tick`` for schedule ``name``.
+        """Claim the tick due at ``tick`` for schedule ``name``.
 
         Returns ``True`` for exactly one caller per tick, across every process
         sharing the backend: the claim succeeds only if ``tick`` is later than
@@ -285,8 +271,7 @@ class Driver(abc.ABC):
     # -- lifecycle ----------------------------------------------------------
 
     def ping(self) -> None:
-        """
-        Check that the backend answers; raise
+        """Check that the backend answers; raise
         :class:`~jobs_core.errors.BackendUnavailable` if not.
         """
         self.check_open()

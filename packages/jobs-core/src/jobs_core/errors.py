@@ -1,5 +1,4 @@
-"""
-Every error jobs raises: one base class, one module.
+"""Every error jobs raises: one base class, one module.
 
 Drivers translate native exceptions (database, broker, network) into these
 types at the boundary with ``raise ... from exc``, so callers never need to
@@ -26,16 +25,14 @@ class InvalidURL(ConfigurationError):
 
 
 class DriverNotFound(ConfigurationError):
-    """
-    No installed driver answers to the requested URL scheme or name.
+    """No installed driver answers to the requested URL scheme or name.
 
     The message lists the drivers that are installed.
     """
 
 
 class DriverLoadError(JobsError):
-    """
-    A driver plugin failed to import or to register.
+    """A driver plugin failed to import or to register.
 
     The message names the distribution that provides the plugin, so the other
     drivers keep working and the user knows what to reinstall.
@@ -43,8 +40,7 @@ class DriverLoadError(JobsError):
 
 
 class UnsupportedOperation(JobsError):
-    """
-    The driver does not support this operation.
+    """The driver does not support this operation.
 
     Raised instead of silently doing nothing; the message names the driver
     and the missing capability.
@@ -68,8 +64,7 @@ class SerializationError(JobsError):
 
 
 class PayloadNotJSON(SerializationError, TypeError):
-    """
-    A payload holds a value JSON cannot represent.
+    """A payload holds a value JSON cannot represent.
 
     ``path`` locates the value (``$.items[2].when``) and ``type_name`` is its type.
     """
@@ -109,8 +104,7 @@ class BackendError(JobsError):
 
 
 class BackendUnavailable(BackendError):
-    """
-    The backend (database, broker) could not be reached.
+    """The backend (database, broker) could not be reached.
 
     The message names the host, never the password. Retryable.
     """
@@ -141,8 +135,7 @@ class ScheduleError(JobsError):
 
 
 class Retry(JobsError):
-    """
-    Raise from a job or middleware to retry the job after ``delay`` seconds.
+    """Raise from a job or middleware to retry the job after ``delay`` seconds.
 
     The attempt counts against the job's retries.
     """
@@ -153,8 +146,7 @@ class Retry(JobsError):
 
 
 class SkipJob(JobsError):
-    """
-    Raise from middleware (or a job) to finish a job without running it further.
+    """Raise from middleware (or a job) to finish a job without running it further.
 
     The message is acknowledged and counted as processed.
     """

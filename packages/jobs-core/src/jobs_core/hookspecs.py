@@ -1,5 +1,4 @@
-"""
-Hook specifications: how plugins extend jobs.
+"""Hook specifications: how plugins extend jobs.
 
 Plugins are modules or objects whose functions carry the :data:`hookimpl`
 marker and are named after the hooks below. Driver packages are found through
@@ -30,8 +29,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 
 class DriverSpec:
-    """
-    The hooks through which plugins provide drivers and react to jobs.
+    """The hooks through which plugins provide drivers and react to jobs.
 
     Every hook is prefixed ``jobs_``. Event hooks are called in the process
     where the event happens (the dispatcher for ``queued``, the worker for the
@@ -41,8 +39,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_register_drivers(self, register: Callable[[type[Driver]], None]) -> None:
-        """
-        Register the driver classes this plugin provides.
+        """Register the driver classes this plugin provides.
 
         :param register: call ``register(DriverClass)`` once per driver class.
             The class's ``name`` and ``schemes`` say which configurations it
@@ -58,8 +55,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_job_queued(self, message: Message, driver: Driver) -> None:
-        """
-        A message was enqueued (event ``job.queued``).
+        """A message was enqueued (event ``job.queued``).
 
         :param message: the message as stored.
         :param driver: the driver it was stored with.
@@ -72,8 +68,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_job_processing(self, message: Message) -> None:
-        """
-        A worker is about to run a job (event ``job.processing``).
+        """A worker is about to run a job (event ``job.processing``).
 
         Called in the worker before middleware and the job's ``handle``.
 
@@ -82,8 +77,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_job_processed(self, message: Message, result: Any, duration: float) -> None:
-        """
-        A job finished successfully and was acknowledged (event ``job.processed``).
+        """A job finished successfully and was acknowledged (event ``job.processed``).
 
         :param result: what ``handle`` returned.
         :param duration: seconds spent running it.
@@ -93,8 +87,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_job_failed(self, message: Message, error: BaseException, will_retry: bool) -> None:
-        """
-        An attempt failed (event ``job.failed``): it raised or timed out.
+        """An attempt failed (event ``job.failed``): it raised or timed out.
 
         :param error: the exception (a :class:`~jobs_core.errors.JobTimeout`
             for a timeout).
@@ -107,8 +100,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_job_retrying(self, message: Message, delay: float, error: BaseException) -> None:
-        """
-        A failed job was put back to run again after ``delay`` seconds
+        """A failed job was put back to run again after ``delay`` seconds
         (event ``job.retrying``).
 
         .. versionadded:: 0.1
@@ -116,8 +108,7 @@ class DriverSpec:
 
     @hookspec
     def jobs_job_dead(self, message: Message, error: BaseException | str) -> None:
-        """
-        A job used up its attempts, or could not be run at all (unknown
+        """A job used up its attempts, or could not be run at all (unknown
         name, malformed body), and went to the failed store (event ``job.dead``).
 
         .. versionadded:: 0.1
@@ -125,8 +116,7 @@ class DriverSpec:
 
     @hookspec(firstresult=True)
     def jobs_run_job(self, run: JobRun) -> Any:
-        """
-        Run one job; the middleware hook.
+        """Run one job; the middleware hook.
 
         :param run: the :class:`~jobs_core.run.JobRun` (message, job instance,
             payload, attempt). Middleware may change ``run.payload`` before

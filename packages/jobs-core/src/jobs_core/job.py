@@ -1,5 +1,4 @@
-"""
-Jobs: the unit of work, its defaults and its per-dispatch overrides.
+"""Jobs: the unit of work, its defaults and its per-dispatch overrides.
 
 Subclass :class:`Job` and implement ``handle(self, payload)`` (sync or
 ``async def``), or decorate a function with :func:`job`. Class attributes are
@@ -26,8 +25,7 @@ _UNSET: Any = object()
 
 
 class Job:
-    """
-    Base class of jobs.
+    """Base class of jobs.
 
     Class-level defaults (override them in a subclass):
 
@@ -120,8 +118,7 @@ class Job:
         return self
 
     def unique(self, key: str, ttl: float | None = None) -> Job:
-        """
-        Drop this dispatch while another job with ``key`` is unfinished
+        """Drop this dispatch while another job with ``key`` is unfinished
         (for at most ``ttl`` seconds when given).
         """
         if not isinstance(key, str) or not key:
@@ -165,8 +162,7 @@ class Job:
         headers: dict[str, str] | None = None,
         now: float | None = None,
     ) -> Message:
-        """
-        Build the message for one dispatch of this job.
+        """Build the message for one dispatch of this job.
 
         Raises :class:`~jobs_core.errors.PayloadNotJSON` for a payload JSON
         cannot hold, naming the path and type of the offending value.
@@ -242,8 +238,7 @@ class FunctionJob(Job):
 
 
 class JobFunction:
-    """
-    What :func:`job` returns: the function, still callable directly, plus
+    """What :func:`job` returns: the function, still callable directly, plus
     the job class and the fluent methods (each starts a fresh job instance).
     """
 

@@ -1,5 +1,4 @@
-"""
-What travels between a dispatcher, a driver and a worker.
+"""What travels between a dispatcher, a driver and a worker.
 
 :class:`Message` is the job as the backend stores it; :class:`Delivery` is a
 message leased to one worker; :class:`FailedJob` is an entry of the failed
@@ -55,8 +54,7 @@ def new_id() -> str:
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """
-    How long to wait before each retry.
+    """How long to wait before each retry.
 
     ``fixed`` waits ``delay`` seconds every time; ``exponential`` waits
     ``delay * 2 ** (attempt - 1)``, capped at ``max_delay``. With ``jitter``
@@ -102,8 +100,7 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class Message:
-    """
-    One job as stored by a driver.
+    """One job as stored by a driver.
 
     ``attempts`` counts attempts that failed (incremented by ``retry`` and
     ``fail``); the worker gives up once it exceeds ``max_retries``.
@@ -203,8 +200,7 @@ class Message:
 
 @dataclass(frozen=True)
 class Delivery:
-    """
-    A message leased to one worker.
+    """A message leased to one worker.
 
     ``receipt`` identifies this lease: an ack, retry or extend with a receipt
     whose lease has since ended and been given to another worker is ignored.
@@ -229,8 +225,7 @@ class Delivery:
 
 @dataclass(frozen=True)
 class FailedJob:
-    """
-    An entry of the failed store: a job that used up its attempts, or a
+    """An entry of the failed store: a job that used up its attempts, or a
     record the worker could not run (unknown name, malformed body).
     """
 
@@ -259,8 +254,7 @@ class FailedJob:
 
 @dataclass(frozen=True)
 class QueueStats:
-    """
-    Counts for one queue, or for all queues.
+    """Counts for one queue, or for all queues.
 
     ``completed`` is ``None`` when the driver keeps no record of finished jobs.
     """
@@ -290,8 +284,7 @@ class QueueStats:
 
 @dataclass(frozen=True)
 class ScheduleRecord:
-    """
-    A persisted schedule, as drivers store it.
+    """A persisted schedule, as drivers store it.
 
     Drivers treat ``data`` as opaque JSON owned by the scheduler; they index
     ``name`` (unique), ``next_run_at`` and ``paused``, and keep ``last_tick``

@@ -1,5 +1,4 @@
-"""
-Finding and loading driver plugins.
+"""Finding and loading driver plugins.
 
 Plugins are declared in the entry-point group ``jobs.drivers``. The entry
 point's *name* is a URL scheme or driver name the plugin answers to (a plugin
@@ -157,8 +156,7 @@ class DriverRegistry:
         return None
 
     def get(self, scheme_or_name: str) -> type[Driver]:
-        """
-        The driver class for a URL scheme (``postgresql+psycopg``) or a driver name.
+        """The driver class for a URL scheme (``postgresql+psycopg``) or a driver name.
 
         Imports only the plugins whose entry point is named after it; raises
         :class:`DriverNotFound` listing the installed drivers, or

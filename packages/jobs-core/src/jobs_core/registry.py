@@ -1,5 +1,4 @@
-"""
-The registry of jobs a process knows, by stable name.
+"""The registry of jobs a process knows, by stable name.
 
 A worker runs only registered names; it never imports a module named inside a
 message. Jobs are registered explicitly (``app.register(MyJob)``) or by
@@ -26,8 +25,7 @@ class Registry:
         self._lock = threading.Lock()
 
     def register(self, target: type[Job] | JobFunction | Job) -> type[Job]:
-        """
-        Register a Job class, decorated function or job instance; return its class.
+        """Register a Job class, decorated function or job instance; return its class.
 
         Registering the same class twice is harmless; a different class under
         a name already taken raises :class:`DuplicateJobName`.
@@ -47,8 +45,7 @@ class Registry:
         return cls
 
     def register_module(self, module: ModuleType | str) -> list[str]:
-        """
-        Import ``module`` (a module or dotted name) and register the jobs it defines.
+        """Import ``module`` (a module or dotted name) and register the jobs it defines.
 
         Returns the names registered. Import errors are raised as
         :class:`ConfigurationError` naming the module.

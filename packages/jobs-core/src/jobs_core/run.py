@@ -11,8 +11,7 @@ from jobs_core.message import Delivery, Message
 
 @dataclass
 class JobRun:
-    """
-    One attempt at running a job.
+    """One attempt at running a job.
 
     Middleware (the ``jobs_run_job`` hook) may replace ``payload`` before the
     job runs and may use ``state`` to pass data between its own hooks.

@@ -1,5 +1,4 @@
-"""
-JSON encoding of payloads and messages. No pickle, anywhere.
+"""JSON encoding of payloads and messages. No pickle, anywhere.
 
 A payload is refused when it is dispatched, not when a worker reads it: the
 error names the path and type of the first value JSON cannot hold.
@@ -19,8 +18,7 @@ JSONValue = Any
 
 
 def check_json(value: object, path: str = "$") -> None:
-    """
-    Raise :class:`PayloadNotJSON` if ``value`` is not plain JSON data.
+    """Raise :class:`PayloadNotJSON` if ``value`` is not plain JSON data.
 
     Tuples, sets, bytes, datetimes, NaN and non-string dict keys are refused,
     so that what a worker receives is exactly what was dispatched.

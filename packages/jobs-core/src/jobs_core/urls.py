@@ -11,8 +11,7 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9.+-]*)://")
 
 
 def url_scheme(url: str) -> str:
-    """
-    The full scheme of ``url`` (``postgresql+psycopg``), lower-cased.
+    """The full scheme of ``url`` (``postgresql+psycopg``), lower-cased.
 
     Raises :class:`InvalidURL` when there is none.
     """

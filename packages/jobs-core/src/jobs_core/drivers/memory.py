@@ -1,5 +1,4 @@
-"""
-The ``memory`` driver: the reference implementation of the driver contract.
+"""The ``memory`` driver: the reference implementation of the driver contract.
 
 Everything lives in the process, behind one lock, so it is fast, thread-safe
 and gone when the process exits. Use it in tests and for work that may be

@@ -1,5 +1,4 @@
-"""
-The pytest plugin of the conformance suite (entry point ``pytest11``).
+"""The pytest plugin of the conformance suite (entry point ``pytest11``).
 
 Inert unless asked: it only adds an option, an ini setting, a marker and
 fixtures. Point it at a driver with ``--jobs-driver=URL``, the ini setting
