@@ -202,6 +202,15 @@ class Driver(abc.ABC):
         one, otherwise dropped.
         """
 
+    def enqueue_in(self, transaction: Any, messages: Sequence[Message]) -> list[str | None]:
+        """Store ``messages`` inside the caller's open transaction (outbox pattern).
+
+        ``transaction`` is the driver's native transaction object (for the
+        database driver, a SQLAlchemy ``Connection`` or ``Session``). The
+        messages exist if and only if the caller commits it.
+        """
+        raise UnsupportedOperation(self.name, Capability.TRANSACTIONAL_ENQUEUE.value)
+
     # -- administration (optional) ------------------------------------------
 
     def stats(self, queue: str | None = None) -> QueueStats:
