@@ -1,0 +1,117 @@
+"""Every check of the workspace: ``nox`` runs them all, ``nox -s NAME`` one.
+
+Sessions: lint, typecheck, tests, conformance (one per driver and backend),
+packaging, docs, bench (not run by default).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import tempfile
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.reuse_existing_virtualenvs = True
+nox.options.sessions = ["lint", "typecheck", "tests", "conformance", "packaging", "docs"]
+
+ROOT = pathlib.Path(__file__).parent
+PACKAGES = ROOT / "packages"
+EXAMPLE_DRIVER = ROOT / "tests" / "fixtures" / "jobs-example-driver"
+
+CORE = f"{PACKAGES / 'jobs-core'}[testing]"
+DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
+KAFKA = f"{PACKAGES / 'jobs-kafka'}"
+TEST_TOOLS = ["pytest>=8", "pytest-timeout"]
+
+#: Conformance targets: name -> (packages to install, driver URL).
+#: URLs can be overridden with JOBS_CONFORMANCE_<NAME>_URL.
+CONFORMANCE: dict[str, tuple[list[str], str]] = {
+    "memory": ([CORE], "memory://"),
+    "example": ([CORE, str(EXAMPLE_DRIVER)], "example://"),
+}
+
+
+def _editable(*specs: str) -> list[str]:
+    args: list[str] = []
+    for spec in specs:
+        args += ["-e", spec]
+    return args
+
+
+def _available(*specs: str) -> list[str]:
+    """The package specs whose directories exist (drivers arrive over time)."""
+    return [s for s in specs if pathlib.Path(s.split("[", 1)[0]).exists()]
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """Ruff lint and format check."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+    session.run("ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    """mypy --strict over every package."""
+    session.install("mypy", "types-croniter", *TEST_TOOLS)
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.run("mypy")
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    """Unit tests of every package and the cross-package tests."""
+    session.install(*TEST_TOOLS)
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(str(EXAMPLE_DRIVER))
+    paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir()]
+    paths.append(str(ROOT / "tests"))
+    session.run("pytest", *paths, *session.posargs)
+
+
+@nox.session
+@nox.parametrize("target", list(CONFORMANCE))
+def conformance(session: nox.Session, target: str) -> None:
+    """The conformance suite, run as a third party runs it: by URL, outside the repo."""
+    specs, url = CONFORMANCE[target]
+    url = os.environ.get(f"JOBS_CONFORMANCE_{target.upper()}_URL", url)
+    session.install(*TEST_TOOLS)
+    session.install(*_available(*specs))
+    with tempfile.TemporaryDirectory() as scratch, session.chdir(scratch):
+        session.run(
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "--pyargs",
+            "jobs_core.testing.conformance",
+            f"--jobs-driver={url}",
+            *session.posargs,
+        )
+
+
+@nox.session
+def packaging(session: nox.Session) -> None:
+    """Build every package, install jobs-core from its wheel into a fresh venv, check discovery."""
+    session.install("build")
+    dist = ROOT / "dist"
+    for package in sorted(PACKAGES.iterdir()):
+        if (package / "pyproject.toml").exists():
+            session.run("python", "-m", "build", "--outdir", str(dist), str(package))
+    session.run("python", str(ROOT / "tests" / "packaging" / "check_wheels.py"), str(dist))
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Build the documentation, strict (broken links and references fail)."""
+    session.install("mkdocs>=1.6", "mkdocs-material")
+    session.run("mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"))
+
+
+@nox.session(default=False)
+def bench(session: nox.Session) -> None:
+    """Throughput and latency benchmarks; figures go to docs/performance.md."""
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
