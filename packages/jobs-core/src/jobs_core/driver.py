@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import abc
 import enum
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -134,11 +135,23 @@ class Driver(abc.ABC):
         """Check names and sizes of ``messages`` and return their encodings.
 
         Drivers call this at the top of ``enqueue`` so that a bad batch is
-        refused whole, before anything is written.
+        refused whole, before anything is written. A message that asks for a
+        feature the driver does not declare (a future ``available_at``
+        without ``DELAY``, a non-zero ``priority`` without ``PRIORITY``, a
+        ``unique_key`` without ``UNIQUE``) raises
+        :class:`~jobs_core.errors.UnsupportedOperation` rather than having
+        the feature silently ignored.
         """
         encoded = []
+        now = time.time()
         for message in messages:
             validate_queue_name(message.queue)
+            if message.available_at > now:
+                self.require(Capability.DELAY, "a message with a future available_at")
+            if message.priority != 0:
+                self.require(Capability.PRIORITY, "a message with a non-zero priority")
+            if message.unique_key is not None:
+                self.require(Capability.UNIQUE, "a message with a unique_key")
             body = message.encode()
             if len(body) > self.max_message_bytes:
                 raise PayloadTooLarge(len(body), self.max_message_bytes, self.name)

@@ -10,7 +10,7 @@ import json
 import math
 from typing import Any
 
-from jobs_core.errors import MalformedMessage, PayloadNotJSON
+from jobs_core.errors import MalformedMessage, PayloadNotJSON, SerializationError
 
 JSONValue = Any
 """A value made only of ``dict`` (str keys), ``list``, ``str``, ``int``,
@@ -46,8 +46,16 @@ def check_json(value: object, path: str = "$") -> None:
 
 
 def dumps(value: JSONValue) -> str:
-    """Encode checked JSON data compactly (UTF-8 safe, no NaN)."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    """Encode JSON data compactly (UTF-8 safe, no NaN).
+
+    Raises :class:`PayloadNotJSON` naming the path and type of the first value
+    JSON cannot hold.
+    """
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        check_json(value)
+        raise SerializationError(f"cannot encode as JSON: {exc}") from exc
 
 
 def loads(text: str | bytes) -> JSONValue:

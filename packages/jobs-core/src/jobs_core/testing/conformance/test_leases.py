@@ -1,0 +1,154 @@
+"""Leases: exclusive under concurrent workers, expiring into redelivery, extended by heartbeats."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+
+from jobs_core.driver import Capability, Driver
+from jobs_core.message import Delivery
+from jobs_core.testing.conformance._helpers import (
+    DELIVERY_TIMEOUT,
+    assert_nothing,
+    enqueue_one,
+    message,
+    messages,
+    reserve_one,
+    reserve_until,
+    stats_become,
+)
+from jobs_core.testing.plugin import DriverFactory
+
+SHORT_LEASE = 0.5
+
+
+def test_concurrent_reservers_never_share_a_live_lease(
+    jobs_driver_factory: DriverFactory, jobs_queue: str
+) -> None:
+    total, workers = 300, 4
+    jobs_driver_factory().enqueue(messages(jobs_queue, total))
+    drivers = [jobs_driver_factory() for _ in range(workers)]
+    seen: list[list[Delivery]] = [[] for _ in range(workers)]
+    start = threading.Barrier(workers)
+
+    def work(index: int) -> None:
+        driver = drivers[index]
+        start.wait()
+        deadline = time.monotonic() + DELIVERY_TIMEOUT * 3
+        while time.monotonic() < deadline and sum(len(s) for s in seen) < total:
+            seen[index] += driver.reserve([jobs_queue], limit=7, lease=60, timeout=0.2)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(workers)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(DELIVERY_TIMEOUT * 4)
+    counts = Counter(d.id for deliveries in seen for d in deliveries)
+    twice = [ident for ident, n in counts.items() if n > 1]
+    assert not twice, f"{len(twice)} messages were leased to two workers at once"
+    assert len(counts) == total
+
+
+def test_an_expired_lease_makes_the_message_available_again(jobs_driver: Driver, jobs_queue: str) -> None:
+    ident = enqueue_one(jobs_driver, message(jobs_queue, "again"))
+    first = reserve_one(jobs_driver, jobs_queue, lease=SHORT_LEASE)
+    again = reserve_one(jobs_driver, jobs_queue, lease=30)
+    assert again.id == ident
+    assert again.receipt != first.receipt
+    assert again.message.payload == "again"
+    assert again.message.attempts == 0, "a lost lease is not a failed attempt"
+
+
+def test_a_crashed_workers_message_is_redelivered_to_another_worker(
+    jobs_driver_factory: DriverFactory, jobs_queue: str
+) -> None:
+    crashed, survivor = jobs_driver_factory(), jobs_driver_factory()
+    ident = enqueue_one(crashed, message(jobs_queue))
+    reserve_one(crashed, jobs_queue, lease=SHORT_LEASE)
+    crashed.close()
+    assert reserve_one(survivor, jobs_queue).id == ident
+
+
+def test_extend_keeps_the_message_from_being_redelivered(
+    jobs_driver_factory: DriverFactory, jobs_queue: str
+) -> None:
+    worker, other = jobs_driver_factory(), jobs_driver_factory()
+    enqueue_one(worker, message(jobs_queue))
+    delivery = reserve_one(worker, jobs_queue, lease=1.0)
+    assert worker.extend(delivery, 30.0) is True
+    assert_nothing(other, [jobs_queue], wait=1.5)
+    assert worker.extend(delivery, 30.0) is True
+
+
+def test_repeated_heartbeats_hold_a_short_lease(jobs_driver_factory: DriverFactory, jobs_queue: str) -> None:
+    worker, other = jobs_driver_factory(), jobs_driver_factory()
+    enqueue_one(worker, message(jobs_queue))
+    delivery = reserve_one(worker, jobs_queue, lease=1.0)
+    for _ in range(5):
+        time.sleep(0.3)
+        assert worker.extend(delivery, 1.0) is True
+        assert other.reserve([jobs_queue], limit=1, lease=30, timeout=0) == []
+
+
+def test_extend_after_the_lease_was_lost_returns_false(
+    jobs_driver_factory: DriverFactory, jobs_queue: str
+) -> None:
+    slow, fast = jobs_driver_factory(), jobs_driver_factory()
+    enqueue_one(slow, message(jobs_queue))
+    stale = reserve_one(slow, jobs_queue, lease=SHORT_LEASE)
+    fresh = reserve_one(fast, jobs_queue, lease=30)
+    assert slow.extend(stale, 30.0) is False
+    assert fast.extend(fresh, 30.0) is True
+
+
+def test_ack_finishes_the_message(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue))
+    jobs_driver.ack(reserve_one(jobs_driver, jobs_queue, lease=SHORT_LEASE))
+    assert_nothing(jobs_driver, [jobs_queue], wait=SHORT_LEASE * 2)
+
+
+def test_ack_is_idempotent(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue))
+    delivery = reserve_one(jobs_driver, jobs_queue)
+    jobs_driver.ack(delivery)
+    jobs_driver.ack(delivery)
+    jobs_driver.ack_many([delivery])
+    assert_nothing(jobs_driver, [jobs_queue])
+    if jobs_driver.supports(Capability.COMPLETED_COUNT):
+        assert stats_become(jobs_driver, jobs_queue, completed=1).completed == 1
+
+
+def test_ack_many_finishes_every_delivery(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 5))
+    got = reserve_until(jobs_driver, [jobs_queue], 5, lease=SHORT_LEASE)
+    jobs_driver.ack_many(got)
+    assert_nothing(jobs_driver, [jobs_queue], wait=SHORT_LEASE * 2)
+
+
+@pytest.mark.parametrize("operation", ["ack", "retry", "fail", "release"])
+def test_a_stale_receipt_is_ignored(
+    jobs_driver_factory: DriverFactory, jobs_queue: str, operation: str
+) -> None:
+    slow, fast = jobs_driver_factory(), jobs_driver_factory()
+    enqueue_one(slow, message(jobs_queue, "mine"))
+    stale = reserve_one(slow, jobs_queue, lease=SHORT_LEASE)
+    fresh = reserve_one(fast, jobs_queue, lease=30)
+    if operation == "ack":
+        slow.ack(stale)
+    elif operation == "retry":
+        slow.retry(stale, 0.0, "stale retry")
+    elif operation == "fail":
+        slow.fail(stale, "stale failure")
+    else:
+        slow.release(stale)
+    # the live lease is untouched: still held, not handed out again, not failed
+    assert fast.extend(fresh, 30.0) is True
+    assert_nothing(slow, [jobs_queue])
+    if fast.supports(Capability.FAILED_STORE):
+        assert fast.failed(queue=jobs_queue) == []
+    fast.ack(fresh)
+    if fast.supports(Capability.COMPLETED_COUNT):
+        assert stats_become(fast, jobs_queue, completed=1).completed == 1

@@ -1,0 +1,186 @@
+"""Administration: stats for every state, queue listing, purge and prune with real counts."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobs_core.driver import Capability, Driver
+from jobs_core.message import QueueStats
+from jobs_core.testing.conformance._helpers import (
+    assert_nothing,
+    enqueue_one,
+    message,
+    messages,
+    reserve_one,
+    reserve_until,
+    stats_become,
+)
+from jobs_core.testing.plugin import QueueFactory
+
+stats_required = pytest.mark.jobs_requires(Capability.STATS)
+
+
+@stats_required
+def test_stats_of_a_fresh_queue_are_zero(jobs_driver: Driver, jobs_queue: str) -> None:
+    stats = jobs_driver.stats(jobs_queue)
+    assert isinstance(stats, QueueStats)
+    assert (stats.pending, stats.delayed, stats.reserved, stats.failed) == (0, 0, 0, 0)
+    assert stats.completed in (0, None)
+
+
+@stats_required
+def test_stats_count_pending(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 3))
+    stats = stats_become(jobs_driver, jobs_queue, pending=3)
+    assert (stats.pending, stats.delayed, stats.reserved, stats.failed) == (3, 0, 0, 0)
+
+
+@stats_required
+@pytest.mark.jobs_requires(Capability.DELAY)
+def test_stats_count_delayed(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 2, available_at=time.time() + 60))
+    jobs_driver.enqueue(messages(jobs_queue, 1))
+    stats = stats_become(jobs_driver, jobs_queue, delayed=2, pending=1)
+    assert (stats.pending, stats.delayed, stats.reserved) == (1, 2, 0)
+
+
+@stats_required
+def test_stats_count_reserved(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 3))
+    reserve_until(jobs_driver, [jobs_queue], 2, limit=2)
+    stats = stats_become(jobs_driver, jobs_queue, reserved=2, pending=1)
+    assert (stats.pending, stats.reserved) == (1, 2)
+
+
+@stats_required
+def test_stats_count_completed_where_kept(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 2))
+    jobs_driver.ack_many(reserve_until(jobs_driver, [jobs_queue], 2))
+    if jobs_driver.supports(Capability.COMPLETED_COUNT):
+        stats = stats_become(jobs_driver, jobs_queue, completed=2)
+        assert stats.completed == 2
+    else:
+        stats = stats_become(jobs_driver, jobs_queue, pending=0, reserved=0)
+        assert stats.completed is None, "a driver that keeps no completed jobs reports None, not a count"
+    assert (stats.pending, stats.reserved) == (0, 0)
+
+
+@stats_required
+@pytest.mark.jobs_requires(Capability.FAILED_STORE)
+def test_stats_count_failed(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 2))
+    for delivery in reserve_until(jobs_driver, [jobs_queue], 2):
+        jobs_driver.fail(delivery, "no")
+    stats = stats_become(jobs_driver, jobs_queue, failed=2)
+    assert (stats.pending, stats.reserved, stats.failed) == (0, 0, 2)
+
+
+@stats_required
+def test_stats_of_one_queue_ignore_other_queues(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    mine, other = jobs_queue_factory(), jobs_queue_factory()
+    jobs_driver.enqueue(messages(other, 4))
+    jobs_driver.enqueue(messages(mine, 1))
+    assert stats_become(jobs_driver, mine, pending=1).pending == 1
+    assert stats_become(jobs_driver, other, pending=4).pending == 4
+
+
+@stats_required
+def test_stats_without_a_queue_cover_every_queue(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    first, second = jobs_queue_factory(), jobs_queue_factory()
+    before = jobs_driver.stats().pending
+    jobs_driver.enqueue(messages(first, 2) + messages(second, 3))
+    assert stats_become(jobs_driver, None, pending=before + 5).pending == before + 5
+
+
+@stats_required
+def test_queues_lists_a_queue_that_held_messages(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue))
+    assert jobs_queue in jobs_driver.queues()
+
+
+@pytest.mark.jobs_requires(Capability.PURGE)
+def test_purge_removes_waiting_messages_and_counts_them(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 5))
+    assert jobs_driver.purge(jobs_queue) == 5
+    assert_nothing(jobs_driver, [jobs_queue])
+    assert jobs_driver.purge(jobs_queue) == 0
+
+
+@pytest.mark.jobs_requires(Capability.PURGE, Capability.DELAY)
+def test_purge_removes_delayed_messages_too(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 2, available_at=time.time() + 1.0))
+    jobs_driver.enqueue(messages(jobs_queue, 1))
+    assert jobs_driver.purge(jobs_queue) == 3
+    assert_nothing(jobs_driver, [jobs_queue], wait=2.0)
+
+
+@pytest.mark.jobs_requires(Capability.PURGE)
+def test_purge_leaves_reserved_messages_and_other_queues(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    mine, other = jobs_queue_factory(), jobs_queue_factory()
+    jobs_driver.enqueue(messages(mine, 3) + messages(other, 2))
+    held = reserve_one(jobs_driver, mine)
+    assert jobs_driver.purge(mine) == 2
+    assert jobs_driver.extend(held, 30.0) is True
+    jobs_driver.ack(held)
+    assert len(reserve_until(jobs_driver, [other], 2)) == 2
+
+
+def _finish(driver: Driver, queue: str, acked: int, failed: int) -> int:
+    """Ack ``acked`` and fail ``failed`` new messages; return how many records prune should see."""
+    driver.enqueue(messages(queue, acked + failed))
+    got = reserve_until(driver, [queue], acked + failed)
+    assert len(got) == acked + failed
+    driver.ack_many(got[:acked])
+    for delivery in got[acked:]:
+        driver.fail(delivery, "pruned later")
+    kept = 0
+    if driver.supports(Capability.COMPLETED_COUNT):
+        kept += acked
+    if driver.supports(Capability.FAILED_STORE):
+        kept += failed
+    return kept
+
+
+@pytest.mark.jobs_requires(Capability.PRUNE)
+def test_prune_removes_old_records_and_returns_the_real_count(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.prune(0.0)  # the backend may be shared with earlier tests
+    expected = _finish(jobs_driver, jobs_queue, acked=3, failed=2)
+    assert jobs_driver.prune(60.0) == 0, "records younger than the cutoff must stay"
+    time.sleep(0.6)
+    assert jobs_driver.prune(0.3) == expected
+    assert jobs_driver.prune(0.3) == 0
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        assert jobs_driver.failed(queue=jobs_queue) == []
+    if jobs_driver.supports(Capability.STATS):
+        stats = jobs_driver.stats(jobs_queue)
+        assert stats.failed == 0
+        assert stats.completed in (0, None)
+
+
+@pytest.mark.jobs_requires(Capability.PRUNE)
+def test_prune_keeps_records_younger_than_the_cutoff(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.prune(0.0)
+    old = _finish(jobs_driver, jobs_queue, acked=2, failed=1)
+    time.sleep(0.6)
+    young = _finish(jobs_driver, jobs_queue, acked=1, failed=1)
+    assert jobs_driver.prune(0.4) == old
+    assert jobs_driver.prune(0.0) == young
+
+
+@pytest.mark.jobs_requires(Capability.PRUNE)
+def test_prune_leaves_unfinished_messages(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.prune(0.0)
+    jobs_driver.enqueue(messages(jobs_queue, 2))
+    held = reserve_one(jobs_driver, jobs_queue)
+    time.sleep(0.3)
+    assert jobs_driver.prune(0.0) == 0
+    assert jobs_driver.extend(held, 30.0) is True
+    assert len(reserve_until(jobs_driver, [jobs_queue], 1)) == 1

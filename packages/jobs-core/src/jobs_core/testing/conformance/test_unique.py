@@ -1,0 +1,90 @@
+"""Unique keys: a duplicate is dropped while the first is unfinished, and accepted after."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from jobs_core.driver import Capability, Driver
+from jobs_core.testing.conformance._helpers import (
+    assert_nothing,
+    enqueue_one,
+    message,
+    payloads,
+    reserve_one,
+    reserve_until,
+)
+from jobs_core.testing.plugin import DriverFactory
+
+pytestmark = pytest.mark.jobs_requires(Capability.UNIQUE)
+
+
+def test_a_duplicate_is_dropped_while_the_first_is_pending(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    first = message(jobs_queue, "first", unique_key=key)
+    assert jobs_driver.enqueue([first]) == [first.id]
+    assert jobs_driver.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 2, timeout=1.5)) == ["first"]
+
+
+def test_a_duplicate_is_dropped_while_the_first_is_reserved(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key))
+    reserve_one(jobs_driver, jobs_queue)
+    assert jobs_driver.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
+    assert_nothing(jobs_driver, [jobs_queue])
+
+
+def test_a_duplicate_is_dropped_while_the_first_waits_for_a_retry(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key))
+    jobs_driver.retry(reserve_one(jobs_driver, jobs_queue), 0.0, "again")
+    assert jobs_driver.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
+
+
+def test_the_key_is_free_again_after_ack(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key))
+    jobs_driver.ack(reserve_one(jobs_driver, jobs_queue))
+    second = message(jobs_queue, "second", unique_key=key)
+    assert jobs_driver.enqueue([second]) == [second.id]
+    assert reserve_one(jobs_driver, jobs_queue).message.payload == "second"
+
+
+def test_the_key_is_free_again_after_fail(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key))
+    jobs_driver.fail(reserve_one(jobs_driver, jobs_queue), "broken")
+    second = message(jobs_queue, "second", unique_key=key)
+    assert jobs_driver.enqueue([second]) == [second.id]
+
+
+def test_the_key_is_free_again_after_its_ttl(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key, unique_ttl=0.3))
+    time.sleep(0.6)
+    second = message(jobs_queue, "second", unique_key=key)
+    assert jobs_driver.enqueue([second]) == [second.id]
+    assert sorted(payloads(reserve_until(jobs_driver, [jobs_queue], 2))) == ["first", "second"]
+
+
+def test_a_duplicate_within_one_batch_is_dropped(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    first, second = message(jobs_queue, 1, unique_key=key), message(jobs_queue, 2, unique_key=key)
+    plain = message(jobs_queue, 3)
+    assert jobs_driver.enqueue([first, second, plain]) == [first.id, None, plain.id]
+
+
+def test_different_keys_do_not_collide(jobs_driver: Driver, jobs_queue: str) -> None:
+    batch = [message(jobs_queue, n, unique_key=f"{jobs_queue}-{n}") for n in range(3)]
+    assert jobs_driver.enqueue(batch) == [m.id for m in batch]
+
+
+def test_the_key_is_held_across_driver_instances(jobs_driver_factory: DriverFactory, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    one, two = jobs_driver_factory(), jobs_driver_factory()
+    enqueue_one(one, message(jobs_queue, "first", unique_key=key))
+    assert two.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
