@@ -290,6 +290,34 @@ class Driver(abc.ABC):
         """
         raise UnsupportedOperation(self.name, Capability.SCHEDULES.value)
 
+    def advance_schedule(self, name: str, expected: float | None, next_run_at: float | None) -> bool:
+        """Set ``next_run_at`` of schedule ``name`` if it still equals ``expected``.
+
+        A compare-and-set that leaves ``data``, ``paused`` and ``last_tick``
+        alone, so a scheduler moving a schedule on never overwrites a
+        concurrent pause or re-declaration. Returns ``False``, changing
+        nothing, if the schedule does not exist or its ``next_run_at`` is no
+        longer ``expected``.
+
+        The default reads the schedules and saves the changed record, which is
+        not atomic; drivers override it with one conditional update.
+
+        .. versionadded:: 0.1
+        """
+        import dataclasses
+        import time as _time
+
+        for record in self.schedules():
+            if record.name == name:
+                if record.next_run_at != expected:
+                    return False
+                changed = dataclasses.replace(
+                    record, next_run_at=next_run_at, last_tick=None, updated_at=_time.time()
+                )
+                self.save_schedule(changed)
+                return True
+        return False
+
     # -- lifecycle ----------------------------------------------------------
 
     def ping(self) -> None:

@@ -134,6 +134,10 @@ class ScheduleError(JobsError):
     """A schedule is not valid (bad cron expression, time zone or interval)."""
 
 
+class ScheduleNotFound(ScheduleError):
+    """No schedule has the given name."""
+
+
 class Retry(JobsError):
     """Raise from a job or middleware to retry the job after ``delay`` seconds.
 

@@ -477,6 +477,15 @@ class MemoryDriver(Driver):
             self._store.schedules[name] = replace(record, last_tick=tick)
             return True
 
+    def advance_schedule(self, name: str, expected: float | None, next_run_at: float | None) -> bool:
+        """Compare-and-set of ``next_run_at``."""
+        with self._store.condition:
+            record = self._store.schedules.get(name)
+            if record is None or record.next_run_at != expected:
+                return False
+            self._store.schedules[name] = replace(record, next_run_at=next_run_at, updated_at=time.time())
+            return True
+
     def close(self) -> None:
         """Wake blocked reservers; the store stays for other drivers sharing it."""
         super().close()
