@@ -5,13 +5,18 @@ The public API lives here; drivers plug in through :class:`DriverSpec`.
 
 from __future__ import annotations
 
+from jobs_core.app import JobsApp
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import JobsError, Retry, SkipJob, UnsupportedOperation
+from jobs_core.events import JobEvent
+from jobs_core.facade import Jobs
 from jobs_core.hookspecs import DriverSpec, hookimpl
 from jobs_core.job import Job, JobFunction, job
 from jobs_core.message import Delivery, FailedJob, Message, QueueStats, RetryPolicy, ScheduleRecord
+from jobs_core.middleware import LoggingMiddleware
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
+from jobs_core.worker import Worker
 
 __version__ = "0.1.0"
 
@@ -22,9 +27,13 @@ __all__ = [
     "DriverSpec",
     "FailedJob",
     "Job",
+    "JobEvent",
     "JobFunction",
     "JobRun",
+    "Jobs",
+    "JobsApp",
     "JobsError",
+    "LoggingMiddleware",
     "Message",
     "QueueStats",
     "Registry",
@@ -33,6 +42,7 @@ __all__ = [
     "ScheduleRecord",
     "SkipJob",
     "UnsupportedOperation",
+    "Worker",
     "__version__",
     "hookimpl",
     "job",

@@ -10,9 +10,10 @@ entry point matches or every driver is listed.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
@@ -29,6 +30,12 @@ ENTRY_POINT_GROUP = "jobs.drivers"
 log = logging.getLogger("jobs_core.plugins")
 
 
+@functools.lru_cache(maxsize=1)
+def _packages_distributions() -> Mapping[str, list[str]]:
+    """``importlib.metadata.packages_distributions()``, computed once (it scans every distribution)."""
+    return metadata.packages_distributions()
+
+
 def create_plugin_manager() -> pluggy.PluginManager:
     """A new plugin manager with the jobs hook specifications added."""
     manager = pluggy.PluginManager(PROJECT_NAME)
@@ -39,7 +46,7 @@ def create_plugin_manager() -> pluggy.PluginManager:
 def distribution_version(module_name: str) -> str:
     """Version of the installed distribution that contains ``module_name``."""
     top = module_name.split(".", 1)[0]
-    for dist in metadata.packages_distributions().get(top, []):
+    for dist in _packages_distributions().get(top, []):
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:  # pragma: no cover - broken metadata
@@ -200,5 +207,5 @@ class DriverRegistry:
 def distribution_name(module_name: str) -> str:
     """Name of the distribution that installed ``module_name`` (or ``"unknown"``)."""
     top = module_name.split(".", 1)[0]
-    names: Iterable[str] = metadata.packages_distributions().get(top, [])
+    names: Iterable[str] = _packages_distributions().get(top, [])
     return next(iter(names), "unknown")

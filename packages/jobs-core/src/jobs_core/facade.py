@@ -1,0 +1,135 @@
+"""``Jobs``: the facade over one default :class:`~jobs_core.app.JobsApp`.
+
+The methods carry the origin system's names in snake_case::
+
+    from jobs_core import Jobs
+
+    Jobs.configure("sqlite:///jobs.db")
+    Jobs.dispatch(SendEmail, {"to": "a@example.com"})
+    Jobs.work("default", max_jobs=10)
+    Jobs.stats()["completed"]
+
+The default app is created on first use from ``$JOBS_URL`` (else
+``memory://``). Programs that need several backends create
+:class:`~jobs_core.app.JobsApp` objects instead.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from jobs_core.app import JobsApp
+from jobs_core.events import Callback
+from jobs_core.job import Job, JobFunction, JobLike
+from jobs_core.message import FailedJob
+
+_lock = threading.Lock()
+_default: list[JobsApp] = []
+
+
+class Jobs:
+    """Static facade over the default app. Every method is a ``staticmethod``."""
+
+    @staticmethod
+    def app() -> JobsApp:
+        """The default app, created from ``$JOBS_URL`` (else ``memory://``) on first use."""
+        if not _default:
+            with _lock:
+                if not _default:
+                    _default.append(JobsApp())
+        return _default[0]
+
+    @staticmethod
+    def configure(url: str | dict[str, Any] | None = None, /, **options: Any) -> None:
+        """Configure the default app: a URL, the dict form (``driver=..., ...``), or
+        nothing for ``$JOBS_URL`` / ``memory://``.
+
+        Registered jobs and listeners are kept; the previous driver is closed.
+        """
+        with _lock:
+            if not _default:
+                _default.append(JobsApp(url, **options))
+                return
+        _default[0].configure(url, **options)
+
+    @staticmethod
+    def register(target: type[Job] | JobFunction | Job) -> type[Job]:
+        """Register a job class or ``@job`` function with the default app."""
+        return Jobs.app().register(target)
+
+    @staticmethod
+    def dispatch(
+        job: JobLike,
+        payload: Any = None,
+        queue: str | None = None,
+        delay: float | None = None,
+        *,
+        transaction: Any = None,
+    ) -> str | None:
+        """Queue ``job`` with ``payload``; return the job id (``None`` for a unique duplicate).
+
+        ``queue`` and ``delay`` override the job's settings, including the
+        fluent overrides of a job instance.
+        """
+        return Jobs.app().dispatch(job, payload, queue, delay, transaction=transaction)
+
+    @staticmethod
+    def dispatch_later(
+        delay: float, job: JobLike, payload: Any = None, queue: str | None = None
+    ) -> str | None:
+        """Queue ``job`` to run ``delay`` seconds from now; return the job id."""
+        return Jobs.app().dispatch_later(delay, job, payload, queue)
+
+    @staticmethod
+    def dispatch_many(
+        job: JobLike,
+        payloads: Iterable[Any],
+        queue: str | None = None,
+        delay: float | None = None,
+        *,
+        transaction: Any = None,
+    ) -> list[str | None]:
+        """Queue one ``job`` per payload in a single driver call; return the ids."""
+        return Jobs.app().dispatch_many(job, payloads, queue, delay, transaction=transaction)
+
+    @staticmethod
+    def work(queue: str | Sequence[str] = "default", max_jobs: int | None = None) -> int:
+        """Run jobs in this thread until ``max_jobs`` were handled or none is due; return how many."""
+        return Jobs.app().work(queue, max_jobs)
+
+    @staticmethod
+    def stats(queue: str | None = None) -> dict[str, int | None]:
+        """``pending``, ``delayed``, ``reserved``, ``completed`` and ``failed`` counts."""
+        return Jobs.app().stats(queue)
+
+    @staticmethod
+    def failed_jobs(limit: int = 50, offset: int = 0) -> list[FailedJob]:
+        """Failed jobs, newest first (``id``, ``name``, ``queue``, ``payload``,
+        ``attempts``, ``error``, ``failed_at``).
+        """
+        return Jobs.app().failed_jobs(limit, offset)
+
+    @staticmethod
+    def retry(job_id: str) -> bool:
+        """Put a failed job back on its queue; whether it was found."""
+        return Jobs.app().retry(job_id)
+
+    @staticmethod
+    def listen(event: str, callback: Callback) -> None:
+        """Call ``callback(JobEvent)`` on ``event`` (``job.processed``, ...)."""
+        Jobs.app().listen(event, callback)
+
+
+def set_default_app(app: JobsApp | None) -> JobsApp | None:
+    """Replace the app behind :class:`Jobs` (``None``: make a fresh one on next use).
+
+    Returns the previous default app, which is not closed. Meant for tests.
+    """
+    with _lock:
+        previous = _default[0] if _default else None
+        _default.clear()
+        if app is not None:
+            _default.append(app)
+    return previous
