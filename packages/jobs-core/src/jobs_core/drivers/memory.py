@@ -412,6 +412,7 @@ class MemoryDriver(Driver):
         """Remove the waiting (pending and delayed) messages of ``queue``."""
         validate_queue_name(queue)
         with self._store.condition:
+            self._expire_leases(time.time())
             doomed = [r for r in self._store.records.values() if r.queue == queue and r.state == WAITING]
             for rec in doomed:
                 del self._store.records[rec.id]

@@ -184,3 +184,12 @@ def test_prune_leaves_unfinished_messages(jobs_driver: Driver, jobs_queue: str) 
     assert jobs_driver.prune(0.0) == 0
     assert jobs_driver.extend(held, 30.0) is True
     assert len(reserve_until(jobs_driver, [jobs_queue], 1)) == 1
+
+
+@pytest.mark.jobs_requires(Capability.PURGE)
+def test_purge_removes_a_message_whose_lease_ran_out(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue))
+    reserve_one(jobs_driver, jobs_queue, lease=0.2)
+    time.sleep(0.4)
+    assert jobs_driver.purge(jobs_queue) == 1
+    assert_nothing(jobs_driver, [jobs_queue])
