@@ -6,7 +6,6 @@ from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import pytest
-
 from jobs_core import Job, JobsApp, job
 from jobs_core.drivers.memory import MemoryDriver
 from jobs_core.errors import (
@@ -81,7 +80,7 @@ def test_a_decorated_function_and_a_registered_name_can_be_dispatched(app: JobsA
     app.dispatch(Echo.job_name, "by name")
     assert app.stats("fn")["pending"] == 1
     assert app.stats("echo")["pending"] == 1
-    with pytest.raises(JobNotRegistered, match="nope.Missing"):
+    with pytest.raises(JobNotRegistered, match=r"nope\.Missing"):
         app.dispatch("nope.Missing", {})
 
 
@@ -117,7 +116,7 @@ def test_a_unique_duplicate_is_dropped_and_dispatch_returns_none(app: JobsApp) -
 
 
 def test_transactional_dispatch_needs_the_capability(app: JobsApp) -> None:
-    with pytest.raises(UnsupportedOperation, match="memory.*transactional_enqueue"):
+    with pytest.raises(UnsupportedOperation, match=r"memory.*transactional_enqueue"):
         app.dispatch(Echo, 1, transaction=object())
 
 
