@@ -1,0 +1,446 @@
+"""The queue consumer: a background poll loop in the consumer group, and leases.
+
+One thread owns the confluent-kafka ``Consumer``. It polls all the time, so
+heartbeats and rebalances proceed however long a job runs (no
+``max.poll.interval.ms`` eviction), buffers fetched records per partition,
+pauses a partition whose unfinished records reach ``max_in_flight``, and
+commits, per partition, the lowest unfinished offset every
+``commit_interval``. Worker threads take leases from the buffers and finish
+them; the thread never runs jobs.
+
+On revoke, a partition stops handing out records, waits up to
+``rebalance_grace`` seconds for its leased records to finish, commits what
+is finished and is dropped: the deliveries still leased become stale (their
+ack is ignored, ``extend`` returns ``False``), and the new owner runs them
+again from the committed offset. A lease that ends un-acked puts the record
+back at the head of its partition's buffer, for the next ``reserve`` of this
+process.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from jobs_core.errors import BackendUnavailable
+
+from jobs_kafka.partitions import Fetched, Lease, PartitionState
+from jobs_kafka.settings import KafkaSettings
+
+log = logging.getLogger("jobs_kafka.consumer")
+
+Key = tuple[str, int]
+#: What a delivery's ``handle`` holds: topic, partition, offset, assignment generation.
+Handle = tuple[str, int, int, int]
+
+
+class QueueConsumer:
+    """Fetches queue topics in the consumer group and leases their records."""
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self.cond = threading.Condition()
+        self.parts: dict[Key, PartitionState] = {}
+        self._wanted: set[str] = set()
+        self._subscribed: frozenset[str] = frozenset()
+        self._joined: set[str] = set()
+        self._produced: dict[Key, int] = {}
+        self._generation = itertools.count(1)
+        self._receipts = itertools.count(1)
+        self._commit_requests = 0
+        self._commits_done = 0
+        self._stopping = False
+        self._seeks: list[TopicPartition] = []
+        self.error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self._consumer: Any = None
+
+    # -- called by the driver ------------------------------------------------
+
+    def want(self, topics: Iterable[str]) -> None:
+        """Make sure the group subscription covers ``topics`` (starts the poll loop)."""
+        with self.cond:
+            if self.error is not None:
+                raise self.error
+            new = set(topics) - self._wanted
+            if new:
+                self._wanted |= new
+                self.cond.notify_all()
+            if self._thread is None:
+                self._consumer = Consumer(
+                    self.settings.consumer_config(self.settings.group_id, on_commit=self._on_commit)
+                )
+                self._thread = threading.Thread(target=self._run, name="jobs-kafka-consumer", daemon=True)
+                self._thread.start()
+
+    def joined(self, topics: Sequence[str]) -> bool:
+        """Whether the group assigned partitions since ``topics`` were subscribed."""
+        with self.cond:
+            return all(topic in self._joined for topic in topics)
+
+    def caught_up(self, topics: Sequence[str]) -> bool:
+        """Whether every assigned partition of ``topics`` was read up to what this process wrote."""
+        wanted = set(topics)
+        with self.cond:
+            for key, state in self.parts.items():
+                if key[0] in wanted and state.eof_offset <= self._produced.get(key, -1):
+                    return False
+            return True
+
+    def note_produced(self, topic: str, partition: int, offset: int) -> None:
+        """Remember the highest offset this process wrote to a partition."""
+        key = (topic, partition)
+        with self.cond:
+            if offset > self._produced.get(key, -1):
+                self._produced[key] = offset
+
+    def take(self, topics: Sequence[str], limit: int, lease: float) -> list[tuple[Fetched, str, int]]:
+        """Lease up to ``limit`` ready records of ``topics`` (in that order).
+
+        Returns ``(record, receipt, generation)`` triples.
+        """
+        taken: list[tuple[Fetched, str, int]] = []
+        now = time.time()
+        with self.cond:
+            if self.error is not None:
+                raise self.error
+            for topic in topics:
+                states = [s for (t, _), s in self.parts.items() if t == topic and not s.revoking]
+                for state in states:
+                    state.expire(now)
+                progress = True
+                while len(taken) < limit and progress:
+                    progress = False
+                    for state in states:
+                        record = state.pop_ready()
+                        if record is None:
+                            continue
+                        receipt = f"{state.generation}.{next(self._receipts)}"
+                        state.leases[record.offset] = Lease(receipt, now + lease, record)
+                        taken.append((record, receipt, state.generation))
+                        progress = True
+                        if len(taken) >= limit:
+                            break
+                if len(taken) >= limit:
+                    break
+        return taken
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until new records arrive or ``seconds`` pass."""
+        with self.cond:
+            self.cond.wait(seconds)
+
+    def next_expiry(self, topics: Sequence[str]) -> float | None:
+        """When the earliest lease on ``topics`` ends (wall clock)."""
+        wanted = set(topics)
+        with self.cond:
+            times = [s.next_expiry() for (t, _), s in self.parts.items() if t in wanted]
+        return min((t for t in times if t is not None), default=None)
+
+    def _owned(self, handle: Handle, receipt: str) -> tuple[PartitionState, Lease] | None:
+        topic, partition, offset, generation = handle
+        state = self.parts.get((topic, partition))
+        if state is None or state.generation != generation:
+            return None
+        lease = state.leases.get(offset)
+        if lease is None or lease.receipt != receipt:
+            return None
+        return state, lease
+
+    def holds(self, handle: Handle, receipt: str) -> bool:
+        """Whether the lease is still held (not expired, not revoked)."""
+        with self.cond:
+            owned = self._owned(handle, receipt)
+            return owned is not None and owned[1].expires_at > time.time()
+
+    def finish(self, handle: Handle, receipt: str) -> bool:
+        """Mark a leased record done; ``False`` if the lease was lost."""
+        with self.cond:
+            owned = self._owned(handle, receipt)
+            if owned is None:
+                return False
+            state, _ = owned
+            del state.leases[handle[2]]
+            state.finish(handle[2])
+            self.cond.notify_all()
+            return True
+
+    def finish_many(self, items: Sequence[tuple[Handle, str]]) -> None:
+        """Mark several leased records done under one lock."""
+        with self.cond:
+            for handle, receipt in items:
+                owned = self._owned(handle, receipt)
+                if owned is not None:
+                    state, _ = owned
+                    del state.leases[handle[2]]
+                    state.finish(handle[2])
+            self.cond.notify_all()
+
+    def give_back(self, handle: Handle, receipt: str) -> bool:
+        """Put a leased record back at the head of its partition, unrun."""
+        with self.cond:
+            owned = self._owned(handle, receipt)
+            if owned is None:
+                return False
+            state, lease = owned
+            del state.leases[handle[2]]
+            state.push_back(lease.record)
+            self.cond.notify_all()
+            return True
+
+    def extend(self, handle: Handle, receipt: str, seconds: float) -> bool:
+        """Renew a lease; ``False`` if it was lost (expired, revoked or finished)."""
+        with self.cond:
+            owned = self._owned(handle, receipt)
+            if owned is None:
+                return False
+            now = time.time()
+            if owned[1].expires_at <= now:
+                return False
+            owned[1].expires_at = now + seconds
+            return True
+
+    def local_counts(self, topic: str) -> tuple[int, int, int]:
+        """``(ready, leased, finished but not committable)`` records of ``topic`` held here."""
+        ready = leased = done = 0
+        now = time.time()
+        with self.cond:
+            for (t, _), state in self.parts.items():
+                if t != topic:
+                    continue
+                live = sum(1 for lease in state.leases.values() if lease.expires_at > now)
+                ready += state.pending_here() + len(state.leases) - live
+                leased += live
+                done += state.done_uncommitted()
+        return ready, leased, done
+
+    def skip_to(self, targets: dict[Key, int]) -> set[Key]:
+        """Drop the waiting records below ``targets`` on the partitions held here.
+
+        Leased records stay leased. Returns the partitions handled here; the
+        others belong to other members of the group.
+        """
+        handled: set[Key] = set()
+        with self.cond:
+            for key, target in targets.items():
+                state = self.parts.get(key)
+                if state is None or state.revoking:
+                    continue
+                handled.add(key)
+                kept = []
+                while (record := state.pop_ready()) is not None:
+                    if record.offset < target:
+                        state.finish(record.offset)
+                    else:
+                        kept.append(record)
+                for record in kept:
+                    state.push_back(record)
+                if state.next_offset is None or state.next_offset < target:
+                    state.next_offset = target
+                    self._seeks.append(TopicPartition(key[0], key[1], target))
+            self.cond.notify_all()
+        if handled:
+            self.flush_commits(self.settings.timeout)
+        return handled
+
+    def flush_commits(self, timeout: float) -> None:
+        """Commit finished work now (synchronously, by the poll thread)."""
+        with self.cond:
+            if self._thread is None or self.error is not None:
+                return
+            self._commit_requests += 1
+            target = self._commit_requests
+            self.cond.notify_all()
+            deadline = time.monotonic() + timeout
+            while self._commits_done < target and not self._stopping:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return
+                self.cond.wait(remaining)
+
+    def close(self) -> None:
+        """Stop fetching, commit finished work, leave the group. Safe to call twice."""
+        with self.cond:
+            self._stopping = True
+            self.cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(self.settings.timeout + self.settings.rebalance_grace + 5)
+
+    # -- the poll thread -------------------------------------------------------
+
+    def _run(self) -> None:
+        consumer = self._consumer
+        last_commit = time.monotonic()
+        try:
+            while True:
+                with self.cond:
+                    if self._stopping:
+                        break
+                    wanted = frozenset(self._wanted)
+                    commit_now = self._commit_requests > self._commits_done
+                    target = self._commit_requests
+                if wanted != self._subscribed:
+                    with self.cond:
+                        self._joined -= wanted - self._subscribed
+                    consumer.subscribe(
+                        sorted(wanted),
+                        on_assign=self._on_assign,
+                        on_revoke=self._on_revoke,
+                        on_lost=self._on_lost,
+                    )
+                    self._subscribed = wanted
+                with self.cond:
+                    seeks, self._seeks = self._seeks, []
+                for tp in seeks:
+                    try:
+                        consumer.seek(tp)
+                    except KafkaException as exc:
+                        log.debug("seek of %s[%d] skipped: %s", tp.topic, tp.partition, exc)
+                messages = consumer.consume(500, 0.05)
+                if messages:
+                    self._buffer(messages)
+                self._pace(consumer)
+                now = time.monotonic()
+                if commit_now or now - last_commit >= self.settings.commit_interval:
+                    self._commit(consumer, synchronous=commit_now)
+                    last_commit = now
+                    if commit_now:
+                        with self.cond:
+                            self._commits_done = max(self._commits_done, target)
+                            self.cond.notify_all()
+        except BaseException as exc:  # the error is raised again by the next reserve
+            log.exception("the kafka consumer thread stopped")
+            with self.cond:
+                self.error = BackendUnavailable(
+                    f"the kafka consumer for {self.settings.display()} stopped: {exc}"
+                )
+                self.error.__cause__ = exc
+        finally:
+            try:
+                self._commit(consumer, synchronous=True)
+            finally:
+                try:
+                    consumer.close()
+                except (KafkaException, RuntimeError) as exc:
+                    log.warning("closing the kafka consumer: %s", exc)
+                with self.cond:
+                    self.parts.clear()
+                    self._stopping = True
+                    self.cond.notify_all()
+
+    def _buffer(self, messages: list[Any]) -> None:
+        added = False
+        with self.cond:
+            for message in messages:
+                error = message.error()
+                key = (message.topic(), message.partition())
+                if error is not None:
+                    if error.code() == KafkaError._PARTITION_EOF:
+                        state = self.parts.get(key)
+                        if state is not None:
+                            state.eof_offset = message.offset()
+                            added = True
+                    elif error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                        log.warning("kafka consumer error on %s: %s", key, error.str())
+                        if error.fatal():
+                            raise KafkaException(error)
+                    continue
+                state = self.parts.get(key)
+                if state is None or state.revoking:
+                    continue
+                ts = message.timestamp()[1] / 1000.0
+                if state.add(Fetched(key[0], key[1], message.offset(), message.value(), ts)):
+                    added = True
+            if added:
+                self.cond.notify_all()
+
+    def _pace(self, consumer: Any) -> None:
+        """Pause partitions whose window is full, resume those with room, expire leases."""
+        limit = self.settings.max_in_flight
+        pause: list[TopicPartition] = []
+        resume: list[TopicPartition] = []
+        now = time.time()
+        with self.cond:
+            expired = 0
+            for (topic, partition), state in self.parts.items():
+                expired += state.expire(now)
+                if not state.paused and state.in_flight >= limit:
+                    state.paused = True
+                    pause.append(TopicPartition(topic, partition))
+                elif state.paused and state.in_flight < max(1, limit // 2):
+                    state.paused = False
+                    resume.append(TopicPartition(topic, partition))
+            if expired:
+                self.cond.notify_all()
+        if pause:
+            consumer.pause(pause)
+        if resume:
+            consumer.resume(resume)
+
+    def _commit(self, consumer: Any, synchronous: bool, only: Iterable[Key] | None = None) -> None:
+        offsets: list[TopicPartition] = []
+        keys = set(only) if only is not None else None
+        with self.cond:
+            for key, state in self.parts.items():
+                if keys is not None and key not in keys:
+                    continue
+                point = state.commit_point()
+                if point is not None and point != state.committed:
+                    offsets.append(TopicPartition(key[0], key[1], point))
+                    state.committed = point
+        if not offsets:
+            return
+        try:
+            consumer.commit(offsets=offsets, asynchronous=not synchronous)
+        except KafkaException as exc:
+            # A commit refused during a rebalance is retried by the next one, or
+            # the records are redelivered to the partition's next owner.
+            log.warning("kafka commit of %d partitions failed: %s", len(offsets), exc)
+            with self.cond:
+                for tp in offsets:
+                    failed = self.parts.get((tp.topic, tp.partition))
+                    if failed is not None:
+                        failed.committed = None
+
+    def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
+        if error is not None:
+            log.warning("kafka asynchronous commit failed: %s", error)
+
+    def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        with self.cond:
+            for tp in partitions:
+                key = (tp.topic, tp.partition)
+                self.parts[key] = PartitionState(tp.topic, tp.partition, next(self._generation))
+            self._joined |= self._subscribed
+            self.cond.notify_all()
+
+    def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        deadline = time.monotonic() + self.settings.rebalance_grace
+        with self.cond:
+            for key in keys:
+                state = self.parts.get(key)
+                if state is not None:
+                    state.revoking = True
+            while any(key in self.parts and self.parts[key].leases for key in keys):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping:
+                    break
+                self.cond.wait(min(remaining, 0.05))
+        self._commit(consumer, synchronous=True, only=keys)
+        with self.cond:
+            for key in keys:
+                self.parts.pop(key, None)
+            self.cond.notify_all()
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        with self.cond:
+            for tp in partitions:
+                self.parts.pop((tp.topic, tp.partition), None)
+            self.cond.notify_all()

@@ -1,0 +1,183 @@
+"""The control log: schedules, tick claims and purge marks in one ordered topic.
+
+``P__control`` is a compacted topic with a single partition, so every
+process reads the same records in the same order and reaches the same state:
+
+* ``s:<name>`` — a schedule (JSON), or a tombstone when it is removed;
+* ``c:<name>`` — a claim of one tick by one caller;
+* ``p:<queue>`` — a purge mark: delayed jobs of the queue that entered the
+  delay tiers before it are dropped.
+
+Claims need no compare-and-set: a caller writes its claim, then reads the
+log up to its own record. Replaying the log in order, a claim wins when its
+schedule exists and its tick is later than the schedule's last tick (which it
+then becomes), so for each tick exactly one claim wins, and every reader
+agrees which. The winner also rewrites the schedule with its new
+``last_tick``, which is what compaction keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import uuid
+from dataclasses import replace
+from typing import Any
+
+from jobs_core.errors import InvalidName
+from jobs_core.message import ScheduleRecord
+
+from jobs_kafka.logs import LogReader
+from jobs_kafka.producing import Record, Writer
+from jobs_kafka.settings import KafkaSettings
+from jobs_kafka.topics import TopicAdmin, TopicNames
+
+#: Outcomes of recent claims kept for their callers (older ones are forgotten).
+MAX_CLAIM_RESULTS = 10_000
+
+
+def _schedule_to_json(record: ScheduleRecord) -> bytes:
+    return json.dumps(
+        {
+            "name": record.name,
+            "data": dict(record.data),
+            "next_run_at": record.next_run_at,
+            "paused": record.paused,
+            "last_tick": record.last_tick,
+            "updated_at": record.updated_at,
+        }
+    ).encode()
+
+
+def _schedule_from_json(value: bytes) -> ScheduleRecord:
+    data = json.loads(value)
+    return ScheduleRecord(
+        name=str(data["name"]),
+        data=dict(data.get("data") or {}),
+        next_run_at=data.get("next_run_at"),
+        paused=bool(data.get("paused", False)),
+        last_tick=data.get("last_tick"),
+        updated_at=float(data.get("updated_at", 0.0)),
+    )
+
+
+class ControlLog:
+    """Schedules, tick claims and purge marks, shared through one topic."""
+
+    def __init__(self, settings: KafkaSettings, names: TopicNames, admin: TopicAdmin, writer: Writer) -> None:
+        self.topic = names.control
+        self.admin = admin
+        self.writer = writer
+        self.schedules: dict[str, ScheduleRecord] = {}
+        self.claims: dict[int, bool] = {}
+        self.purges: dict[str, float] = {}
+        self.lock = threading.Lock()
+        self.reader = LogReader(settings, self.topic, self._apply)
+        self._last_read = 0.0
+
+    def ensure(self) -> None:
+        """Create the topic if needed."""
+        self.admin.ensure([self.topic], compacted=True, partitions=1)
+
+    def _apply(self, record: Any) -> None:
+        key = (record.key() or b"").decode("utf-8", "replace")
+        kind, _, name = key.partition(":")
+        value = record.value()
+        with self.lock:
+            if kind == "s":
+                old = self.schedules.pop(name, None)
+                if value is None:
+                    return
+                try:
+                    schedule = _schedule_from_json(value)
+                except (ValueError, KeyError, TypeError):
+                    return
+                if schedule.last_tick is None and old is not None:
+                    schedule = replace(schedule, last_tick=old.last_tick)
+                self.schedules[name] = schedule
+            elif kind == "c" and value is not None:
+                try:
+                    tick = float(json.loads(value)["tick"])
+                except (ValueError, KeyError, TypeError):
+                    return
+                current = self.schedules.get(name)
+                won = current is not None and (current.last_tick is None or tick > current.last_tick)
+                if won and current is not None:
+                    self.schedules[name] = replace(current, last_tick=tick)
+                self.claims[record.offset()] = won
+                if len(self.claims) > MAX_CLAIM_RESULTS:
+                    del self.claims[next(iter(self.claims))]
+            elif kind == "p" and value is not None:
+                try:
+                    self.purges[name] = float(json.loads(value)["before"])
+                except (ValueError, KeyError, TypeError):
+                    return
+
+    def refresh(self, until: int | None = None) -> None:
+        """Read the log to its end."""
+        self.ensure()
+        self.reader.catch_up(until)
+        self._last_read = time.monotonic()
+
+    # -- schedules -------------------------------------------------------------
+
+    def save(self, record: ScheduleRecord) -> None:
+        """Insert or replace a schedule."""
+        if not record.name or "\n" in record.name:
+            raise InvalidName(f"invalid schedule name {record.name!r}")
+        self.ensure()
+        self.writer.send([Record(self.topic, _schedule_to_json(record), key=f"s:{record.name}".encode())])
+
+    def all(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        self.refresh()
+        with self.lock:
+            return [self.schedules[name] for name in sorted(self.schedules)]
+
+    def remove(self, name: str) -> bool:
+        """Delete a schedule; ``False`` if there was none."""
+        self.refresh()
+        with self.lock:
+            if name not in self.schedules:
+                return False
+        self.writer.send([Record(self.topic, None, key=f"s:{name}".encode())])
+        return True
+
+    def claim(self, name: str, tick: float) -> bool:
+        """Claim ``tick`` of schedule ``name``: ``True`` for exactly one caller."""
+        self.refresh()
+        with self.lock:
+            schedule = self.schedules.get(name)
+            if schedule is None or (schedule.last_tick is not None and tick <= schedule.last_tick):
+                return False
+        value = json.dumps({"tick": tick, "claimant": uuid.uuid4().hex}).encode()
+        [(_, offset)] = self.writer.send([Record(self.topic, value, key=f"c:{name}".encode())])
+        self.refresh(until=offset)
+        with self.lock:
+            won = self.claims.pop(offset, False)
+            winner = self.schedules.get(name)
+        if won and winner is not None:
+            # Keep the claimed tick in the schedule record, which compaction retains.
+            self.writer.send([Record(self.topic, _schedule_to_json(winner), key=f"s:{name}".encode())])
+        return won
+
+    # -- purge marks -------------------------------------------------------------
+
+    def mark_purge(self, queue: str, before: float) -> None:
+        """Drop delayed jobs of ``queue`` that entered the delay tiers before ``before``."""
+        self.ensure()
+        value = json.dumps({"before": before}).encode()
+        self.writer.send([Record(self.topic, value, key=f"p:{queue}".encode())])
+        self.refresh()
+
+    def purged_before(self, queue: str, max_age: float = 1.0) -> float:
+        """The purge mark of ``queue`` (0 when none), read at most ``max_age`` seconds ago."""
+        if time.monotonic() - self._last_read > max_age:
+            self.refresh()
+        with self.lock:
+            return self.purges.get(queue, 0.0)
+
+    def close(self) -> None:
+        """Close the reader."""
+        self.reader.close()

@@ -1,0 +1,404 @@
+"""The ``kafka`` driver: a job queue on Apache Kafka topics and consumer groups."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from jobs_core import Capability, Driver
+from jobs_core.errors import BackendError, BackendUnavailable, MalformedMessage, OperationTimedOut
+from jobs_core.message import Delivery, FailedJob, Message, QueueStats, ScheduleRecord
+
+from jobs_kafka.consuming import Handle, QueueConsumer
+from jobs_kafka.control import ControlLog
+from jobs_kafka.dead import DeadLetters, Origin
+from jobs_kafka.delays import DELAYED_AT_HEADER, QUEUE_HEADER, DelayForwarder, delayed_record, header
+from jobs_kafka.offsets import probe
+from jobs_kafka.partitions import Fetched
+from jobs_kafka.producing import Record, Writer
+from jobs_kafka.settings import KafkaSettings
+from jobs_kafka.topics import TopicAdmin, TopicNames, check_queue
+
+log = logging.getLogger("jobs_kafka")
+
+
+class KafkaDriver(Driver):
+    """Jobs on Kafka: a topic per queue, consumer groups, per-message acks.
+
+    See the package documentation (``docs/drivers/kafka.md``) for the topic
+    layout, the delivery guarantees and the limits.
+    """
+
+    name: ClassVar[str] = "kafka"
+    schemes: ClassVar[tuple[str, ...]] = ("kafka",)
+    capabilities: ClassVar[frozenset[Capability]] = frozenset(
+        {
+            Capability.DELAY,
+            Capability.FAILED_STORE,
+            Capability.RETRY_FAILED,
+            Capability.STATS,
+            Capability.PURGE,
+            Capability.SCHEDULES,
+            Capability.BLOCKING_RESERVE,
+            Capability.RAW_INJECTION,
+        }
+    )
+
+    def __init__(self, url: str | None = None, **options: Any) -> None:
+        super().__init__(url, **options)
+        self.settings = KafkaSettings.parse(url, options)
+        self.names = TopicNames(self.settings)
+        self.admin = TopicAdmin(self.settings)
+        self.writer = Writer(self.settings)
+        self.consumer = QueueConsumer(self.settings)
+        self.dead = DeadLetters(self.settings, self.names, self.admin, self.writer)
+        self.control = ControlLog(self.settings, self.names, self.admin, self.writer)
+        self.forwarder = DelayForwarder(
+            settings=self.settings,
+            names=self.names,
+            admin=self.admin,
+            writer=self.writer,
+            dead_letter=self._dead_letter_raw,
+            purged_before=self.control.purged_before,
+        )
+        self._close_lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, url: str | None = None, options: Mapping[str, Any] | None = None) -> Driver:
+        """``kafka://host:port?...`` and/or ``brokers=..., group_id=..., config={...}``."""
+        return cls(url, **dict(options or {}))
+
+    def __repr__(self) -> str:
+        return (
+            f"<KafkaDriver brokers={self.settings.bootstrap} group_id={self.settings.group_id!r} "
+            f"topic_prefix={self.settings.topic_prefix!r}>"
+        )
+
+    # -- enqueue ---------------------------------------------------------------
+
+    def _records(self, messages: Sequence[Message], bodies: list[bytes]) -> list[Record]:
+        now = time.time()
+        records = []
+        for message, body in zip(messages, bodies, strict=True):
+            if message.available_at > now:
+                records.append(delayed_record(self.names, message, body, now, now))
+            else:
+                records.append(Record(self.names.queue(message.queue), body))
+        return records
+
+    def _send(self, records: list[Record]) -> None:
+        self.admin.ensure(r.topic for r in records)
+        offsets = self.writer.send(records)
+        for record, (partition, offset) in zip(records, offsets, strict=True):
+            self.consumer.note_produced(record.topic, partition, offset)
+
+    def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
+        """Write the messages to their queue topics (or delay tiers); returns once all are acknowledged."""
+        self.check_open()
+        for message in messages:
+            check_queue(message.queue)
+        bodies = self.validate(messages)
+        self._send(self._records(messages, bodies))
+        return [m.id for m in messages]
+
+    def inject_raw(self, queue: str, body: bytes) -> None:
+        """Write ``body`` as-is to the queue's topic."""
+        self.check_open()
+        check_queue(queue)
+        self._send([Record(self.names.queue(queue), bytes(body))])
+
+    # -- reserve ---------------------------------------------------------------
+
+    def reserve(
+        self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` records of ``queues``.
+
+        The first call for a queue joins the consumer group (up to
+        ``join_timeout``); an empty reserve waits at least
+        ``reserve_min_wait`` unless this process's own writes were already read.
+        """
+        self.check_open()
+        queues = [check_queue(q) for q in queues]
+        topics = [self.names.queue(q) for q in queues]
+        if limit <= 0 or not topics:
+            return []
+        self.admin.ensure(topics)
+        self.consumer.want(topics)
+        self.forwarder.start()
+        started = time.monotonic()
+        deadline = started + max(0.0, timeout)
+        floor = started + max(timeout, self.settings.reserve_min_wait)
+        join_deadline = started + self.settings.join_timeout
+        found: list[Delivery] = []
+        while True:
+            for record, receipt, generation in self.consumer.take(topics, limit - len(found), lease):
+                delivery = self._delivery(record, receipt, generation, lease)
+                if delivery is not None:
+                    found.append(delivery)
+            if found or self._closed:
+                return found
+            now = time.monotonic()
+            if not self.consumer.joined(topics):
+                if now >= join_deadline:
+                    raise OperationTimedOut(
+                        f"kafka consumer group {self.settings.group_id!r} on {self.settings.display()} "
+                        f"assigned no partitions within {self.settings.join_timeout:g} s"
+                    )
+            elif now >= deadline and (now >= floor or self.consumer.caught_up(topics)):
+                return found
+            wait = 0.05
+            expiry = self.consumer.next_expiry(topics)
+            if expiry is not None:
+                wait = min(wait, max(0.0, expiry - time.time()) + 0.001)
+            self.consumer.wait(max(0.001, wait))
+
+    def _delivery(self, record: Fetched, receipt: str, generation: int, lease: float) -> Delivery | None:
+        handle: Handle = (record.topic, record.partition, record.offset, generation)
+        queue = self.names.queue_of(record.topic) or ""
+        try:
+            message = Message.decode(record.value or b"")
+        except MalformedMessage as exc:
+            self._dead_letter_raw(queue, record.value, f"malformed message: {exc}", handle[:3])
+            self.consumer.finish(handle, receipt)
+            return None
+        if message.queue != queue:
+            message = message.replace(queue=queue)
+        return Delivery(message, receipt, time.time() + lease, handle)
+
+    def _dead_letter_raw(self, queue: str, value: bytes | None, reason: str, origin: Origin) -> None:
+        self.dead.write([self.dead.raw_record(queue, value, reason, origin)])
+
+    # -- finishing ---------------------------------------------------------------
+
+    @staticmethod
+    def _handle(delivery: Delivery) -> Handle:
+        handle = delivery.handle
+        if not (isinstance(handle, tuple) and len(handle) == 4):
+            raise BackendError(f"delivery {delivery.id} was not reserved from a kafka driver")
+        return handle
+
+    def ack(self, delivery: Delivery) -> None:
+        """Mark done; its offset is committed once every earlier offset is done."""
+        self.consumer.finish(self._handle(delivery), delivery.receipt)
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Mark several deliveries done under one lock."""
+        self.consumer.finish_many([(self._handle(d), d.receipt) for d in deliveries])
+
+    def _held(self, delivery: Delivery) -> bool:
+        return self.consumer.holds(self._handle(delivery), delivery.receipt)
+
+    def _republish(self, delivery: Delivery, message: Message) -> None:
+        if not self._held(delivery):
+            return
+        self.check_open()
+        self._send(self._records([message], [message.encode()]))
+        self.consumer.finish(self._handle(delivery), delivery.receipt)
+
+    def retry(self, delivery: Delivery, delay: float, error: str) -> None:
+        """Write the message again (attempts + 1, ``last_error``), due after ``delay``."""
+        message = delivery.message.replace(
+            attempts=delivery.message.attempts + 1,
+            last_error=error,
+            available_at=time.time() + max(0.0, delay),
+        )
+        self._republish(delivery, message)
+
+    def release(self, delivery: Delivery, delay: float = 0.0) -> None:
+        """Give the message back unrun: at the head of its partition, or through a delay tier."""
+        if delay <= 0:
+            self.consumer.give_back(self._handle(delivery), delivery.receipt)
+            return
+        self._republish(delivery, delivery.message.replace(available_at=time.time() + delay))
+
+    def extend(self, delivery: Delivery, lease: float) -> bool:
+        """Renew the lease; ``False`` once it expired or the partition was revoked."""
+        return self.consumer.extend(self._handle(delivery), delivery.receipt, lease)
+
+    def fail(self, delivery: Delivery, error: str) -> None:
+        """Write the message (attempts + 1) to the dead-letter topic with its origin, then finish it."""
+        if not self._held(delivery):
+            return
+        self.check_open()
+        handle = self._handle(delivery)
+        message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
+        self.dead.write([self.dead.failed_record(message, error, handle[:3])])
+        self.consumer.finish(handle, delivery.receipt)
+
+    # -- administration ----------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        """Queues with a topic under this prefix."""
+        self.check_open()
+        found = (self.names.queue_of(topic) for topic in self.admin.list_topics())
+        return sorted(q for q in found if q)
+
+    def _lag(self, queue: str) -> tuple[int, list[Any]]:
+        topic = self.names.queue(queue)
+        partitions = self.admin.partitions(topic)
+        if not partitions:
+            return 0, []
+        self.consumer.flush_commits(self.settings.timeout)
+        offsets = probe(self.settings, self.settings.group_id, [(topic, p) for p in partitions])
+        return sum(o.lag for o in offsets), offsets
+
+    def _delayed(self, queue: str | None) -> int:
+        tiers = self.admin.list_topics()
+        keys = [(t, p) for t in self.names.tier_topics.values() for p in tiers.get(t, [])]
+        if not keys:
+            return 0
+        counts: dict[str, int] = {}
+
+        def count(record: Any) -> None:
+            headers = record.headers()
+            name = header(headers, QUEUE_HEADER) or ""
+            delayed_at = float(header(headers, DELAYED_AT_HEADER) or 0.0)
+            if delayed_at >= purges.get(name, 0.0):
+                counts[name] = counts.get(name, 0) + 1
+
+        self.control.refresh()
+        with self.control.lock:
+            purges = dict(self.control.purges)
+        probe(self.settings, self.forwarder.group, keys, scan=count)
+        return sum(counts.values()) if queue is None else counts.get(queue, 0)
+
+    def stats(self, queue: str | None = None) -> QueueStats:
+        """Pending (group lag), delayed (tier backlog), reserved (leases of this process), failed."""
+        self.check_open()
+        if queue is None:
+            total = QueueStats(completed=None)
+            for name in self.queues():
+                total = total + self._queue_stats(name, with_delayed=False)
+            return QueueStats(
+                pending=total.pending,
+                delayed=self._delayed(None),
+                reserved=total.reserved,
+                completed=None,
+                failed=len(self.dead.current()),
+            )
+        check_queue(queue)
+        return self._queue_stats(queue, with_delayed=True)
+
+    def _queue_stats(self, queue: str, with_delayed: bool) -> QueueStats:
+        lag, _ = self._lag(queue)
+        _, leased, done = self.consumer.local_counts(self.names.queue(queue))
+        failed = 0
+        delayed = 0
+        if with_delayed:
+            delayed = self._delayed(queue)
+            failed = sum(1 for f in self.dead.current() if f.queue == queue)
+        return QueueStats(
+            pending=max(0, lag - leased - done),
+            delayed=delayed,
+            reserved=leased,
+            completed=None,
+            failed=failed,
+        )
+
+    def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
+        """Failed jobs from the dead-letter topic, newest first."""
+        self.check_open()
+        entries = [f for f in reversed(self.dead.current()) if queue is None or f.queue == queue]
+        return entries[offset : offset + limit]
+
+    def retry_failed(self, failed_id: str) -> bool:
+        """Write the failed job back to its queue (attempts reset) and remove it from the failed store."""
+        self.check_open()
+        entry = self.dead.get(failed_id)
+        if entry is None:
+            return False
+        if entry.message is not None:
+            message = entry.message.replace(attempts=0, available_at=time.time())
+            self._send([Record(self.names.queue(message.queue), message.encode())])
+        else:
+            check_queue(entry.queue)
+            self._send([Record(self.names.queue(entry.queue), (entry.raw or "").encode())])
+        self.dead.resolve(failed_id)
+        return True
+
+    def forget_failed(self, failed_id: str) -> bool:
+        """Remove one failed job from the store."""
+        self.check_open()
+        if self.dead.get(failed_id) is None:
+            return False
+        self.dead.resolve(failed_id)
+        return True
+
+    def purge(self, queue: str) -> int:
+        """Skip the group past every waiting record of ``queue`` and drop its delayed jobs.
+
+        Moves the group's committed offsets to the high watermarks (records
+        are not deleted; a group that never consumed the topic starts after
+        them too). Returns how many pending and delayed jobs were removed.
+        """
+        self.check_open()
+        check_queue(queue)
+        delayed = self._delayed(queue)
+        self.control.mark_purge(queue, time.time())
+        lag, offsets = self._lag(queue)
+        if not offsets:
+            return delayed
+        _, leased, done = self.consumer.local_counts(self.names.queue(queue))
+        local = self.consumer.skip_to({(o.topic, o.partition): o.high for o in offsets})
+        remote = [o for o in offsets if (o.topic, o.partition) not in local and o.lag > 0]
+        if remote:
+            request = ConsumerGroupTopicPartitions(
+                self.settings.group_id, [TopicPartition(o.topic, o.partition, o.high) for o in remote]
+            )
+            try:
+                futures = self.admin.client.alter_consumer_group_offsets([request])
+                for future in futures.values():
+                    future.result(timeout=self.settings.timeout)
+            except KafkaException as exc:
+                raise BackendUnavailable(
+                    f"kafka brokers {self.settings.display()} refused to move the offsets of group "
+                    f"{self.settings.group_id!r} (a group with active members elsewhere must be "
+                    f"stopped to purge): {exc}"
+                ) from exc
+        return max(0, lag - leased - done) + delayed
+
+    # -- schedules ---------------------------------------------------------------
+
+    def save_schedule(self, record: ScheduleRecord) -> None:
+        """Insert or replace the schedule (a record in the control topic)."""
+        self.check_open()
+        self.control.save(record)
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        self.check_open()
+        return self.control.all()
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule."""
+        self.check_open()
+        return self.control.remove(name)
+
+    def claim_tick(self, name: str, tick: float) -> bool:
+        """Claim a tick: the first claim in the control log wins."""
+        self.check_open()
+        return self.control.claim(name, tick)
+
+    # -- lifecycle ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        """Raise :class:`BackendUnavailable` unless the brokers answer."""
+        self.check_open()
+        self.admin.list_topics()
+
+    def close(self) -> None:
+        """Stop fetching, commit finished work, leave the group, flush writes. Safe twice."""
+        with self._close_lock:
+            if self._closed:
+                return
+            super().close()
+        self.consumer.close()
+        self.forwarder.close()
+        self.dead.close()
+        self.control.close()
+        self.writer.close()

@@ -1,0 +1,84 @@
+"""Reading a single-partition topic to its end, incrementally.
+
+The end is found by fetching, not with a ListOffsets request: after a seek
+to the reader's position, librdkafka fetches again and reports
+``_PARTITION_EOF`` at the high watermark of that fresh fetch response. So a
+read started after a write returns that write. This is standard Kafka
+behaviour and does not depend on ``OFFSET_END`` lookups.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, TopicPartition
+from jobs_core.errors import BackendUnavailable, OperationTimedOut
+
+from jobs_kafka.settings import KafkaSettings
+
+Apply = Callable[[Any], None]
+
+
+class LogReader:
+    """Applies every record of partition 0 of ``topic``, in order, once."""
+
+    def __init__(self, settings: KafkaSettings, topic: str, apply: Apply) -> None:
+        self.settings = settings
+        self.topic = topic
+        self.apply = apply
+        self.position = -1
+        self.lock = threading.RLock()
+        self._consumer: Any = None
+
+    def catch_up(self, until: int | None = None) -> None:
+        """Read to the current end of the log (and at least past offset ``until``)."""
+        with self.lock:
+            consumer = self._consumer
+            start = self.position if self.position >= 0 else OFFSET_BEGINNING
+            if consumer is None:
+                consumer = Consumer(
+                    self.settings.consumer_config(
+                        f"jobs-reader-{uuid.uuid4().hex}",
+                        **{"enable.partition.eof": True, "fetch.wait.max.ms": 100},
+                    )
+                )
+                consumer.assign([TopicPartition(self.topic, 0, start)])
+                self._consumer = consumer
+            else:
+                consumer.seek(TopicPartition(self.topic, 0, start))
+            deadline = time.monotonic() + self.settings.timeout
+            while True:
+                for message in consumer.consume(1000, 0.1):
+                    error = message.error()
+                    if error is not None:
+                        if error.code() == KafkaError._PARTITION_EOF:
+                            if until is None or self.position > until:
+                                return
+                            continue
+                        if error.code() == KafkaError.UNKNOWN_TOPIC_OR_PART:
+                            continue
+                        raise BackendUnavailable(
+                            f"reading kafka topic {self.topic} from {self.settings.display()}: {error.str()}"
+                        )
+                    if message.offset() < self.position:
+                        continue
+                    self.apply(message)
+                    self.position = message.offset() + 1
+                if until is not None and self.position > until:
+                    return
+                if time.monotonic() > deadline:
+                    raise OperationTimedOut(
+                        f"kafka brokers {self.settings.display()} did not serve topic {self.topic} "
+                        f"within {self.settings.timeout:g} s"
+                    )
+
+    def close(self) -> None:
+        """Close the reader's consumer. Safe to call twice."""
+        with self.lock:
+            if self._consumer is not None:
+                self._consumer.close()
+                self._consumer = None

@@ -1,0 +1,1 @@
+"""Helpers for testing against Kafka: a throw-away Tansu broker."""
