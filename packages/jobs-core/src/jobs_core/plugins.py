@@ -93,15 +93,20 @@ class DriverRegistry:
             dist = distribution or distribution_name(cls.__module__)
             self._drivers[cls.name] = DriverInfo(cls.name, tuple(cls.schemes), cls, dist)
 
-    def register_plugin(self, plugin: Any, name: str | None = None) -> None:
-        """Register a plugin object and collect the drivers it provides."""
+    def register_plugin(self, plugin: Any, name: str | None = None, distribution: str = "") -> None:
+        """Register a plugin object and collect the drivers it provides.
+
+        ``distribution`` names the distribution that installed the plugin
+        (found from the module when empty).
+        """
         with self._lock:
             if self.manager.is_registered(plugin):
                 return
             self.manager.register(plugin, name=name)
+            register = functools.partial(self.register_class, distribution=distribution)
             for impl in self.manager.hook.jobs_register_drivers.get_hookimpls():
                 if impl.plugin is plugin:
-                    impl.function(register=self.register_class)
+                    impl.function(register=register)
 
     # -- entry points -------------------------------------------------------
 
@@ -129,7 +134,7 @@ class DriverRegistry:
                 self._failures[key] = error
                 raise error from exc
             try:
-                self.register_plugin(plugin, name=f"{dist}:{key}")
+                self.register_plugin(plugin, name=f"{dist}:{key}", distribution=dist)
             except DriverLoadError:
                 raise
             except Exception as exc:

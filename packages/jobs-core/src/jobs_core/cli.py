@@ -1,0 +1,358 @@
+"""The ``jobs`` command line (also ``python -m jobs_core``).
+
+Commands: ``worker``, ``stats``, ``failed``, ``retry``, ``purge``, ``prune``
+and ``drivers``. Each takes ``--url`` (default: ``$JOBS_URL``); reporting
+commands print tables for people and JSON with ``--json``. A user error (bad
+URL, unknown driver or queue) prints one line to stderr and exits with
+status 2; a backend error exits with status 1.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Callable, Sequence
+from importlib import metadata
+from typing import Any, TypeVar
+
+import click
+
+from jobs_core import __version__
+from jobs_core.app import JobsApp
+from jobs_core.cli_output import emit_json, print_table, short_time
+from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
+from jobs_core.driver import Capability
+from jobs_core.errors import (
+    ConfigurationError,
+    DriverLoadError,
+    JobsError,
+    UnsupportedOperation,
+)
+from jobs_core.plugins import DriverRegistry, distribution_version
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Exit status for usage and configuration errors.
+EXIT_USAGE = 2
+#: Exit status for backend errors.
+EXIT_BACKEND = 1
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"jobs: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exit_code(error: JobsError) -> int:
+    if isinstance(error, (ConfigurationError, DriverLoadError, UnsupportedOperation)):
+        return EXIT_USAGE
+    return EXIT_BACKEND
+
+
+class JobsGroup(click.Group):
+    """A click group that turns :class:`~jobs_core.errors.JobsError` into one line and an exit status."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        """Run the command; report jobs errors without a traceback."""
+        try:
+            return super().invoke(ctx)
+        except JobsError as exc:
+            _fail(_one_line(str(exc)), _exit_code(exc))
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def url_option(function: F) -> F:
+    """``--url`` (default ``$JOBS_URL``, else ``memory://``)."""
+    return click.option(
+        "--url",
+        envvar="JOBS_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="Backend URL, e.g. sqlite:///jobs.db or postgresql://host/db.",
+    )(function)
+
+
+def json_option(function: F) -> F:
+    """``--json``: machine-readable output."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
+
+
+def _app(url: str | None) -> JobsApp:
+    return JobsApp(url, load_plugins=False) if url else JobsApp(load_plugins=False)
+
+
+def _check_queue(app: JobsApp, queue: str) -> None:
+    """Refuse a queue the driver has never seen (when it can list its queues)."""
+    try:
+        known = app.queue.queues()
+    except UnsupportedOperation:
+        return
+    if queue not in known:
+        listed = ", ".join(known) or "none"
+        raise ConfigurationError(f"unknown queue {queue!r}; known queues: {listed}")
+
+
+@click.group(cls=JobsGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, "--version", "-V", prog_name="jobs", message="%(prog)s %(version)s")
+def cli() -> None:
+    """Background jobs for Python: run workers and manage queues."""
+
+
+# -- worker -----------------------------------------------------------------
+
+
+@cli.command()
+@url_option
+@click.option("--queue", "-q", "queues", multiple=True, metavar="NAME", help="Queue to serve (repeatable).")
+@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--import",
+    "-i",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Module whose jobs to register (repeatable).",
+)
+@click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after handling this many jobs.")
+@click.option("--stop-when-empty", is_flag=True, help="Stop when no job is due.")
+@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True)
+@click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
+@click.option("--prefetch", type=click.IntRange(min=0), help="Deliveries held beyond the running ones.")
+@click.option(
+    "--progress",
+    "progress_interval",
+    type=click.FloatRange(min=0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between progress lines on stderr (0: none).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+)
+def worker(**params: Any) -> None:
+    """Run a worker until SIGTERM/SIGINT (graceful), --max-jobs or --stop-when-empty."""
+    options = WorkerOptions.from_params(params)
+    if options.processes > 1:
+        sys.exit(supervise(options))
+    sys.exit(run_worker(options))
+
+
+# -- reporting --------------------------------------------------------------
+
+
+@cli.command()
+@url_option
+@click.option("--queue", "-q", "queues", multiple=True, metavar="NAME", help="Only these queues.")
+@json_option
+def stats(url: str | None, queues: Sequence[str], as_json: bool) -> None:
+    """Counts per queue: pending, delayed, reserved, completed, failed."""
+    app = _app(url)
+    names = list(queues)
+    for name in names:
+        _check_queue(app, name)
+    if not names:
+        try:
+            names = app.queue.queues()
+        except UnsupportedOperation:
+            names = []
+    per_queue = {name: app.stats(name) for name in names}
+    total = app.stats() if not queues else _sum(per_queue.values())
+    if as_json:
+        emit_json({"url": app.config.display_url, "queues": per_queue, "total": total})
+        return
+    keys = ["pending", "delayed", "reserved", "completed", "failed"]
+    rows = [[name, *(_count(counts[k]) for k in keys)] for name, counts in per_queue.items()]
+    rows.append(["(total)", *(_count(total[k]) for k in keys)])
+    print_table(["QUEUE", *(k.upper() for k in keys)], rows, numeric=range(1, 6))
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def _sum(items: Any) -> dict[str, int | None]:
+    total: dict[str, int | None] = {"pending": 0, "delayed": 0, "reserved": 0, "completed": 0, "failed": 0}
+    for counts in items:
+        for key, current in list(total.items()):
+            value = counts.get(key)
+            total[key] = None if value is None or current is None else current + value
+    return total
+
+
+@cli.command()
+@url_option
+@click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--offset", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--queue", "-q", metavar="NAME", help="Only this queue.")
+@json_option
+def failed(url: str | None, limit: int, offset: int, queue: str | None, as_json: bool) -> None:
+    """List failed jobs, newest first."""
+    app = _app(url)
+    if queue is not None:
+        _check_queue(app, queue)
+    entries = app.failed_jobs(limit=limit, offset=offset, queue=queue)
+    if as_json:
+        emit_json([entry.to_dict() for entry in entries])
+        return
+    if not entries:
+        click.echo("no failed jobs")
+        return
+    rows = [
+        [e.id, e.name or "?", e.queue, str(e.attempts), short_time(e.failed_at), _first_line(e.error)]
+        for e in entries
+    ]
+    print_table(["ID", "NAME", "QUEUE", "ATTEMPTS", "FAILED AT", "ERROR"], rows, numeric=[3], wrap_last=True)
+
+
+# -- administration ---------------------------------------------------------
+
+
+@cli.command()
+@url_option
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--all", "retry_all", is_flag=True, help="Retry every failed job.")
+@click.option("--queue", "-q", metavar="NAME", help="With --all: only this queue.")
+@json_option
+def retry(url: str | None, ids: Sequence[str], retry_all: bool, queue: str | None, as_json: bool) -> None:
+    """Put failed jobs back on their queues: by ID, or --all."""
+    if bool(ids) == retry_all:
+        raise click.UsageError("give failed job IDs or --all (not both)")
+    app = _app(url)
+    if retry_all:
+        if queue is not None:
+            _check_queue(app, queue)
+        started = time.monotonic()
+
+        def progress(done: int) -> None:
+            if not as_json:
+                click.echo(f"jobs: retried {done} failed jobs ({time.monotonic() - started:.1f}s)", err=True)
+
+        count = app.queue.retry_all(queue=queue, progress=progress)
+        if as_json:
+            emit_json({"retried": count, "missing": []})
+        else:
+            click.echo(f"retried {count} failed job{'s' if count != 1 else ''}")
+        return
+    missing = [ident for ident in ids if not app.retry(ident)]
+    count = len(ids) - len(missing)
+    if as_json:
+        emit_json({"retried": count, "missing": missing})
+    else:
+        if count:
+            click.echo(f"retried {count} failed job{'s' if count != 1 else ''}")
+        for ident in missing:
+            click.echo(f"jobs: error: no failed job with id {ident!r}", err=True)
+    if missing:
+        sys.exit(EXIT_BACKEND)
+
+
+@cli.command()
+@url_option
+@click.argument("queue", metavar="QUEUE")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@json_option
+def purge(url: str | None, queue: str, yes: bool, as_json: bool) -> None:
+    """Remove the waiting (pending and delayed) jobs of QUEUE."""
+    app = _app(url)
+    _check_queue(app, queue)
+    if not yes:
+        click.confirm(
+            f"Remove every waiting job of queue {queue!r} on {app.config.display_url}?",
+            abort=True,
+            err=True,
+        )
+    count = app.purge(queue)
+    if as_json:
+        emit_json({"queue": queue, "purged": count})
+    else:
+        click.echo(f"purged {count} job{'s' if count != 1 else ''} from queue {queue!r}")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"90"``, ``"90s"``, ``"15m"``, ``"2h"``, ``"7d"`` or ``"1w"``."""
+    match = _DURATION.match(text)
+    if not match:
+        raise click.BadParameter(f"{text!r} is not a duration; use e.g. 30s, 15m, 2h, 7d or 1w")
+    return float(match.group(1)) * _UNITS[match.group(2).lower()]
+
+
+@cli.command()
+@url_option
+@click.option("--older-than", required=True, metavar="DURATION", help="e.g. 7d, 12h, 30m.")
+@json_option
+def prune(url: str | None, older_than: str, as_json: bool) -> None:
+    """Remove completed and failed records older than DURATION."""
+    seconds = parse_duration(older_than)
+    app = _app(url)
+    count = app.prune(seconds)
+    if as_json:
+        emit_json({"pruned": count, "older_than": seconds})
+    else:
+        click.echo(f"pruned {count} record{'s' if count != 1 else ''} older than {older_than}")
+
+
+@cli.command()
+@json_option
+def drivers(as_json: bool) -> None:
+    """List installed drivers: schemes, distribution, version, capabilities."""
+    registry = DriverRegistry()
+    errors = registry.load_all()
+    infos = registry.drivers()
+    records: list[dict[str, Any]] = [
+        {
+            "name": info.name,
+            "schemes": list(info.schemes),
+            "distribution": info.distribution,
+            "version": _version(info.distribution, info.cls.__module__),
+            "capabilities": sorted(c.value for c in info.cls.capabilities if isinstance(c, Capability)),
+        }
+        for info in infos
+    ]
+    problems = [_one_line(str(error)) for error in errors]
+    if as_json:
+        emit_json({"drivers": records, "errors": problems})
+        return
+    rows: list[list[str]] = [
+        [
+            r["name"],
+            ", ".join(f"{s}://" for s in r["schemes"]),
+            r["distribution"],
+            r["version"],
+            ", ".join(r["capabilities"]),
+        ]
+        for r in records
+    ]
+    print_table(["DRIVER", "SCHEMES", "DISTRIBUTION", "VERSION", "CAPABILITIES"], rows, wrap_last=True)
+    for problem in problems:
+        click.echo(f"broken plugin: {problem}", err=True)
+
+
+def _first_line(text: str, limit: int = 100) -> str:
+    line = text.split("\n", 1)[0]
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _version(distribution: str, module: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except (metadata.PackageNotFoundError, ValueError):
+        return distribution_version(module)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``jobs`` console script."""
+    logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cli.main(args=list(argv) if argv is not None else None, prog_name="jobs")

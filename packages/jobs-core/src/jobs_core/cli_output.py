@@ -1,0 +1,67 @@
+"""Output helpers of the ``jobs`` CLI: aligned tables, JSON, times.
+
+Tables use ``rich`` when it is installed and stdout is a terminal, and plain
+aligned text otherwise (pipes, files, no ``rich``).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import sys
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import click
+
+
+def emit_json(value: Any) -> None:
+    """Print ``value`` as indented JSON on stdout."""
+    click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+def short_time(timestamp: float) -> str:
+    """A Unix time as local ``YYYY-MM-DD HH:MM:SS``."""
+    return datetime.datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def print_table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    numeric: Iterable[int] = (),
+    wrap_last: bool = False,
+) -> None:
+    """Print a table: ``numeric`` columns are right-aligned; with ``wrap_last``
+    the last column is not padded (long text runs on).
+    """
+    right = set(numeric)
+    if sys.stdout.isatty() and _print_rich(headers, rows, right):
+        return
+    cells = [list(headers), *[list(row) for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    for row in cells:
+        parts = []
+        for index, cell in enumerate(row):
+            last = index == len(row) - 1
+            if index in right:
+                parts.append(cell.rjust(widths[index]))
+            elif last:
+                parts.append(cell)
+            else:
+                parts.append(cell.ljust(widths[index]))
+        click.echo("  ".join(parts).rstrip())
+
+
+def _print_rich(headers: Sequence[str], rows: Sequence[Sequence[str]], right: set[int]) -> bool:
+    try:
+        from rich.console import Console
+        from rich.table import Table
+    except ImportError:
+        return False
+    table = Table(show_edge=False, box=None, header_style="bold")
+    for index, header in enumerate(headers):
+        table.add_column(header, justify="right" if index in right else "left")
+    for row in rows:
+        table.add_row(*row)
+    Console().print(table)
+    return True

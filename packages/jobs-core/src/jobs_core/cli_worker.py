@@ -1,0 +1,189 @@
+"""``jobs worker``: one worker process, or a supervisor of several.
+
+:func:`run_worker` runs one worker in this process and prints a periodic
+progress line to stderr. :func:`supervise` (``--processes N``) starts N
+worker processes (``python -m jobs_core worker ...``, each a full worker in
+its own session), forwards SIGTERM and SIGINT to them, and exits when all of
+them have, with status 0 only if every one exited 0. The backend URL reaches
+the children through ``JOBS_URL``, never on their command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import types
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import click
+
+from jobs_core.app import JobsApp
+from jobs_core.errors import ConfigurationError
+from jobs_core.worker import Service, Worker
+
+
+@dataclass(frozen=True)
+class WorkerOptions:
+    """The options of ``jobs worker``."""
+
+    url: str | None
+    queues: tuple[str, ...]
+    concurrency: int = 1
+    processes: int = 1
+    imports: tuple[str, ...] = ()
+    max_jobs: int | None = None
+    stop_when_empty: bool = False
+    grace: float = 30.0
+    lease: float = 30.0
+    prefetch: int | None = None
+    progress_interval: float = 10.0
+    log_level: str = "WARNING"
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any]) -> WorkerOptions:
+        """Build from the click parameters of the ``worker`` command (unknown keys ignored)."""
+        fields = cls.__dataclass_fields__
+        values = {k: v for k, v in params.items() if k in fields}
+        values["queues"] = tuple(values.get("queues") or ("default",))
+        values["imports"] = tuple(values.get("imports") or ())
+        return cls(**values)
+
+    def child_args(self) -> list[str]:
+        """Command-line arguments of one child worker (without ``--url``)."""
+        args = ["worker", "--processes", "1", "--concurrency", str(self.concurrency)]
+        for queue in self.queues:
+            args += ["--queue", queue]
+        for module in self.imports:
+            args += ["--import", module]
+        if self.max_jobs is not None:
+            args += ["--max-jobs", str(self.max_jobs)]
+        if self.stop_when_empty:
+            args.append("--stop-when-empty")
+        args += ["--grace", repr(self.grace), "--lease", repr(self.lease)]
+        if self.prefetch is not None:
+            args += ["--prefetch", str(self.prefetch)]
+        args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
+        return args
+
+
+def _say(text: str) -> None:
+    click.echo(f"jobs worker[{os.getpid()}]: {text}", err=True)
+
+
+def _summary(worker: Worker) -> str:
+    stats = worker.stats
+    return (
+        f"processed {stats.processed}, retried {stats.retried}, failed {stats.failed}, "
+        f"released {stats.released}, in flight {stats.in_flight}"
+    )
+
+
+class _Progress:
+    """Prints a one-line summary with the recent rate every ``interval`` seconds."""
+
+    def __init__(self, worker: Worker, interval: float) -> None:
+        self.worker = worker
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="jobs-progress", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        last, last_at = 0, time.monotonic()
+        while not self._stop.wait(self.interval):
+            handled, now = self.worker.stats.handled, time.monotonic()
+            rate = (handled - last) / max(1e-9, now - last_at)
+            last, last_at = handled, now
+            _say(f"{_summary(self.worker)} ({rate:.1f} jobs/s)")
+
+
+def run_worker(
+    options: WorkerOptions,
+    services: Sequence[Service | Callable[[threading.Event], object]] = (),
+    app: JobsApp | None = None,
+) -> int:
+    """Run one worker with ``options`` until it stops; return the exit status (0).
+
+    ``services`` run beside the worker (see :class:`~jobs_core.worker.Service`).
+    Raises :class:`~jobs_core.errors.JobsError` for configuration and
+    backend errors (the CLI prints them as one line).
+    """
+    logging.getLogger("jobs_core").setLevel(options.log_level.upper())
+    app = app or (JobsApp(options.url) if options.url else JobsApp())
+    try:
+        for module in options.imports:
+            app.register_module(module)
+        if not len(app.registry):
+            raise ConfigurationError(
+                "no jobs are registered: pass --import MODULE with the module(s) that define your jobs"
+            )
+        app.driver.ping()
+        worker = app.worker(
+            options.queues,
+            concurrency=options.concurrency,
+            prefetch=options.prefetch,
+            lease=options.lease,
+            grace=options.grace,
+            max_jobs=options.max_jobs,
+            stop_when_empty=options.stop_when_empty,
+            services=services,
+        )
+        _say(
+            f"serving {', '.join(options.queues)} on {app.config.display_url} with "
+            f"{len(app.registry)} jobs, concurrency {options.concurrency}"
+        )
+        progress = _Progress(worker, options.progress_interval)
+        progress.start()
+        started = time.monotonic()
+        try:
+            worker.run()
+        finally:
+            progress.stop()
+        _say(f"stopped after {time.monotonic() - started:.1f}s: {_summary(worker)}")
+    finally:
+        app.close()
+    return 0
+
+
+def supervise(options: WorkerOptions) -> int:
+    """Run ``options.processes`` worker processes; forward signals; return the exit status."""
+    env = dict(os.environ)
+    if options.url:
+        env["JOBS_URL"] = options.url
+    command = [sys.executable, "-m", "jobs_core", *options.child_args()]
+    children = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(options.processes)]
+    _say(f"started {len(children)} worker processes: {', '.join(str(c.pid) for c in children)}")
+
+    def forward(signum: int, frame: types.FrameType | None) -> None:
+        for child in children:
+            if child.poll() is None:
+                try:
+                    child.send_signal(signum)
+                except OSError:
+                    pass
+
+    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    for child, code in zip(children, codes, strict=True):
+        if code != 0:
+            _say(f"worker process {child.pid} exited with status {code}")
+    return next((code for code in codes if code > 0), 1) if any(codes) else 0
