@@ -33,6 +33,7 @@ from jobs_core.middleware import EXECUTION_PLUGIN_NAME, ExecutionPlugin
 from jobs_core.plugins import DriverRegistry, create_plugin_manager
 from jobs_core.queue import Queue
 from jobs_core.registry import Registry
+from jobs_core.scheduler import AppScheduling
 
 if TYPE_CHECKING:
     from jobs_core.worker import Worker
@@ -43,7 +44,7 @@ log = logging.getLogger("jobs_core.app")
 PLUGIN_ENTRY_POINT_GROUP = "jobs.plugins"
 
 
-class JobsApp:
+class JobsApp(AppScheduling):
     """A jobs application: configuration, driver, registry and plugins.
 
     ``url`` and ``options`` are the configuration (see
@@ -55,6 +56,9 @@ class JobsApp:
     ``plugins`` are registered on the app's plugin manager; with
     ``load_plugins`` (the default) the entry points of the group
     ``jobs.plugins`` are loaded as well.
+
+    Scheduling (``schedule_at``, ``schedule_every``, ``schedule_cron``, ...)
+    comes from :class:`~jobs_core.scheduler.AppScheduling`.
     """
 
     def __init__(

@@ -8,6 +8,7 @@ The methods carry the origin system's names in snake_case::
     Jobs.dispatch(SendEmail, {"to": "a@example.com"})
     Jobs.work("default", max_jobs=10)
     Jobs.stats()["completed"]
+    Jobs.schedule_daily(SendReport, time="07:00", timezone="Europe/Berlin")
 
 The default app is created on first use from ``$JOBS_URL`` (else
 ``memory://``). Programs that need several backends create
@@ -16,6 +17,7 @@ The default app is created on first use from ``$JOBS_URL`` (else
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -24,6 +26,8 @@ from jobs_core.app import JobsApp
 from jobs_core.events import Callback
 from jobs_core.job import Job, JobFunction, JobLike
 from jobs_core.message import FailedJob
+from jobs_core.schedule import Missed
+from jobs_core.scheduler import JobTarget, Schedule
 
 _lock = threading.Lock()
 _default: list[JobsApp] = []
@@ -120,6 +124,95 @@ class Jobs:
     def listen(event: str, callback: Callback) -> None:
         """Call ``callback(JobEvent)`` on ``event`` (``job.processed``, ...)."""
         Jobs.app().listen(event, callback)
+
+    @staticmethod
+    def schedule_at(
+        job: JobTarget,
+        when: dt.datetime | float,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Run ``job`` once at ``when`` (an aware datetime or a Unix timestamp); return the schedule name."""
+        return Jobs.app().schedule_at(job, when, payload, name=name, queue=queue)
+
+    @staticmethod
+    def schedule_in(
+        job: JobTarget,
+        delay: float | dt.timedelta,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Run ``job`` once, ``delay`` seconds (or a timedelta) from now; return the schedule name."""
+        return Jobs.app().schedule_in(job, delay, payload, name=name, queue=queue)
+
+    @staticmethod
+    def schedule_every(
+        job: JobTarget,
+        interval: float | dt.timedelta,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        missed: Missed | str = Missed.ONCE,
+    ) -> str:
+        """Run ``job`` every ``interval`` seconds (or a timedelta); return the schedule name."""
+        return Jobs.app().schedule_every(job, interval, payload, name=name, queue=queue, missed=missed)
+
+    @staticmethod
+    def schedule_daily(
+        job: JobTarget,
+        payload: Any = None,
+        queue: str | None = None,
+        time: str | dt.time = "00:00",
+        *,
+        timezone: str | dt.tzinfo | None = None,
+        name: str | None = None,
+        missed: Missed | str = Missed.ONCE,
+    ) -> str:
+        """Run ``job`` every day at ``time`` (``"HH:MM"``) in ``timezone``; return the schedule name."""
+        return Jobs.app().schedule_daily(
+            job, payload, queue, time, timezone=timezone, name=name, missed=missed
+        )
+
+    @staticmethod
+    def schedule_cron(
+        job: JobTarget,
+        expression: str,
+        payload: Any = None,
+        *,
+        timezone: str | dt.tzinfo | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        missed: Missed | str = Missed.ONCE,
+    ) -> str:
+        """Run ``job`` on a five-field cron expression in ``timezone``; return the schedule name."""
+        return Jobs.app().schedule_cron(
+            job, expression, payload, timezone=timezone, name=name, queue=queue, missed=missed
+        )
+
+    @staticmethod
+    def schedules() -> list[Schedule]:
+        """Every stored schedule, by name."""
+        return Jobs.app().schedules()
+
+    @staticmethod
+    def pause_schedule(name: str) -> None:
+        """Stop firing schedule ``name`` until it is resumed."""
+        Jobs.app().pause_schedule(name)
+
+    @staticmethod
+    def resume_schedule(name: str) -> None:
+        """Fire schedule ``name`` again from its next tick."""
+        Jobs.app().resume_schedule(name)
+
+    @staticmethod
+    def remove_schedule(name: str) -> bool:
+        """Delete schedule ``name``; ``False`` if there was none."""
+        return Jobs.app().remove_schedule(name)
 
 
 def set_default_app(app: JobsApp | None) -> JobsApp | None:

@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import ConfigurationError, InvalidName, JobsError, ScheduleError, ScheduleNotFound
@@ -51,6 +51,9 @@ from jobs_core.schedule import (
     timestamp,
 )
 from jobs_core.serializer import check_json
+
+if TYPE_CHECKING:
+    from jobs_core.queue import Queue
 
 log = logging.getLogger("jobs_core.scheduler")
 
@@ -678,3 +681,142 @@ def run_scheduler(
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+
+
+class AppScheduling:
+    """The scheduling methods of :class:`~jobs_core.app.JobsApp`.
+
+    The app's scheduler works on the app's driver and stores each tick's job
+    through the app's :class:`~jobs_core.queue.Queue`, so ``job.queued``
+    fires for scheduled jobs as for dispatched ones. Job classes and
+    functions given here are registered on the app, as dispatch does.
+    """
+
+    if TYPE_CHECKING:
+
+        @property
+        def driver(self) -> Driver:
+            """The app's driver."""
+
+        @property
+        def queue(self) -> Queue:
+            """The app's queue."""
+
+        registry: Registry
+
+    _scheduler: Scheduler | None = None
+
+    @property
+    def scheduler(self) -> Scheduler:
+        """The :class:`Scheduler` of this app (rebuilt when the driver changes)."""
+        scheduler = self._scheduler
+        if scheduler is None or scheduler.driver is not self.driver:
+            scheduler = self._scheduler = Scheduler(
+                self.driver, self._enqueue_scheduled, registry=self.registry
+            )
+        return scheduler
+
+    def _enqueue_scheduled(self, messages: builtins.list[Message]) -> builtins.list[str | None]:
+        return self.queue.enqueue(messages)
+
+    def _schedulable(self, job: JobTarget) -> JobTarget:
+        if not isinstance(job, str):
+            self.registry.register(job)
+        return job
+
+    def schedule_at(
+        self,
+        job: JobTarget,
+        when: dt.datetime | float,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Run ``job`` once at ``when``; see :meth:`Scheduler.schedule_at`."""
+        return self.scheduler.schedule_at(self._schedulable(job), when, payload, name=name, queue=queue)
+
+    def schedule_in(
+        self,
+        job: JobTarget,
+        delay: float | dt.timedelta,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> str:
+        """Run ``job`` once, ``delay`` seconds from now; see :meth:`Scheduler.schedule_in`."""
+        return self.scheduler.schedule_in(self._schedulable(job), delay, payload, name=name, queue=queue)
+
+    def schedule_every(
+        self,
+        job: JobTarget,
+        interval: float | dt.timedelta,
+        payload: Any = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+        missed: Missed | str = Missed.ONCE,
+    ) -> str:
+        """Run ``job`` every ``interval`` seconds; see :meth:`Scheduler.schedule_every`."""
+        return self.scheduler.schedule_every(
+            self._schedulable(job), interval, payload, name=name, queue=queue, missed=missed
+        )
+
+    def schedule_daily(
+        self,
+        job: JobTarget,
+        payload: Any = None,
+        queue: str | None = None,
+        time: str | dt.time = "00:00",
+        *,
+        timezone: str | dt.tzinfo | None = None,
+        name: str | None = None,
+        missed: Missed | str = Missed.ONCE,
+    ) -> str:
+        """Run ``job`` every day at ``time``; see :meth:`Scheduler.schedule_daily`."""
+        return self.scheduler.schedule_daily(
+            self._schedulable(job), payload, queue, time, timezone=timezone, name=name, missed=missed
+        )
+
+    def schedule_cron(
+        self,
+        job: JobTarget,
+        expression: str,
+        payload: Any = None,
+        *,
+        timezone: str | dt.tzinfo | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+        missed: Missed | str = Missed.ONCE,
+    ) -> str:
+        """Run ``job`` on a cron expression; see :meth:`Scheduler.schedule_cron`."""
+        return self.scheduler.schedule_cron(
+            self._schedulable(job),
+            expression,
+            payload,
+            timezone=timezone,
+            name=name,
+            queue=queue,
+            missed=missed,
+        )
+
+    def schedules(self) -> builtins.list[Schedule]:
+        """Every stored schedule, by name."""
+        return self.scheduler.list()
+
+    def pause_schedule(self, name: str) -> None:
+        """Stop firing schedule ``name`` until resumed (:class:`ScheduleNotFound` if unknown)."""
+        self.scheduler.pause(name)
+
+    def resume_schedule(self, name: str) -> None:
+        """Fire schedule ``name`` again from its next tick."""
+        self.scheduler.resume(name)
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete schedule ``name``; ``False`` if there was none."""
+        return self.scheduler.remove(name)
+
+    def run_scheduler(self, stop_event: threading.Event | None = None, poll_interval: float = 1.0) -> None:
+        """Fire this app's schedules in this thread until ``stop_event`` is set."""
+        run_scheduler(self.scheduler, stop_event=stop_event, poll_interval=poll_interval)
