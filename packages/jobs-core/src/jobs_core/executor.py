@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import traceback
+import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -73,8 +74,19 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
         summary = f"{exc.type_name}: {exc}"
         return summary, f"{summary}\n\n{exc.traceback_text}".rstrip()
     summary = f"{_type_name(type(exc))}: {exc}"
-    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    text = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
     return summary, f"{summary}\n\n{text}".rstrip()
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
+    """``tb`` without its leading frames from jobs_core itself (the worker's own calls)."""
+    first = tb
+    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _PACKAGE_DIR:
+        tb = tb.tb_next
+    return tb if tb is not None else first
 
 
 def _type_name(cls: type) -> str:
