@@ -1,10 +1,11 @@
 """The ``jobs`` command line (also ``python -m jobs_core``).
 
-Commands: ``worker``, ``stats``, ``failed``, ``retry``, ``purge``, ``prune``
-and ``drivers``. Each takes ``--url`` (default: ``$JOBS_URL``); reporting
-commands print tables for people and JSON with ``--json``. A user error (bad
-URL, unknown driver or queue) prints one line to stderr and exits with
-status 2; a backend error exits with status 1.
+Commands: ``worker``, ``scheduler``, ``schedules``, ``stats``, ``failed``,
+``retry``, ``purge``, ``prune`` and ``drivers``. Each takes ``--url``
+(default: ``$JOBS_URL``); reporting commands print tables for people and
+JSON with ``--json``. A user error (bad URL, unknown driver or queue)
+prints one line to stderr and exits with status 2; a backend error exits
+with status 1.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import click
 from jobs_core import __version__
 from jobs_core.app import JobsApp
 from jobs_core.cli_output import emit_json, print_table, short_time
+from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.driver import Capability
 from jobs_core.errors import (
@@ -138,12 +140,19 @@ def cli() -> None:
     default="WARNING",
     show_default=True,
 )
+@click.option("--with-scheduler", is_flag=True, help="Also fire the stored schedules (see `jobs scheduler`).")
 def worker(**params: Any) -> None:
     """Run a worker until SIGTERM/SIGINT (graceful), --max-jobs or --stop-when-empty."""
     options = WorkerOptions.from_params(params)
+    if params["with_scheduler"]:
+        sys.exit(worker_with_scheduler(options))
     if options.processes > 1:
         sys.exit(supervise(options))
     sys.exit(run_worker(options))
+
+
+cli.add_command(scheduler)
+cli.add_command(schedules)
 
 
 # -- reporting --------------------------------------------------------------

@@ -1,0 +1,237 @@
+"""``jobs scheduler``, ``jobs schedules`` and ``jobs worker --with-scheduler``.
+
+``jobs scheduler`` fires the stored schedules until SIGTERM or SIGINT; any
+number may run against one backend, since each tick is claimed once.
+``jobs schedules`` lists the schedules (``--json`` for scripts) and pauses,
+resumes or removes one by name. :func:`worker_with_scheduler` runs a worker
+with a scheduler beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import click
+
+from jobs_core.app import JobsApp
+from jobs_core.cli_output import emit_json, print_table, short_time
+from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
+from jobs_core.driver import Capability
+from jobs_core.errors import UnsupportedOperation
+from jobs_core.scheduler import Schedule, SchedulerThread, run_scheduler
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Default seconds between looks at the store for schedules declared elsewhere.
+DEFAULT_POLL_INTERVAL = 1.0
+
+
+def _say(text: str) -> None:
+    click.echo(f"jobs scheduler[{os.getpid()}]: {text}", err=True)
+
+
+def _url_option(function: F) -> F:
+    return click.option(
+        "--url",
+        envvar="JOBS_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="Backend URL, e.g. sqlite:///jobs.db or postgresql://host/db.",
+    )(function)
+
+
+def _json_option(function: F) -> F:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
+
+
+def poll_interval_option(function: F) -> F:
+    """``--poll-interval``: longest sleep between looks at the store."""
+    return click.option(
+        "--poll-interval",
+        type=click.FloatRange(min=0, min_open=True),
+        default=DEFAULT_POLL_INTERVAL,
+        show_default=True,
+        help="Longest wait, in seconds, before looking for schedules declared elsewhere.",
+    )(function)
+
+
+def _app(url: str | None, load_plugins: bool = False) -> JobsApp:
+    """An app for ``url`` whose driver keeps schedules.
+
+    Raises :class:`~jobs_core.errors.UnsupportedOperation` before connecting
+    when the driver does not declare ``schedules``.
+    """
+    app = JobsApp(url, load_plugins=load_plugins) if url else JobsApp(load_plugins=load_plugins)
+    cls = app.config.driver_class(app.drivers)
+    if Capability.SCHEDULES not in cls.capabilities:
+        raise UnsupportedOperation(cls.name, Capability.SCHEDULES.value, "scheduling")
+    return app
+
+
+@click.command()
+@_url_option
+@click.option(
+    "--import",
+    "-i",
+    "imports",
+    multiple=True,
+    metavar="MODULE",
+    help="Module whose jobs to register (repeatable); schedules fire without it.",
+)
+@poll_interval_option
+@click.option(
+    "--log-level",
+    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+    default="WARNING",
+    show_default=True,
+)
+def scheduler(url: str | None, imports: Sequence[str], poll_interval: float, log_level: str) -> None:
+    """Fire the stored schedules until SIGTERM/SIGINT (run as many as you like)."""
+    logging.getLogger("jobs_core").setLevel(log_level.upper())
+    app = _app(url, load_plugins=True)
+    try:
+        for module in imports:
+            app.register_module(module)
+        app.driver.ping()
+        count = len(app.schedules())
+        _say(f"firing {count} schedule{'s' if count != 1 else ''} on {app.config.display_url}")
+        started = time.monotonic()
+        run_scheduler(app.scheduler, poll_interval=poll_interval, handle_signals=True)
+        _say(f"stopped after {time.monotonic() - started:.1f}s")
+    finally:
+        app.close()
+
+
+@click.group(invoke_without_command=True)
+@_url_option
+@_json_option
+@click.pass_context
+def schedules(ctx: click.Context, url: str | None, as_json: bool) -> None:
+    """List the stored schedules, or pause, resume or remove one."""
+    ctx.ensure_object(dict)
+    ctx.obj["url"], ctx.obj["json"] = url, as_json
+    if ctx.invoked_subcommand is None:
+        _list(url, as_json)
+
+
+def _settings(ctx: click.Context, url: str | None, as_json: bool) -> tuple[str | None, bool]:
+    parent = ctx.obj or {}
+    return url or parent.get("url"), as_json or bool(parent.get("json"))
+
+
+@schedules.command("list")
+@_url_option
+@_json_option
+@click.pass_context
+def list_schedules(ctx: click.Context, url: str | None, as_json: bool) -> None:
+    """List the stored schedules (the default)."""
+    _list(*_settings(ctx, url, as_json))
+
+
+def _list(url: str | None, as_json: bool) -> None:
+    app = _app(url)
+    try:
+        found = app.schedules()
+    finally:
+        app.close()
+    if as_json:
+        emit_json([s.to_dict() for s in found])
+        return
+    if not found:
+        click.echo("no schedules")
+        return
+    print_table(
+        ["NAME", "JOB", "WHEN", "QUEUE", "NEXT RUN", "LAST RUN", "MISSED", "STATE"],
+        [_row(s) for s in found],
+    )
+
+
+def _row(schedule: Schedule) -> list[str]:
+    return [
+        schedule.name,
+        schedule.job,
+        schedule.description,
+        schedule.queue,
+        "-" if schedule.next_run_at is None else short_time(schedule.next_run_at),
+        "-" if schedule.last_run_at is None else short_time(schedule.last_run_at),
+        schedule.missed.value,
+        "paused" if schedule.paused else "active",
+    ]
+
+
+def _change(ctx: click.Context, url: str | None, as_json: bool, name: str, action: str) -> None:
+    url, as_json = _settings(ctx, url, as_json)
+    app = _app(url)
+    try:
+        if action == "pause":
+            app.pause_schedule(name)
+            done = True
+        elif action == "resume":
+            app.resume_schedule(name)
+            done = True
+        else:
+            done = app.remove_schedule(name)
+    finally:
+        app.close()
+    if as_json:
+        emit_json({"name": name, "action": action, "done": done})
+    elif done:
+        click.echo(f"{action}d schedule {name!r}")
+    if not done:
+        click.echo(f"jobs: error: no schedule named {name!r}", err=True)
+        sys.exit(1)
+
+
+@schedules.command()
+@click.argument("name")
+@_url_option
+@_json_option
+@click.pass_context
+def pause(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None:
+    """Stop firing schedule NAME until it is resumed."""
+    _change(ctx, url, as_json, name, "pause")
+
+
+@schedules.command()
+@click.argument("name")
+@_url_option
+@_json_option
+@click.pass_context
+def resume(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None:
+    """Fire schedule NAME again from its next tick (missed ticks are not caught up)."""
+    _change(ctx, url, as_json, name, "resume")
+
+
+@schedules.command()
+@click.argument("name")
+@_url_option
+@_json_option
+@click.pass_context
+def remove(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None:
+    """Delete schedule NAME."""
+    _change(ctx, url, as_json, name, "remove")
+
+
+def worker_with_scheduler(options: WorkerOptions, poll_interval: float = DEFAULT_POLL_INTERVAL) -> int:
+    """``jobs worker --with-scheduler``: a worker with a scheduler thread beside it.
+
+    With several worker processes the scheduler runs once, in the supervising
+    process. Returns the worker's exit status.
+    """
+    if options.processes > 1:
+        app = _app(options.url, load_plugins=True)
+        thread = SchedulerThread(app.scheduler, poll_interval)
+        thread.start()
+        try:
+            return supervise(options)
+        finally:
+            thread.stop()
+            app.close()
+    app = _app(options.url, load_plugins=True)
+    scheduler = app.scheduler
+    return run_worker(options, services=[lambda stop: scheduler.run(stop, poll_interval)], app=app)
