@@ -16,6 +16,8 @@ from jobs_core.message import Delivery, FailedJob, Message, QueueStats, RetryPol
 from jobs_core.middleware import LoggingMiddleware
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
+from jobs_core.schedule import Missed
+from jobs_core.scheduler import Schedule, Scheduler
 from jobs_core.worker import Worker
 
 __version__ = "0.1.0"
@@ -35,11 +37,14 @@ __all__ = [
     "JobsError",
     "LoggingMiddleware",
     "Message",
+    "Missed",
     "QueueStats",
     "Registry",
     "Retry",
     "RetryPolicy",
+    "Schedule",
     "ScheduleRecord",
+    "Scheduler",
     "SkipJob",
     "UnsupportedOperation",
     "Worker",
