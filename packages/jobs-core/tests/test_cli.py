@@ -363,3 +363,72 @@ def test_an_unreachable_backend_is_status_1_and_hides_the_password() -> None:
     assert result.stderr.startswith("jobs: error: ")
     assert len(result.stderr.strip().splitlines()) == 1
     assert "hunter2" not in result.stderr
+
+
+# -- across processes on SQLite (jobs-database) -------------------------------------
+
+SQLITE_JOBS = """
+import os, time
+from jobs_core import Job
+
+
+class Nap(Job):
+    job_name = "sqlite_cli.nap"
+    max_retries = 0
+
+    def handle(self, payload):
+        with open(os.environ["JOBS_TEST_LOG"], "a") as handle:
+            handle.write(f"start {payload['n']}\\n")
+        time.sleep(payload["seconds"])
+        with open(os.environ["JOBS_TEST_LOG"], "a") as handle:
+            handle.write(f"done {payload['n']}\\n")
+"""
+
+
+WORKER = [sys.executable, "-m", "jobs_core", "worker"]
+
+
+@pytest.mark.parametrize(("seconds", "finished"), [(0.5, 2), (30, 0)])
+def test_sigterm_on_sqlite_loses_nothing_and_counts_no_attempt(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch, seconds: float, finished: int
+) -> None:
+    pytest.importorskip("jobs_database")
+    (tmp_path / "sqlite_cli_jobs.py").write_text(textwrap.dedent(SQLITE_JOBS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    log = tmp_path / "log.txt"
+    with JobsApp(url) as app:
+        app.register_module("sqlite_cli_jobs")
+        app.dispatch_many("sqlite_cli.nap", [{"n": n, "seconds": seconds} for n in range(4)])
+        env = {
+            **os.environ,
+            "JOBS_URL": url,
+            "JOBS_TEST_LOG": str(log),
+            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        }
+        process = subprocess.Popen(
+            [*WORKER, "--import", "sqlite_cli_jobs", "--concurrency", "2", "--prefetch", "2", "--grace", "3"],
+            env=env,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 30
+        while not log.exists() or log.read_text().count("start") < 2:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+        assert process.returncode == 0, err
+        assert log.read_text().count("done") == finished
+        stats = app.stats()
+        assert stats == {
+            "pending": 4 - finished,
+            "delayed": 0,
+            "reserved": 0,
+            "completed": finished,
+            "failed": 0,
+        }
+        left = app.driver.reserve(["default"], limit=10, lease=30)
+        assert len(left) == 4 - finished
+        assert all(d.message.attempts == 0 for d in left)

@@ -24,7 +24,11 @@ TICK = 0.1
 
 
 class Heartbeat:
-    """Extends leases of ``held()`` deliveries and calls ``on_tick`` every :data:`TICK` seconds."""
+    """Extends leases of ``held()`` deliveries and calls ``on_tick`` every :data:`TICK` seconds.
+
+    ``lost(delivery)`` is called when a renewal finds the lease already gone
+    (the worker decides whether that matters: the job may have just finished).
+    """
 
     def __init__(
         self,
@@ -73,9 +77,4 @@ class Heartbeat:
                 log.warning("could not extend the lease of job %s: %s", delivery.id, exc)
                 continue
             if not kept:
-                log.warning(
-                    "lease of job %s (%s) was lost; another worker may run it",
-                    delivery.id,
-                    delivery.message.name,
-                )
                 self._lost(delivery)

@@ -318,7 +318,11 @@ class Worker:
 
     def _lost(self, delivery: Delivery) -> None:
         with self._lock:
-            self._held.pop(delivery.receipt, None)
+            if self._held.pop(delivery.receipt, None) is None:
+                return  # finished meanwhile: not a lost lease
+        log.warning(
+            "lease of job %s (%s) was lost; another worker may run it", delivery.id, delivery.message.name
+        )
 
     def _tick(self) -> None:
         """Housekeeping, every heartbeat tick: late acks and the grace deadline."""
@@ -342,6 +346,8 @@ class Worker:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
             self._last_flush = time.monotonic()
+            for delivery in batch:
+                self._held.pop(delivery.receipt, None)
         if not batch:
             return
         try:
@@ -351,10 +357,9 @@ class Worker:
             with self._lock:
                 self._acks[:0] = batch
                 self._processed_events[:0] = events
+                for delivery in batch:
+                    self._held[delivery.receipt] = delivery
             return
-        with self._lock:
-            for delivery in batch:
-                self._held.pop(delivery.receipt, None)
         for message, result, duration in events:
             self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
 
@@ -481,26 +486,26 @@ class Worker:
             delay = max(0.0, float(error.delay))
         else:
             delay = message.retry.delay_for(message.attempts + 1)
+        with self._lock:
+            self._held.pop(delivery.receipt, None)
+            self._retried += 1
         try:
             self.driver.retry(delivery, delay, full)
         except Exception as exc:
             log.error("could not put job %s back for a retry (its lease will expire): %s", message.id, exc)
-        with self._lock:
-            self._held.pop(delivery.receipt, None)
-            self._retried += 1
         log.info("job %s %s failed (%s); retrying in %.1fs", message.name, message.id, summary, delay)
         self.events.emit(_FAILED, message=message, error=error, will_retry=True)
         self.events.emit(_RETRYING, message=message, delay=delay, error=error)
 
     def _dead(self, delivery: Delivery, error: BaseException, text: str) -> None:
         message = delivery.message
+        with self._lock:
+            self._held.pop(delivery.receipt, None)
+            self._failed += 1
         try:
             self.driver.fail(delivery, text)
         except Exception as exc:
             log.error("could not move job %s to the failed store (lease will expire): %s", message.id, exc)
-        with self._lock:
-            self._held.pop(delivery.receipt, None)
-            self._failed += 1
         log.warning("job %s %s failed for good: %s", message.name, message.id, text.split("\n", 1)[0])
         if isinstance(error, JobNotRegistered):
             self.events.emit(_DEAD, message=message, error=str(error))
