@@ -1,0 +1,738 @@
+"""The ``database`` driver: job queues in SQLite, PostgreSQL and MySQL/MariaDB."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, ClassVar, TypeVar
+
+import sqlalchemy as sa
+from jobs_core import Capability, Delivery, Driver, FailedJob, Message, QueueStats, ScheduleRecord
+from jobs_core.errors import BackendError, ConfigurationError, JobsError, MalformedMessage
+from jobs_core.message import new_id, validate_queue_name
+
+from jobs_database import schema
+from jobs_database.claims import Claimer
+from jobs_database.engine import create_engine
+from jobs_database.errors import is_disconnect, translate
+from jobs_database.schema import RESERVED, WAITING, Tables, build_tables
+from jobs_database.settings import DatabaseSettings
+from jobs_database.wakeup import PgListener, Waker, shared_waker
+
+T = TypeVar("T")
+
+_ALL = frozenset(
+    {
+        Capability.DELAY,
+        Capability.PRIORITY,
+        Capability.UNIQUE,
+        Capability.FAILED_STORE,
+        Capability.RETRY_FAILED,
+        Capability.STATS,
+        Capability.COMPLETED_COUNT,
+        Capability.PURGE,
+        Capability.PRUNE,
+        Capability.SCHEDULES,
+        Capability.BLOCKING_RESERVE,
+        Capability.ATOMIC_BATCH,
+        Capability.TRANSACTIONAL_ENQUEUE,
+        Capability.RAW_INJECTION,
+    }
+)
+
+#: Back-off between attempts of an operation whose connection dropped.
+RETRY_BACKOFF = (0.05, 0.25, 1.0)
+
+_schema_ready: set[tuple[str, str]] = set()
+_schema_lock = threading.Lock()
+
+
+class DatabaseDriver(Driver):
+    """Jobs stored in a SQL database through SQLAlchemy 2 Core.
+
+    Build it from a URL (``sqlite:///jobs.db``, ``postgresql://user@host/db``,
+    ``mysql://user@host/db``) or the dict form ``driver="database",
+    connection=URL``, with settings in the URL's query string or as keyword
+    options: ``table_prefix``, ``poll_interval``, ``pool_size``,
+    ``connect_timeout``, ``max_message_bytes``, ``busy_timeout`` and
+    ``synchronous`` (SQLite), ``create_schema``, ``notify`` (PostgreSQL).
+    """
+
+    name: ClassVar[str] = "database"
+    schemes: ClassVar[tuple[str, ...]] = ("sqlite", "postgresql", "postgres", "mysql", "mariadb")
+    capabilities: ClassVar[frozenset[Capability]] = _ALL
+
+    def __init__(self, url: str | None = None, **options: Any) -> None:
+        settings = DatabaseSettings.parse(url, options)
+        super().__init__(url if url is not None else options.get("connection"), **options)
+        self.settings = settings
+        self.backend = settings.backend
+        self.max_message_bytes = settings.max_message_bytes
+        caps = set(_ALL)
+        if settings.in_memory:
+            caps.discard(Capability.TRANSACTIONAL_ENQUEUE)
+        self.capabilities = frozenset(caps)  # type: ignore[misc]
+        self.tables: Tables = build_tables(settings.table_prefix)
+        self.engine = create_engine(settings)
+        self._claimer = Claimer(self.backend, self.tables)
+        self._serial = threading.RLock() if settings.in_memory else None
+        key = (settings.display if not settings.in_memory else f"memory:{id(self)}", settings.table_prefix)
+        watch: tuple[str, ...] = ()
+        if self.backend == "sqlite" and not settings.in_memory and settings.url.database:
+            watch = (settings.url.database, settings.url.database + "-wal")
+        self._waker: Waker = shared_waker(key, watch)
+        self._listener: PgListener | None = None
+        self._listener_lock = threading.Lock()
+        self._schema_checked = False
+        self._build_statements()
+
+    @classmethod
+    def from_config(cls, url: str | None = None, options: Mapping[str, Any] | None = None) -> Driver:
+        """``DatabaseDriver(url, **options)``; the dict form passes ``connection=URL``."""
+        return cls(url, **dict(options or {}))
+
+    def __repr__(self) -> str:
+        return f"<DatabaseDriver {self.name} {self.settings.display} prefix={self.settings.table_prefix!r}>"
+
+    # -- plumbing -----------------------------------------------------------
+
+    def _build_statements(self) -> None:
+        jobs, completed = self.tables.jobs, self.tables.completed
+        seqs: sa.BindParameter[list[int]] = sa.bindparam("seqs", expanding=True)
+        receipts: sa.BindParameter[list[str]] = sa.bindparam("receipts", expanding=True)
+        self._ack_stmt = sa.delete(jobs).where(jobs.c.seq.in_(seqs), jobs.c.receipt.in_(receipts))
+        self._completed_stmt = sa.insert(completed)
+        self._insert_stmt = sa.insert(jobs)
+        owned = (jobs.c.seq == sa.bindparam("b_seq"), jobs.c.receipt == sa.bindparam("b_receipt"))
+        self._owned = owned
+        self._extend_stmt = sa.update(jobs).where(*owned).values(visible_at=sa.bindparam("b_until"))
+        if self.backend == "postgresql":
+            self._notify_stmt = sa.text("SELECT pg_notify(:channel, :queue)")
+
+    @contextlib.contextmanager
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed on success."""
+        if self._serial is not None:
+            with self._serial, self.engine.begin() as conn:
+                yield conn
+        else:
+            with self.engine.begin() as conn:
+                yield conn
+
+    def _run(self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True) -> T:
+        """Run ``fn`` in a transaction; on a dropped connection, retry with backoff.
+
+        Native errors come out as :mod:`jobs_core.errors` types.
+        """
+        self.check_open()
+        self._ensure_schema()
+        attempts = len(RETRY_BACKOFF) + 1 if retry else 1
+        for attempt in range(attempts):
+            try:
+                with self._begin() as conn:
+                    return fn(conn)
+            except sa.exc.DBAPIError as exc:
+                if attempt + 1 < attempts and is_disconnect(exc) and not self._closed:
+                    time.sleep(RETRY_BACKOFF[attempt])
+                    continue
+                raise translate(exc, self.settings, operation) from exc
+            except sa.exc.SQLAlchemyError as exc:
+                raise translate(exc, self.settings, operation) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _ensure_schema(self) -> None:
+        if self._schema_checked:
+            return
+        key = (self.settings.display, self.settings.table_prefix)
+        with _schema_lock:
+            if key in _schema_ready and not self.settings.in_memory:
+                self._schema_checked = True
+                return
+        try:
+            if self._serial is not None:
+                with self._serial:
+                    self._check_or_upgrade()
+            else:
+                self._check_or_upgrade()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "checking the jobs schema") from exc
+        except TimeoutError as exc:
+            raise BackendError(str(exc)) from exc
+        with _schema_lock:
+            _schema_ready.add(key)
+        self._schema_checked = True
+
+    def _check_or_upgrade(self) -> None:
+        with self.engine.connect() as conn:
+            version = schema.current_version(conn, self.tables)
+            conn.rollback()
+        if version > schema.SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the jobs tables with prefix {self.settings.table_prefix!r} have schema version {version}, "
+                f"newer than this jobs-database supports ({schema.SCHEMA_VERSION}); upgrade jobs-database"
+            )
+        if version < schema.SCHEMA_VERSION:
+            if not self.settings.create_schema:
+                raise ConfigurationError(
+                    f"the jobs tables with prefix {self.settings.table_prefix!r} are at schema version "
+                    f"{version}, this driver needs {schema.SCHEMA_VERSION}: run "
+                    f"'jobs db upgrade --url {self.settings.display}' (or set create_schema=true)"
+                )
+            schema.upgrade(self.engine, self.tables)
+
+    def upgrade_schema(self) -> tuple[int, int]:
+        """Create or upgrade the tables now; return the schema versions ``(before, after)``."""
+        self.check_open()
+        try:
+            result = schema.upgrade(self.engine, self.tables)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "upgrading the jobs schema") from exc
+        self._schema_checked = True
+        return result
+
+    def schema_version(self) -> int:
+        """The schema version stored in the database (0 when there are no tables)."""
+        self.check_open()
+        try:
+            with self.engine.connect() as conn:
+                return schema.current_version(conn, self.tables)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "reading the schema version") from exc
+
+    # -- enqueue ------------------------------------------------------------
+
+    def _rows(self, messages: Sequence[Message], bodies: Sequence[bytes], now: float) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": m.id,
+                "queue": m.queue,
+                "priority": m.priority,
+                "visible_at": m.available_at,
+                "state": WAITING,
+                "receipt": None,
+                "unique_key": m.unique_key,
+                "unique_until": None if m.unique_key is None or m.unique_ttl is None else now + m.unique_ttl,
+                "created_at": m.created_at,
+                "body": b,
+            }
+            for m, b in zip(messages, bodies, strict=True)
+        ]
+
+    def _insert(
+        self, conn: sa.Connection, messages: Sequence[Message], bodies: Sequence[bytes]
+    ) -> list[str | None]:
+        now = time.time()
+        rows = self._rows(messages, bodies, now)
+        plain = [r for r in rows if r["unique_key"] is None]
+        if plain:
+            conn.execute(self._insert_stmt, plain)
+        ids: list[str | None] = []
+        jobs = self.tables.jobs
+        for row in rows:
+            key = row["unique_key"]
+            if key is None:
+                ids.append(row["id"])
+                continue
+            conn.execute(
+                sa.update(jobs)
+                .where(jobs.c.unique_key == key, jobs.c.unique_until.is_not(None), jobs.c.unique_until <= now)
+                .values(unique_key=None)
+            )
+            try:
+                with conn.begin_nested():
+                    conn.execute(self._insert_stmt, row)
+                ids.append(row["id"])
+            except sa.exc.IntegrityError:
+                ids.append(None)
+        if self.backend == "postgresql" and self.settings.notify:
+            due = sorted({r["queue"] for r, i in zip(rows, ids, strict=True) if i is not None})
+            for queue in due:
+                conn.execute(self._notify_stmt, {"channel": self.tables.notify_channel, "queue": queue})
+        return ids
+
+    def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
+        """Insert ``messages`` in one transaction (all or nothing)."""
+        self.check_open()
+        bodies = self.validate(messages)
+        if not messages:
+            return []
+        ids = self._run("enqueue", lambda conn: self._insert(conn, messages, bodies))
+        self._waker.notify()
+        return ids
+
+    def enqueue_in(self, transaction: Any, messages: Sequence[Message]) -> list[str | None]:
+        """Insert ``messages`` in the caller's transaction (a SQLAlchemy ``Connection`` or ``Session``).
+
+        The jobs exist if and only if the caller commits. On PostgreSQL the
+        wake-up ``NOTIFY`` is sent at that commit.
+        """
+        self.check_open()
+        self.require(Capability.TRANSACTIONAL_ENQUEUE, "enqueue_in")
+        conn = transaction
+        if not isinstance(conn, sa.Connection):
+            get_connection = getattr(transaction, "connection", None)
+            if not callable(get_connection):
+                raise ConfigurationError(
+                    f"enqueue_in needs a SQLAlchemy Connection or Session, got {type(transaction).__name__}"
+                )
+            conn = get_connection()
+        dialect = conn.dialect.name
+        expected = {"sqlite": ("sqlite",), "postgresql": ("postgresql",), "mysql": ("mysql", "mariadb")}
+        if dialect not in expected[self.backend]:
+            raise ConfigurationError(
+                f"enqueue_in got a {dialect} connection, but this driver stores jobs in "
+                f"{self.settings.location} ({self.backend})"
+            )
+        bodies = self.validate(messages)
+        self._ensure_schema()
+        try:
+            return self._insert(conn, messages, bodies)
+        except sa.exc.SQLAlchemyError as exc:
+            if isinstance(exc, sa.exc.DBAPIError) or not isinstance(exc, JobsError):
+                raise translate(exc, self.settings, "enqueue in transaction") from exc
+            raise
+
+    def inject_raw(self, queue: str, body: bytes) -> None:
+        """Insert ``body`` as-is on ``queue``, as a foreign producer might."""
+        validate_queue_name(queue)
+        now = time.time()
+        row = {
+            "id": new_id(),
+            "queue": queue,
+            "priority": 0,
+            "visible_at": now,
+            "state": WAITING,
+            "receipt": None,
+            "unique_key": None,
+            "unique_until": None,
+            "created_at": now,
+            "body": bytes(body),
+        }
+        self._run("inject_raw", lambda conn: conn.execute(self._insert_stmt, row))
+        self._waker.notify()
+
+    # -- reserve ------------------------------------------------------------
+
+    def _claim(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
+        token = uuid.uuid4().hex[:16] + ":"
+
+        def claim(conn: sa.Connection) -> list[tuple[str, int, str, bytes, float]]:
+            now = time.time()
+            until = now + lease
+            rows: list[tuple[str, int, str, bytes, float]] = []
+            for queue in queues:
+                got = self._claimer.claim(
+                    conn, queue, limit=limit - len(rows), now=now, until=until, token=token
+                )
+                rows.extend((queue, seq, receipt, body, until) for seq, receipt, body in got)
+                if len(rows) >= limit:
+                    break
+            return rows
+
+        rows = self._run("reserve", claim)
+        if not rows:
+            return []
+        deliveries: list[tuple[tuple[int, float, int], Delivery]] = []
+        malformed: list[tuple[str, int, str, bytes, str]] = []
+        for queue, seq, receipt, body, until in rows:
+            try:
+                message = Message.decode(body)
+            except MalformedMessage as exc:
+                malformed.append((queue, seq, receipt, body, f"malformed message: {exc}"))
+                continue
+            deliveries.append(
+                (
+                    (-message.priority, message.available_at, seq),
+                    Delivery(message, receipt, until, (seq, queue)),
+                )
+            )
+        if malformed:
+            self._run("moving malformed messages to the failed store", lambda c: self._fail_raw(c, malformed))
+        if len(queues) == 1:
+            deliveries.sort(key=lambda pair: pair[0])
+        else:
+            order = {q: i for i, q in enumerate(queues)}
+            deliveries.sort(key=lambda pair: (order.get(pair[1].handle[1], 0), pair[0]))
+        return [d for _, d in deliveries]
+
+    def _fail_raw(self, conn: sa.Connection, rows: list[tuple[str, int, str, bytes, str]]) -> None:
+        jobs, failed = self.tables.jobs, self.tables.failed
+        now = time.time()
+        for queue, seq, receipt, body, error in rows:
+            gone = conn.execute(sa.delete(jobs).where(jobs.c.seq == seq, jobs.c.receipt == receipt)).rowcount
+            if not gone:
+                continue
+            ident = receipt.rsplit(":", 1)[-1]
+            conn.execute(
+                sa.insert(failed).values(
+                    id=f"raw-{ident}-{uuid.uuid4().hex[:8]}",
+                    queue=queue,
+                    name="",
+                    attempts=0,
+                    error=error,
+                    failed_at=now,
+                    malformed=True,
+                    body=body,
+                )
+            )
+
+    def reserve(
+        self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
+    ) -> list[Delivery]:
+        """Lease up to ``limit`` due messages, waiting up to ``timeout`` seconds for one."""
+        self.check_open()
+        queues = [validate_queue_name(q) for q in queues]
+        if limit <= 0 or not queues:
+            return []
+        deadline = time.monotonic() + max(0.0, timeout)
+        if timeout > 0:
+            self._start_listener()
+        while not self._closed:
+            generation = self._waker.generation
+            found = self._claim(queues, limit, lease)
+            remaining = deadline - time.monotonic()
+            if found or remaining <= 0:
+                return found
+            wait = min(remaining, self.settings.poll_interval)
+            if wait > 0.05:
+                due = self._next_due(queues)
+                if due is not None:
+                    wait = min(wait, max(0.001, due - time.time()))
+            self._waker.wait(generation, wait)
+        return []
+
+    def _next_due(self, queues: Sequence[str]) -> float | None:
+        """When the earliest delayed job or lease of ``queues`` comes due (``None``: no job)."""
+        jobs = self.tables.jobs
+        stmt = sa.select(sa.func.min(jobs.c.visible_at)).where(jobs.c.queue.in_(list(queues)))
+        value = self._run("reserve", lambda conn: conn.execute(stmt).scalar())
+        return None if value is None else float(value)
+
+    def _start_listener(self) -> None:
+        if self.backend != "postgresql" or not self.settings.notify or self._listener is not None:
+            return
+        with self._listener_lock:
+            if self._listener is None and not self._closed:
+                self._listener = PgListener(self.engine, self.tables.notify_channel, self._waker)
+                self._listener.wait_ready(self.settings.connect_timeout)
+
+    # -- finishing ----------------------------------------------------------
+
+    def ack(self, delivery: Delivery) -> None:
+        """Delete the job and count it completed; ignored if the lease was lost."""
+        self.ack_many([delivery])
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Ack a batch: one ``DELETE`` and one completed-count row per queue."""
+        if not deliveries:
+            return
+        by_queue: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_queue[delivery.handle[1]].append(delivery)
+
+        def ack(conn: sa.Connection) -> None:
+            now = time.time()
+            for queue, group in by_queue.items():
+                params = {"seqs": [d.handle[0] for d in group], "receipts": [d.receipt for d in group]}
+                done = conn.execute(self._ack_stmt, params).rowcount
+                if done:
+                    conn.execute(self._completed_stmt, {"queue": queue, "finished_at": now, "count": done})
+
+        self._run("ack", ack)
+
+    def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
+        return {"b_seq": delivery.handle[0], "b_receipt": delivery.receipt}
+
+    def _put_back(self, delivery: Delivery, visible_at: float, body: bytes | None, operation: str) -> None:
+        jobs = self.tables.jobs
+        values: dict[str, Any] = {"state": WAITING, "receipt": None, "visible_at": visible_at}
+        if body is not None:
+            values["body"] = body
+        stmt = sa.update(jobs).where(*self._owned).values(**values)
+        updated = self._run(operation, lambda conn: conn.execute(stmt, self._owned_params(delivery)).rowcount)
+        if updated:
+            self._waker.notify()
+
+    def retry(self, delivery: Delivery, delay: float, error: str) -> None:
+        """Back on the queue after ``delay`` seconds, ``attempts + 1``, error recorded."""
+        now = time.time()
+        message = delivery.message.replace(
+            attempts=delivery.message.attempts + 1, last_error=error, available_at=now + max(0.0, delay)
+        )
+        self._put_back(delivery, message.available_at, message.encode(), "retry")
+
+    def release(self, delivery: Delivery, delay: float = 0.0) -> None:
+        """Back on the queue unrun (attempts unchanged)."""
+        if delay > 0:
+            message = delivery.message.replace(available_at=time.time() + delay)
+            self._put_back(delivery, message.available_at, message.encode(), "release")
+        else:
+            self._put_back(delivery, min(delivery.message.available_at, time.time()), None, "release")
+
+    def extend(self, delivery: Delivery, lease: float) -> bool:
+        """Renew the lease; ``False`` if another worker holds it now."""
+        params = {**self._owned_params(delivery), "b_until": time.time() + lease}
+        return bool(self._run("extend", lambda conn: conn.execute(self._extend_stmt, params).rowcount))
+
+    def fail(self, delivery: Delivery, error: str) -> None:
+        """Move the job to the failed store with ``attempts + 1``."""
+        message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
+        jobs, failed = self.tables.jobs, self.tables.failed
+
+        def move(conn: sa.Connection) -> None:
+            gone = conn.execute(sa.delete(jobs).where(*self._owned), self._owned_params(delivery)).rowcount
+            if not gone:
+                return
+            conn.execute(sa.delete(failed).where(failed.c.id == message.id))
+            conn.execute(
+                sa.insert(failed).values(
+                    id=message.id,
+                    queue=delivery.handle[1],
+                    name=message.name[:255],
+                    attempts=message.attempts,
+                    error=error,
+                    failed_at=time.time(),
+                    malformed=False,
+                    body=message.encode(),
+                )
+            )
+
+        self._run("fail", move)
+
+    # -- administration -----------------------------------------------------
+
+    def stats(self, queue: str | None = None) -> QueueStats:
+        """Pending, delayed, reserved, completed and failed counts."""
+        if queue is not None:
+            validate_queue_name(queue)
+        jobs, completed, failed = self.tables.jobs, self.tables.completed, self.tables.failed
+
+        def count(conn: sa.Connection) -> QueueStats:
+            now = time.time()
+            due = jobs.c.visible_at <= now
+            one = sa.literal(1)
+            q = sa.select(
+                sa.func.count(),
+                sa.func.sum(sa.case((due, one), else_=0)),
+                sa.func.sum(sa.case((sa.and_(~due, jobs.c.state == WAITING), one), else_=0)),
+                sa.func.sum(sa.case((sa.and_(~due, jobs.c.state == RESERVED), one), else_=0)),
+            )
+            c = sa.select(sa.func.coalesce(sa.func.sum(completed.c.count), 0))
+            f = sa.select(sa.func.count()).select_from(failed)
+            if queue is not None:
+                q = q.where(jobs.c.queue == queue)
+                c = c.where(completed.c.queue == queue)
+                f = f.where(failed.c.queue == queue)
+            row = conn.execute(q).one()
+            return QueueStats(
+                pending=int(row[1] or 0),
+                delayed=int(row[2] or 0),
+                reserved=int(row[3] or 0),
+                completed=int(conn.execute(c).scalar() or 0),
+                failed=int(conn.execute(f).scalar() or 0),
+            )
+
+        return self._run("stats", count)
+
+    def queues(self) -> list[str]:
+        """Every queue that holds jobs, completed counts or failed jobs."""
+        t = self.tables
+        stmt = sa.union(
+            sa.select(t.jobs.c.queue).distinct(),
+            sa.select(t.completed.c.queue).distinct(),
+            sa.select(t.failed.c.queue).distinct(),
+        )
+        return sorted(self._run("listing queues", lambda conn: [r[0] for r in conn.execute(stmt)]))
+
+    def _failed_job(self, row: Any) -> FailedJob:
+        if not row.malformed:
+            try:
+                message = Message.decode(row.body)
+            except MalformedMessage:
+                pass
+            else:
+                return FailedJob(
+                    id=row.id,
+                    name=message.name,
+                    queue=row.queue,
+                    payload=message.payload,
+                    attempts=int(row.attempts),
+                    error=row.error,
+                    failed_at=float(row.failed_at),
+                    message=message,
+                )
+        return FailedJob(
+            id=row.id,
+            name=row.name,
+            queue=row.queue,
+            payload=None,
+            attempts=int(row.attempts),
+            error=row.error,
+            failed_at=float(row.failed_at),
+            raw=bytes(row.body).decode("utf-8", "replace"),
+        )
+
+    def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
+        """Failed jobs, newest first."""
+        failed = self.tables.failed
+        stmt = sa.select(failed).order_by(failed.c.seq.desc()).limit(max(0, limit)).offset(max(0, offset))
+        if queue is not None:
+            stmt = stmt.where(failed.c.queue == validate_queue_name(queue))
+        rows = self._run("listing failed jobs", lambda conn: conn.execute(stmt).all())
+        return [self._failed_job(row) for row in rows]
+
+    def retry_failed(self, failed_id: str) -> bool:
+        """Move a failed job back to its queue with attempts reset."""
+        failed = self.tables.failed
+
+        def move(conn: sa.Connection) -> bool:
+            select = sa.select(failed).where(failed.c.id == failed_id).order_by(failed.c.seq.desc()).limit(1)
+            row = conn.execute(select.with_for_update()).first()
+            if row is None:
+                return False
+            conn.execute(sa.delete(failed).where(failed.c.seq == row.seq))
+            now = time.time()
+            entry = self._failed_job(row)
+            if entry.message is not None:
+                message = entry.message.replace(
+                    attempts=0, available_at=now, unique_key=None, unique_ttl=None
+                )
+                values = self._rows([message], [message.encode()], now)[0]
+            else:
+                values = self._rows([Message(name="", id=entry.id, queue=row.queue)], [b""], now)[0]
+                values["body"] = row.body
+            conn.execute(self._insert_stmt, values)
+            return True
+
+        done = self._run("retry_failed", move)
+        if done:
+            self._waker.notify()
+        return done
+
+    def forget_failed(self, failed_id: str) -> bool:
+        """Delete a failed job."""
+        failed = self.tables.failed
+        stmt = sa.delete(failed).where(failed.c.id == failed_id)
+        return bool(self._run("forget_failed", lambda conn: conn.execute(stmt).rowcount))
+
+    def purge(self, queue: str) -> int:
+        """Delete the waiting and delayed jobs of ``queue``; return how many."""
+        validate_queue_name(queue)
+        jobs = self.tables.jobs
+
+        def purge(conn: sa.Connection) -> int:
+            stmt = sa.delete(jobs).where(
+                jobs.c.queue == queue,
+                sa.or_(jobs.c.state == WAITING, jobs.c.visible_at <= time.time()),
+            )
+            return int(conn.execute(stmt).rowcount)
+
+        return self._run("purge", purge)
+
+    def prune(self, older_than: float) -> int:
+        """Remove completed counts and failed jobs older than ``older_than`` seconds; return how many."""
+        completed, failed = self.tables.completed, self.tables.failed
+
+        def prune(conn: sa.Connection) -> int:
+            cutoff = time.time() - older_than
+            rows = conn.execute(
+                sa.select(completed.c.seq, completed.c.count)
+                .where(completed.c.finished_at < cutoff)
+                .with_for_update()
+            ).all()
+            removed = 0
+            if rows:
+                seqs = [r[0] for r in rows]
+                for start in range(0, len(seqs), 1000):
+                    chunk = seqs[start : start + 1000]
+                    conn.execute(sa.delete(completed).where(completed.c.seq.in_(chunk)))
+                removed += sum(int(r[1]) for r in rows)
+            removed += int(conn.execute(sa.delete(failed).where(failed.c.failed_at < cutoff)).rowcount)
+            return removed
+
+        return self._run("prune", prune)
+
+    # -- schedules ----------------------------------------------------------
+
+    def save_schedule(self, record: ScheduleRecord) -> None:
+        """Insert or replace a schedule, keeping the stored ``last_tick`` if the record has none."""
+        s = self.tables.schedules
+        values: dict[str, Any] = {
+            "data": json.dumps(dict(record.data), sort_keys=True),
+            "next_run_at": record.next_run_at,
+            "paused": bool(record.paused),
+            "updated_at": record.updated_at,
+        }
+        if record.last_tick is not None:
+            values["last_tick"] = record.last_tick
+
+        def save(conn: sa.Connection) -> None:
+            if conn.execute(sa.update(s).where(s.c.name == record.name).values(**values)).rowcount:
+                return
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(s).values(name=record.name, **values))
+            except sa.exc.IntegrityError:
+                conn.execute(sa.update(s).where(s.c.name == record.name).values(**values))
+
+        self._run("save_schedule", save)
+
+    def schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+        s = self.tables.schedules
+        rows = self._run(
+            "listing schedules", lambda conn: conn.execute(sa.select(s).order_by(s.c.name)).all()
+        )
+        return [
+            ScheduleRecord(
+                name=r.name,
+                data=json.loads(r.data),
+                next_run_at=r.next_run_at,
+                paused=bool(r.paused),
+                last_tick=r.last_tick,
+                updated_at=float(r.updated_at),
+            )
+            for r in rows
+        ]
+
+    def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule."""
+        s = self.tables.schedules
+        stmt = sa.delete(s).where(s.c.name == name)
+        return bool(self._run("remove_schedule", lambda conn: conn.execute(stmt).rowcount))
+
+    def claim_tick(self, name: str, tick: float) -> bool:
+        """Compare-and-set of ``last_tick`` in one ``UPDATE``: true for exactly one caller per tick."""
+        s = self.tables.schedules
+        stmt = (
+            sa.update(s)
+            .where(s.c.name == name, sa.or_(s.c.last_tick.is_(None), s.c.last_tick < tick))
+            .values(last_tick=tick)
+        )
+        return bool(self._run("claim_tick", lambda conn: conn.execute(stmt).rowcount))
+
+    # -- lifecycle ----------------------------------------------------------
+
+    def ping(self) -> None:
+        """Run ``SELECT 1``; raise :class:`~jobs_core.errors.BackendUnavailable` if the database is down."""
+        self.check_open()
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "ping") from exc
+
+    def close(self) -> None:
+        """Stop the listener, close the pool, wake waiting reserves. Safe to call twice."""
+        if self._closed:
+            return
+        super().close()
+        self._waker.notify()
+        if self._listener is not None:
+            self._listener.stop()
+        self.engine.dispose()

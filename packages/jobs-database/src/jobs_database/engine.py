@@ -1,0 +1,79 @@
+"""Building the SQLAlchemy engine for each backend.
+
+* PostgreSQL (psycopg 3): a connection pool with pre-ping, a bounded
+  ``connect_timeout``.
+* MySQL / MariaDB (PyMySQL): the same, with ``READ COMMITTED`` isolation so
+  that claims never take gap locks, and ``utf8mb4``.
+* SQLite: WAL journal, a busy timeout, and every transaction opened with
+  ``BEGIN IMMEDIATE`` so that concurrent writers queue on the busy timeout
+  instead of failing on a lock upgrade. ``sqlite:///:memory:`` is one
+  connection shared by the driver's threads (the driver serialises access).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+from sqlalchemy.pool import StaticPool
+
+from jobs_database.settings import DatabaseSettings
+
+
+def create_engine(settings: DatabaseSettings) -> sa.Engine:
+    """A new engine for ``settings``."""
+    if settings.backend == "sqlite":
+        return _sqlite_engine(settings)
+    connect_args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(settings.connect_timeout))}
+    kwargs: dict[str, Any] = {
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.pool_size,
+        "pool_pre_ping": True,
+        "pool_timeout": max(settings.connect_timeout, 5.0),
+    }
+    url = settings.url
+    if settings.backend == "postgresql":
+        connect_args.setdefault("application_name", "jobs")
+    else:
+        kwargs["isolation_level"] = "READ COMMITTED"
+        if "charset" not in url.query:
+            url = url.update_query_dict({"charset": "utf8mb4"})
+        connect_args["read_timeout"] = 60
+        connect_args["write_timeout"] = 60
+    return sa.create_engine(url, connect_args=connect_args, **kwargs)
+
+
+def _sqlite_engine(settings: DatabaseSettings) -> sa.Engine:
+    connect_args: dict[str, Any] = {"timeout": settings.busy_timeout, "check_same_thread": False}
+    if settings.in_memory:
+        engine = sa.create_engine(settings.url, connect_args=connect_args, poolclass=StaticPool)
+    else:
+        engine = sa.create_engine(
+            settings.url,
+            connect_args=connect_args,
+            pool_size=settings.pool_size,
+            max_overflow=settings.pool_size,
+        )
+    busy_ms = int(settings.busy_timeout * 1000)
+    synchronous = settings.synchronous.upper()
+    in_memory = settings.in_memory
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
+        cursor = dbapi_connection.cursor()
+        try:
+            if not in_memory:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            cursor.execute(f"PRAGMA synchronous={synchronous}")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

@@ -1,0 +1,50 @@
+"""Translation of database errors into :mod:`jobs_core.errors` types.
+
+Messages name the backend and its ``host:port`` (or SQLite file), never the
+password, and say whether trying again may help.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from jobs_core.errors import BackendError, BackendUnavailable, JobsError, OperationTimedOut
+
+from jobs_database.settings import DatabaseSettings
+
+_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB"}
+
+
+def _detail(exc: BaseException, settings: DatabaseSettings) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = " ".join(str(orig).split()) or type(orig).__name__
+    password = settings.url.password
+    if password:
+        text = text.replace(str(password), "***")
+    return text[:300]
+
+
+def is_disconnect(exc: BaseException) -> bool:
+    """Whether ``exc`` means the connection is gone (so a retry on a new one may work)."""
+    if isinstance(exc, sa.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) and not _is_locked(exc)
+    return False
+
+
+def _is_locked(exc: BaseException) -> bool:
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "lock wait timeout" in text or "deadlock" in text
+
+
+def translate(exc: BaseException, settings: DatabaseSettings, operation: str) -> JobsError:
+    """The :class:`~jobs_core.errors.JobsError` for a native database error."""
+    name = _NAMES[settings.backend]
+    detail = _detail(exc, settings)
+    if _is_locked(exc):
+        return OperationTimedOut(f"{operation}: the {name} database at {settings.location} is busy: {detail}")
+    if is_disconnect(exc):
+        return BackendUnavailable(
+            f"{operation}: cannot reach the {name} database at {settings.location}: {detail}"
+        )
+    return BackendError(f"{operation} failed on the {name} database at {settings.location}: {detail}")

@@ -1,0 +1,220 @@
+"""The tables, their indexes, and the versioned migrations that create them.
+
+Tables (every name starts with the configured prefix, ``jobs_`` by default):
+
+``jobs``
+    The hot table: one row per unfinished message. ``visible_at`` is when the
+    row may next be reserved: its ``available_at`` while it waits, its lease
+    end while it is reserved, so an expired lease is simply due again.
+``completed``
+    How many jobs each ack batch finished, per queue and time, so that
+    ``stats`` and ``prune`` give real counts without keeping finished rows in
+    the hot table.
+``failed``
+    The failed store: jobs that used up their attempts and records that could
+    not be decoded.
+``schedules``
+    Persisted schedules and the last claimed tick of each.
+``schema``
+    One row: the schema version, so a newer driver upgrades in place.
+
+Schema changes are migrations: functions run in order inside a lock that
+serialises concurrent upgrades from several processes.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import mysql
+
+#: Job states in ``jobs.state``.
+WAITING = 0
+RESERVED = 1
+
+_BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+_Body = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
+_Time: sa.Double[float] = sa.Double()
+
+
+@dataclass(frozen=True)
+class Tables:
+    """The :class:`sqlalchemy.Table` objects of one table prefix."""
+
+    prefix: str
+    metadata: sa.MetaData
+    jobs: sa.Table
+    completed: sa.Table
+    failed: sa.Table
+    schedules: sa.Table
+    version: sa.Table
+
+    @property
+    def notify_channel(self) -> str:
+        """The PostgreSQL LISTEN/NOTIFY channel of this prefix."""
+        return f"{self.prefix}jobs_wakeup"
+
+
+def build_tables(prefix: str) -> Tables:
+    """Define the tables for ``prefix`` (which must already be validated)."""
+    md = sa.MetaData()
+    jobs = sa.Table(
+        f"{prefix}jobs",
+        md,
+        sa.Column("seq", _BigInt, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("priority", sa.Integer, nullable=False, default=0),
+        sa.Column("visible_at", _Time, nullable=False),
+        sa.Column("state", sa.SmallInteger, nullable=False, default=WAITING),
+        sa.Column("receipt", sa.String(96), nullable=True),
+        sa.Column("unique_key", sa.String(255), nullable=True),
+        sa.Column("unique_until", _Time, nullable=True),
+        sa.Column("created_at", _Time, nullable=False),
+        sa.Column("body", _Body, nullable=False),
+    )
+    sa.Index(
+        f"{prefix}jobs_claim",
+        jobs.c.queue,
+        jobs.c.priority.desc(),
+        jobs.c.visible_at,
+        jobs.c.seq,
+    )
+    sa.Index(f"{prefix}jobs_unique", jobs.c.unique_key, unique=True)
+    completed = sa.Table(
+        f"{prefix}completed",
+        md,
+        sa.Column("seq", _BigInt, primary_key=True, autoincrement=True),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("finished_at", _Time, nullable=False),
+        sa.Column("count", sa.Integer, nullable=False),
+    )
+    sa.Index(f"{prefix}completed_time", completed.c.finished_at)
+    failed = sa.Table(
+        f"{prefix}failed",
+        md,
+        sa.Column("seq", _BigInt, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("error", sa.Text, nullable=False),
+        sa.Column("failed_at", _Time, nullable=False),
+        sa.Column("malformed", sa.Boolean, nullable=False, default=False),
+        sa.Column("body", _Body, nullable=False),
+    )
+    sa.Index(f"{prefix}failed_id", failed.c.id)
+    sa.Index(f"{prefix}failed_time", failed.c.failed_at)
+    sa.Index(f"{prefix}failed_queue", failed.c.queue, failed.c.seq)
+    schedules = sa.Table(
+        f"{prefix}schedules",
+        md,
+        sa.Column("name", sa.String(200), primary_key=True),
+        sa.Column("data", sa.Text, nullable=False),
+        sa.Column("next_run_at", _Time, nullable=True),
+        sa.Column("paused", sa.Boolean, nullable=False, default=False),
+        sa.Column("last_tick", _Time, nullable=True),
+        sa.Column("updated_at", _Time, nullable=False),
+    )
+    version = sa.Table(
+        f"{prefix}schema",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("version", sa.Integer, nullable=False),
+        sa.Column("upgraded_at", _Time, nullable=False),
+    )
+    return Tables(prefix, md, jobs, completed, failed, schedules, version)
+
+
+# -- migrations -----------------------------------------------------------------
+
+Migration = Callable[[sa.Connection, Tables], None]
+
+
+def _v1(conn: sa.Connection, t: Tables) -> None:
+    """Version 1: the hot table, the failed store, schedules and the version row."""
+    for table in (t.version, t.jobs, t.schedules):
+        table.create(conn, checkfirst=True)
+    v1_failed = sa.Table(t.failed.name, sa.MetaData(), *(c._copy() for c in t.failed.columns))
+    for index in t.failed.indexes:
+        if index.name != f"{t.prefix}failed_queue":
+            sa.Index(index.name, *(v1_failed.c[c.name] for c in index.columns))
+    v1_failed.create(conn, checkfirst=True)
+
+
+def _v2(conn: sa.Connection, t: Tables) -> None:
+    """Version 2: completed-job counts, and the failed store indexed by queue."""
+    t.completed.create(conn, checkfirst=True)
+    index = next(i for i in t.failed.indexes if i.name == f"{t.prefix}failed_queue")
+    existing = {i["name"] for i in sa.inspect(conn).get_indexes(t.failed.name)}
+    if index.name not in existing:
+        index.create(conn)
+
+
+#: The migrations, in order; the schema version is the number applied.
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def current_version(conn: sa.Connection, t: Tables) -> int:
+    """The schema version recorded in the database, 0 if there is no schema yet."""
+    if not sa.inspect(conn).has_table(t.version.name):
+        return 0
+    row = conn.execute(sa.select(t.version.c.version).where(t.version.c.id == 1)).first()
+    return int(row[0]) if row else 0
+
+
+def _lock_key(prefix: str) -> int:
+    return zlib.crc32(f"jobs-schema:{prefix}".encode()) & 0x7FFFFFFF
+
+
+def upgrade(engine: sa.Engine, t: Tables, target: int = SCHEMA_VERSION) -> tuple[int, int]:
+    """Bring the schema of ``t`` up to version ``target``; return ``(before, after)``.
+
+    Safe to call from many processes at once: the migrations run under a lock
+    (a transaction-level advisory lock on PostgreSQL, ``GET_LOCK`` on MySQL,
+    the write lock of ``BEGIN IMMEDIATE`` on SQLite), and each process
+    re-reads the version once it holds the lock.
+    """
+    dialect = engine.dialect.name
+    with engine.connect() as conn:
+        if dialect == "mysql":
+            name = f"jobs-schema-{_lock_key(t.prefix)}"
+            got = conn.execute(sa.text("SELECT GET_LOCK(:n, 60)"), {"n": name}).scalar()
+            if got != 1:
+                raise TimeoutError(f"could not take the schema lock {name!r} within 60 s")
+            try:
+                conn.commit()
+                return _apply(conn, t, target)
+            finally:
+                conn.execute(sa.text("SELECT RELEASE_LOCK(:n)"), {"n": name})
+                conn.commit()
+        with conn.begin():
+            if dialect == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _lock_key(t.prefix)})
+            return _apply(conn, t, target, transactional=True)
+
+
+def _apply(conn: sa.Connection, t: Tables, target: int, transactional: bool = False) -> tuple[int, int]:
+    before = current_version(conn, t)
+    version = before
+    while version < target:
+        MIGRATIONS[version](conn, t)
+        version += 1
+        values = {"version": version, "upgraded_at": time.time()}
+        updated = conn.execute(sa.update(t.version).where(t.version.c.id == 1).values(**values)).rowcount
+        if not updated:
+            conn.execute(sa.insert(t.version).values(id=1, **values))
+        if not transactional:
+            conn.commit()
+    return before, version
+
+
+def drop_all(engine: sa.Engine, t: Tables) -> None:
+    """Drop every table of the prefix (tests and ``jobs db drop``)."""
+    with engine.begin() as conn:
+        t.metadata.drop_all(conn, checkfirst=True)
