@@ -32,7 +32,10 @@ CONFORMANCE: dict[str, tuple[list[str], str]] = {
     "example": ([CORE, str(EXAMPLE_DRIVER)], "example://"),
     # A relative SQLite path lands in the session's temporary directory.
     "sqlite": ([CORE, DATABASE], "sqlite:///conformance.db"),
-    "postgresql": ([CORE, DATABASE], "postgresql+psycopg://postgres@127.0.0.1:5432/test?table_prefix=conformance_"),
+    "postgresql": (
+        [CORE, DATABASE],
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test?table_prefix=conformance_",
+    ),
     "mariadb": ([CORE, DATABASE], "mysql+pymysql://root@127.0.0.1:3306/test?table_prefix=conformance_"),
 }
 
