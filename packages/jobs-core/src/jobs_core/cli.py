@@ -63,6 +63,36 @@ class JobsGroup(click.Group):
         except JobsError as exc:
             _fail(_one_line(str(exc)), _exit_code(exc))
 
+    #: Entry-point group through which installed packages add commands
+    #: (jobs-database adds ``jobs db``); an entry point's name is the command.
+    plugin_group = "jobs.cli"
+
+    def _plugin_commands(self) -> dict[str, metadata.EntryPoint]:
+        found = metadata.entry_points(group=self.plugin_group)
+        return {ep.name: ep for ep in found if ep.name not in self.commands}
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Built-in commands plus those installed packages add."""
+        return sorted({*super().list_commands(ctx), *self._plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A built-in command, else one from the ``jobs.cli`` entry points (imported on use)."""
+        command = super().get_command(ctx, cmd_name)
+        if command is not None:
+            return command
+        entry_point = self._plugin_commands().get(cmd_name)
+        if entry_point is None:
+            return None
+        dist = entry_point.dist.name if entry_point.dist is not None else "unknown"
+        try:
+            loaded = entry_point.load()
+        except Exception as exc:
+            raise click.ClickException(
+                f"the command {cmd_name!r} from distribution {dist!r} failed to import "
+                f"({type(exc).__name__}: {exc})"
+            ) from exc
+        return loaded if isinstance(loaded, click.Command) else None
+
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
