@@ -128,7 +128,8 @@ class Worker:
         Deliveries held beyond the running ones. With concurrency 1 it is the
         largest batch reserved per round trip (default 100; the batch grows
         from 1 while jobs are fast and shrinks while they are slow); with
-        more it defaults to ``concurrency``.
+        more it defaults to ``4 * concurrency``, reserved in batches of at
+        least half of it.
     ``lease``
         Seconds each reservation lasts; renewed every ``lease / 3`` (30).
     ``grace``
@@ -179,7 +180,7 @@ class Worker:
         self.prefetch = (
             prefetch
             if prefetch is not None
-            else (DEFAULT_INLINE_PREFETCH if concurrency == 1 else concurrency)
+            else (DEFAULT_INLINE_PREFETCH if concurrency == 1 else 4 * concurrency)
         )
         self.lease = float(lease)
         self.grace = float(grace)
@@ -194,7 +195,8 @@ class Worker:
         self.events = app.events
         self.executor = Executor()
         self._lock = threading.Lock()
-        self._cv = threading.Condition(self._lock)
+        self._cv = threading.Condition(self._lock)  # the main loop waits here for room
+        self._work = threading.Condition(self._lock)  # runner threads wait here for deliveries
         self._held: dict[str, Delivery] = {}
         self._released: set[str] = set()
         self._acks: list[Delivery] = []
@@ -563,10 +565,16 @@ class Worker:
         for thread in threads:
             thread.start()
         capacity = self.concurrency + self.prefetch
+        # Reserve in batches: while deliveries are still waiting locally, wait
+        # until at least half of the prefetch window is free.
+        low_water = max(1, self.prefetch // 2)
         try:
             while not self._stopping:
                 with self._cv:
-                    while not self._stopping and len(self._ready) + len(self._running) >= capacity:
+                    while not self._stopping and (
+                        len(self._ready) + len(self._running) >= capacity
+                        or (self._ready and capacity - len(self._ready) - len(self._running) < low_water)
+                    ):
                         self._cv.wait(self.poll_interval or 0.1)
                     room = capacity - len(self._ready) - len(self._running)
                     if self.max_jobs is not None:
@@ -584,7 +592,7 @@ class Worker:
                 if deliveries:
                     with self._cv:
                         self._ready.extend(deliveries)
-                        self._cv.notify_all()
+                        self._work.notify(len(deliveries))
                 elif self.stop_when_empty:
                     if idle:
                         break
@@ -597,11 +605,11 @@ class Worker:
         restore = bind_executor(self.executor)
         try:
             while True:
-                with self._cv:
+                with self._work:
                     while not self._closing and not (
                         self._ready and len(self._running) < self.concurrency and not self._stopping
                     ):
-                        self._cv.wait(0.5)
+                        self._work.wait(0.5)
                     if self._closing:
                         return
                     delivery = self._ready.popleft()
@@ -619,14 +627,16 @@ class Worker:
     def _finished(self, delivery: Delivery) -> None:
         with self._cv:
             self._running.pop(delivery.receipt, None)
-            self._cv.notify_all()
+            self._cv.notify()
+            if self._ready:
+                self._work.notify()
 
     def _drain(self) -> None:
         """Stop: give back what has not started, wait for running jobs up to the grace period."""
         with self._cv:
             waiting = list(self._ready)
             self._ready.clear()
-            self._cv.notify_all()
+            self._work.notify_all()
         self._release(waiting)
         deadline = (self._stop_at if self._stopping else time.monotonic()) + self.grace
         running: list[Delivery] = []
@@ -644,6 +654,7 @@ class Worker:
             self.executor.cancel_all()
         with self._cv:
             self._closing = True
+            self._work.notify_all()
             self._cv.notify_all()
 
 
