@@ -10,6 +10,7 @@ schedule for five seconds and reports every tick it enqueued.
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import time
@@ -28,24 +29,23 @@ PROCESSES = 3
 SECONDS = 5
 
 CHILD = r"""
-import json, sys, threading, time
+import json, sys
 from jobs_core.config import JobsConfig
 from jobs_core.plugins import DriverRegistry
 from jobs_core.scheduler import TICK_HEADER, Scheduler, run_scheduler
 
-url, deadline = sys.argv[1], float(sys.argv[2])
-driver = JobsConfig.parse(url).create_driver(DriverRegistry())
+driver = JobsConfig.parse(sys.argv[1]).create_driver(DriverRegistry())
 sent = []
 
 def enqueue(messages):
     sent.extend(float(m.headers[TICK_HEADER]) for m in messages)
     return driver.enqueue(messages)
 
-stop = threading.Event()
-threading.Timer(max(0.0, deadline - time.time()), stop.set).start()
-run_scheduler(Scheduler(driver, enqueue), stop_event=stop, poll_interval=0.25)
+scheduler = Scheduler(driver, enqueue)
+print("ready", flush=True)
+run_scheduler(scheduler, poll_interval=0.25, handle_signals=True)
 driver.close()
-print(json.dumps(sent))
+print(json.dumps(sent), flush=True)
 """
 
 
@@ -53,19 +53,25 @@ def test_three_scheduler_processes_enqueue_each_tick_once(tmp_path: Path) -> Non
     url = f"sqlite:///{tmp_path / 'jobs.db'}"
     driver = JobsConfig.parse(url).create_driver(DriverRegistry())
     assert driver.supports(Capability.SCHEDULES)
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD, url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(PROCESSES)
+    ]
     try:
+        for child in children:
+            assert child.stdout is not None
+            assert child.stdout.readline().strip() == "ready", child.stderr
+        # Every scheduler is running: declare, and let them compete for five seconds.
         started = time.time()
         Scheduler(driver).schedule_every("tests.scheduler.heartbeat", 1, queue="beats")
-        deadline = started + SECONDS + 0.5
-        children = [
-            subprocess.Popen(
-                [sys.executable, "-c", CHILD, url, repr(deadline)],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                text=True,
-            )
-            for _ in range(PROCESSES)
-        ]
+        time.sleep(started + SECONDS + 0.5 - time.time())
+        for child in children:
+            child.send_signal(signal.SIGTERM)
         reports = []
         for child in children:
             out, err = child.communicate(timeout=60)
@@ -76,4 +82,8 @@ def test_three_scheduler_processes_enqueue_each_tick_once(tmp_path: Path) -> Non
         assert SECONDS - 1 <= len(ticks) <= SECONDS + 1, f"{len(ticks)} ticks in {SECONDS}s: {reports}"
         assert driver.stats("beats").pending == len(ticks)
     finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
         driver.close()
