@@ -432,3 +432,22 @@ def test_sigterm_on_sqlite_loses_nothing_and_counts_no_attempt(
         left = app.driver.reserve(["default"], limit=10, lease=30)
         assert len(left) == 4 - finished
         assert all(d.message.attempts == 0 for d in left)
+
+
+def test_drivers_reports_a_broken_plugin_instead_of_crashing(tmp_path: pathlib.Path) -> None:
+    dist = tmp_path / "jobs_broken_plugin-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: jobs-broken-plugin\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[jobs.drivers]\nbroken = jobs_no_such_module_xyz\n")
+    env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+    table = run_cli("drivers", env=env)
+    assert table.returncode == 0, table.stderr
+    assert table.stdout.splitlines()[0].split()[0] == "DRIVER"
+    assert any(line.startswith("memory ") for line in table.stdout.splitlines())
+    assert (
+        "broken plugin: the jobs driver plugin 'broken' from distribution 'jobs-broken-plugin'"
+        in table.stderr
+    )
+    data = json.loads(run_cli("drivers", "--json", env=env).stdout)
+    assert any("jobs-broken-plugin" in error for error in data["errors"])
+    assert "memory" in {d["name"] for d in data["drivers"]}
