@@ -300,3 +300,27 @@ def test_bad_worker_options_are_refused(app: JobsApp) -> None:
         Worker(app, ["default"], lease=0)
     with pytest.raises(InvalidName):
         Worker(app, ["bad name"])
+
+
+STOPPERS: list[Any] = []
+
+
+class StopsTheWorker(Job):
+    def handle(self, payload: Any) -> None:
+        worker, app = STOPPERS
+        worker.stop()
+        time.sleep(0.6)
+        RUNS["pending while running"] = app.stats()["pending"]
+
+
+def test_inline_prefetched_jobs_are_given_back_while_the_running_one_finishes(app: JobsApp) -> None:
+    app.dispatch_many(TestJob, range(15))
+    app.dispatch(StopsTheWorker)
+    app.dispatch_many(TestJob, range(10))
+    worker = app.worker(install_signal_handlers=False, poll_interval=0.1)
+    STOPPERS[:] = [worker, app]
+    worker.run()
+    assert RUNS["TestJob"] == 15
+    assert RUNS["pending while running"] == 10
+    assert worker.stats.released == 10
+    assert app.stats() == {"pending": 10, "delayed": 0, "reserved": 0, "completed": 16, "failed": 0}

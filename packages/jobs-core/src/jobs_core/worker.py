@@ -326,10 +326,20 @@ class Worker:
             "lease of job %s (%s) was lost; another worker may run it", delivery.id, delivery.message.name
         )
 
+    def _take_ready(self) -> list[Delivery]:
+        with self._lock:
+            waiting = list(self._ready)
+            self._ready.clear()
+        return waiting
+
     def _tick(self) -> None:
-        """Housekeeping, every heartbeat tick: late acks and the grace deadline."""
+        """Housekeeping, every heartbeat tick: late acks, prefetched jobs at a
+        stop request, and the grace deadline.
+        """
         if self._acks and time.monotonic() - self._last_flush >= ACK_FLUSH_INTERVAL:
             self._flush_acks()
+        if self._stopping and self._ready:
+            self._release(self._take_ready())
         if (
             self._stopping
             and self._in_job
@@ -538,15 +548,20 @@ class Worker:
                     return
                 continue
             started = time.monotonic()
-            index = 0
+            with self._lock:
+                self._ready.extend(deliveries)
             try:
-                for index, delivery in enumerate(deliveries):
+                while True:
+                    with self._lock:
+                        if not self._ready:
+                            break
+                        delivery = self._ready.popleft()
                     if self.stopping:
-                        self._release(deliveries[index:])
+                        self._release([delivery, *self._take_ready()])
                         break
                     self._process(delivery)
             except (_ForcedStop, KeyboardInterrupt):
-                self._release(deliveries[index + 1 :])
+                self._release(self._take_ready())
                 return
             self._flush_acks()
             elapsed = time.monotonic() - started
