@@ -498,6 +498,46 @@ def test_a_transient_enqueue_failure_is_retried(driver: MemoryDriver, clock: Clo
     assert len(drain(driver, "pings")) == 1
 
 
+def test_a_tick_claimed_during_an_outage_is_enqueued_once_the_backend_is_back(
+    driver: MemoryDriver, clock: Clock
+) -> None:
+    down = [True]
+
+    def enqueue(messages: list[Message]) -> list[str | None]:
+        if down[0]:
+            raise BackendUnavailable("database at db:5432 is not answering")
+        return driver.enqueue(messages)
+
+    scheduler = Scheduler(driver, enqueue, clock=clock, enqueue_attempts=1)
+    scheduler.schedule_every(ping, 10)
+    clock.now = T0 + 10
+    assert scheduler.tick() == 0
+    clock.now = T0 + 15
+    assert scheduler.tick() == 0, "the backend is still down"
+    assert [(name, tick) for name, tick, _ in scheduler.pending] == [(scheduler.list()[0].name, T0 + 10)]
+    down[0] = False
+    clock.now = T0 + 20
+    assert scheduler.tick() == 2, "the held tick and the new one"
+    assert scheduler.pending == []
+    assert ticks_of(drain(driver, "pings")) == [T0 + 10, T0 + 20]
+
+
+def test_the_held_ticks_are_bounded(
+    driver: MemoryDriver, clock: Clock, caplog: pytest.LogCaptureFixture
+) -> None:
+    def enqueue(messages: list[Message]) -> list[str | None]:
+        raise BackendUnavailable("database at db:5432 is not answering")
+
+    scheduler = Scheduler(driver, enqueue, clock=clock, enqueue_attempts=1, max_pending=2)
+    scheduler.schedule_every(ping, 10)
+    with caplog.at_level(logging.ERROR, logger="jobs_core.scheduler"):
+        for step in (1, 2, 3):
+            clock.now = T0 + 10 * step
+            scheduler.tick()
+    assert [tick for _, tick, _ in scheduler.pending] == [T0 + 20, T0 + 30]
+    assert "was claimed but never enqueued (backlog full)" in caplog.text
+
+
 def test_a_permanent_enqueue_failure_loses_only_that_tick(
     driver: MemoryDriver, clock: Clock, caplog: pytest.LogCaptureFixture
 ) -> None:

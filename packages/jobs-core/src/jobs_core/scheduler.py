@@ -8,9 +8,11 @@ is claimed through :meth:`Driver.claim_tick <jobs_core.driver.Driver.claim_tick>
 and only the scheduler whose claim succeeds enqueues the job.
 
 Guarantee: each tick is enqueued at most once, by whichever scheduler claims
-it. The claimer retries transient backend errors while enqueueing; a
-scheduler process killed between its claim and its enqueue (one backend round
-trip) loses that tick. Where the driver declares ``UNIQUE``, a scheduled
+it. The claimer retries transient backend errors while enqueueing, and keeps
+a tick that still could not be stored to try again at each following tick
+(an outage longer than a moment); a scheduler process that dies holding such
+a tick, or killed between its claim and its enqueue (one backend round trip),
+loses it. Where the driver declares ``UNIQUE``, a scheduled
 message carries the unique key ``schedule:<name>@<tick>`` (unless the job has
 its own), so an enqueue retried after an ambiguous failure is not stored twice.
 
@@ -230,7 +232,10 @@ class Scheduler:
         ``skip`` policy.
     :param max_catch_up: most missed ticks run at once under the ``all`` policy.
     :param enqueue_attempts: tries for enqueueing a claimed tick when the
-        backend reports a retryable error.
+        backend reports a retryable error, before it is held in
+        :attr:`pending` and tried again at each following tick.
+    :param max_pending: most held ticks; beyond it the oldest are dropped
+        with an error.
     """
 
     def __init__(
@@ -244,11 +249,12 @@ class Scheduler:
         grace: float = 60.0,
         max_catch_up: int = 100,
         enqueue_attempts: int = 3,
+        max_pending: int = 10_000,
     ) -> None:
         if grace < 0:
             raise ConfigurationError(f"grace must be >= 0 seconds, got {grace!r}")
-        if max_catch_up < 1 or enqueue_attempts < 1:
-            raise ConfigurationError("max_catch_up and enqueue_attempts must be >= 1")
+        if max_catch_up < 1 or enqueue_attempts < 1 or max_pending < 1:
+            raise ConfigurationError("max_catch_up, enqueue_attempts and max_pending must be >= 1")
         self.driver = driver
         self.enqueue: Enqueue = enqueue if enqueue is not None else driver.enqueue
         self.registry = registry
@@ -258,6 +264,11 @@ class Scheduler:
         self.max_catch_up = max_catch_up
         self.enqueue_attempts = enqueue_attempts
         self._next_due: float | None = None
+        self._lock = threading.Lock()
+        #: Claimed ticks whose message the backend refused with a retryable
+        #: error: ``(schedule name, tick, message)``, retried at every tick.
+        self.pending: builtins.list[tuple[str, float, Message]] = []
+        self.max_pending = max_pending
 
     # -- declaring schedules ------------------------------------------------
 
@@ -470,7 +481,7 @@ class Scheduler:
         read is logged and left alone; backend errors propagate.
         """
         now = self.clock() if now is None else now
-        enqueued = 0
+        enqueued = self._retry_pending() if self.pending else 0
         next_due: float | None = None
         for record in self.driver.schedules():
             if record.paused or record.next_run_at is None:
@@ -523,28 +534,73 @@ class Scheduler:
     def _enqueue(self, name: str, definition: _Definition, tick: float, now: float) -> bool:
         message = self._tick_message(name, definition, tick, now)
         for attempt in range(1, self.enqueue_attempts + 1):
+            outcome = self._store(name, tick, message, final=attempt == self.enqueue_attempts)
+            if outcome is not None:
+                return outcome
+            time.sleep(0.2 * 2 ** (attempt - 1))
+        return False
+
+    def _store(self, name: str, tick: float, message: Message, final: bool) -> bool | None:
+        """Enqueue one tick's message: ``True`` stored, ``False`` not stored
+        (dropped or failed for good), ``None`` worth trying again now. After a
+        ``final`` retryable failure the message waits in :attr:`pending`.
+        """
+        try:
+            result = self.enqueue([message])
+        except JobsError as exc:
+            if exc.retryable and not final:
+                log.warning("schedule %r: enqueue failed (%s); retrying", name, exc)
+                return None
+            if exc.retryable:
+                self._hold(name, tick, message)
+                log.warning(
+                    "schedule %r: tick %.3f not enqueued yet (%s); retrying next tick", name, tick, exc
+                )
+                return False
+            log.error("schedule %r: tick %.3f was claimed but its job was not enqueued: %s", name, tick, exc)
+            return False
+        except Exception:
+            log.exception("schedule %r: tick %.3f was claimed but its job was not enqueued", name, tick)
+            return False
+        if isinstance(result, Sequence) and result and result[0] is None:
+            log.info(
+                "schedule %r: tick %.3f dropped, its unique key is held by an unfinished job", name, tick
+            )
+            return False
+        log.debug("schedule %r: tick %.3f enqueued %s", name, tick, message.id)
+        return True
+
+    def _hold(self, name: str, tick: float, message: Message) -> None:
+        with self._lock:
+            self.pending.append((name, tick, message))
+            while len(self.pending) > self.max_pending:
+                lost = self.pending.pop(0)
+                log.error("schedule %r: tick %.3f was claimed but never enqueued (backlog full)", *lost[:2])
+
+    def _retry_pending(self) -> int:
+        """Try the held messages again, oldest first; stop at the first retryable failure."""
+        with self._lock:
+            held, self.pending = self.pending, []
+        stored = 0
+        for index, (name, tick, message) in enumerate(held):
             try:
                 result = self.enqueue([message])
             except JobsError as exc:
-                if exc.retryable and attempt < self.enqueue_attempts:
-                    log.warning("schedule %r: enqueue failed (%s); retrying", name, exc)
-                    time.sleep(0.2 * 2 ** (attempt - 1))
-                    continue
+                if exc.retryable:
+                    with self._lock:
+                        self.pending[:0] = held[index:]
+                    return stored
                 log.error(
                     "schedule %r: tick %.3f was claimed but its job was not enqueued: %s", name, tick, exc
                 )
-                return False
+                continue
             except Exception:
                 log.exception("schedule %r: tick %.3f was claimed but its job was not enqueued", name, tick)
-                return False
-            if isinstance(result, Sequence) and result and result[0] is None:
-                log.info(
-                    "schedule %r: tick %.3f dropped, its unique key is held by an unfinished job", name, tick
-                )
-                return False
-            log.debug("schedule %r: tick %.3f enqueued %s", name, tick, message.id)
-            return True
-        return False  # pragma: no cover - the loop always returns
+                continue
+            if not (isinstance(result, Sequence) and result and result[0] is None):
+                stored += 1
+                log.info("schedule %r: tick %.3f enqueued after a backend failure", name, tick)
+        return stored
 
     def _tick_message(self, name: str, definition: _Definition, tick: float, now: float) -> Message:
         data = dict(definition.template)
