@@ -188,3 +188,19 @@ def test_purge_and_prune(app: JobsApp) -> None:
     assert app.prune(0) == 1
     with pytest.raises(ConfigurationError):
         app.prune(-1)
+
+
+def test_a_plugin_given_to_the_app_can_provide_its_driver() -> None:
+    from collections.abc import Callable
+
+    from jobs_core import Driver, hookimpl
+
+    class CountingPlugin:
+        @hookimpl
+        def jobs_register_drivers(self, register: Callable[[type[Driver]], None]) -> None:
+            register(CountingMemory)
+
+    with JobsApp("counting://host", plugins=[CountingPlugin()]) as app:
+        assert app.driver.name == "counting"
+        app.dispatch(Echo, 1)
+        assert app.stats("echo")["pending"] == 1

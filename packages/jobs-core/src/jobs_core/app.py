@@ -79,11 +79,11 @@ class JobsApp(AppScheduling):
         self._driver: Driver | None = None
         self._queue: Queue | None = None
         self.config = JobsConfig.parse(url, **options)
-        self.config.driver_class(self.drivers)
         if load_plugins:
             self._load_entry_point_plugins()
         for plugin in plugins:
             self.register_plugin(plugin)
+        self.config.driver_class(self.drivers)
 
     # -- configuration ------------------------------------------------------
 
