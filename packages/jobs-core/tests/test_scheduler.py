@@ -574,7 +574,7 @@ def test_schedule_in_one_second_runs_once_about_a_second_later(driver: MemoryDri
         got = driver.reserve(["pings"], timeout=5.0)
         arrived = time.time()
         assert [d.message.payload for d in got] == [{"hello": "later"}]
-        assert 0.9 <= arrived - declared <= 1.6, f"ran after {arrived - declared:.2f}s"
+        assert 0.9 <= arrived - declared <= 2.0, f"ran after {arrived - declared:.2f}s"
         assert driver.reserve(["pings"], timeout=1.5) == [], "the one-shot ran twice"
     finally:
         stop.set()

@@ -49,7 +49,7 @@ def test_schedule_in_one_second_runs_the_job_once_about_a_second_later(app: Jobs
         thread.join(10)
     assert [payload for _, payload in RUNS] == [{"n": 1}], "the job did not run exactly once"
     delay = RUNS[0][0] - declared
-    assert 0.9 <= delay <= 1.7, f"ran {delay:.2f}s after being scheduled"
+    assert 0.9 <= delay <= 2.0, f"ran {delay:.2f}s after being scheduled"
     assert app.schedules() == [], "the one-shot schedule was kept after it fired"
 
 
