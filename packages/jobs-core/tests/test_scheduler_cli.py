@@ -155,3 +155,29 @@ def test_a_driver_without_schedules_is_refused(command: list[str]) -> None:
     code, _, err = run(*command, "--url", "example://")
     assert code == 2
     assert err.strip() == "jobs: error: driver 'example' does not support schedules: scheduling"
+
+
+def test_worker_processes_with_scheduler_fire_and_run_the_jobs(tmp_path: Path, sqlite_url: str) -> None:
+    with JobsApp(sqlite_url, load_plugins=False) as app:
+        app.schedule_every("clijobs.tick", 0.5, {"n": 2}, queue="ticks")
+        process = _start(
+            tmp_path,
+            sqlite_url,
+            "worker",
+            "--processes",
+            "2",
+            "-q",
+            "ticks",
+            "--import",
+            "clijobs",
+            "--with-scheduler",
+        )
+        log = tmp_path / "ticks.log"
+        deadline = time.time() + 20
+        while time.time() < deadline and not (log.exists() and len(log.read_text().split()) >= 4):
+            time.sleep(0.1)
+        code, err = _stop(process)
+        assert code == 0, err
+        assert err.count("serving ticks on") == 2, err
+        runs = log.read_text().split()
+        assert len(runs) >= 4 and set(runs) == {"2"}
