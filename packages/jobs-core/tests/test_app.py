@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pathlib
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
@@ -204,3 +205,21 @@ def test_a_plugin_given_to_the_app_can_provide_its_driver() -> None:
         assert app.driver.name == "counting"
         app.dispatch(Echo, 1)
         assert app.stats("echo")["pending"] == 1
+
+
+def test_transactional_dispatch_on_sqlite_exists_only_if_the_transaction_commits(
+    tmp_path: pathlib.Path,
+) -> None:
+    pytest.importorskip("jobs_database")
+    sa = pytest.importorskip("sqlalchemy")
+    url = f"sqlite:///{tmp_path}/outbox.db"
+    with JobsApp(url) as app:
+        engine = sa.create_engine(url)
+        with engine.connect() as connection, connection.begin() as transaction:
+            assert app.dispatch(Echo, "rolled back", transaction=connection) is not None
+            transaction.rollback()
+        assert app.stats("echo")["pending"] == 0
+        with engine.begin() as connection:
+            app.dispatch_many(Echo, ["a", "b"], transaction=connection)
+        assert app.stats("echo")["pending"] == 2
+        engine.dispose()
