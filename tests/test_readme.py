@@ -1,0 +1,29 @@
+"""The README's Python examples run as written."""
+
+from __future__ import annotations
+
+import pathlib
+import re
+import subprocess
+import sys
+
+README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+
+
+def python_blocks() -> list[str]:
+    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+def test_readme_has_a_first_example() -> None:
+    assert python_blocks(), "README.md should show a Python example"
+
+
+def test_readme_examples_run_as_written(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "readme_example.py"
+    script.write_text("\n\n".join(python_blocks()))
+    result = subprocess.run(
+        [sys.executable, str(script)], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Welcome, Ada!" in result.stdout
+    assert (tmp_path / "jobs.db").exists()
