@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from typing import Any
 
 import pytest
-from jobs_core import Job, Jobs, JobsApp, Retry, SkipJob, job
+from jobs_core import Delivery, Job, JobRun, Jobs, JobsApp, Retry, SkipJob, hookimpl, job
+from jobs_core.drivers.memory import MemoryDriver
+from jobs_core.errors import BackendUnavailable
 from jobs_core.facade import set_default_app
 from jobs_core.worker import Worker
 
@@ -324,3 +327,86 @@ def test_inline_prefetched_jobs_are_given_back_while_the_running_one_finishes(ap
     assert RUNS["pending while running"] == 10
     assert worker.stats.released == 10
     assert app.stats() == {"pending": 10, "delayed": 0, "reserved": 0, "completed": 16, "failed": 0}
+
+
+class Slow(Job):
+    def handle(self, payload: Any) -> None:
+        time.sleep(payload)
+
+
+class StealsTheLease:
+    """Middleware giving the delivery back mid-run, as if the lease had expired."""
+
+    @hookimpl(wrapper=True)
+    def jobs_run_job(self, run: JobRun) -> Generator[None, Any, Any]:
+        assert run.delivery is not None
+        STOPPERS.append(run.delivery)
+        return (yield)
+
+
+def test_a_lost_lease_is_logged_and_the_job_comes_back(
+    app: JobsApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.register_plugin(StealsTheLease())
+    STOPPERS.clear()
+    app.dispatch(Slow, 0.5)
+    thread = threading.Thread(target=app.worker(lease=0.15, max_jobs=1, install_signal_handlers=False).run)
+    with caplog.at_level(logging.WARNING, logger="jobs_core.worker"):
+        thread.start()
+        while not STOPPERS:
+            time.sleep(0.01)
+        app.driver.release(STOPPERS[0])
+        thread.join(10)
+    assert "was lost; another worker may run it" in caplog.text
+    assert app.stats()["completed"] == 0
+    [again] = app.driver.reserve(["default"])
+    assert again.id == STOPPERS[0].id and again.message.attempts == 0
+
+
+def test_retry_raised_on_the_last_attempt_sends_the_job_to_the_failed_store(app: JobsApp) -> None:
+    class AlwaysRetry(Job):
+        max_retries = 1
+
+        def handle(self, payload: Any) -> None:
+            raise Retry(0, "still waiting")
+
+    app.dispatch(AlwaysRetry)
+    assert app.work() == 2
+    [failed] = app.failed_jobs()
+    assert failed.attempts == 2
+    assert "Retry: still waiting" in failed.error
+
+
+class FlakyMemory(MemoryDriver):
+    """The memory driver with a backend outage on its first reserves."""
+
+    name = "flaky-memory"
+    schemes = ("flaky-memory",)
+    outages = 0
+
+    def __init__(self, url: str | None = None, **options: Any) -> None:
+        super().__init__("memory://", **options)
+
+    def reserve(
+        self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
+    ) -> list[Delivery]:
+        if type(self).outages > 0:
+            type(self).outages -= 1
+            raise BackendUnavailable("database is restarting")
+        return super().reserve(queues, limit, lease, timeout)
+
+
+def test_the_worker_rides_out_a_backend_outage(caplog: pytest.LogCaptureFixture) -> None:
+    with JobsApp("memory://") as app:
+        app.drivers.register_class(FlakyMemory)
+        app.configure("flaky-memory://")
+        app.dispatch(TestJob, 1)
+        FlakyMemory.outages = 2
+        worker = app.worker(max_jobs=1, install_signal_handlers=False, poll_interval=0.1)
+        with caplog.at_level(logging.WARNING, logger="jobs_core.worker"):
+            assert worker.run() == 1
+        assert caplog.text.count("reserving failed, trying again: database is restarting") == 2
+        assert app.stats()["completed"] == 1
+        FlakyMemory.outages = 1
+        with pytest.raises(BackendUnavailable):
+            app.work()
