@@ -1,4 +1,4 @@
-"""The claim: one statement (or one short transaction) per reserved batch.
+"""The hot path: the claim and the ack, one statement (or one short transaction) per batch.
 
 Each backend leases up to ``limit`` due rows of one queue, highest priority
 first, then earliest ``visible_at``, then enqueue order, and returns
@@ -10,10 +10,16 @@ the row's ``seq``, so it is unique to this lease of this row.
   ``BEGIN IMMEDIATE`` (SQLite serialises writers; there are no row locks).
 * MySQL / MariaDB: ``SELECT ... FOR UPDATE SKIP LOCKED`` then ``UPDATE ...
   WHERE seq IN (...)`` in one ``READ COMMITTED`` transaction.
+
+The ack deletes a batch of rows still leased under the given receipts and
+records how many it deleted in the completed table: on PostgreSQL one
+statement (a ``DELETE ... RETURNING`` inside an ``INSERT``), elsewhere two in
+one transaction.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 
 import sqlalchemy as sa
@@ -54,6 +60,11 @@ class Claimer:
                 "WHERE seq IN :seqs"
             ).bindparams(sa.bindparam("seqs", expanding=True))
 
+    @property
+    def single_statement(self) -> bool:
+        """Whether a claim is a single statement (so it may run in autocommit mode)."""
+        return self.backend == "postgresql"
+
     def claim(
         self, conn: sa.Connection, queue: str, *, limit: int, now: float, until: float, token: str
     ) -> Sequence[Row]:
@@ -68,3 +79,48 @@ class Claimer:
         seqs = [int(r[0]) for r in picked]
         conn.execute(self._update, {"seqs": seqs, "until": until, "token": token})
         return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1])) for r in picked]
+
+
+class Acker:
+    """Builds and runs the batch ack of one backend."""
+
+    def __init__(self, backend: str, tables: Tables) -> None:
+        self.backend = backend
+        jobs, completed = tables.jobs.name, tables.completed.name
+        if backend == "postgresql":
+            self._ack = sa.text(
+                f"WITH d AS (DELETE FROM {jobs} WHERE seq = ANY(:seqs) AND receipt = ANY(:receipts) "
+                f"RETURNING 1) INSERT INTO {completed} (queue, finished_at, count) "
+                "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0"
+            )
+        elif backend == "sqlite":
+            self._delete = sa.text(
+                f"DELETE FROM {jobs} WHERE seq IN (SELECT value FROM json_each(:seqs)) "
+                "AND receipt IN (SELECT value FROM json_each(:receipts))"
+            )
+        else:
+            self._delete = sa.text(
+                f"DELETE FROM {jobs} WHERE seq IN :seqs AND receipt IN :receipts"
+            ).bindparams(sa.bindparam("seqs", expanding=True), sa.bindparam("receipts", expanding=True))
+        if backend != "postgresql":
+            self._count = sa.text(
+                f"INSERT INTO {completed} (queue, finished_at, count) VALUES (:queue, :now, :count)"
+            )
+
+    @property
+    def single_statement(self) -> bool:
+        """Whether one ack is a single statement (so it may run in autocommit mode)."""
+        return self.backend == "postgresql"
+
+    def ack(self, conn: sa.Connection, queue: str, seqs: list[int], receipts: list[str], now: float) -> None:
+        """Delete the rows of ``queue`` leased under ``receipts``; count them completed."""
+        if self.backend == "postgresql":
+            conn.execute(self._ack, {"seqs": seqs, "receipts": receipts, "queue": queue, "now": now})
+            return
+        if self.backend == "sqlite":
+            params: dict[str, object] = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}
+        else:
+            params = {"seqs": seqs, "receipts": receipts}
+        done = conn.execute(self._delete, params).rowcount
+        if done:
+            conn.execute(self._count, {"queue": queue, "now": now, "count": done})

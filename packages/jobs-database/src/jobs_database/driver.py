@@ -17,7 +17,8 @@ from jobs_core.errors import BackendError, ConfigurationError, JobsError, Malfor
 from jobs_core.message import new_id, validate_queue_name
 
 from jobs_database import schema
-from jobs_database.claims import Claimer
+from jobs_database.bulk import BulkInsert
+from jobs_database.claims import Acker, Claimer
 from jobs_database.engine import create_engine
 from jobs_database.errors import is_disconnect, translate
 from jobs_database.schema import RESERVED, WAITING, Tables, build_tables
@@ -80,6 +81,9 @@ class DatabaseDriver(Driver):
         self.tables: Tables = build_tables(settings.table_prefix)
         self.engine = create_engine(settings)
         self._claimer = Claimer(self.backend, self.tables)
+        self._bulk = BulkInsert(self.backend, self.tables)
+        self._acker = Acker(self.backend, self.tables)
+        self._auto_engine = create_engine(settings, autocommit=True) if self.backend == "postgresql" else None
         self._serial = threading.RLock() if settings.in_memory else None
         key = (settings.display if not settings.in_memory else f"memory:{id(self)}", settings.table_prefix)
         watch: tuple[str, ...] = ()
@@ -102,11 +106,7 @@ class DatabaseDriver(Driver):
     # -- plumbing -----------------------------------------------------------
 
     def _build_statements(self) -> None:
-        jobs, completed = self.tables.jobs, self.tables.completed
-        seqs: sa.BindParameter[list[int]] = sa.bindparam("seqs", expanding=True)
-        receipts: sa.BindParameter[list[str]] = sa.bindparam("receipts", expanding=True)
-        self._ack_stmt = sa.delete(jobs).where(jobs.c.seq.in_(seqs), jobs.c.receipt.in_(receipts))
-        self._completed_stmt = sa.insert(completed)
+        jobs = self.tables.jobs
         self._insert_stmt = sa.insert(jobs)
         owned = (jobs.c.seq == sa.bindparam("b_seq"), jobs.c.receipt == sa.bindparam("b_receipt"))
         self._owned = owned
@@ -115,16 +115,25 @@ class DatabaseDriver(Driver):
             self._notify_stmt = sa.text("SELECT pg_notify(:channel, :queue)")
 
     @contextlib.contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
-        """A connection in a transaction, committed on success."""
-        if self._serial is not None:
+    def _begin(self, autocommit: bool = False) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed on success.
+
+        With ``autocommit`` (where the driver has an autocommit engine), a
+        connection whose statements each commit on their own instead.
+        """
+        if autocommit and self._auto_engine is not None:
+            with self._auto_engine.connect() as conn:
+                yield conn
+        elif self._serial is not None:
             with self._serial, self.engine.begin() as conn:
                 yield conn
         else:
             with self.engine.begin() as conn:
                 yield conn
 
-    def _run(self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True) -> T:
+    def _run(
+        self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True, autocommit: bool = False
+    ) -> T:
         """Run ``fn`` in a transaction; on a dropped connection, retry with backoff.
 
         Native errors come out as :mod:`jobs_core.errors` types.
@@ -134,7 +143,7 @@ class DatabaseDriver(Driver):
         attempts = len(RETRY_BACKOFF) + 1 if retry else 1
         for attempt in range(attempts):
             try:
-                with self._begin() as conn:
+                with self._begin(autocommit) as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as exc:
                 if attempt + 1 < attempts and is_disconnect(exc) and not self._closed:
@@ -165,6 +174,31 @@ class DatabaseDriver(Driver):
             raise BackendError(str(exc)) from exc
         with _schema_lock:
             _schema_ready.add(key)
+        self._schema_checked = True
+
+    def _ensure_schema_in(self, conn: sa.Connection) -> None:
+        """Check the schema through the caller's connection (``enqueue_in``).
+
+        On SQLite the caller's transaction may hold the write lock, so the
+        driver cannot create tables on a connection of its own; it asks for
+        them to be created first instead.
+        """
+        if self._schema_checked:
+            return
+        if self.backend != "sqlite":
+            self._ensure_schema()
+            return
+        try:
+            version = schema.current_version(conn, self.tables)
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "checking the jobs schema") from exc
+        if version != schema.SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"the jobs tables with prefix {self.settings.table_prefix!r} are not at schema version "
+                f"{schema.SCHEMA_VERSION} (found {version}); create them before enqueueing inside a "
+                f"SQLite transaction: run 'jobs db upgrade --url {self.settings.display}' or call "
+                "driver.upgrade_schema() at start-up"
+            )
         self._schema_checked = True
 
     def _check_or_upgrade(self) -> None:
@@ -230,7 +264,7 @@ class DatabaseDriver(Driver):
         rows = self._rows(messages, bodies, now)
         plain = [r for r in rows if r["unique_key"] is None]
         if plain:
-            conn.execute(self._insert_stmt, plain)
+            self._bulk.insert(conn, plain)
         ids: list[str | None] = []
         jobs = self.tables.jobs
         for row in rows:
@@ -289,7 +323,7 @@ class DatabaseDriver(Driver):
                 f"{self.settings.location} ({self.backend})"
             )
         bodies = self.validate(messages)
-        self._ensure_schema()
+        self._ensure_schema_in(conn)
         try:
             return self._insert(conn, messages, bodies)
         except sa.exc.SQLAlchemyError as exc:
@@ -334,7 +368,8 @@ class DatabaseDriver(Driver):
                     break
             return rows
 
-        rows = self._run("reserve", claim)
+        single = self._claimer.single_statement and len(queues) == 1
+        rows = self._run("reserve", claim, autocommit=single)
         if not rows:
             return []
         deliveries: list[tuple[tuple[int, float, int], Delivery]] = []
@@ -438,12 +473,10 @@ class DatabaseDriver(Driver):
         def ack(conn: sa.Connection) -> None:
             now = time.time()
             for queue, group in by_queue.items():
-                params = {"seqs": [d.handle[0] for d in group], "receipts": [d.receipt for d in group]}
-                done = conn.execute(self._ack_stmt, params).rowcount
-                if done:
-                    conn.execute(self._completed_stmt, {"queue": queue, "finished_at": now, "count": done})
+                seqs = [d.handle[0] for d in group]
+                self._acker.ack(conn, queue, seqs, [d.receipt for d in group], now)
 
-        self._run("ack", ack)
+        self._run("ack", ack, autocommit=self._acker.single_statement and len(by_queue) == 1)
 
     def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
         return {"b_seq": delivery.handle[0], "b_receipt": delivery.receipt}
@@ -736,3 +769,5 @@ class DatabaseDriver(Driver):
         if self._listener is not None:
             self._listener.stop()
         self.engine.dispose()
+        if self._auto_engine is not None:
+            self._auto_engine.dispose()

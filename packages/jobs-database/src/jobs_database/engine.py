@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import math
+import sqlite3
+import time
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,22 +24,32 @@ from sqlalchemy.pool import StaticPool
 from jobs_database.settings import DatabaseSettings
 
 
-def create_engine(settings: DatabaseSettings) -> sa.Engine:
-    """A new engine for ``settings``."""
+def create_engine(settings: DatabaseSettings, autocommit: bool = False) -> sa.Engine:
+    """A new engine for ``settings``.
+
+    With ``autocommit`` (PostgreSQL, MySQL), every statement commits on its
+    own: the driver uses such an engine for the hot-path statements that are
+    atomic by themselves, saving the ``BEGIN`` and ``COMMIT`` round trips.
+    """
     if settings.backend == "sqlite":
         return _sqlite_engine(settings)
     connect_args: dict[str, Any] = {"connect_timeout": max(1, math.ceil(settings.connect_timeout))}
     kwargs: dict[str, Any] = {
         "pool_size": settings.pool_size,
         "max_overflow": settings.pool_size,
-        "pool_pre_ping": True,
+        # No pre-ping round trip per checkout: an operation on a dropped
+        # connection fails before it commits and the driver retries it.
+        "pool_pre_ping": False,
         "pool_timeout": max(settings.connect_timeout, 5.0),
     }
     url = settings.url
+    if autocommit:
+        kwargs["isolation_level"] = "AUTOCOMMIT"
+        kwargs["pool_reset_on_return"] = None
     if settings.backend == "postgresql":
         connect_args.setdefault("application_name", "jobs")
     else:
-        kwargs["isolation_level"] = "READ COMMITTED"
+        kwargs.setdefault("isolation_level", "READ COMMITTED")
         if "charset" not in url.query:
             url = url.update_query_dict({"charset": "utf8mb4"})
         connect_args["read_timeout"] = 60
@@ -65,9 +77,9 @@ def _sqlite_engine(settings: DatabaseSettings) -> sa.Engine:
         dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself
         cursor = dbapi_connection.cursor()
         try:
-            if not in_memory:
-                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+            if not in_memory:
+                _set_wal(cursor, settings.busy_timeout)
             cursor.execute(f"PRAGMA synchronous={synchronous}")
         finally:
             cursor.close()
@@ -77,3 +89,18 @@ def _sqlite_engine(settings: DatabaseSettings) -> sa.Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
+
+
+def _set_wal(cursor: Any, patience: float) -> None:
+    """Switch to WAL; the switch can fail at once with "locked" while another connection
+    is opening the same new file, so try again until ``patience`` seconds have passed.
+    """
+    deadline = time.monotonic() + patience
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)

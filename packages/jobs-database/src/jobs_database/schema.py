@@ -84,7 +84,15 @@ def build_tables(prefix: str) -> Tables:
         jobs.c.visible_at,
         jobs.c.seq,
     )
-    sa.Index(f"{prefix}jobs_unique", jobs.c.unique_key, unique=True)
+    # Partial where the backend has partial indexes: rows without a key cost nothing.
+    has_key = jobs.c.unique_key.is_not(None)
+    sa.Index(
+        f"{prefix}jobs_unique",
+        jobs.c.unique_key,
+        unique=True,
+        postgresql_where=has_key,
+        sqlite_where=has_key,
+    )
     completed = sa.Table(
         f"{prefix}completed",
         md,

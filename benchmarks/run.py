@@ -1,0 +1,95 @@
+"""Benchmark harness: ``nox -s bench`` or ``python benchmarks/run.py``.
+
+Each driver family has a module in this directory exposing
+``run(backend, options) -> dict[str, float]``; :data:`BACKENDS` maps a backend
+name to ``(module, URL)``. Pick backends with ``--backend`` (repeatable) and
+the size with ``--jobs``. Figures are printed as a Markdown table, ready for
+docs/performance.md.
+
+    python benchmarks/run.py --backend sqlite --backend postgresql --jobs 20000
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+
+#: backend name -> (module in benchmarks/, URL; override with BENCH_<NAME>_URL)
+BACKENDS: dict[str, tuple[str, str]] = {
+    "sqlite": ("database", "sqlite:///{tmp}/jobs-bench.db"),
+    "postgresql": ("database", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
+    "mariadb": ("database", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+
+COLUMNS = [
+    ("bulk_enqueue_per_s", "bulk enqueue (jobs/s)", "{:,.0f}"),
+    ("drain_per_s", "drain, 1 worker process (jobs/s)", "{:,.0f}"),
+    ("latency_p50_ms", "idle latency p50 (ms)", "{:.2f}"),
+    ("latency_p99_ms", "idle latency p99 (ms)", "{:.2f}"),
+    ("cpu_us_per_job", "worker CPU per job (µs)", "{:.0f}"),
+]
+
+
+def machine() -> str:
+    """One line describing the machine the figures come from."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--backend", action="append", choices=sorted(BACKENDS), help="default: all")
+    parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain run (default 20000)")
+    parser.add_argument("--enqueue-jobs", type=int, default=100_000, help="jobs for the bulk enqueue run")
+    parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = parser.parse_args(argv)
+    results: dict[str, dict[str, Any]] = {}
+    for name in args.backend or list(BACKENDS):
+        module_name, url = BACKENDS[name]
+        url = os.environ.get(f"BENCH_{name.upper()}_URL", url)
+        module = importlib.import_module(module_name)
+        options = {
+            "url": url,
+            "jobs": args.jobs,
+            "enqueue_jobs": args.enqueue_jobs,
+            "latency_samples": args.latency_samples,
+        }
+        print(f"running {name} ...", file=sys.stderr, flush=True)
+        started = time.monotonic()
+        results[name] = module.run(name, options)
+        print(f"  done in {time.monotonic() - started:.1f}s: {results[name]}", file=sys.stderr, flush=True)
+    if args.json:
+        print(json.dumps({"machine": machine(), "results": results}, indent=2))
+        return 0
+    print(f"Machine: {machine()}\n")
+    print("| backend | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
+    for name, figures in results.items():
+        cells = [fmt.format(figures[key]) if key in figures else "n/a" for key, _, fmt in COLUMNS]
+        print(f"| {name} | " + " | ".join(cells) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,103 @@
+"""Fixtures: one database URL per backend, each test on its own table prefix.
+
+PostgreSQL and MariaDB come from ``JOBS_TEST_POSTGRESQL_URL`` and
+``JOBS_TEST_MARIADB_URL`` (defaults: the local test servers). When a server
+is unreachable the tests that need it are skipped on a developer machine, and
+fail when ``CI`` is set: CI treats a missing service as a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from jobs_database import DatabaseDriver
+from jobs_database.schema import build_tables, drop_all
+
+SERVER_URLS = {
+    "postgresql": os.environ.get(
+        "JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("JOBS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+BACKENDS = ["sqlite", "postgresql", "mariadb"]
+
+_reachable: dict[str, str | None] = {}
+
+
+def server_error(backend: str) -> str | None:
+    """``None`` if the server answers, else why not (checked once per session)."""
+    if backend not in _reachable:
+        engine = sa.create_engine(SERVER_URLS[backend], connect_args={"connect_timeout": 3})
+        try:
+            with engine.connect() as conn:
+                conn.execute(sa.text("SELECT 1"))
+            _reachable[backend] = None
+        except sa.exc.SQLAlchemyError as exc:
+            _reachable[backend] = str(exc.orig if hasattr(exc, "orig") else exc).splitlines()[0]
+        finally:
+            engine.dispose()
+    return _reachable[backend]
+
+
+def require_server(backend: str) -> None:
+    """Skip (or fail under CI) when the backend's server is unreachable."""
+    error = server_error(backend)
+    if error is None:
+        return
+    message = f"{backend} server unreachable at {SERVER_URLS[backend]}: {error}"
+    if os.environ.get("CI"):
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def new_prefix() -> str:
+    """A fresh table prefix, so concurrent test runs never share tables."""
+    return f"t{uuid.uuid4().hex[:10]}_"
+
+
+def with_prefix(url: str, prefix: str) -> str:
+    return url + ("&" if "?" in url else "?") + f"table_prefix={prefix}"
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each backend in turn."""
+    name: str = request.param
+    if name != "sqlite":
+        require_server(name)
+    return name
+
+
+@pytest.fixture
+def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
+    """A URL for ``backend`` with a fresh table prefix; the tables are dropped afterwards."""
+    prefix = new_prefix()
+    base = f"sqlite:///{tmp_path / 'jobs.db'}" if backend == "sqlite" else SERVER_URLS[backend]
+    yield with_prefix(base, prefix)
+    if backend != "sqlite":
+        engine = sa.create_engine(base)
+        try:
+            drop_all(engine, build_tables(prefix))
+        finally:
+            engine.dispose()
+
+
+@pytest.fixture
+def make_driver(db_url: str) -> Iterator[Callable[..., DatabaseDriver]]:
+    """Build drivers on ``db_url``; all are closed after the test."""
+    built: list[DatabaseDriver] = []
+
+    def make(**options: Any) -> DatabaseDriver:
+        driver = DatabaseDriver(db_url, **options)
+        built.append(driver)
+        return driver
+
+    yield make
+    for driver in built:
+        driver.close()

@@ -1,0 +1,126 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+
+import pytest
+import sqlalchemy as sa
+from jobs_core import Message
+from jobs_core.errors import ConfigurationError
+from jobs_database import SCHEMA_VERSION, DatabaseDriver, DatabaseSettings
+from jobs_database.engine import create_engine
+from jobs_database.schema import build_tables, current_version, upgrade
+
+
+def test_first_use_creates_the_schema_at_the_current_version(
+    make_driver: Callable[..., DatabaseDriver],
+) -> None:
+    driver = make_driver()
+    assert driver.schema_version() == 0
+    driver.enqueue([Message(name="n", queue="q")])
+    assert driver.schema_version() == SCHEMA_VERSION
+
+
+def test_a_version_1_schema_is_upgraded_in_place_keeping_its_jobs(db_url: str) -> None:
+    settings = DatabaseSettings.parse(db_url)
+    engine = create_engine(settings)
+    tables = build_tables(settings.table_prefix)
+    try:
+        assert upgrade(engine, tables, target=1) == (0, 1)
+        message = Message(name="old", payload={"kept": True}, queue="q")
+        with engine.begin() as conn:
+            conn.execute(
+                sa.insert(tables.jobs).values(
+                    id=message.id,
+                    queue="q",
+                    priority=0,
+                    visible_at=message.available_at,
+                    state=0,
+                    created_at=message.created_at,
+                    body=message.encode(),
+                )
+            )
+        with engine.connect() as conn:
+            assert current_version(conn, tables) == 1
+            assert not sa.inspect(conn).has_table(tables.completed.name)
+    finally:
+        engine.dispose()
+
+    strict = DatabaseDriver(db_url, create_schema=False)
+    try:
+        with pytest.raises(ConfigurationError, match="jobs db upgrade"):
+            strict.reserve(["q"])
+    finally:
+        strict.close()
+
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs_database", "upgrade", "--url", db_url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"from version 1 to {SCHEMA_VERSION}" in result.stdout
+
+    driver = DatabaseDriver(db_url, create_schema=False)
+    try:
+        assert driver.schema_version() == SCHEMA_VERSION
+        [delivery] = driver.reserve(["q"])
+        assert delivery.message.payload == {"kept": True}
+        driver.ack(delivery)
+        assert driver.stats("q").completed == 1
+    finally:
+        driver.close()
+
+
+def test_concurrent_first_use_from_many_connections_creates_the_schema_once(db_url: str) -> None:
+    errors: list[BaseException] = []
+    results: list[tuple[int, int]] = []
+    barrier = threading.Barrier(4)
+
+    def create() -> None:
+        settings = DatabaseSettings.parse(db_url)
+        engine = create_engine(settings)
+        try:
+            barrier.wait()
+            results.append(upgrade(engine, build_tables(settings.table_prefix)))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            engine.dispose()
+
+    threads = [threading.Thread(target=create) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors, errors
+    assert (0, SCHEMA_VERSION) in results
+    assert sum(1 for before, _ in results if before == 0) == 1
+    assert all(after == SCHEMA_VERSION for _, after in results)
+
+
+def test_a_schema_newer_than_the_driver_is_refused(
+    make_driver: Callable[..., DatabaseDriver], db_url: str
+) -> None:
+    driver = make_driver()
+    driver.upgrade_schema()
+    with driver.engine.begin() as conn:
+        conn.execute(sa.update(driver.tables.version).values(version=SCHEMA_VERSION + 1))
+    # Another process (no schema check cached) must refuse the tables.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"from jobs_database import DatabaseDriver; DatabaseDriver({db_url!r}).stats()",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "newer than this jobs-database supports" in result.stderr
