@@ -34,6 +34,10 @@ Fixtures:
 Marker ``@pytest.mark.jobs_requires(Capability.DELAY, ...)`` skips a test, with
 the missing capability named, when the driver does not declare it.
 
+Tests poll rather than assert on one call, waiting up to
+``$JOBS_CONFORMANCE_TIMEOUT`` seconds (default 10) for what should happen; a
+broken driver therefore fails a test after that long.
+
 Known driver bugs are listed as strict expected failures in the ini setting
 ``jobs_xfail``, one ``TEST: REASON`` per line, where ``TEST`` is a test name
 (``test_lease_expiry_redelivers``, or with its parameters

@@ -7,6 +7,7 @@ asserting on a single call.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -14,14 +15,24 @@ from typing import Any
 from jobs_core.driver import Driver
 from jobs_core.message import Delivery, Message, QueueStats
 
-#: Longest a test waits for a message that should arrive.
-DELIVERY_TIMEOUT = 10.0
+#: Environment variable with the longest wait, in seconds, for something that
+#: should happen (a message arriving, stats catching up). Default 10.
+TIMEOUT_VARIABLE = "JOBS_CONFORMANCE_TIMEOUT"
 #: How long a test watches for a message that must not arrive.
 QUIET_PERIOD = 0.5
 #: Lease used when a test does not care about leases.
 LONG_LEASE = 60.0
 #: Name of the job in the messages the suite writes.
 JOB_NAME = "conformance.job"
+
+
+def delivery_timeout() -> float:
+    """Longest a test waits for something that should happen (``$JOBS_CONFORMANCE_TIMEOUT``, default 10 s).
+
+    A test fails no sooner than this when a driver never delivers, so a fast
+    backend may lower it; a slow one may raise it.
+    """
+    return float(os.environ.get(TIMEOUT_VARIABLE) or 10.0)
 
 
 def message(queue: str, payload: Any = None, **fields: Any) -> Message:
@@ -48,14 +59,14 @@ def reserve_until(
     *,
     lease: float = LONG_LEASE,
     limit: int = 100,
-    timeout: float = DELIVERY_TIMEOUT,
+    timeout: float | None = None,
 ) -> list[Delivery]:
     """Reserve until ``count`` deliveries arrived or ``timeout`` passed.
 
     Returns what arrived, in the order it arrived (possibly fewer than
     ``count``, never more than were handed out).
     """
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (delivery_timeout() if timeout is None else timeout)
     found: list[Delivery] = []
     while len(found) < count:
         remaining = deadline - time.monotonic()
@@ -68,11 +79,12 @@ def reserve_until(
 
 
 def reserve_one(
-    driver: Driver, queue: str, *, lease: float = LONG_LEASE, timeout: float = DELIVERY_TIMEOUT
+    driver: Driver, queue: str, *, lease: float = LONG_LEASE, timeout: float | None = None
 ) -> Delivery:
     """The next delivery from ``queue``; fails the test if none arrives in time."""
-    found = reserve_until(driver, [queue], 1, lease=lease, timeout=timeout)
-    assert found, f"no message arrived on {queue!r} within {timeout} s"
+    wait = delivery_timeout() if timeout is None else timeout
+    found = reserve_until(driver, [queue], 1, lease=lease, timeout=wait)
+    assert found, f"no message arrived on {queue!r} within {wait} s"
     return found[0]
 
 
@@ -82,11 +94,9 @@ def assert_nothing(driver: Driver, queues: Sequence[str], wait: float = QUIET_PE
     assert not found, f"expected no message, got {[d.message for d in found]}"
 
 
-def wait_for(
-    condition: Callable[[], bool], timeout: float = DELIVERY_TIMEOUT, interval: float = 0.05
-) -> bool:
+def wait_for(condition: Callable[[], bool], timeout: float | None = None, interval: float = 0.05) -> bool:
     """Poll ``condition`` until it holds or ``timeout`` passes; return its last value."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + (delivery_timeout() if timeout is None else timeout)
     while True:
         if condition():
             return True
@@ -96,7 +106,7 @@ def wait_for(
 
 
 def stats_become(
-    driver: Driver, queue: str | None, timeout: float = DELIVERY_TIMEOUT, **expected: int
+    driver: Driver, queue: str | None, timeout: float | None = None, **expected: int
 ) -> QueueStats:
     """Poll ``stats(queue)`` until the named counts equal ``expected``; return the last stats.
 

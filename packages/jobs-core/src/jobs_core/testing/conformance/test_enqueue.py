@@ -9,9 +9,9 @@ import pytest
 from jobs_core.driver import Capability, Driver
 from jobs_core.message import Message, RetryPolicy
 from jobs_core.testing.conformance._helpers import (
-    DELIVERY_TIMEOUT,
     JOB_NAME,
     assert_nothing,
+    delivery_timeout,
     enqueue_one,
     ids,
     message,
@@ -81,7 +81,7 @@ def test_bulk_enqueue_of_a_thousand_messages_delivers_each_exactly_once(
 ) -> None:
     batch = messages(jobs_queue, 1000)
     assert jobs_driver.enqueue(batch) == [m.id for m in batch]
-    got = reserve_until(jobs_driver, [jobs_queue], 1000, limit=100, timeout=DELIVERY_TIMEOUT * 3)
+    got = reserve_until(jobs_driver, [jobs_queue], 1000, limit=100, timeout=delivery_timeout() * 3)
     assert len(got) == 1000
     assert sorted(ids(got)) == sorted(m.id for m in batch)
     jobs_driver.ack_many(got)

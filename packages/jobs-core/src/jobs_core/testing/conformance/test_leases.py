@@ -11,8 +11,8 @@ import pytest
 from jobs_core.driver import Capability, Driver
 from jobs_core.message import Delivery
 from jobs_core.testing.conformance._helpers import (
-    DELIVERY_TIMEOUT,
     assert_nothing,
+    delivery_timeout,
     enqueue_one,
     message,
     messages,
@@ -37,7 +37,7 @@ def test_concurrent_reservers_never_share_a_live_lease(
     def work(index: int) -> None:
         driver = drivers[index]
         start.wait()
-        deadline = time.monotonic() + DELIVERY_TIMEOUT * 3
+        deadline = time.monotonic() + delivery_timeout() * 3
         while time.monotonic() < deadline and sum(len(s) for s in seen) < total:
             seen[index] += driver.reserve([jobs_queue], limit=7, lease=60, timeout=0.2)
 
@@ -45,7 +45,7 @@ def test_concurrent_reservers_never_share_a_live_lease(
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(DELIVERY_TIMEOUT * 4)
+        thread.join(delivery_timeout() * 4)
     counts = Counter(d.id for deliveries in seen for d in deliveries)
     twice = [ident for ident, n in counts.items() if n > 1]
     assert not twice, f"{len(twice)} messages were leased to two workers at once"
