@@ -214,6 +214,7 @@ def test_transactional_dispatch_on_sqlite_exists_only_if_the_transaction_commits
     sa = pytest.importorskip("sqlalchemy")
     url = f"sqlite:///{tmp_path}/outbox.db"
     with JobsApp(url) as app:
+        assert app.stats("echo")["pending"] == 0  # creates the schema
         engine = sa.create_engine(url)
         with engine.connect() as connection, connection.begin() as transaction:
             assert app.dispatch(Echo, "rolled back", transaction=connection) is not None
