@@ -101,3 +101,10 @@ def make_driver(db_url: str) -> Iterator[Callable[..., DatabaseDriver]]:
     yield make
     for driver in built:
         driver.close()
+
+
+@pytest.fixture
+def postgresql_base_url() -> str:
+    """The PostgreSQL server URL (no prefix); skips, or fails under CI, if unreachable."""
+    require_server("postgresql")
+    return SERVER_URLS["postgresql"]

@@ -20,7 +20,7 @@ from jobs_database import schema
 from jobs_database.bulk import BulkInsert
 from jobs_database.claims import Acker, Claimer
 from jobs_database.engine import create_engine
-from jobs_database.errors import is_disconnect, translate
+from jobs_database.errors import translate
 from jobs_database.schema import RESERVED, WAITING, Tables, build_tables
 from jobs_database.settings import DatabaseSettings
 from jobs_database.wakeup import PgListener, Waker, shared_waker
@@ -146,7 +146,9 @@ class DatabaseDriver(Driver):
                 with self._begin(autocommit) as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as exc:
-                if attempt + 1 < attempts and is_disconnect(exc) and not self._closed:
+                # Only a pooled connection that died is worth a second try here;
+                # a server that refuses new connections is reported at once.
+                if attempt + 1 < attempts and exc.connection_invalidated and not self._closed:
                     time.sleep(RETRY_BACKOFF[attempt])
                     continue
                 raise translate(exc, self.settings, operation) from exc

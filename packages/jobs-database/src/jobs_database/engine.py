@@ -47,7 +47,8 @@ def create_engine(settings: DatabaseSettings, autocommit: bool = False) -> sa.En
         kwargs["isolation_level"] = "AUTOCOMMIT"
         kwargs["pool_reset_on_return"] = None
     if settings.backend == "postgresql":
-        connect_args.setdefault("application_name", "jobs")
+        if "application_name" not in url.query:
+            connect_args["application_name"] = "jobs"
     else:
         kwargs.setdefault("isolation_level", "READ COMMITTED")
         if "charset" not in url.query:
