@@ -451,3 +451,40 @@ def test_drivers_reports_a_broken_plugin_instead_of_crashing(tmp_path: pathlib.P
     data = json.loads(run_cli("drivers", "--json", env=env).stdout)
     assert any("jobs-broken-plugin" in error for error in data["errors"])
     assert "memory" in {d["name"] for d in data["drivers"]}
+
+
+CHAIN_JOBS = """
+from jobs_core import Job, Jobs
+
+
+class Follow(Job):
+    job_name = "chain.follow"
+
+    def handle(self, payload):
+        return payload
+
+
+class Chain(Job):
+    job_name = "chain.start"
+
+    def handle(self, payload):
+        Jobs.dispatch(Follow, {"after": payload})
+"""
+
+
+def test_jobs_dispatched_by_jobs_reach_the_workers_backend(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("jobs_database")
+    (tmp_path / "chain_jobs.py").write_text(textwrap.dedent(CHAIN_JOBS))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    url = f"sqlite:///{tmp_path / 'chain.db'}"
+    with JobsApp(url) as app:
+        app.register_module("chain_jobs")
+        app.dispatch("chain.start", 1)
+        env = {"PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")])}
+        env["JOBS_URL"] = "memory://"
+        result = run_cli("worker", "--url", url, "--import", "chain_jobs", "--stop-when-empty", env=env)
+        assert result.returncode == 0, result.stderr
+        assert "processed 2" in result.stderr
+        assert app.stats()["completed"] == 2

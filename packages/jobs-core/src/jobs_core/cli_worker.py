@@ -26,6 +26,7 @@ import click
 
 from jobs_core.app import JobsApp
 from jobs_core.errors import ConfigurationError
+from jobs_core.facade import Jobs, adopt_default_app
 from jobs_core.worker import Service, Worker
 
 
@@ -133,6 +134,11 @@ def run_worker(
                 "no jobs are registered: pass --import MODULE with the module(s) that define your jobs"
             )
         app.driver.ping()
+        if not adopt_default_app(app) and Jobs.app().config.display_url != app.config.display_url:
+            _say(
+                f"note: Jobs.dispatch() in jobs goes to {Jobs.app().config.display_url} "
+                f"(configured by an imported module), not to {app.config.display_url}"
+            )
         worker = app.worker(
             options.queues,
             concurrency=options.concurrency,

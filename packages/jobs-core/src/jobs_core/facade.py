@@ -226,3 +226,16 @@ def set_default_app(app: JobsApp | None) -> JobsApp | None:
         if app is not None:
             _default.append(app)
     return previous
+
+
+def adopt_default_app(app: JobsApp) -> bool:
+    """Make ``app`` the app behind :class:`Jobs` unless one exists already.
+
+    The worker calls this, so that jobs dispatching other jobs through
+    ``Jobs`` reach the worker's backend. Returns whether ``app`` was adopted.
+    """
+    with _lock:
+        if _default:
+            return _default[0] is app
+        _default.append(app)
+        return True
