@@ -43,10 +43,24 @@ def create_plugin_manager() -> pluggy.PluginManager:
     return manager
 
 
+@functools.cache
+def _distributions_of(top: str) -> tuple[str, ...]:
+    """Names of the distributions that provide the top-level package ``top``.
+
+    Editable installs often record no files, so the distributions whose
+    ``jobs.drivers`` entry points point into ``top`` count too.
+    """
+    names = list(_packages_distributions().get(top, []))
+    if not names:
+        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+            if entry_point.value.split(":", 1)[0].split(".", 1)[0] == top and entry_point.dist is not None:
+                names.append(entry_point.dist.name)
+    return tuple(names)
+
+
 def distribution_version(module_name: str) -> str:
     """Version of the installed distribution that contains ``module_name``."""
-    top = module_name.split(".", 1)[0]
-    for dist in _packages_distributions().get(top, []):
+    for dist in _distributions_of(module_name.split(".", 1)[0]):
         try:
             return metadata.version(dist)
         except metadata.PackageNotFoundError:  # pragma: no cover - broken metadata
@@ -211,6 +225,5 @@ class DriverRegistry:
 
 def distribution_name(module_name: str) -> str:
     """Name of the distribution that installed ``module_name`` (or ``"unknown"``)."""
-    top = module_name.split(".", 1)[0]
-    names: Iterable[str] = _packages_distributions().get(top, [])
+    names: Iterable[str] = _distributions_of(module_name.split(".", 1)[0])
     return next(iter(names), "unknown")

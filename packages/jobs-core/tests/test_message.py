@@ -1,0 +1,137 @@
+"""Messages and their JSON envelope; retry policies; the serializer."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+from jobs_core import serializer
+from jobs_core.errors import InvalidName, MalformedMessage, PayloadNotJSON, SerializationError
+from jobs_core.message import (
+    Delivery,
+    FailedJob,
+    Message,
+    QueueStats,
+    RetryPolicy,
+    new_id,
+    validate_queue_name,
+)
+
+
+def test_a_message_survives_encode_and_decode() -> None:
+    msg = Message(
+        name="a.b",
+        payload={"x": [1, 2.5, "ü", None, True]},
+        queue="q1",
+        attempts=2,
+        max_retries=4,
+        retry=RetryPolicy("fixed", 3.0, 9.0, False),
+        timeout=1.5,
+        priority=-2,
+        unique_key="k",
+        unique_ttl=60.0,
+        headers={"trace": "t"},
+        last_error="boom",
+    )
+    assert Message.decode(msg.encode()) == msg
+    assert Message.decode(msg.encode().decode()) == msg
+
+
+def test_new_ids_are_unique_and_time_ordered() -> None:
+    ids = []
+    for _ in range(50):
+        ids.append(new_id())
+        time.sleep(0.0005)
+    assert len(set(ids)) == 50
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
+    assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"{not json", "not valid JSON"),
+        (b"[1]", "must be an object"),
+        (b'{"name": "x"}', "lacks id, queue"),
+        (b'{"id": "1", "name": "x", "queue": "q", "headers": {"a": 1}}', "headers"),
+        (b'{"id": "1", "name": "x", "queue": "q", "attempts": "many"}', "invalid message envelope"),
+        (b'{"id": "1", "name": "x", "queue": "q", "retry": {"backoff": "linear"}}', "unknown backoff"),
+        (b"\xff\xfe", "not valid JSON"),
+    ],
+)
+def test_decoding_a_malformed_record_names_the_problem(body: bytes, reason: str) -> None:
+    with pytest.raises(MalformedMessage, match=reason):
+        Message.decode(body)
+
+
+@pytest.mark.parametrize("name", ["default", "a", "Q-1.x_y", "9" * 100])
+def test_valid_queue_names(name: str) -> None:
+    assert validate_queue_name(name) == name
+
+
+@pytest.mark.parametrize("name", ["", " ", "_x", "a b", "a/b", "ü", "9" * 101, None, 5])
+def test_invalid_queue_names(name: object) -> None:
+    with pytest.raises(InvalidName, match="invalid queue name"):
+        validate_queue_name(name)
+
+
+def test_fixed_and_exponential_retry_delays() -> None:
+    fixed = RetryPolicy("fixed", 5.0, 100.0, jitter=False)
+    assert [fixed.delay_for(n) for n in (1, 2, 10)] == [5.0, 5.0, 5.0]
+    exponential = RetryPolicy("exponential", 1.0, 10.0, jitter=False)
+    assert [exponential.delay_for(n) for n in (1, 2, 3, 4, 5, 100)] == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+
+
+def test_jitter_stays_in_the_upper_half() -> None:
+    policy = RetryPolicy("exponential", 4.0, 100.0, jitter=True)
+    draws = [policy.delay_for(2) for _ in range(200)]
+    assert all(4.0 <= d <= 8.0 for d in draws)
+    assert len(set(draws)) > 1
+
+
+def test_retry_policy_round_trips_through_its_dict() -> None:
+    policy = RetryPolicy("fixed", 2.0, 3.0, False)
+    assert RetryPolicy.from_dict(policy.to_dict()) == policy
+
+
+def test_queue_stats_add_up_and_keep_unknown_completed() -> None:
+    total = QueueStats(1, 2, 3, 4, 5) + QueueStats(1, 1, 1, 1, 1)
+    assert total.to_dict() == {"pending": 2, "delayed": 3, "reserved": 4, "completed": 5, "failed": 6}
+    assert (QueueStats(completed=None) + QueueStats(completed=3)).completed is None
+
+
+def test_delivery_and_failed_job_expose_their_message() -> None:
+    msg = Message(name="n", queue="q")
+    delivery = Delivery(msg, "r", 1.0)
+    assert (delivery.id, delivery.queue) == (msg.id, "q")
+    entry = FailedJob(msg.id, "n", "q", None, 1, "err", 2.0, message=msg)
+    assert entry.to_dict()["error"] == "err"
+    assert "message" not in entry.to_dict()
+
+
+def test_check_json_refuses_what_json_cannot_hold() -> None:
+    serializer.check_json({"a": [1, 2.0, "s", None, True, {"b": []}]})
+    for value, path in [
+        ({"a": (1, 2)}, "$.a"),
+        ([1, {1: "x"}], "$[1] key 1"),
+        ({"n": float("inf")}, "$.n"),
+        (b"bytes", "$"),
+    ]:
+        with pytest.raises(PayloadNotJSON) as caught:
+            serializer.check_json(value)
+        assert caught.value.path == path
+
+
+def test_dumps_raises_payload_not_json_instead_of_a_bare_type_error() -> None:
+    with pytest.raises(PayloadNotJSON, match=r"\$\.x\[0\].*set"):
+        serializer.dumps({"x": [{1}]})
+    with pytest.raises(SerializationError):
+        serializer.dumps(float("nan"))
+    assert serializer.dumps({"ü": 1}) == '{"ü":1}'
+
+
+def test_loads_raises_malformed_message() -> None:
+    with pytest.raises(MalformedMessage):
+        serializer.loads("{")
+    assert serializer.loads('{"a": [1]}') == {"a": [1]}
