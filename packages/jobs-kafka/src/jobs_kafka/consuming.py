@@ -42,19 +42,27 @@ Handle = tuple[str, int, int, int]
 class QueueConsumer:
     """Fetches queue topics in the consumer group and leases their records."""
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        group: str,
+        cond: threading.Condition | None = None,
+        produced: dict[Key, int] | None = None,
+    ) -> None:
         self.settings = settings
-        self.cond = threading.Condition()
+        self.group = group
+        self.cond = cond if cond is not None else threading.Condition()
         self.parts: dict[Key, PartitionState] = {}
         self._wanted: set[str] = set()
         self._subscribed: frozenset[str] = frozenset()
         self._joined: set[str] = set()
-        self._produced: dict[Key, int] = {}
+        self._produced: dict[Key, int] = produced if produced is not None else {}
         self._generation = itertools.count(1)
         self._receipts = itertools.count(1)
         self._commit_requests = 0
         self._commits_done = 0
         self._stopping = False
+        self._join_started: float | None = None
         self._seeks: list[TopicPartition] = []
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -70,13 +78,24 @@ class QueueConsumer:
             new = set(topics) - self._wanted
             if new:
                 self._wanted |= new
+                if self._join_started is None:
+                    self._join_started = time.monotonic()
                 self.cond.notify_all()
             if self._thread is None:
                 self._consumer = Consumer(
-                    self.settings.consumer_config(self.settings.group_id, on_commit=self._on_commit)
+                    self.settings.consumer_config(self.group, on_commit=self._on_commit)
                 )
-                self._thread = threading.Thread(target=self._run, name="jobs-kafka-consumer", daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name=f"jobs-kafka-consumer-{self.group}", daemon=True
+                )
                 self._thread.start()
+
+    def waiting_for_join(self) -> float:
+        """Seconds since the subscription last changed without an assignment since (0 if joined)."""
+        with self.cond:
+            if self._join_started is None:
+                return 0.0
+            return time.monotonic() - self._join_started
 
     def joined(self, topics: Sequence[str]) -> bool:
         """Whether the group assigned partitions since ``topics`` were subscribed."""
@@ -263,6 +282,12 @@ class QueueConsumer:
                     return
                 self.cond.wait(remaining)
 
+    def stop(self) -> None:
+        """Ask the poll thread to stop (without waiting)."""
+        with self.cond:
+            self._stopping = True
+            self.cond.notify_all()
+
     def close(self) -> None:
         """Stop fetching, commit finished work, leave the group. Safe to call twice."""
         with self.cond:
@@ -418,6 +443,8 @@ class QueueConsumer:
                 key = (tp.topic, tp.partition)
                 self.parts[key] = PartitionState(tp.topic, tp.partition, next(self._generation))
             self._joined |= self._subscribed
+            if self._wanted <= self._subscribed:
+                self._join_started = None
             self.cond.notify_all()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -444,3 +471,138 @@ class QueueConsumer:
             for tp in partitions:
                 self.parts.pop((tp.topic, tp.partition), None)
             self.cond.notify_all()
+
+
+class ConsumerSet:
+    """One :class:`QueueConsumer` per queue, each in its own consumer group.
+
+    The group of queue ``q`` is ``<group_id>.<q>``: a queue's workers share
+    its partitions, a rebalance of one queue never pauses another, and the
+    group's lag is the queue's backlog. All consumers of a process share one
+    condition, so a ``reserve`` over several queues wakes on any of them.
+    """
+
+    def __init__(self, settings: KafkaSettings) -> None:
+        self.settings = settings
+        self.cond = threading.Condition()
+        self.produced: dict[Key, int] = {}
+        self.by_topic: dict[str, QueueConsumer] = {}
+
+    def group_of(self, topic: str) -> str:
+        """The consumer group of a queue topic."""
+        return f"{self.settings.group_id}.{topic[len(self.settings.topic_prefix) :]}"
+
+    def get(self, topic: str) -> QueueConsumer:
+        """The consumer of ``topic`` (created, not started)."""
+        with self.cond:
+            consumer = self.by_topic.get(topic)
+            if consumer is None:
+                consumer = QueueConsumer(self.settings, self.group_of(topic), self.cond, self.produced)
+                self.by_topic[topic] = consumer
+            return consumer
+
+    def _existing(self, topic: str) -> QueueConsumer | None:
+        with self.cond:
+            return self.by_topic.get(topic)
+
+    def want(self, topics: Iterable[str]) -> None:
+        """Start the consumers of ``topics``."""
+        for topic in topics:
+            self.get(topic).want([topic])
+
+    def joined(self, topics: Sequence[str]) -> bool:
+        """Whether every topic's group assigned partitions."""
+        return all(self.get(topic).joined([topic]) for topic in topics)
+
+    def waiting_for_join(self, topics: Sequence[str]) -> float:
+        """Longest time a topic's consumer has waited for its first assignment."""
+        return max((self.get(topic).waiting_for_join() for topic in topics), default=0.0)
+
+    def caught_up(self, topics: Sequence[str]) -> bool:
+        """Whether every topic was read up to what this process wrote."""
+        return all(self.get(topic).caught_up([topic]) for topic in topics)
+
+    def note_produced(self, topic: str, partition: int, offset: int) -> None:
+        """Remember the highest offset this process wrote to a partition."""
+        key = (topic, partition)
+        with self.cond:
+            if offset > self.produced.get(key, -1):
+                self.produced[key] = offset
+
+    def take(self, topics: Sequence[str], limit: int, lease: float) -> list[tuple[Fetched, str, int]]:
+        """Lease up to ``limit`` records, serving ``topics`` in order."""
+        taken: list[tuple[Fetched, str, int]] = []
+        for topic in topics:
+            if len(taken) >= limit:
+                break
+            taken += self.get(topic).take([topic], limit - len(taken), lease)
+        return taken
+
+    def wait(self, seconds: float) -> None:
+        """Sleep until any consumer has news or ``seconds`` pass."""
+        with self.cond:
+            self.cond.wait(seconds)
+
+    def next_expiry(self, topics: Sequence[str]) -> float | None:
+        """When the earliest lease on ``topics`` ends."""
+        times = [self.get(topic).next_expiry([topic]) for topic in topics]
+        return min((t for t in times if t is not None), default=None)
+
+    def holds(self, handle: Handle, receipt: str) -> bool:
+        """Whether the lease is still held."""
+        consumer = self._existing(handle[0])
+        return consumer is not None and consumer.holds(handle, receipt)
+
+    def finish(self, handle: Handle, receipt: str) -> bool:
+        """Mark a leased record done."""
+        consumer = self._existing(handle[0])
+        return consumer is not None and consumer.finish(handle, receipt)
+
+    def finish_many(self, items: Sequence[tuple[Handle, str]]) -> None:
+        """Mark several leased records done."""
+        by_topic: dict[str, list[tuple[Handle, str]]] = {}
+        for handle, receipt in items:
+            by_topic.setdefault(handle[0], []).append((handle, receipt))
+        for topic, group in by_topic.items():
+            consumer = self._existing(topic)
+            if consumer is not None:
+                consumer.finish_many(group)
+
+    def give_back(self, handle: Handle, receipt: str) -> bool:
+        """Put a leased record back, unrun."""
+        consumer = self._existing(handle[0])
+        return consumer is not None and consumer.give_back(handle, receipt)
+
+    def extend(self, handle: Handle, receipt: str, seconds: float) -> bool:
+        """Renew a lease."""
+        consumer = self._existing(handle[0])
+        return consumer is not None and consumer.extend(handle, receipt, seconds)
+
+    def local_counts(self, topic: str) -> tuple[int, int, int]:
+        """``(ready, leased, finished but not committable)`` records of ``topic`` held here."""
+        consumer = self._existing(topic)
+        return consumer.local_counts(topic) if consumer is not None else (0, 0, 0)
+
+    def flush_commits(self, topic: str) -> None:
+        """Commit the finished work of ``topic`` now."""
+        consumer = self._existing(topic)
+        if consumer is not None:
+            consumer.flush_commits(self.settings.timeout)
+
+    def skip_to(self, targets: dict[Key, int]) -> set[Key]:
+        """Drop waiting records below ``targets`` on partitions held here."""
+        handled: set[Key] = set()
+        for topic in {key[0] for key in targets}:
+            consumer = self._existing(topic)
+            if consumer is not None:
+                handled |= consumer.skip_to({k: v for k, v in targets.items() if k[0] == topic})
+        return handled
+
+    def close(self) -> None:
+        """Close every consumer (they commit and leave their groups in parallel)."""
+        with self.cond:
+            consumers = list(self.by_topic.values())
+        for consumer in consumers:
+            consumer.stop()
+        for consumer in consumers:
+            consumer.close()

@@ -1,15 +1,18 @@
-"""Delay tiers: delayed jobs wait in fixed-delay topics, never in a worker's memory.
+"""Delay tiers: delayed jobs wait in fixed-delay topics, never only in a worker's memory.
 
 A message due in ``d`` seconds is written to the largest tier not exceeding
 ``d`` (the smallest tier when ``d`` is shorter). A record may leave tier
-``T`` at ``min(written_at + T, available_at)``: since every record of a
-tier waits the same ``T``, records leave in the order they were written, so
-the forwarder only ever waits on the head of a partition, which it does by
-pausing the partition (the consumer keeps polling). When the head is due it
-is forwarded to the next tier, or to its queue topic once ``available_at``
-has passed, and its offset is committed. A job is therefore never runnable
-before its ``available_at``, and it is late by at most one forwarding hop
-per tier it passes through.
+``T`` at ``min(written_at + T, available_at)``. The forwarder reads each
+tier partition into a bounded window (``max_in_flight`` records; the
+partition is paused when the window is full, and the consumer keeps
+polling), forwards each record when it may leave — to the next tier, or to
+its queue topic once ``available_at`` has passed — and commits, per
+partition, the lowest offset not yet forwarded. Since every record of a tier
+waits the same ``T``, records mostly leave in the order they were written;
+within the window they leave in due order whatever their order in the log.
+A job is therefore never runnable before its ``available_at``, and it is
+late by about one forwarding hop per tier it passes through. A crash
+between forwarding and committing forwards the record again (at least once).
 
 The forwarder runs in a background thread of every process that reserves
 jobs, in the consumer group ``<topic_prefix>__delays``: the tier partitions
@@ -19,10 +22,13 @@ to another one. Delayed jobs wait while no worker runs.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
@@ -66,6 +72,25 @@ def delayed_record(names: TopicNames, message: Message, body: bytes, now: float,
     )
 
 
+@dataclass
+class _Window:
+    """Records of one tier partition read but not yet forwarded."""
+
+    heap: list[tuple[float, int, Any]] = field(default_factory=list)
+    unfinished: deque[int] = field(default_factory=deque)
+    done: set[int] = field(default_factory=set)
+    committed: int | None = None
+    paused: bool = False
+
+    def finish(self, offset: int) -> None:
+        self.done.add(offset)
+        while self.unfinished and self.unfinished[0] in self.done:
+            self.done.discard(self.unfinished.popleft())
+
+    def commit_point(self, next_offset: int) -> int:
+        return self.unfinished[0] if self.unfinished else next_offset
+
+
 class DelayForwarder:
     """Moves due records from the tier topics to the next tier or their queue."""
 
@@ -86,7 +111,8 @@ class DelayForwarder:
         self.dead_letter = dead_letter
         self.purged_before = purged_before
         self.group = f"{settings.topic_prefix}__delays"
-        self._held: dict[Key, float] = {}
+        self._windows: dict[Key, _Window] = {}
+        self._next: dict[Key, int] = {}
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -115,14 +141,17 @@ class DelayForwarder:
                     list(self.names.tier_topics.values()),
                     on_assign=self._on_assign,
                     on_revoke=self._on_revoke,
+                    on_lost=self._on_lost,
                 )
                 while not self._stop.is_set():
                     self._step(consumer)
+                self._commit(consumer)
             except (JobsError, KafkaException) as exc:
                 log.warning("delay forwarder error (restarting in 1 s): %s", exc)
                 self._stop.wait(1.0)
             finally:
-                self._held.clear()
+                self._windows.clear()
+                self._next.clear()
                 try:
                     consumer.close()
                 except (KafkaException, RuntimeError) as exc:
@@ -130,81 +159,109 @@ class DelayForwarder:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._held.pop((tp.topic, tp.partition), None)
+            self._windows[(tp.topic, tp.partition)] = _Window()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        keys = [(tp.topic, tp.partition) for tp in partitions]
+        try:
+            self._commit(consumer, keys)
+        finally:
+            for key in keys:
+                self._windows.pop(key, None)
+                self._next.pop(key, None)
+
+    def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._held.pop((tp.topic, tp.partition), None)
+            self._windows.pop((tp.topic, tp.partition), None)
+            self._next.pop((tp.topic, tp.partition), None)
 
     def _step(self, consumer: Any) -> None:
         now = time.time()
-        due = [key for key, at in self._held.items() if at <= now]
-        if due:
-            consumer.resume([TopicPartition(t, p) for t, p in due])
-            for key in due:
-                del self._held[key]
         wait = 0.1
-        if self._held:
-            wait = max(0.0, min(wait, min(self._held.values()) - now))
-        messages = consumer.consume(500, wait)
-        if not messages:
-            return
+        heads = [w.heap[0][0] for w in self._windows.values() if w.heap]
+        if heads:
+            wait = max(0.0, min(wait, min(heads) - now))
+        for message in consumer.consume(500, wait):
+            self._read(message)
         now = time.time()
         forwards: list[Record] = []
-        commits: dict[Key, int] = {}
-        for message in messages:
-            if message.error() is not None:
-                code = message.error().code()
-                if code not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
-                    log.warning("delay forwarder consumer error: %s", message.error().str())
-                continue
-            key = (message.topic(), message.partition())
-            if key in self._held:
-                continue  # fetched ahead of a held head; fetched again after the seek
-            record = self._forward(message, now)
-            if record is False:
-                self._held[key] = self._hold_until(message, now)
-                consumer.pause([TopicPartition(*key)])
-                consumer.seek(TopicPartition(key[0], key[1], message.offset()))
-                continue
-            if isinstance(record, Record):
-                forwards.append(record)
-            commits[key] = message.offset() + 1
+        finished: list[tuple[Key, int]] = []
+        for key, window in self._windows.items():
+            while window.heap and window.heap[0][0] <= now:
+                _, offset, message = heapq.heappop(window.heap)
+                record = self._forward(message, now)
+                if record is not None:
+                    forwards.append(record)
+                finished.append((key, offset))
         if forwards:
             queues = {r.topic for r in forwards if r.topic not in self.names.tier_by_topic}
             self.admin.ensure(queues)
             self.writer.send(forwards)
-        if commits:
-            consumer.commit(
-                offsets=[TopicPartition(t, p, o) for (t, p), o in commits.items()], asynchronous=False
-            )
+        for key, offset in finished:
+            self._windows[key].finish(offset)
+        if finished:
+            self._commit(consumer)
+        self._pace(consumer)
 
-    def _hold_until(self, message: Any, now: float) -> float:
+    def _read(self, message: Any) -> None:
+        error = message.error()
+        if error is not None:
+            if error.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
+                log.warning("delay forwarder consumer error: %s", error.str())
+            return
+        key = (message.topic(), message.partition())
+        window = self._windows.get(key)
+        offset = message.offset()
+        if window is None or offset < self._next.get(key, -1):
+            return
+        self._next[key] = offset + 1
+        window.unfinished.append(offset)
         try:
             decoded = Message.decode(message.value() or b"")
-        except MalformedMessage:
-            return now
-        tier = self.names.tier_by_topic[message.topic()]
-        return float(min(message.timestamp()[1] / 1000.0 + tier, decoded.available_at))
-
-    def _forward(self, message: Any, now: float) -> Record | bool | None:
-        """The record to write for a tier record: ``False`` while not due, ``None`` to drop."""
-        origin = (message.topic(), message.partition(), message.offset())
-        value = message.value()
-        headers = message.headers()
-        try:
-            decoded = Message.decode(value or b"")
         except MalformedMessage as exc:
-            queue = header(headers, QUEUE_HEADER) or ""
-            self.dead_letter(queue, value, f"malformed message in delay tier: {exc}", origin)
-            return None
-        tier = self.names.tier_by_topic[message.topic()]
+            queue = header(message.headers(), QUEUE_HEADER) or ""
+            origin = (key[0], key[1], offset)
+            self.dead_letter(queue, message.value(), f"malformed message in delay tier: {exc}", origin)
+            window.finish(offset)
+            return
+        tier = self.names.tier_by_topic[key[0]]
         leave_at = min(message.timestamp()[1] / 1000.0 + tier, decoded.available_at)
-        if leave_at > now:
-            return False
+        heapq.heappush(window.heap, (leave_at, offset, message))
+
+    def _pace(self, consumer: Any) -> None:
+        limit = self.settings.max_in_flight
+        for key, window in self._windows.items():
+            if not window.paused and len(window.unfinished) >= limit:
+                window.paused = True
+                consumer.pause([TopicPartition(*key)])
+            elif window.paused and len(window.unfinished) < max(1, limit // 2):
+                window.paused = False
+                consumer.resume([TopicPartition(*key)])
+
+    def _commit(self, consumer: Any, keys: list[Key] | None = None) -> None:
+        offsets = []
+        for key in keys if keys is not None else list(self._windows):
+            window = self._windows.get(key)
+            if window is None or key not in self._next:
+                continue
+            point = window.commit_point(self._next[key])
+            if point != window.committed:
+                offsets.append(TopicPartition(key[0], key[1], point))
+                window.committed = point
+        if offsets:
+            try:
+                consumer.commit(offsets=offsets, asynchronous=False)
+            except KafkaException as exc:
+                log.warning("delay forwarder commit failed (records may be forwarded again): %s", exc)
+
+    def _forward(self, message: Any, now: float) -> Record | None:
+        """The record to write for a due tier record, or ``None`` when its queue was purged."""
+        value = message.value() or b""
+        headers = message.headers()
+        decoded = Message.decode(value)
         delayed_at = float(header(headers, DELAYED_AT_HEADER) or 0.0)
         if delayed_at < self.purged_before(decoded.queue):
             return None
         if decoded.available_at <= now:
             return Record(self.names.queue(decoded.queue), value)
-        return delayed_record(self.names, decoded, value or b"", now, delayed_at)
+        return delayed_record(self.names, decoded, value, now, delayed_at)

@@ -13,11 +13,11 @@ from jobs_core import Capability, Driver
 from jobs_core.errors import BackendError, BackendUnavailable, MalformedMessage, OperationTimedOut
 from jobs_core.message import Delivery, FailedJob, Message, QueueStats, ScheduleRecord
 
-from jobs_kafka.consuming import Handle, QueueConsumer
+from jobs_kafka.consuming import ConsumerSet, Handle
 from jobs_kafka.control import ControlLog
 from jobs_kafka.dead import DeadLetters, Origin
 from jobs_kafka.delays import DELAYED_AT_HEADER, QUEUE_HEADER, DelayForwarder, delayed_record, header
-from jobs_kafka.offsets import probe
+from jobs_kafka.offsets import PartitionOffsets, probe
 from jobs_kafka.partitions import Fetched
 from jobs_kafka.producing import Record, Writer
 from jobs_kafka.settings import KafkaSettings
@@ -54,7 +54,7 @@ class KafkaDriver(Driver):
         self.names = TopicNames(self.settings)
         self.admin = TopicAdmin(self.settings)
         self.writer = Writer(self.settings)
-        self.consumer = QueueConsumer(self.settings)
+        self.consumer = ConsumerSet(self.settings)
         self.dead = DeadLetters(self.settings, self.names, self.admin, self.writer)
         self.control = ControlLog(self.settings, self.names, self.admin, self.writer)
         self.forwarder = DelayForwarder(
@@ -118,7 +118,8 @@ class KafkaDriver(Driver):
     ) -> list[Delivery]:
         """Lease up to ``limit`` records of ``queues``.
 
-        The first call for a queue joins the consumer group (up to
+        The first call for a queue starts joining the consumer group in the
+        background (``OperationTimedOut`` if no assignment arrives within
         ``join_timeout``); an empty reserve waits at least
         ``reserve_min_wait`` unless this process's own writes were already read.
         """
@@ -133,7 +134,6 @@ class KafkaDriver(Driver):
         started = time.monotonic()
         deadline = started + max(0.0, timeout)
         floor = started + max(timeout, self.settings.reserve_min_wait)
-        join_deadline = started + self.settings.join_timeout
         found: list[Delivery] = []
         while True:
             for record, receipt, generation in self.consumer.take(topics, limit - len(found), lease):
@@ -144,11 +144,13 @@ class KafkaDriver(Driver):
                 return found
             now = time.monotonic()
             if not self.consumer.joined(topics):
-                if now >= join_deadline:
+                if self.consumer.waiting_for_join(topics) > self.settings.join_timeout:
                     raise OperationTimedOut(
-                        f"kafka consumer group {self.settings.group_id!r} on {self.settings.display()} "
+                        f"kafka consumer groups of {', '.join(queues)} on {self.settings.display()} "
                         f"assigned no partitions within {self.settings.join_timeout:g} s"
                     )
+                if now >= floor:
+                    return found
             elif now >= deadline and (now >= floor or self.consumer.caught_up(topics)):
                 return found
             wait = 0.05
@@ -238,14 +240,25 @@ class KafkaDriver(Driver):
         found = (self.names.queue_of(topic) for topic in self.admin.list_topics())
         return sorted(q for q in found if q)
 
-    def _lag(self, queue: str) -> tuple[int, list[Any]]:
+    def _offsets(self, queues: Sequence[str]) -> list[PartitionOffsets]:
+        """Where the group stands on every partition of ``queues``' topics."""
+        topics = self.admin.list_topics()
+        offsets: list[PartitionOffsets] = []
+        for queue in queues:
+            topic = self.names.queue(queue)
+            if not topics.get(topic):
+                continue
+            self.consumer.flush_commits(topic)
+            keys = [(topic, p) for p in topics[topic]]
+            offsets += probe(self.settings, self.consumer.group_of(topic), keys)
+        return offsets
+
+    def _pending(self, queue: str, offsets: Sequence[PartitionOffsets]) -> tuple[int, int]:
+        """``(pending, reserved)`` of ``queue``: the group's lag less what this process holds."""
         topic = self.names.queue(queue)
-        partitions = self.admin.partitions(topic)
-        if not partitions:
-            return 0, []
-        self.consumer.flush_commits(self.settings.timeout)
-        offsets = probe(self.settings, self.settings.group_id, [(topic, p) for p in partitions])
-        return sum(o.lag for o in offsets), offsets
+        lag = sum(o.lag for o in offsets if o.topic == topic)
+        _, leased, done = self.consumer.local_counts(topic)
+        return max(0, lag - leased - done), leased
 
     def _delayed(self, queue: str | None) -> int:
         tiers = self.admin.list_topics()
@@ -270,34 +283,22 @@ class KafkaDriver(Driver):
     def stats(self, queue: str | None = None) -> QueueStats:
         """Pending (group lag), delayed (tier backlog), reserved (leases of this process), failed."""
         self.check_open()
-        if queue is None:
-            total = QueueStats(completed=None)
-            for name in self.queues():
-                total = total + self._queue_stats(name, with_delayed=False)
-            return QueueStats(
-                pending=total.pending,
-                delayed=self._delayed(None),
-                reserved=total.reserved,
-                completed=None,
-                failed=len(self.dead.current()),
-            )
-        check_queue(queue)
-        return self._queue_stats(queue, with_delayed=True)
-
-    def _queue_stats(self, queue: str, with_delayed: bool) -> QueueStats:
-        lag, _ = self._lag(queue)
-        _, leased, done = self.consumer.local_counts(self.names.queue(queue))
-        failed = 0
-        delayed = 0
-        if with_delayed:
-            delayed = self._delayed(queue)
-            failed = sum(1 for f in self.dead.current() if f.queue == queue)
+        if queue is not None:
+            check_queue(queue)
+        queues = [queue] if queue is not None else self.queues()
+        offsets = self._offsets(queues)
+        pending = reserved = 0
+        for name in queues:
+            waiting, leased = self._pending(name, offsets)
+            pending += waiting
+            reserved += leased
+        failed = [f for f in self.dead.current() if queue is None or f.queue == queue]
         return QueueStats(
-            pending=max(0, lag - leased - done),
-            delayed=delayed,
-            reserved=leased,
+            pending=pending,
+            delayed=self._delayed(queue),
+            reserved=reserved,
             completed=None,
-            failed=failed,
+            failed=len(failed),
         )
 
     def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
@@ -340,15 +341,17 @@ class KafkaDriver(Driver):
         check_queue(queue)
         delayed = self._delayed(queue)
         self.control.mark_purge(queue, time.time())
-        lag, offsets = self._lag(queue)
+        offsets = self._offsets([queue])
         if not offsets:
             return delayed
-        _, leased, done = self.consumer.local_counts(self.names.queue(queue))
+        pending, _ = self._pending(queue, offsets)
         local = self.consumer.skip_to({(o.topic, o.partition): o.high for o in offsets})
         remote = [o for o in offsets if (o.topic, o.partition) not in local and o.lag > 0]
+        group = self.consumer.group_of(self.names.queue(queue))
         if remote:
             request = ConsumerGroupTopicPartitions(
-                self.settings.group_id, [TopicPartition(o.topic, o.partition, o.high) for o in remote]
+                group,
+                [TopicPartition(o.topic, o.partition, o.high) for o in remote],
             )
             try:
                 futures = self.admin.client.alter_consumer_group_offsets([request])
@@ -357,10 +360,9 @@ class KafkaDriver(Driver):
             except KafkaException as exc:
                 raise BackendUnavailable(
                     f"kafka brokers {self.settings.display()} refused to move the offsets of group "
-                    f"{self.settings.group_id!r} (a group with active members elsewhere must be "
-                    f"stopped to purge): {exc}"
+                    f"{group!r} (stop the group's members elsewhere to purge): {exc}"
                 ) from exc
-        return max(0, lag - leased - done) + delayed
+        return pending + delayed
 
     # -- schedules ---------------------------------------------------------------
 
