@@ -17,7 +17,7 @@ from jobs_core.errors import BackendError, ConfigurationError, JobsError, Malfor
 from jobs_core.message import new_id, validate_queue_name
 
 from jobs_database import schema
-from jobs_database.bulk import BulkInsert
+from jobs_database.bulk import SMALL_BATCH, BulkInsert
 from jobs_database.claims import Acker, Claimer
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
@@ -265,8 +265,12 @@ class DatabaseDriver(Driver):
         now = time.time()
         rows = self._rows(messages, bodies, now)
         plain = [r for r in rows if r["unique_key"] is None]
+        channel = (
+            self.tables.notify_channel if self.backend == "postgresql" and self.settings.notify else None
+        )
+        notified: set[str] = set()
         if plain:
-            self._bulk.insert(conn, plain)
+            notified = self._bulk.insert(conn, plain, channel, now)
         ids: list[str | None] = []
         jobs = self.tables.jobs
         for row in rows:
@@ -285,11 +289,21 @@ class DatabaseDriver(Driver):
                 ids.append(row["id"])
             except sa.exc.IntegrityError:
                 ids.append(None)
-        if self.backend == "postgresql" and self.settings.notify:
-            due = sorted({r["queue"] for r, i in zip(rows, ids, strict=True) if i is not None})
-            for queue in due:
-                conn.execute(self._notify_stmt, {"channel": self.tables.notify_channel, "queue": queue})
+        if channel is not None:
+            due = {
+                r["queue"] for r, i in zip(rows, ids, strict=True) if i is not None and r["visible_at"] <= now
+            }
+            for queue in sorted(due - notified):
+                conn.execute(self._notify_stmt, {"channel": channel, "queue": queue})
         return ids
+
+    def _one_statement(self, messages: Sequence[Message]) -> bool:
+        """Whether enqueueing ``messages`` is a single atomic statement (so needs no transaction)."""
+        return (
+            self.backend == "postgresql"
+            and len(messages) <= SMALL_BATCH
+            and all(m.unique_key is None for m in messages)
+        )
 
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Insert ``messages`` in one transaction (all or nothing)."""
@@ -297,7 +311,11 @@ class DatabaseDriver(Driver):
         bodies = self.validate(messages)
         if not messages:
             return []
-        ids = self._run("enqueue", lambda conn: self._insert(conn, messages, bodies))
+        ids = self._run(
+            "enqueue",
+            lambda conn: self._insert(conn, messages, bodies),
+            autocommit=self._one_statement(messages),
+        )
         self._waker.notify()
         return ids
 
