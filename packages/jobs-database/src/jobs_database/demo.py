@@ -96,9 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"done: {app.stats(QUEUE)}")
         for failed in app.failed_jobs():
-            print(
-                f"failed job {failed.id} ({failed.name}, {failed.attempts} attempts): {failed.error.splitlines()[0]}"
-            )
+            reason = failed.error.splitlines()[0]
+            print(f"failed job {failed.id} ({failed.name}, {failed.attempts} attempts): {reason}")
         print(f"inspect it with: jobs stats --url {url}   |   jobs failed --url {url}")
     finally:
         app.close()
