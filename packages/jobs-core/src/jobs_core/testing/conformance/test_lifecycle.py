@@ -33,6 +33,7 @@ OPERATIONS: dict[Capability, list[Operation]] = {
         lambda d, q: d.schedules(),
         lambda d, q: d.remove_schedule(q),
         lambda d, q: d.claim_tick(q, time.time()),
+        lambda d, q: d.advance_schedule(q, None, time.time()),
     ],
 }
 
