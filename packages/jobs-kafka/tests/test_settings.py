@@ -89,6 +89,9 @@ def test_tiers_pick_the_largest_not_exceeding_the_remaining_delay() -> None:
     assert names.tier_for(4.9) == 1.0
     assert names.tier_for(5.0) == 5.0
     assert names.tier_for(1000) == 30.0
-    assert names.tier_topics[5.0] == "jobs-__delay-5s"
+    assert names.tier_topics("mail")[5.0] == "jobs-mail__delay-5s"
+    assert names.tier_of("jobs-mail__delay-5s") == 5.0
+    assert names.tier_of("jobs-mail") is None
+    assert names.queue_of("jobs-mail__delay-5s") is None
     assert names.queue_of("jobs-emails") == "emails"
     assert names.queue_of("jobs-__dead") is None

@@ -14,10 +14,12 @@ A job is therefore never runnable before its ``available_at``, and it is
 late by about one forwarding hop per tier it passes through. A crash
 between forwarding and committing forwards the record again (at least once).
 
-The forwarder runs in a background thread of every process that reserves
-jobs, in the consumer group ``<topic_prefix>__delays``: the tier partitions
-are shared among the running workers, and a dead worker's partitions move
-to another one. Delayed jobs wait while no worker runs.
+Every queue has its own tiers (``<prefix><queue>__delay-5s``...). Their
+forwarder runs in a background thread of every process that reserves from
+the queue, in the consumer group ``<prefix><queue>__delays`` (one per queue,
+whatever the application's ``group_id``): the tier partitions are shared
+among the running workers, and a dead worker's partitions move to another
+one. Delayed jobs wait while no worker serves their queue.
 """
 
 from __future__ import annotations
@@ -63,7 +65,7 @@ def delayed_record(names: TopicNames, message: Message, body: bytes, now: float,
     """The tier record holding ``message`` until it is due."""
     tier = names.tier_for(message.available_at - now)
     return Record(
-        names.tier_topics[tier],
+        names.tier_topic(message.queue, tier),
         body,
         headers=[
             (QUEUE_HEADER, message.queue.encode()),
@@ -97,6 +99,7 @@ class DelayForwarder:
     def __init__(
         self,
         *,
+        queue: str,
         settings: KafkaSettings,
         names: TopicNames,
         admin: TopicAdmin,
@@ -110,7 +113,9 @@ class DelayForwarder:
         self.writer = writer
         self.dead_letter = dead_letter
         self.purged_before = purged_before
-        self.group = f"{settings.topic_prefix}__delays"
+        self.queue = queue
+        self.topics = names.tier_topics(queue)
+        self.group = names.delays_group(queue)
         self._windows: dict[Key, _Window] = {}
         self._next: dict[Key, int] = {}
         self._stop = threading.Event()
@@ -122,9 +127,15 @@ class DelayForwarder:
         with self._lock:
             if self._thread is not None:
                 return
-            self.admin.ensure(self.names.tier_topics.values())
-            self._thread = threading.Thread(target=self._run, name="jobs-kafka-delays", daemon=True)
+            self.admin.ensure(self.topics.values())
+            self._thread = threading.Thread(
+                target=self._run, name=f"jobs-kafka-delays-{self.queue}", daemon=True
+            )
             self._thread.start()
+
+    def stop(self) -> None:
+        """Ask the thread to stop (without waiting)."""
+        self._stop.set()
 
     def close(self) -> None:
         """Stop forwarding and leave the group. Safe to call twice."""
@@ -138,7 +149,7 @@ class DelayForwarder:
             consumer = Consumer(self.settings.consumer_config(self.group))
             try:
                 consumer.subscribe(
-                    list(self.names.tier_topics.values()),
+                    list(self.topics.values()),
                     on_assign=self._on_assign,
                     on_revoke=self._on_revoke,
                     on_lost=self._on_lost,
@@ -194,8 +205,7 @@ class DelayForwarder:
                     forwards.append(record)
                 finished.append((key, offset))
         if forwards:
-            queues = {r.topic for r in forwards if r.topic not in self.names.tier_by_topic}
-            self.admin.ensure(queues)
+            self.admin.ensure(r.topic for r in forwards)
             self.writer.send(forwards)
         for key, offset in finished:
             self._windows[key].finish(offset)
@@ -224,7 +234,7 @@ class DelayForwarder:
             self.dead_letter(queue, message.value(), f"malformed message in delay tier: {exc}", origin)
             window.finish(offset)
             return
-        tier = self.names.tier_by_topic[key[0]]
+        tier = self.names.tier_of(key[0]) or 0.0
         leave_at = min(message.timestamp()[1] / 1000.0 + tier, decoded.available_at)
         heapq.heappush(window.heap, (leave_at, offset, message))
 

@@ -16,7 +16,7 @@ from jobs_core.message import Delivery, FailedJob, Message, QueueStats, Schedule
 from jobs_kafka.consuming import ConsumerSet, Handle
 from jobs_kafka.control import ControlLog
 from jobs_kafka.dead import DeadLetters, Origin
-from jobs_kafka.delays import DELAYED_AT_HEADER, QUEUE_HEADER, DelayForwarder, delayed_record, header
+from jobs_kafka.delays import DELAYED_AT_HEADER, DelayForwarder, delayed_record, header
 from jobs_kafka.offsets import PartitionOffsets, probe
 from jobs_kafka.partitions import Fetched
 from jobs_kafka.producing import Record, Writer
@@ -57,14 +57,7 @@ class KafkaDriver(Driver):
         self.consumer = ConsumerSet(self.settings)
         self.dead = DeadLetters(self.settings, self.names, self.admin, self.writer)
         self.control = ControlLog(self.settings, self.names, self.admin, self.writer)
-        self.forwarder = DelayForwarder(
-            settings=self.settings,
-            names=self.names,
-            admin=self.admin,
-            writer=self.writer,
-            dead_letter=self._dead_letter_raw,
-            purged_before=self.control.purged_before,
-        )
+        self._forwarders: dict[str, DelayForwarder] = {}
         self._close_lock = threading.Lock()
 
     @classmethod
@@ -130,7 +123,8 @@ class KafkaDriver(Driver):
             return []
         self.admin.ensure(topics)
         self.consumer.want(topics)
-        self.forwarder.start()
+        for queue in queues:
+            self._forwarder(queue).start()
         started = time.monotonic()
         deadline = started + max(0.0, timeout)
         floor = started + max(timeout, self.settings.reserve_min_wait)
@@ -158,6 +152,22 @@ class KafkaDriver(Driver):
             if expiry is not None:
                 wait = min(wait, max(0.0, expiry - time.time()) + 0.001)
             self.consumer.wait(max(0.001, wait))
+
+    def _forwarder(self, queue: str) -> DelayForwarder:
+        with self._close_lock:
+            forwarder = self._forwarders.get(queue)
+            if forwarder is None:
+                forwarder = DelayForwarder(
+                    queue=queue,
+                    settings=self.settings,
+                    names=self.names,
+                    admin=self.admin,
+                    writer=self.writer,
+                    dead_letter=self._dead_letter_raw,
+                    purged_before=self.control.purged_before,
+                )
+                self._forwarders[queue] = forwarder
+            return forwarder
 
     def _delivery(self, record: Fetched, receipt: str, generation: int, lease: float) -> Delivery | None:
         handle: Handle = (record.topic, record.partition, record.offset, generation)
@@ -260,25 +270,32 @@ class KafkaDriver(Driver):
         _, leased, done = self.consumer.local_counts(topic)
         return max(0, lag - leased - done), leased
 
-    def _delayed(self, queue: str | None) -> int:
-        tiers = self.admin.list_topics()
-        keys = [(t, p) for t in self.names.tier_topics.values() for p in tiers.get(t, [])]
-        if not keys:
-            return 0
-        counts: dict[str, int] = {}
+    def _delayed(self, queues: Sequence[str]) -> int:
+        """Delayed jobs of ``queues``: the lag of their delay forwarders' groups.
 
-        def count(record: Any) -> None:
-            headers = record.headers()
-            name = header(headers, QUEUE_HEADER) or ""
-            delayed_at = float(header(headers, DELAYED_AT_HEADER) or 0.0)
-            if delayed_at >= purges.get(name, 0.0):
-                counts[name] = counts.get(name, 0) + 1
-
+        After a purge of a queue, its tier backlog is read and only records
+        that entered the tiers after the purge are counted.
+        """
+        topics = self.admin.list_topics()
         self.control.refresh()
-        with self.control.lock:
-            purges = dict(self.control.purges)
-        probe(self.settings, self.forwarder.group, keys, scan=count)
-        return sum(counts.values()) if queue is None else counts.get(queue, 0)
+        total = 0
+        for queue in queues:
+            keys = [(t, p) for t in self.names.tier_topics(queue).values() for p in topics.get(t, [])]
+            if not keys:
+                continue
+            mark = self.control.purged_before(queue)
+            if not mark:
+                total += sum(o.lag for o in probe(self.settings, self.names.delays_group(queue), keys))
+                continue
+            counted = [0]
+
+            def count(record: Any, mark: float = mark, counted: list[int] = counted) -> None:
+                if float(header(record.headers(), DELAYED_AT_HEADER) or 0.0) >= mark:
+                    counted[0] += 1
+
+            probe(self.settings, self.names.delays_group(queue), keys, scan=count)
+            total += counted[0]
+        return total
 
     def stats(self, queue: str | None = None) -> QueueStats:
         """Pending (group lag), delayed (tier backlog), reserved (leases of this process), failed."""
@@ -295,7 +312,7 @@ class KafkaDriver(Driver):
         failed = [f for f in self.dead.current() if queue is None or f.queue == queue]
         return QueueStats(
             pending=pending,
-            delayed=self._delayed(queue),
+            delayed=self._delayed(queues),
             reserved=reserved,
             completed=None,
             failed=len(failed),
@@ -339,7 +356,7 @@ class KafkaDriver(Driver):
         """
         self.check_open()
         check_queue(queue)
-        delayed = self._delayed(queue)
+        delayed = self._delayed([queue])
         self.control.mark_purge(queue, time.time())
         offsets = self._offsets([queue])
         if not offsets:
@@ -400,7 +417,12 @@ class KafkaDriver(Driver):
                 return
             super().close()
         self.consumer.close()
-        self.forwarder.close()
+        with self._close_lock:
+            forwarders = list(self._forwarders.values())
+        for forwarder in forwarders:
+            forwarder.stop()
+        for forwarder in forwarders:
+            forwarder.close()
         self.dead.close()
         self.control.close()
         self.writer.close()

@@ -3,7 +3,7 @@
 Layout for a prefix ``P`` (default ``jobs-``):
 
 * ``P<queue>`` — one topic per queue;
-* ``P__delay-<n>s`` — one topic per delay tier (shared by every queue);
+* ``P<queue>__delay-<n>s`` — the queue's delay tiers, one topic per tier;
 * ``P__dead`` — the dead-letter topic (compacted, keyed by job id): the failed store;
 * ``P__control`` — schedules, tick claims and purge marks (compacted, one partition).
 
@@ -53,8 +53,24 @@ class TopicNames:
         self.tiers = settings.delay_tiers
         self.dead = f"{self.prefix}__dead"
         self.control = f"{self.prefix}__control"
-        self.tier_topics = {tier: f"{self.prefix}__delay-{tier_label(tier)}" for tier in self.tiers}
-        self.tier_by_topic = {topic: tier for tier, topic in self.tier_topics.items()}
+        self.labels = {tier_label(tier): tier for tier in self.tiers}
+
+    def tier_topics(self, queue: str) -> dict[float, str]:
+        """The delay tier topics of ``queue``, by delay."""
+        return {tier: self.tier_topic(queue, tier) for tier in self.tiers}
+
+    def tier_topic(self, queue: str, tier: float) -> str:
+        """The topic of one delay tier of ``queue``."""
+        return f"{self.prefix}{queue}__delay-{tier_label(tier)}"
+
+    def tier_of(self, topic: str) -> float | None:
+        """The delay of a tier topic, or ``None`` if ``topic`` is not one."""
+        head, sep, label = topic.rpartition("__delay-")
+        return self.labels.get(label) if sep and head.startswith(self.prefix) else None
+
+    def delays_group(self, queue: str) -> str:
+        """The consumer group forwarding the delayed jobs of ``queue`` (one per queue, any app)."""
+        return f"{self.prefix}{queue}__delays"
 
     def queue(self, queue: str) -> str:
         """Topic of a queue."""
