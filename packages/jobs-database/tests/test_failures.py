@@ -128,3 +128,39 @@ def test_a_blocking_reserve_on_postgresql_wakes_on_notify_long_before_its_poll(
     assert len(got) == 1
     # Well under the 60 s poll: the NOTIFY woke it.
     assert time.monotonic() - started < 10
+
+
+@pytest.mark.parametrize("size", [1, 500])
+def test_enqueue_after_its_pooled_connections_were_killed_succeeds(
+    postgresql_base_url: str, size: int
+) -> None:
+    application_name = f"jobs-test-{uuid.uuid4().hex[:8]}"
+    prefix = f"t{uuid.uuid4().hex[:10]}_"
+    url = f"{postgresql_base_url}?table_prefix={prefix}&application_name={application_name}"
+    admin = sa.create_engine(postgresql_base_url)
+    driver = DatabaseDriver(url)
+    try:
+        driver.enqueue([Message(name="a", queue="q") for _ in range(size)])
+        assert _terminate(admin, application_name) >= 1
+        ids = driver.enqueue([Message(name="b", queue="q") for _ in range(size)])
+        assert len(ids) == size
+        assert driver.stats("q").pending == 2 * size
+    finally:
+        from jobs_database.schema import drop_all
+
+        driver.close()
+        drop_all(admin, driver.tables)
+        admin.dispose()
+
+
+def test_tables_dropped_behind_a_running_driver_are_recreated(
+    make_driver: Callable[..., DatabaseDriver],
+) -> None:
+    from jobs_database.schema import drop_all
+
+    driver = make_driver()
+    driver.enqueue([Message(name="a", queue="q")])
+    drop_all(driver.engine, driver.tables)
+    driver.enqueue([Message(name="b", queue="q")])
+    [delivery] = driver.reserve(["q"])
+    assert delivery.message.name == "b"

@@ -55,6 +55,21 @@ class BulkInsert:
         (PostgreSQL, small batches: the insert and the notification are one
         statement, atomic even without a transaction).
         """
+        try:
+            return self._insert(conn, rows, notify_channel, now)
+        except conn.dialect.loaded_dbapi.Error as exc:
+            # Raw cursors bypass SQLAlchemy's error handling: wrap the error
+            # as SQLAlchemy would, and drop a connection that died.
+            gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+            if gone:
+                conn.invalidate()
+            raise sa.exc.DBAPIError.instance(
+                self._sql, None, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=gone
+            ) from exc
+
+    def _insert(
+        self, conn: sa.Connection, rows: Sequence[dict[str, Any]], notify_channel: str | None, now: float
+    ) -> set[str]:
         dbapi: Any = conn.connection.dbapi_connection
         if self.backend == "postgresql" and len(rows) <= SMALL_BATCH:
             params: dict[str, Any] = {c: [row[c] for row in rows] for c in COLUMNS}

@@ -53,6 +53,15 @@ _schema_ready: set[tuple[str, str]] = set()
 _schema_lock = threading.Lock()
 
 
+def _missing_table(exc: sa.exc.DBAPIError) -> bool:
+    text = str(exc.orig).lower()
+    return (
+        "no such table" in text
+        or "doesn't exist" in text
+        or ("relation" in text and "does not exist" in text)
+    )
+
+
 class DatabaseDriver(Driver):
     """Jobs stored in a SQL database through SQLAlchemy 2 Core.
 
@@ -141,6 +150,7 @@ class DatabaseDriver(Driver):
         self.check_open()
         self._ensure_schema()
         attempts = len(RETRY_BACKOFF) + 1 if retry else 1
+        recreated = False
         for attempt in range(attempts):
             try:
                 with self._begin(autocommit) as conn:
@@ -151,10 +161,21 @@ class DatabaseDriver(Driver):
                 if attempt + 1 < attempts and exc.connection_invalidated and not self._closed:
                     time.sleep(RETRY_BACKOFF[attempt])
                     continue
+                if not recreated and self.settings.create_schema and _missing_table(exc):
+                    # The tables were dropped behind this process's back: recreate them once.
+                    recreated = True
+                    self._forget_schema()
+                    self._ensure_schema()
+                    continue
                 raise translate(exc, self.settings, operation) from exc
             except sa.exc.SQLAlchemyError as exc:
                 raise translate(exc, self.settings, operation) from exc
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _forget_schema(self) -> None:
+        self._schema_checked = False
+        with _schema_lock:
+            _schema_ready.discard((self.settings.display, self.settings.table_prefix))
 
     def _ensure_schema(self) -> None:
         if self._schema_checked:
