@@ -67,7 +67,7 @@ class KafkaDriver(Driver):
 
     def __repr__(self) -> str:
         return (
-            f"<KafkaDriver brokers={self.settings.bootstrap} group_id={self.settings.group_id!r} "
+            f"<KafkaDriver kafka brokers={self.settings.bootstrap} group_id={self.settings.group_id!r} "
             f"topic_prefix={self.settings.topic_prefix!r}>"
         )
 
@@ -130,6 +130,12 @@ class KafkaDriver(Driver):
         floor = started + max(timeout, self.settings.reserve_min_wait)
         found: list[Delivery] = []
         while True:
+            # Serve the queues in order: until every queue's group is joined and has
+            # read this process's own writes, wait (briefly) before taking anything.
+            settled = len(topics) == 1 or (self.consumer.joined(topics) and self.consumer.caught_up(topics))
+            if not settled and time.monotonic() < floor:
+                self.consumer.wait(0.02)
+                continue
             for record, receipt, generation in self.consumer.take(topics, limit - len(found), lease):
                 delivery = self._delivery(record, receipt, generation, lease)
                 if delivery is not None:

