@@ -7,7 +7,7 @@ Checks, in an environment that has never seen the source tree:
 - the public names import;
 - the ``jobs.drivers`` entry points hold ``memory`` (and each driver package's schemes);
 - the pytest plugin is discovered and the conformance suite collects from the wheel;
-- the ``jobs`` console script runs.
+- the ``jobs`` console script (and its unshadowed twin ``jobsctl``) runs.
 """
 
 from __future__ import annotations
@@ -88,6 +88,7 @@ def main() -> None:
             raise SystemExit("the pytest plugin's report header does not name the memory driver")
         print(collected.strip().splitlines()[-1])
         print(run(str(env_dir / "bin" / "jobs"), "--version", cwd=scratch).strip())
+        print(run(str(env_dir / "bin" / "jobsctl"), "--version", cwd=scratch).strip())
         print(run(str(env_dir / "bin" / "jobs"), "drivers", cwd=scratch).strip())
     print(f"packaging OK: {len(wheels)} wheels, drivers {sorted(drivers)}")
 
