@@ -30,6 +30,8 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "sqlite": ("database", "sqlite:///{tmp}/jobs-bench.db"),
     "postgresql": ("database", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
     "mariadb": ("database", "mysql+pymysql://root@127.0.0.1:3306/test"),
+    # "{tansu}" starts a Tansu test broker for the run; BENCH_KAFKA_URL names a cluster.
+    "kafka": ("kafka", "kafka://{tansu}"),
 }
 
 COLUMNS = [

@@ -111,6 +111,16 @@ class QueueConsumer:
                     return False
             return True
 
+    def started(self, topics: Sequence[str]) -> bool:
+        """Whether every assigned partition of ``topics`` returned records or reached its end."""
+        wanted = set(topics)
+        with self.cond:
+            return all(
+                state.eof_offset >= 0 or state.next_offset is not None
+                for key, state in self.parts.items()
+                if key[0] in wanted
+            )
+
     def note_produced(self, topic: str, partition: int, offset: int) -> None:
         """Remember the highest offset this process wrote to a partition."""
         key = (topic, partition)
@@ -521,6 +531,10 @@ class ConsumerSet:
     def caught_up(self, topics: Sequence[str]) -> bool:
         """Whether every topic was read up to what this process wrote."""
         return all(self.get(topic).caught_up([topic]) for topic in topics)
+
+    def started(self, topics: Sequence[str]) -> bool:
+        """Whether every topic's assigned partitions returned records or reached their end."""
+        return all(self.get(topic).started([topic]) for topic in topics)
 
     def note_produced(self, topic: str, partition: int, offset: int) -> None:
         """Remember the highest offset this process wrote to a partition."""

@@ -152,7 +152,7 @@ class ControlLog:
             if schedule is None or (schedule.last_tick is not None and tick <= schedule.last_tick):
                 return False
         value = json.dumps({"tick": tick, "claimant": uuid.uuid4().hex}).encode()
-        [(_, offset)] = self.writer.send([Record(self.topic, value, key=f"c:{name}".encode())])
+        [(_, _, offset)] = self.writer.send([Record(self.topic, value, key=f"c:{name}".encode())])
         self.refresh(until=offset)
         with self.lock:
             won = self.claims.pop(offset, False)

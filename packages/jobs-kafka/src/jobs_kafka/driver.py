@@ -17,7 +17,7 @@ from jobs_kafka.consuming import ConsumerSet, Handle
 from jobs_kafka.control import ControlLog
 from jobs_kafka.dead import DeadLetters, Origin
 from jobs_kafka.delays import DELAYED_AT_HEADER, DelayForwarder, delayed_record, header
-from jobs_kafka.offsets import PartitionOffsets, probe
+from jobs_kafka.offsets import PartitionOffsets, probe_groups
 from jobs_kafka.partitions import Fetched
 from jobs_kafka.producing import Record, Writer
 from jobs_kafka.settings import KafkaSettings
@@ -85,9 +85,12 @@ class KafkaDriver(Driver):
 
     def _send(self, records: list[Record]) -> None:
         self.admin.ensure(r.topic for r in records)
-        offsets = self.writer.send(records)
-        for record, (partition, offset) in zip(records, offsets, strict=True):
-            self.consumer.note_produced(record.topic, partition, offset)
+        highest: dict[tuple[str, int], int] = {}
+        for topic, partition, offset in self.writer.send(records):
+            if offset > highest.get((topic, partition), -1):
+                highest[(topic, partition)] = offset
+        for (topic, partition), offset in highest.items():
+            self.consumer.note_produced(topic, partition, offset)
 
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Write the messages to their queue topics (or delay tiers); returns once all are acknowledged."""
@@ -131,8 +134,8 @@ class KafkaDriver(Driver):
         found: list[Delivery] = []
         while True:
             # Serve the queues in order: until every queue's group is joined and has
-            # read this process's own writes, wait (briefly) before taking anything.
-            settled = len(topics) == 1 or (self.consumer.joined(topics) and self.consumer.caught_up(topics))
+            # fetched, wait (briefly) before taking anything.
+            settled = len(topics) == 1 or (self.consumer.joined(topics) and self.consumer.started(topics))
             if not settled and time.monotonic() < floor:
                 self.consumer.wait(0.02)
                 continue
@@ -158,6 +161,28 @@ class KafkaDriver(Driver):
             if expiry is not None:
                 wait = min(wait, max(0.0, expiry - time.time()) + 0.001)
             self.consumer.wait(max(0.001, wait))
+
+    def join(self, queues: Sequence[str], timeout: float | None = None) -> bool:
+        """Join the consumer groups of ``queues`` and wait until partitions are assigned.
+
+        ``reserve`` joins in the background; call this first where the first
+        ``reserve`` must not come back empty because the group was still
+        forming (a ``--stop-when-empty`` drain, a benchmark). Returns whether
+        every group assigned partitions within ``timeout`` (default
+        ``join_timeout``).
+        """
+        self.check_open()
+        topics = [self.names.queue(check_queue(q)) for q in queues]
+        self.admin.ensure(topics)
+        self.consumer.want(topics)
+        for queue in queues:
+            self._forwarder(queue).start()
+        deadline = time.monotonic() + (self.settings.join_timeout if timeout is None else timeout)
+        while not (self.consumer.joined(topics) and self.consumer.started(topics)):
+            if time.monotonic() >= deadline:
+                return False
+            self.consumer.wait(0.05)
+        return True
 
     def _forwarder(self, queue: str) -> DelayForwarder:
         with self._close_lock:
@@ -257,17 +282,15 @@ class KafkaDriver(Driver):
         return sorted(q for q in found if q)
 
     def _offsets(self, queues: Sequence[str]) -> list[PartitionOffsets]:
-        """Where the group stands on every partition of ``queues``' topics."""
+        """Where each queue's group stands on every partition of the queue's topic."""
         topics = self.admin.list_topics()
-        offsets: list[PartitionOffsets] = []
+        requests: dict[str, list[tuple[str, int]]] = {}
         for queue in queues:
             topic = self.names.queue(queue)
-            if not topics.get(topic):
-                continue
-            self.consumer.flush_commits(topic)
-            keys = [(topic, p) for p in topics[topic]]
-            offsets += probe(self.settings, self.consumer.group_of(topic), keys)
-        return offsets
+            if topics.get(topic):
+                self.consumer.flush_commits(topic)
+                requests[self.consumer.group_of(topic)] = [(topic, p) for p in topics[topic]]
+        return probe_groups(self.settings, self.admin.client, requests)
 
     def _pending(self, queue: str, offsets: Sequence[PartitionOffsets]) -> tuple[int, int]:
         """``(pending, reserved)`` of ``queue``: the group's lag less what this process holds."""
@@ -284,22 +307,29 @@ class KafkaDriver(Driver):
         """
         topics = self.admin.list_topics()
         self.control.refresh()
-        total = 0
+        plain: dict[str, list[tuple[str, int]]] = {}
+        marked: dict[str, list[tuple[str, int]]] = {}
+        marks: dict[str, float] = {}
         for queue in queues:
             keys = [(t, p) for t in self.names.tier_topics(queue).values() for p in topics.get(t, [])]
             if not keys:
                 continue
+            group = self.names.delays_group(queue)
             mark = self.control.purged_before(queue)
-            if not mark:
-                total += sum(o.lag for o in probe(self.settings, self.names.delays_group(queue), keys))
-                continue
+            if mark:
+                marked[group] = keys
+                marks[group] = mark
+            else:
+                plain[group] = keys
+        total = sum(o.lag for o in probe_groups(self.settings, self.admin.client, plain))
+        if marked:
             counted = [0]
 
-            def count(record: Any, mark: float = mark, counted: list[int] = counted) -> None:
-                if float(header(record.headers(), DELAYED_AT_HEADER) or 0.0) >= mark:
+            def count(group: str, record: Any) -> None:
+                if float(header(record.headers(), DELAYED_AT_HEADER) or 0.0) >= marks[group]:
                     counted[0] += 1
 
-            probe(self.settings, self.names.delays_group(queue), keys, scan=count)
+            probe_groups(self.settings, self.admin.client, marked, scan=count)
             total += counted[0]
         return total
 

@@ -1,19 +1,28 @@
-"""Committed offsets and high watermarks of a group's partitions, from any process.
+"""Committed offsets and high watermarks of groups' partitions, from any process.
 
-The high watermark is read from a fetch response (``get_watermark_offsets``
-with ``cached=True`` once the partition was fetched), so any process can
-compute a group's lag without being a member of the group.
+Committed offsets come from the admin API (one request per group, all in
+flight at once). The high watermark is read from a fetch response
+(``get_watermark_offsets`` with ``cached=True`` once the partition was
+fetched), so any process can compute a group's lag without joining it.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import (
+    OFFSET_BEGINNING,
+    Consumer,
+    ConsumerGroupTopicPartitions,
+    KafkaError,
+    KafkaException,
+    TopicPartition,
+)
+from confluent_kafka.admin import AdminClient
 from jobs_core.errors import BackendUnavailable, OperationTimedOut
 
 from jobs_kafka.settings import KafkaSettings
@@ -25,6 +34,7 @@ Key = tuple[str, int]
 class PartitionOffsets:
     """Where a group stands on one partition."""
 
+    group: str
     topic: str
     partition: int
     #: The group's committed offset (the first record not yet finished), or the log start.
@@ -38,47 +48,88 @@ class PartitionOffsets:
         return max(0, self.high - self.committed)
 
 
-def probe(
-    settings: KafkaSettings,
-    group: str,
-    partitions: Sequence[Key],
-    scan: Callable[[Any], None] | None = None,
-) -> list[PartitionOffsets]:
-    """Committed offset and high watermark of each partition for ``group``.
+def committed_offsets(
+    settings: KafkaSettings, admin: AdminClient, requests: Mapping[str, Sequence[Key]]
+) -> dict[tuple[str, str, int], int]:
+    """``(group, topic, partition) -> committed offset`` (``-1`` when none)."""
+    futures = []
+    try:
+        for group, keys in requests.items():
+            if keys:
+                request = ConsumerGroupTopicPartitions(group, [TopicPartition(t, p) for t, p in keys])
+                futures += list(
+                    admin.list_consumer_group_offsets([request], request_timeout=settings.timeout).values()
+                )
+        result: dict[tuple[str, str, int], int] = {}
+        for future in futures:
+            answer = future.result(timeout=settings.timeout + 1)
+            for tp in answer.topic_partitions or []:
+                result[(answer.group_id, tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else -1
+        return result
+    except KafkaException as exc:
+        raise BackendUnavailable(
+            f"kafka brokers {settings.display()} unavailable reading consumer group offsets: {exc}"
+        ) from exc
+    except TimeoutError as exc:
+        raise OperationTimedOut(
+            f"kafka brokers {settings.display()} did not report group offsets within {settings.timeout:g} s"
+        ) from exc
 
-    With ``scan``, every record between the committed offset and the high
-    watermark is read and passed to it (used to count delayed jobs per queue).
+
+def probe_groups(
+    settings: KafkaSettings,
+    admin: AdminClient,
+    requests: Mapping[str, Sequence[Key]],
+    scan: Callable[[str, Any], None] | None = None,
+) -> list[PartitionOffsets]:
+    """Committed offset and high watermark of each requested ``group -> partitions``.
+
+    With ``scan``, every record between a group's committed offset and the
+    high watermark is read and passed to ``scan(group, record)``.
     """
-    if not partitions:
+    committed = committed_offsets(settings, admin, requests)
+    starts: dict[Key, list[tuple[str, int]]] = {}
+    for group, keys in requests.items():
+        for key in keys:
+            starts.setdefault(key, []).append((group, committed.get((group, *key), -1)))
+    if not starts:
         return []
+    result: list[PartitionOffsets] = []
+    # One fetch per partition, from the lowest start of the groups asking about it.
+    plan = {key: min(offset for _, offset in groups) for key, groups in starts.items()}
+    seen = _fetch(settings, plan, scan=None if scan is None else (lambda r: _scan(r, starts, scan)))
+    for key, groups in starts.items():
+        first, high = seen[key]
+        for group, offset in groups:
+            base = offset if offset >= 0 else (first if first >= 0 else high)
+            result.append(PartitionOffsets(group, key[0], key[1], base, max(high, base)))
+    return result
+
+
+def _scan(record: Any, starts: Mapping[Key, list[tuple[str, int]]], scan: Callable[[str, Any], None]) -> None:
+    for group, offset in starts[(record.topic(), record.partition())]:
+        if record.offset() >= offset:
+            scan(group, record)
+
+
+def _fetch(
+    settings: KafkaSettings, plan: Mapping[Key, int], scan: Callable[[Any], None] | None
+) -> dict[Key, tuple[int, int]]:
+    """Fetch each partition from its planned offset; ``key -> (first offset seen, high watermark)``."""
     consumer = Consumer(
         settings.consumer_config(
-            group,
-            **{
-                "enable.partition.eof": True,
-                "client.id": f"jobs-probe-{uuid.uuid4().hex[:8]}",
-                **({} if scan else {"max.partition.fetch.bytes": 1024}),
-            },
+            f"jobs-probe-{uuid.uuid4().hex}",
+            **{"enable.partition.eof": True, **({} if scan else {"max.partition.fetch.bytes": 1024})},
         )
     )
     try:
-        tps = [TopicPartition(t, p) for t, p in partitions]
-        try:
-            committed = consumer.committed(tps, timeout=settings.timeout)
-        except KafkaException as exc:
-            raise BackendUnavailable(
-                f"kafka brokers {settings.display()} unavailable reading offsets of group {group}: {exc}"
-            ) from exc
-        start: dict[Key, int] = {}
-        for tp in committed:
-            start[(tp.topic, tp.partition)] = tp.offset if tp.offset >= 0 else -1
         consumer.assign(
-            [TopicPartition(t, p, off if off >= 0 else OFFSET_BEGINNING) for (t, p), off in start.items()]
+            [TopicPartition(t, p, off if off >= 0 else OFFSET_BEGINNING) for (t, p), off in plan.items()]
         )
         first: dict[Key, int] = {}
         finished: set[Key] = set()
         deadline = time.monotonic() + settings.timeout
-        while len(finished) < len(start):
+        while len(finished) < len(plan):
             if time.monotonic() > deadline:
                 raise OperationTimedOut(
                     f"kafka brokers {settings.display()} did not serve offsets within {settings.timeout:g} s"
@@ -98,11 +149,9 @@ def probe(
                     scan(message)
                 else:
                     finished.add(key)
-        result = []
-        for key, committed_offset in start.items():
-            high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)[1]
-            base = committed_offset if committed_offset >= 0 else first.get(key, high)
-            result.append(PartitionOffsets(key[0], key[1], base, max(high, base)))
-        return result
+        return {
+            key: (first.get(key, -1), consumer.get_watermark_offsets(TopicPartition(*key), cached=True)[1])
+            for key in plan
+        }
     finally:
         consumer.close()

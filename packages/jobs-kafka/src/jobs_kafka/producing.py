@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -30,13 +30,19 @@ class Record:
 class _Batch:
     total: int
     errors: list[KafkaError] = field(default_factory=list)
-    offsets: list[tuple[int, int]] = field(default_factory=list)
-    delivered: list[int] = field(default_factory=list)
+    offsets: list[tuple[str, int, int]] = field(default_factory=list)
 
     @property
     def pending(self) -> int:
         # list.append is atomic, so reports served by several threads are all counted.
-        return self.total - len(self.delivered)
+        return self.total - len(self.offsets) - len(self.errors)
+
+    def report(self, error: KafkaError | None, message: Message) -> None:
+        """Delivery callback: one per record."""
+        if error is not None:
+            self.errors.append(error)
+        else:
+            self.offsets.append((message.topic() or "", message.partition() or 0, message.offset() or 0))
 
 
 class Writer:
@@ -54,26 +60,15 @@ class Writer:
         self._lock = threading.Lock()
         self._closed = False
 
-    def send(self, records: Sequence[Record]) -> list[tuple[int, int]]:
-        """Write ``records``; return ``(partition, offset)`` of each, in order."""
+    def send(self, records: Sequence[Record]) -> list[tuple[str, int, int]]:
+        """Write ``records``; return the ``(topic, partition, offset)`` of each, in delivery order."""
         if not records:
             return []
         batch = _Batch(total=len(records))
-        batch.offsets = [(-1, -1)] * len(records)
+        report = batch.report
         timeout = self.settings.timeout
         deadline = time.monotonic() + timeout + 1.0
-
-        def report(index: int) -> Callable[[KafkaError | None, Message], None]:
-            def on_delivery(error: KafkaError | None, message: Message) -> None:
-                if error is not None:
-                    batch.errors.append(error)
-                else:
-                    batch.offsets[index] = (message.partition() or 0, message.offset() or 0)
-                batch.delivered.append(index)
-
-            return on_delivery
-
-        for index, record in enumerate(records):
+        for record in records:
             while True:
                 try:
                     self.producer.produce(
@@ -81,7 +76,7 @@ class Writer:
                         record.value,
                         record.key,
                         partition=-1 if record.partition is None else record.partition,
-                        on_delivery=report(index),
+                        on_delivery=report,
                         headers=record.headers,
                     )
                     break
