@@ -25,7 +25,7 @@ EXAMPLE_DRIVER = ROOT / "tests" / "fixtures" / "jobs-example-driver"
 
 CORE = f"{PACKAGES / 'jobs-core'}[testing]"
 DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
-KAFKA = f"{PACKAGES / 'jobs-kafka'}"
+KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 TEST_TOOLS = ["pytest>=8", "pytest-timeout"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
@@ -41,7 +41,7 @@ CONFORMANCE: dict[str, tuple[list[str], str]] = {
     ),
     "mariadb": ([CORE, DATABASE], "mysql+pymysql://root@127.0.0.1:3306/test?table_prefix=conformance_"),
     # "{kafka}" becomes JOBS_KAFKA_BOOTSTRAP, or a Tansu broker started for the session.
-    "kafka": ([CORE, f"{KAFKA}[testing]"], "kafka://{kafka}?partitions=1&timeout=10"),
+    "kafka": ([CORE, KAFKA], "kafka://{kafka}?partitions=1&timeout=10"),
 }
 
 #: Known, documented differences of a driver, listed as strict xfails (``jobs_xfail``).
