@@ -3,6 +3,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -30,6 +31,7 @@ def test_a_version_1_schema_is_upgraded_in_place_keeping_its_jobs(db_url: str) -
     try:
         assert upgrade(engine, tables, target=1) == (0, 1)
         message = Message(name="old", payload={"kept": True}, queue="q")
+        leased = Message(name="leased", queue="q")
         with engine.begin() as conn:
             conn.execute(
                 sa.insert(tables.jobs).values(
@@ -40,6 +42,19 @@ def test_a_version_1_schema_is_upgraded_in_place_keeping_its_jobs(db_url: str) -
                     state=0,
                     created_at=message.created_at,
                     body=message.encode(),
+                )
+            )
+            # Version 1 kept a reserved row's lease end in visible_at.
+            conn.execute(
+                sa.insert(tables.jobs).values(
+                    id=leased.id,
+                    queue="q",
+                    priority=0,
+                    visible_at=time.time() + 2.0,
+                    state=1,
+                    receipt="v1lease:2",
+                    created_at=leased.created_at,
+                    body=leased.encode(),
                 )
             )
         with engine.connect() as conn:
@@ -68,10 +83,14 @@ def test_a_version_1_schema_is_upgraded_in_place_keeping_its_jobs(db_url: str) -
     driver = DatabaseDriver(db_url, create_schema=False)
     try:
         assert driver.schema_version() == SCHEMA_VERSION
-        [delivery] = driver.reserve(["q"])
+        assert driver.stats("q").reserved == 1  # the lease taken under version 1 still holds
+        [delivery] = driver.reserve(["q"], limit=10)
         assert delivery.message.payload == {"kept": True}
         driver.ack(delivery)
         assert driver.stats("q").completed == 1
+        # ... and ends when version 1 said it would: the job comes back.
+        [redelivered] = driver.reserve(["q"], timeout=10)
+        assert redelivered.message.name == "leased"
     finally:
         driver.close()
 

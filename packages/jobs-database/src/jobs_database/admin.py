@@ -49,13 +49,14 @@ class AdminOperations:
 
         def count(conn: sa.Connection) -> QueueStats:
             now = time.time()
-            due = jobs.c.visible_at <= now
+            waiting = jobs.c.state == WAITING
+            held = sa.and_(jobs.c.state == RESERVED, jobs.c.lease_until > now)
             one = sa.literal(1)
             q = sa.select(
                 sa.func.count(),
-                sa.func.sum(sa.case((due, one), else_=0)),
-                sa.func.sum(sa.case((sa.and_(~due, jobs.c.state == WAITING), one), else_=0)),
-                sa.func.sum(sa.case((sa.and_(~due, jobs.c.state == RESERVED), one), else_=0)),
+                sa.func.sum(sa.case((held, 0), (sa.and_(waiting, jobs.c.visible_at > now), 0), else_=one)),
+                sa.func.sum(sa.case((sa.and_(waiting, jobs.c.visible_at > now), one), else_=0)),
+                sa.func.sum(sa.case((held, one), else_=0)),
             )
             c = sa.select(sa.func.coalesce(sa.func.sum(completed.c.count), 0))
             f = sa.select(sa.func.count()).select_from(failed)
@@ -163,7 +164,7 @@ class AdminOperations:
         def purge(conn: sa.Connection) -> int:
             stmt = sa.delete(jobs).where(
                 jobs.c.queue == queue,
-                sa.or_(jobs.c.state == WAITING, jobs.c.visible_at <= time.time()),
+                sa.or_(jobs.c.state == WAITING, jobs.c.lease_until <= time.time()),
             )
             return int(conn.execute(stmt).rowcount)
 

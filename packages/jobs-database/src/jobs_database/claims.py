@@ -1,9 +1,13 @@
 """The hot path: the claim and the ack, one statement (or one short transaction) per batch.
 
-Each backend leases up to ``limit`` due rows of one queue, highest priority
-first, then earliest ``visible_at``, then enqueue order, and returns
-``(seq, receipt, body)`` per row. The receipt is a per-batch token followed by
-the row's ``seq``, so it is unique to this lease of this row.
+Each backend leases up to ``limit`` due rows of one queue (waiting, or
+reserved under a lease that has ended), highest priority first, then earliest
+``visible_at``, then enqueue order, and returns
+``(seq, receipt, body)`` per row. The claim writes only ``state``,
+``receipt`` and ``lease_until``, none of them indexed, so PostgreSQL can
+update the rows in place (HOT) and InnoDB and SQLite touch no index. The
+receipt is a per-batch token followed by the row's ``seq``, so it is unique to
+this lease of this row.
 
 * PostgreSQL: ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
 * SQLite: ``UPDATE ... WHERE seq IN (SELECT ... LIMIT n) RETURNING`` inside
@@ -24,7 +28,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from jobs_database.schema import RESERVED, Tables
+from jobs_database.schema import RESERVED, WAITING, Tables
 
 Row = tuple[int, str, bytes]
 
@@ -37,26 +41,26 @@ class Claimer:
         jobs = tables.jobs.name
         pick = (
             f"SELECT seq FROM {jobs} WHERE queue = :queue AND visible_at <= :now "
+            f"AND (state = {WAITING} OR lease_until < :now) "
             "ORDER BY priority DESC, visible_at, seq LIMIT :limit"
         )
         if backend == "postgresql":
             self._claim = sa.text(
                 f"UPDATE {jobs} AS j SET state = {RESERVED}, receipt = :token || j.seq::text, "
-                f"visible_at = :until FROM ({pick} FOR UPDATE SKIP LOCKED) AS c "
+                f"lease_until = :until FROM ({pick} FOR UPDATE SKIP LOCKED) AS c "
                 "WHERE j.seq = c.seq RETURNING j.seq, j.receipt, j.body"
             )
         elif backend == "sqlite":
             self._claim = sa.text(
-                f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq, visible_at = :until "
+                f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq, lease_until = :until "
                 f"WHERE seq IN ({pick}) RETURNING seq, receipt, body"
             )
         else:
             self._select = sa.text(
-                f"SELECT seq, body FROM {jobs} WHERE queue = :queue AND visible_at <= :now "
-                "ORDER BY priority DESC, visible_at, seq LIMIT :limit FOR UPDATE SKIP LOCKED"
+                pick.replace("SELECT seq FROM", "SELECT seq, body FROM", 1) + " FOR UPDATE SKIP LOCKED"
             )
             self._update = sa.text(
-                f"UPDATE {jobs} SET state = {RESERVED}, receipt = CONCAT(:token, seq), visible_at = :until "
+                f"UPDATE {jobs} SET state = {RESERVED}, receipt = CONCAT(:token, seq), lease_until = :until "
                 "WHERE seq IN :seqs"
             ).bindparams(sa.bindparam("seqs", expanding=True))
 
@@ -89,7 +93,8 @@ class Acker:
         jobs, completed = tables.jobs.name, tables.completed.name
         if backend == "postgresql":
             self._ack = sa.text(
-                f"WITH d AS (DELETE FROM {jobs} WHERE seq = ANY(:seqs) AND receipt = ANY(:receipts) "
+                f"WITH d AS (DELETE FROM {jobs} WHERE seq = ANY(CAST(:seqs AS bigint[])) "
+                "AND receipt = ANY(CAST(:receipts AS varchar[])) "
                 f"RETURNING 1) INSERT INTO {completed} (queue, finished_at, count) "
                 "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0"
             )
@@ -114,11 +119,20 @@ class Acker:
 
     def ack(self, conn: sa.Connection, queue: str, seqs: list[int], receipts: list[str], now: float) -> None:
         """Delete the rows of ``queue`` leased under ``receipts``; count them completed."""
+        params: dict[str, object]
         if self.backend == "postgresql":
-            conn.execute(self._ack, {"seqs": seqs, "receipts": receipts, "queue": queue, "now": now})
+            # Array literals as text: cheaper than adapting Python lists element
+            # by element. Receipts are hex, ':' and digits, safe unquoted.
+            params = {
+                "seqs": "{" + ",".join(map(str, seqs)) + "}",
+                "receipts": "{" + ",".join(receipts) + "}",
+                "queue": queue,
+                "now": now,
+            }
+            conn.execute(self._ack, params)
             return
         if self.backend == "sqlite":
-            params: dict[str, object] = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}
+            params = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}
         else:
             params = {"seqs": seqs, "receipts": receipts}
         done = conn.execute(self._delete, params).rowcount

@@ -119,7 +119,7 @@ class DatabaseDriver(AdminOperations, Driver):
         self._insert_stmt = sa.insert(jobs)
         owned = (jobs.c.seq == sa.bindparam("b_seq"), jobs.c.receipt == sa.bindparam("b_receipt"))
         self._owned = owned
-        self._extend_stmt = sa.update(jobs).where(*owned).values(visible_at=sa.bindparam("b_until"))
+        self._extend_stmt = sa.update(jobs).where(*owned).values(lease_until=sa.bindparam("b_until"))
         if self.backend == "postgresql":
             self._notify_stmt = sa.text("SELECT pg_notify(:channel, :queue)")
 
@@ -485,7 +485,8 @@ class DatabaseDriver(AdminOperations, Driver):
     def _next_due(self, queues: Sequence[str]) -> float | None:
         """When the earliest delayed job or lease of ``queues`` comes due (``None``: no job)."""
         jobs = self.tables.jobs
-        stmt = sa.select(sa.func.min(jobs.c.visible_at)).where(jobs.c.queue.in_(list(queues)))
+        due_at = sa.case((jobs.c.state == WAITING, jobs.c.visible_at), else_=jobs.c.lease_until)
+        stmt = sa.select(sa.func.min(due_at)).where(jobs.c.queue.in_(list(queues)))
         value = self._run("reserve", lambda conn: conn.execute(stmt).scalar())
         return None if value is None else float(value)
 
@@ -524,7 +525,12 @@ class DatabaseDriver(AdminOperations, Driver):
 
     def _put_back(self, delivery: Delivery, visible_at: float, body: bytes | None, operation: str) -> None:
         jobs = self.tables.jobs
-        values: dict[str, Any] = {"state": WAITING, "receipt": None, "visible_at": visible_at}
+        values: dict[str, Any] = {
+            "state": WAITING,
+            "receipt": None,
+            "lease_until": None,
+            "visible_at": visible_at,
+        }
         if body is not None:
             values["body"] = body
         stmt = sa.update(jobs).where(*self._owned).values(**values)

@@ -4,8 +4,9 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
 
 ``jobs``
     The hot table: one row per unfinished message. ``visible_at`` is when the
-    row may next be reserved: its ``available_at`` while it waits, its lease
-    end while it is reserved, so an expired lease is simply due again.
+    row becomes due; a reserved row also has ``lease_until``, and is due again
+    once that has passed. The claim index is ``(queue, priority DESC,
+    visible_at, seq)``; claiming changes only unindexed columns.
 ``completed``
     How many jobs each ack batch finished, per queue and time, so that
     ``stats`` and ``prune`` give real counts without keeping finished rows in
@@ -28,13 +29,19 @@ import time
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import mysql
+from sqlalchemy.sql import operators
+from sqlalchemy.sql.elements import UnaryExpression
 
 #: Job states in ``jobs.state``.
 WAITING = 0
 RESERVED = 1
+
+#: PostgreSQL fill factor of the jobs table.
+JOBS_FILLFACTOR = 70
 
 _BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Body = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
@@ -72,10 +79,13 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("visible_at", _Time, nullable=False),
         sa.Column("state", sa.SmallInteger, nullable=False, default=WAITING),
         sa.Column("receipt", sa.String(96), nullable=True),
+        sa.Column("lease_until", _Time, nullable=True),
         sa.Column("unique_key", sa.String(255), nullable=True),
         sa.Column("unique_until", _Time, nullable=True),
         sa.Column("created_at", _Time, nullable=False),
         sa.Column("body", _Body, nullable=False),
+        # Room on each page for claims to update rows in place (HOT updates).
+        postgresql_with={"fillfactor": JOBS_FILLFACTOR},
     )
     sa.Index(
         f"{prefix}jobs_claim",
@@ -143,15 +153,41 @@ def build_tables(prefix: str) -> Tables:
 Migration = Callable[[sa.Connection, Tables], None]
 
 
+def _rebind(expression: Any, table: sa.Table) -> Any:
+    """An index expression (a column, or a column ``DESC``) on ``table`` instead."""
+    if isinstance(expression, sa.Column):
+        return table.c[expression.name]
+    if isinstance(expression, UnaryExpression) and isinstance(expression.element, sa.Column):
+        column = table.c[expression.element.name]
+        return column.desc() if expression.modifier is operators.desc_op else column.asc()
+    raise TypeError(f"cannot copy index expression {expression!r}")
+
+
+def _as_of_v1(table: sa.Table, drop_columns: tuple[str, ...], drop_indexes: tuple[str, ...]) -> sa.Table:
+    """``table`` as version 1 created it: without the columns and indexes added later."""
+    old = sa.Table(
+        table.name, sa.MetaData(), *(c._copy() for c in table.columns if c.name not in drop_columns)
+    )
+    for index in table.indexes:
+        if index.name not in drop_indexes:
+            sa.Index(
+                index.name,
+                *(_rebind(expression, old) for expression in index.expressions),
+                unique=index.unique,
+                **index.dialect_kwargs,
+            )
+    return old
+
+
 def _v1(conn: sa.Connection, t: Tables) -> None:
-    """Version 1: the hot table, the failed store, schedules and the version row."""
-    for table in (t.version, t.jobs, t.schedules):
+    """Version 1: the hot table, the failed store, schedules and the version row.
+
+    In version 1 a reserved row's lease end was kept in ``visible_at``.
+    """
+    for table in (t.version, t.schedules):
         table.create(conn, checkfirst=True)
-    v1_failed = sa.Table(t.failed.name, sa.MetaData(), *(c._copy() for c in t.failed.columns))
-    for index in t.failed.indexes:
-        if index.name != f"{t.prefix}failed_queue":
-            sa.Index(index.name, *(v1_failed.c[c.name] for c in index.columns))
-    v1_failed.create(conn, checkfirst=True)
+    _as_of_v1(t.jobs, ("lease_until",), ()).create(conn, checkfirst=True)
+    _as_of_v1(t.failed, (), (f"{t.prefix}failed_queue",)).create(conn, checkfirst=True)
 
 
 def _v2(conn: sa.Connection, t: Tables) -> None:
@@ -163,8 +199,28 @@ def _v2(conn: sa.Connection, t: Tables) -> None:
         index.create(conn)
 
 
+def _v3(conn: sa.Connection, t: Tables) -> None:
+    """Version 3: the lease end moves to its own, unindexed ``lease_until`` column.
+
+    Claiming then changes no indexed column (PostgreSQL updates the row in
+    place); rows reserved under version 2 keep their lease.
+    """
+    columns = {c["name"] for c in sa.inspect(conn).get_columns(t.jobs.name)}
+    if "lease_until" not in columns:
+        column = t.jobs.c.lease_until
+        kind = column.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {t.jobs.name} ADD COLUMN lease_until {kind}"))
+    conn.execute(
+        sa.update(t.jobs)
+        .where(t.jobs.c.state == RESERVED, t.jobs.c.lease_until.is_(None))
+        .values(lease_until=t.jobs.c.visible_at)
+    )
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.text(f"ALTER TABLE {t.jobs.name} SET (fillfactor = {JOBS_FILLFACTOR})"))
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
