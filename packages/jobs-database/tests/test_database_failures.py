@@ -164,3 +164,24 @@ def test_tables_dropped_behind_a_running_driver_are_recreated(
     driver.enqueue([Message(name="b", queue="q")])
     [delivery] = driver.reserve(["q"])
     assert delivery.message.name == "b"
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_mariadb_connections_killed_by_the_server_are_replaced(
+    make_driver: Callable[..., DatabaseDriver], db_url: str
+) -> None:
+    driver = make_driver(pool_size=1)
+    driver.enqueue([Message(name="a", queue="q")])
+    with driver.engine.connect() as conn:  # the pool's only connection
+        victim = conn.execute(sa.text("SELECT CONNECTION_ID()")).scalar()
+    admin = sa.create_engine(db_url.split("?", 1)[0])
+    try:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f"KILL CONNECTION {int(victim)}"))
+    finally:
+        admin.dispose()
+    driver.enqueue([Message(name="b", queue="q")])
+    deliveries = driver.reserve(["q"], limit=10)
+    assert sorted(d.message.name for d in deliveries) == ["a", "b"]
+    driver.ack_many(deliveries)
+    assert driver.stats("q").completed == 2
