@@ -111,10 +111,17 @@ class DeadLetters:
 
     def resolve(self, failed_id: str) -> None:
         """Remove a failed job from the store (a tombstone for its id)."""
+        self.resolve_many([failed_id])
+
+    def resolve_many(self, failed_ids: list[str]) -> None:
+        """Remove several failed jobs from the store."""
+        if not failed_ids:
+            return
         self.ensure()
-        self.writer.send([Record(self.topic, None, key=failed_id.encode())])
+        self.writer.send([Record(self.topic, None, key=ident.encode()) for ident in failed_ids])
         with self.lock:
-            self.entries.pop(failed_id, None)
+            for ident in failed_ids:
+                self.entries.pop(ident, None)
 
     # -- reading -------------------------------------------------------------
 

@@ -42,6 +42,7 @@ class KafkaDriver(Driver):
             Capability.RETRY_FAILED,
             Capability.STATS,
             Capability.PURGE,
+            Capability.PRUNE,
             Capability.SCHEDULES,
             Capability.BLOCKING_RESERVE,
             Capability.RAW_INJECTION,
@@ -416,6 +417,18 @@ class KafkaDriver(Driver):
                     f"{group!r} (stop the group's members elsewhere to purge): {exc}"
                 ) from exc
         return pending + delayed
+
+    def prune(self, older_than: float) -> int:
+        """Remove failed jobs that failed more than ``older_than`` seconds ago; return how many.
+
+        Kafka keeps no record of completed jobs (queue topics expire by
+        retention), so only the failed store is pruned.
+        """
+        self.check_open()
+        cutoff = time.time() - older_than
+        old = [f.id for f in self.dead.current() if f.failed_at < cutoff]
+        self.dead.resolve_many(old)
+        return len(old)
 
     # -- schedules ---------------------------------------------------------------
 
