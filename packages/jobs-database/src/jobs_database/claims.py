@@ -56,8 +56,15 @@ class Claimer:
                 f"WHERE seq IN ({pick}) RETURNING seq, receipt, body"
             )
         else:
+            # The claim index, always: a plan that scans the table would lock
+            # and skip rows it does not need.
             self._select = sa.text(
-                pick.replace("SELECT seq FROM", "SELECT seq, body FROM", 1) + " FOR UPDATE SKIP LOCKED"
+                pick.replace(
+                    f"SELECT seq FROM {jobs}",
+                    f"SELECT seq, body FROM {jobs} FORCE INDEX ({tables.prefix}jobs_claim)",
+                    1,
+                )
+                + " FOR UPDATE SKIP LOCKED"
             )
             self._update = sa.text(
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = CONCAT(:token, seq), lease_until = :until "
