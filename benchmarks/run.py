@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
+    failures: dict[str, str] = {}
     for name in args.backend or list(BACKENDS):
         module_name, url = BACKENDS[name]
         url = os.environ.get(f"BENCH_{name.upper()}_URL", url)
@@ -79,18 +80,25 @@ def main(argv: list[str] | None = None) -> int:
         }
         print(f"running {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
-        results[name] = module.run(name, options)
+        try:
+            results[name] = module.run(name, options)
+        except Exception as exc:  # one backend's failure must not hide the others' figures
+            failures[name] = f"{type(exc).__name__}: {exc}"
+            print(f"  {name} FAILED: {failures[name]}", file=sys.stderr, flush=True)
+            continue
         print(f"  done in {time.monotonic() - started:.1f}s: {results[name]}", file=sys.stderr, flush=True)
     if args.json:
-        print(json.dumps({"machine": machine(), "results": results}, indent=2))
-        return 0
+        print(json.dumps({"machine": machine(), "results": results, "failures": failures}, indent=2))
+        return 1 if failures else 0
     print(f"Machine: {machine()}\n")
     print("| backend | " + " | ".join(title for _, title, _ in COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
     for name, figures in results.items():
         cells = [fmt.format(figures[key]) if key in figures else "n/a" for key, _, fmt in COLUMNS]
         print(f"| {name} | " + " | ".join(cells) + " |")
-    return 0
+    for name, error in failures.items():
+        print(f"\n{name}: failed: {error}")
+    return 1 if failures else 0
 
 
 if __name__ == "__main__":
