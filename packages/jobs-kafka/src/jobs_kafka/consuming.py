@@ -103,11 +103,20 @@ class QueueConsumer:
             return all(topic in self._joined for topic in topics)
 
     def caught_up(self, topics: Sequence[str]) -> bool:
-        """Whether every assigned partition of ``topics`` was read up to what this process wrote."""
+        """Whether every assigned partition of ``topics`` was read to its end.
+
+        The end is the last end-of-partition event, which must lie past every
+        record fetched and every record this process wrote.
+        """
         wanted = set(topics)
         with self.cond:
             for key, state in self.parts.items():
-                if key[0] in wanted and state.eof_offset <= self._produced.get(key, -1):
+                if key[0] not in wanted:
+                    continue
+                end = state.eof_offset
+                if end < 0 or end <= self._produced.get(key, -1):
+                    return False
+                if state.next_offset is not None and end < state.next_offset:
                     return False
             return True
 
