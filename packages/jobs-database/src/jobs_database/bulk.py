@@ -36,12 +36,16 @@ class BulkInsert:
         if backend == "postgresql":
             self._sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
             arrays = ", ".join(f"%({c})s::{t}[]" for c, t in zip(COLUMNS, PG_TYPES, strict=True))
-            self._small = (
-                f"WITH ins AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) "
+            notify = (
                 "RETURNING queue, visible_at) "
                 "SELECT q.queue, pg_notify(%(channel)s, q.queue) FROM "
                 "(SELECT DISTINCT queue FROM ins WHERE %(notify)s AND visible_at <= %(now)s) AS q"
             )
+            self._small = (
+                f"WITH ins AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {notify}"
+            )
+            values = ", ".join(f"%({c})s" for c in COLUMNS)
+            self._single = f"WITH ins AS (INSERT INTO {table} ({names}) VALUES ({values}) {notify}"
         else:
             mark = "?" if backend == "sqlite" else "%s"
             self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(COLUMNS))})"
@@ -72,10 +76,11 @@ class BulkInsert:
     ) -> set[str]:
         dbapi: Any = conn.connection.dbapi_connection
         if self.backend == "postgresql" and len(rows) <= SMALL_BATCH:
-            params: dict[str, Any] = {c: [row[c] for row in rows] for c in COLUMNS}
+            single = len(rows) == 1
+            params: dict[str, Any] = {c: rows[0][c] if single else [row[c] for row in rows] for c in COLUMNS}
             params.update(channel=notify_channel or "", notify=notify_channel is not None, now=now)
             with dbapi.cursor() as cursor:
-                cursor.execute(self._small, params)
+                cursor.execute(self._single if single else self._small, params)
                 notified: set[str] = {row[0] for row in cursor.fetchall()}
             return notified
         values = [tuple(row[c] for c in COLUMNS) for row in rows]
