@@ -5,6 +5,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -143,3 +144,34 @@ def test_a_schema_newer_than_the_driver_is_refused(
     )
     assert result.returncode != 0
     assert "newer than this jobs-database supports" in result.stderr
+
+
+def test_jobs_db_upgrade_is_a_command_of_the_jobs_cli(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    first = subprocess.run(
+        [sys.executable, "-m", "jobs_core", "db", "upgrade", "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert first.returncode == 0, first.stderr
+    assert f"from version 0 to {SCHEMA_VERSION}" in first.stdout
+    again = subprocess.run(
+        [sys.executable, "-m", "jobs_core", "db", "version", "--url", url],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert again.returncode == 0, again.stderr
+    assert f"version {SCHEMA_VERSION}" in again.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "jobs_core", "db", "upgrade", "--url", url, "--table-prefix", "x; drop"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert bad.returncode == 2
+    assert "invalid table prefix" in bad.stderr
