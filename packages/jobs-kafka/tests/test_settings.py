@@ -52,6 +52,14 @@ def test_the_dict_form_resolves_through_the_entry_point() -> None:
     assert DriverRegistry().get("kafka") is KafkaDriver
 
 
+def test_url_credentials_become_sasl_settings() -> None:
+    settings = KafkaSettings.parse("kafka://app:s%40cret@h:9092?security.protocol=SASL_SSL", {})
+    assert settings.config["sasl.username"] == "app"
+    assert settings.config["sasl.password"] == "s@cret"
+    assert settings.brokers == ("h:9092",)
+    assert "s@cret" not in repr(settings.redacted_config())
+
+
 def test_password_never_in_repr() -> None:
     driver = KafkaDriver("kafka://user:hunter2@127.0.0.1:1?sasl.password=hunter2")
     try:

@@ -13,10 +13,11 @@ from jobs_core import Capability, Driver
 from jobs_core.errors import BackendError, BackendUnavailable, MalformedMessage, OperationTimedOut
 from jobs_core.message import Delivery, FailedJob, Message, QueueStats, ScheduleRecord
 
-from jobs_kafka.consuming import ConsumerSet, Handle
+from jobs_kafka.consuming import Handle
 from jobs_kafka.control import ControlLog
 from jobs_kafka.dead import DeadLetters, Origin
 from jobs_kafka.delays import DELAYED_AT_HEADER, DelayForwarder, delayed_record, header
+from jobs_kafka.groups import ConsumerSet
 from jobs_kafka.offsets import PartitionOffsets, probe_groups
 from jobs_kafka.partitions import Fetched
 from jobs_kafka.producing import Record, Writer

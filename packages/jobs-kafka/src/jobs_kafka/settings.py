@@ -230,6 +230,11 @@ class KafkaSettings:
             netloc = parts.netloc.rpartition("@")[2]
             if netloc:
                 values["brokers"] = unquote(netloc)
+            # kafka://user:password@host:9092 is SASL credentials (set security.protocol too).
+            if parts.username:
+                config["sasl.username"] = unquote(parts.username)
+            if parts.password:
+                config["sasl.password"] = unquote(parts.password)
             for key, value in parse_qsl(parts.query, keep_blank_values=True):
                 values[key] = value
         for key, value in options.items():
