@@ -87,8 +87,8 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session
 def tests(session: nox.Session) -> None:
-    """Unit tests of every package and the cross-package tests."""
-    session.install(*TEST_TOOLS)
+    """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
+    session.install(*TEST_TOOLS, "orjson")
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir()]
@@ -168,5 +168,6 @@ def docs(session: nox.Session) -> None:
 @nox.session(default=False)
 def bench(session: nox.Session) -> None:
     """Throughput and latency benchmarks; figures go to docs/performance.md."""
+    session.install("orjson")
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)

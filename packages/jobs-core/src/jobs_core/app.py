@@ -227,7 +227,7 @@ class JobsApp(AppScheduling):
         ``ATOMIC_BATCH`` the batch is all-or-nothing.
         """
         template = self._template(job)
-        messages = [template.to_message(p, queue=queue, delay=delay) for p in payloads]
+        messages = template.to_messages(payloads, queue=queue, delay=delay)
         return self.queue.enqueue(messages, transaction=transaction)
 
     # -- inspection and administration ---------------------------------------

@@ -14,11 +14,11 @@ import copy
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core.errors import ConfigurationError
-from jobs_core.message import Backoff, Message, RetryPolicy, validate_queue_name
+from jobs_core.message import Backoff, Message, new_id, retry_policy, validate_queue_name
 from jobs_core.serializer import check_json
 
 _UNSET: Any = object()
@@ -167,30 +167,56 @@ class Job:
         Raises :class:`~jobs_core.errors.PayloadNotJSON` for a payload JSON
         cannot hold, naming the path and type of the offending value.
         """
-        check_json(payload)
+        return self.to_messages((payload,), queue=queue, delay=delay, headers=headers, now=now)[0]
+
+    def to_messages(
+        self,
+        payloads: Iterable[Any],
+        *,
+        queue: str | None = None,
+        delay: float | None = None,
+        headers: dict[str, str] | None = None,
+        now: float | None = None,
+    ) -> list[Message]:
+        """Build one message per payload, sharing this job's settings (bulk dispatch).
+
+        Every payload is checked before any message is returned.
+        """
         now = time.time() if now is None else now
         wait = delay if delay is not None else self.option("delay")
         if wait is not None:
             wait = _non_negative("delay", wait)
-        return Message(
-            name=type(self).job_name,
-            payload=payload,
-            queue=validate_queue_name(queue if queue is not None else self.option("queue")),
-            max_retries=self.option("max_retries"),
-            retry=RetryPolicy(
-                backoff=self.option("backoff"),
-                delay=float(self.option("retry_delay")),
-                max_delay=float(self.option("max_retry_delay")),
-                jitter=bool(self.option("jitter")),
+        common = {
+            "name": type(self).job_name,
+            "queue": validate_queue_name(queue if queue is not None else self.option("queue")),
+            "attempts": 0,
+            "max_retries": self.option("max_retries"),
+            "retry": retry_policy(
+                self.option("backoff"),
+                float(self.option("retry_delay")),
+                float(self.option("max_retry_delay")),
+                bool(self.option("jitter")),
             ),
-            timeout=self.option("time_limit"),
-            priority=self.option("priority"),
-            available_at=now + (wait or 0.0),
-            created_at=now,
-            unique_key=self.option("unique_key"),
-            unique_ttl=self.option("unique_ttl"),
-            headers=dict(headers or {}),
-        )
+            "timeout": self.option("time_limit"),
+            "priority": self.option("priority"),
+            "available_at": now + (wait or 0.0),
+            "created_at": now,
+            "unique_key": self.option("unique_key"),
+            "unique_ttl": self.option("unique_ttl"),
+            "last_error": None,
+        }
+        if headers:
+            check_json(headers, "$.headers")
+        build = Message.build
+        messages = []
+        for payload in payloads:
+            check_json(payload)
+            fields = dict(common)
+            fields["payload"] = payload
+            fields["id"] = new_id()
+            fields["headers"] = dict(headers) if headers else {}
+            messages.append(build(fields))
+        return messages
 
     def __copy__(self) -> Job:
         clone = object.__new__(type(self))

@@ -2,65 +2,164 @@
 
 A payload is refused when it is dispatched, not when a worker reads it: the
 error names the path and type of the first value JSON cannot hold.
+
+Plain JSON data means ``dict`` (str keys), ``list``, ``str`` (valid Unicode),
+``int``, finite ``float``, ``bool`` and ``None``. When
+`orjson <https://pypi.org/project/orjson/>`_ is installed
+(``pip install "jobs-core[fast]"``) it encodes and decodes; otherwise the
+standard library does, with the same results (integers beyond 64 bits, which
+orjson does not hold exactly, always go through the standard library).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from typing import Any
 
 from jobs_core.errors import MalformedMessage, PayloadNotJSON, SerializationError
+
+_orjson: Any
+try:  # optional accelerator
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
 
 JSONValue = Any
 """A value made only of ``dict`` (str keys), ``list``, ``str``, ``int``,
 ``float`` (finite), ``bool`` and ``None``."""
 
+#: A run of 20 digits may be an integer beyond 64 bits, which orjson would read as a float.
+_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+
+#: Which JSON library encodes and decodes: ``"orjson"`` or ``"json"``.
+BACKEND = "orjson" if _orjson is not None else "json"
+
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+
+
+def _is_plain(value: object) -> bool:
+    """Fast check without building paths; :func:`check_json` explains a failure."""
+    stack = [value]
+    pop, push, extend = stack.pop, stack.append, stack.extend
+    while stack:
+        item = pop()
+        kind = type(item)
+        if kind is str:
+            text: str = item  # type: ignore[assignment]
+            if not text.isascii():
+                try:
+                    text.encode("utf-8")
+                except UnicodeEncodeError:
+                    return False
+        elif kind is int:
+            continue
+        elif kind is dict:
+            for key, sub in item.items():  # type: ignore[attr-defined]
+                if type(key) is not str:
+                    return False
+                push(key)
+                push(sub)
+        elif kind is list:
+            extend(item)  # type: ignore[arg-type]
+        elif kind is float:
+            if not math.isfinite(item):  # type: ignore[arg-type]
+                return False
+        elif item is None or kind is bool:
+            continue
+        else:
+            return False
+    return True
+
 
 def check_json(value: object, path: str = "$") -> None:
     """Raise :class:`PayloadNotJSON` if ``value`` is not plain JSON data.
 
-    Tuples, sets, bytes, datetimes, NaN and non-string dict keys are refused,
-    so that what a worker receives is exactly what was dispatched.
+    Tuples, sets, bytes, datetimes, enums and other subclasses, NaN, strings
+    with lone surrogates and non-string dict keys are refused, so that what a
+    worker receives is exactly what was dispatched.
     """
+    if _is_plain(value):
+        return
     stack: list[tuple[object, str]] = [(value, path)]
     while stack:
         item, where = stack.pop()
-        if item is None or isinstance(item, (str, bool, int)):
+        if item is None or type(item) is bool or type(item) is int:
             continue
-        if isinstance(item, float):
+        if type(item) is str:
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                raise PayloadNotJSON(where, "str with a lone surrogate") from None
+            continue
+        if type(item) is float:
             if not math.isfinite(item):
                 raise PayloadNotJSON(where, f"float ({item!r})")
             continue
-        if isinstance(item, list):
+        if type(item) is list:
             for index in range(len(item) - 1, -1, -1):
                 stack.append((item[index], f"{where}[{index}]"))
             continue
-        if isinstance(item, dict):
+        if type(item) is dict:
             for key, sub in item.items():
-                if not isinstance(key, str):
+                if type(key) is not str:
                     raise PayloadNotJSON(f"{where} key {key!r}", type(key).__name__)
+                stack.append((key, f"{where} key {key[:40]!r}"))
                 stack.append((sub, f"{where}.{key}"))
             continue
         raise PayloadNotJSON(where, type(item).__name__)
 
 
-def dumps(value: JSONValue) -> str:
-    """Encode JSON data compactly (UTF-8 safe, no NaN).
+def dump_bytes(value: JSONValue, *, checked: bool = False) -> bytes:
+    """Encode plain JSON data compactly as UTF-8 bytes.
 
-    Raises :class:`PayloadNotJSON` naming the path and type of the first value
-    JSON cannot hold.
+    Raises :class:`PayloadNotJSON` naming the path and type of the first
+    value JSON cannot hold. With ``checked=True`` the caller vouches that the
+    parts a user supplied were checked with :func:`check_json` already.
     """
+    if not checked and not _is_plain(value):
+        check_json(value)
+    if _orjson is not None:
+        try:
+            encoded: bytes = _orjson.dumps(value)
+            return encoded
+        except TypeError:
+            pass  # an integer beyond 64 bits, or a type the caller vouched for wrongly
     try:
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+        return _ENCODER.encode(value).encode("utf-8")
     except (TypeError, ValueError) as exc:
         check_json(value)
         raise SerializationError(f"cannot encode as JSON: {exc}") from exc
 
 
+def dumps(value: JSONValue) -> str:
+    """Encode plain JSON data compactly as text (see :func:`dump_bytes`)."""
+    return dump_bytes(value).decode("utf-8")
+
+
 def loads(text: str | bytes) -> JSONValue:
-    """Decode JSON text, raising :class:`MalformedMessage` on bad input."""
+    """Decode JSON text, raising :class:`MalformedMessage` on bad input.
+
+    ``NaN`` and ``Infinity`` literals are refused.
+    """
+    if _orjson is not None:
+        raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+        if not _LONG_DIGITS.search(raw):
+            try:
+                return _orjson.loads(raw)
+            except _orjson.JSONDecodeError as exc:
+                raise MalformedMessage(f"not valid JSON: {exc}") from exc
     try:
-        return json.loads(text)
+        if isinstance(text, (bytes, bytearray)):
+            text = text.decode("utf-8")
+        return _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage(f"not valid JSON: {exc}") from exc
