@@ -6,7 +6,6 @@ import enum
 import json
 
 import pytest
-
 from jobs_core import serializer
 from jobs_core.errors import MalformedMessage, PayloadNotJSON
 from jobs_core.message import Message
