@@ -66,10 +66,12 @@ class Claimer:
                 )
                 + " FOR UPDATE SKIP LOCKED"
             )
-            self._update = sa.text(
-                f"UPDATE {jobs} SET state = {RESERVED}, receipt = CONCAT(:token, seq), lease_until = :until "
-                "WHERE seq IN :seqs"
-            ).bindparams(sa.bindparam("seqs", expanding=True))
+            # Driver-level SQL with the (integer) seqs written inline: PyMySQL
+            # would otherwise escape every element of the list in Python.
+            self._update = (
+                f"UPDATE {jobs} SET state = {RESERVED}, receipt = CONCAT(%(token)s, seq), "
+                "lease_until = %(until)s WHERE seq IN ({seqs})"
+            )
 
     @property
     def single_statement(self) -> bool:
@@ -88,7 +90,8 @@ class Claimer:
         if not picked:
             return []
         seqs = [int(r[0]) for r in picked]
-        conn.execute(self._update, {"seqs": seqs, "until": until, "token": token})
+        update = self._update.replace("{seqs}", ",".join(str(int(seq)) for seq in seqs))
+        conn.exec_driver_sql(update, {"until": until, "token": token})
         return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1])) for r in picked]
 
 
@@ -111,9 +114,11 @@ class Acker:
                 "AND receipt IN (SELECT value FROM json_each(:receipts))"
             )
         else:
-            self._delete = sa.text(
-                f"DELETE FROM {jobs} WHERE seq IN :seqs AND receipt IN :receipts"
-            ).bindparams(sa.bindparam("seqs", expanding=True), sa.bindparam("receipts", expanding=True))
+            # Receipts are "<batch token><seq>": one token per claimed batch, the
+            # (integer) seqs inline, so PyMySQL escapes one value per batch.
+            self._delete_sql = (
+                f"DELETE FROM {jobs} WHERE seq IN ({{seqs}}) AND receipt = CONCAT(%(token)s, seq)"
+            )
         if backend != "postgresql":
             self._count = sa.text(
                 f"INSERT INTO {completed} (queue, finished_at, count) VALUES (:queue, :now, :count)"
@@ -140,8 +145,16 @@ class Acker:
             return
         if self.backend == "sqlite":
             params = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}
+            done = conn.execute(self._delete, params).rowcount
         else:
-            params = {"seqs": seqs, "receipts": receipts}
-        done = conn.execute(self._delete, params).rowcount
+            by_token: dict[str, list[int]] = {}
+            for seq, receipt in zip(seqs, receipts, strict=True):
+                token, _, tail = receipt.rpartition(":")
+                if tail == str(seq):  # anything else cannot be a lease of this row
+                    by_token.setdefault(token + ":", []).append(int(seq))
+            done = 0
+            for token, group in by_token.items():
+                sql = self._delete_sql.replace("{seqs}", ",".join(map(str, group)))
+                done += conn.exec_driver_sql(sql, {"token": token}).rowcount
         if done:
             conn.execute(self._count, {"queue": queue, "now": now, "count": done})
