@@ -92,6 +92,10 @@ class Driver(abc.ABC):
     capabilities: ClassVar[frozenset[Capability]] = frozenset()
     #: Largest encoded message, in bytes, that ``enqueue`` accepts.
     max_message_bytes: int = 1_048_576
+    #: Seconds during which ``reserve(timeout=0)`` may still miss a message
+    #: that ``enqueue`` stored (a broker's fetch in flight). Workers told to
+    #: stop when the queue is empty wait this long before concluding so.
+    reserve_settle_time: float = 0.0
 
     def __init__(self, url: str | None = None, **options: Any) -> None:
         self.url = url

@@ -140,6 +140,11 @@ class Worker:
         Stop as soon as no job is due (instead of waiting for work).
     ``poll_interval``
         Longest wait for work per reserve call, in seconds (1).
+    ``empty_wait``
+        With ``stop_when_empty``: how long to wait for work, once nothing is
+        due, before deciding the queues are empty (default: the driver's
+        ``reserve_settle_time``, 0 for drivers whose reserve sees every
+        stored message at once; a broker-backed driver may still be fetching).
     ``install_signal_handlers``
         Handle SIGTERM and SIGINT while running (only from the main thread).
     ``services``
@@ -159,6 +164,7 @@ class Worker:
         max_jobs: int | None = None,
         stop_when_empty: bool = False,
         poll_interval: float = 1.0,
+        empty_wait: float | None = None,
         install_signal_handlers: bool = True,
         services: Sequence[Service | Callable[[threading.Event], object]] = (),
     ) -> None:
@@ -170,7 +176,12 @@ class Worker:
             _check_int("prefetch", prefetch, 0)
         if max_jobs is not None:
             _check_int("max_jobs", max_jobs, 0)
-        for what, value in (("lease", lease), ("grace", grace), ("poll_interval", poll_interval)):
+        for what, value in (
+            ("lease", lease),
+            ("grace", grace),
+            ("poll_interval", poll_interval),
+            ("empty_wait", 0.0 if empty_wait is None else empty_wait),
+        ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
         if lease <= 0:
@@ -187,6 +198,7 @@ class Worker:
         self.max_jobs = max_jobs
         self.stop_when_empty = stop_when_empty
         self.poll_interval = float(poll_interval)
+        self.empty_wait = float(app.driver.reserve_settle_time if empty_wait is None else empty_wait)
         self.install_signal_handlers = install_signal_handlers
         self.services: list[Service] = [s if isinstance(s, Service) else _ThreadService(s) for s in services]
 
@@ -393,6 +405,9 @@ class Worker:
         timeout = 0.0 if self.stop_when_empty else self.poll_interval
         try:
             deliveries = self.driver.reserve(self.queues, limit, self.lease, timeout)
+            if not deliveries and self.stop_when_empty and self.empty_wait > 0:
+                # Confirm the queue is empty: a broker may still be fetching records.
+                deliveries = self.driver.reserve(self.queues, limit, self.lease, self.empty_wait)
         except JobsError as exc:
             if self.stop_when_empty or not exc.retryable:
                 raise
