@@ -80,7 +80,7 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
-    session.install("mypy", "types-croniter", "rich", *TEST_TOOLS)
+    session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS)
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.run("mypy")
 
