@@ -180,7 +180,8 @@ def worker_main(argv: list[str]) -> int:
     if not driver.join([args.queue], timeout=60):
         raise SystemExit(f"the consumer group of {args.queue} did not form")
     if args.mode == "drain":
-        worker = app.worker(args.queue, stop_when_empty=True, install_signal_handlers=False)
+        # The group is formed (join above): the end of the queue needs no settling time.
+        worker = app.worker(args.queue, stop_when_empty=True, empty_wait=0.0, install_signal_handlers=False)
         cpu, wall = time.process_time(), time.perf_counter()
         handled = worker.run()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -5,6 +5,7 @@ process reads the same records in the same order and reaches the same state:
 
 * ``s:<name>`` — a schedule (JSON), or a tombstone when it is removed;
 * ``c:<name>`` — a claim of one tick by one caller;
+* ``t:<name>`` — the latest tick won (what compaction must keep of the claims);
 * ``p:<queue>`` — a purge mark: delayed jobs of the queue that entered the
   delay tiers before it are dropped.
 
@@ -12,8 +13,8 @@ Claims need no compare-and-set: a caller writes its claim, then reads the
 log up to its own record. Replaying the log in order, a claim wins when its
 schedule exists and its tick is later than the schedule's last tick (which it
 then becomes), so for each tick exactly one claim wins, and every reader
-agrees which. The winner also rewrites the schedule with its new
-``last_tick``, which is what compaction keeps.
+agrees which. The winner also writes its tick under ``t:<name>``, so that
+compaction, which keeps only the latest record of each key, keeps it.
 """
 
 from __future__ import annotations
@@ -108,6 +109,14 @@ class ControlLog:
                 self.claims[record.offset()] = won
                 if len(self.claims) > MAX_CLAIM_RESULTS:
                     del self.claims[next(iter(self.claims))]
+            elif kind == "t" and value is not None:
+                try:
+                    won_tick = float(json.loads(value)["tick"])
+                except (ValueError, KeyError, TypeError):
+                    return
+                current = self.schedules.get(name)
+                if current is not None and (current.last_tick is None or won_tick > current.last_tick):
+                    self.schedules[name] = replace(current, last_tick=won_tick)
             elif kind == "p" and value is not None:
                 try:
                     self.purges[name] = float(json.loads(value)["before"])
@@ -141,7 +150,7 @@ class ControlLog:
         with self.lock:
             if name not in self.schedules:
                 return False
-        self.writer.send([Record(self.topic, None, key=f"s:{name}".encode())])
+        self.writer.send([Record(self.topic, None, key=f"{kind}:{name}".encode()) for kind in "sct"])
         return True
 
     def claim(self, name: str, tick: float) -> bool:
@@ -158,8 +167,10 @@ class ControlLog:
             won = self.claims.pop(offset, False)
             winner = self.schedules.get(name)
         if won and winner is not None:
-            # Keep the claimed tick in the schedule record, which compaction retains.
-            self.writer.send([Record(self.topic, _schedule_to_json(winner), key=f"s:{name}".encode())])
+            # Record the won tick under its own key, which compaction retains next to
+            # the schedule (never overwriting a concurrent change of the schedule).
+            value = json.dumps({"tick": tick}).encode()
+            self.writer.send([Record(self.topic, value, key=f"t:{name}".encode())])
         return won
 
     # -- purge marks -------------------------------------------------------------

@@ -61,6 +61,9 @@ class KafkaDriver(Driver):
         self.control = ControlLog(self.settings, self.names, self.admin, self.writer)
         self._forwarders: dict[str, DelayForwarder] = {}
         self._close_lock = threading.Lock()
+        #: A worker told to stop when the queue is empty confirms it this long: enough
+        #: for the consumer group to form on a first ``reserve`` and fetch once.
+        self.reserve_settle_time = 1.5
 
     @classmethod
     def from_config(cls, url: str | None = None, options: Mapping[str, Any] | None = None) -> Driver:
@@ -78,15 +81,19 @@ class KafkaDriver(Driver):
     def _records(self, messages: Sequence[Message], bodies: list[bytes]) -> list[Record]:
         now = time.time()
         records = []
+        topics: dict[str, str] = {}
         for message, body in zip(messages, bodies, strict=True):
             if message.available_at > now:
                 records.append(delayed_record(self.names, message, body, now, now))
             else:
-                records.append(Record(self.names.queue(message.queue), body))
+                topic = topics.get(message.queue)
+                if topic is None:
+                    topic = topics[message.queue] = self.names.queue(message.queue)
+                records.append(Record(topic, body))
         return records
 
     def _send(self, records: list[Record]) -> None:
-        self.admin.ensure(r.topic for r in records)
+        self.admin.ensure({r.topic for r in records})
         highest: dict[tuple[str, int], int] = {}
         for topic, partition, offset in self.writer.send(records):
             if offset > highest.get((topic, partition), -1):
@@ -97,8 +104,10 @@ class KafkaDriver(Driver):
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Write the messages to their queue topics (or delay tiers); returns once all are acknowledged."""
         self.check_open()
+        checked: set[str] = set()
         for message in messages:
-            check_queue(message.queue)
+            if not (isinstance(message.queue, str) and message.queue in checked):
+                checked.add(check_queue(message.queue))
         bodies = self.validate(messages)
         self._send(self._records(messages, bodies))
         return [m.id for m in messages]
@@ -117,9 +126,13 @@ class KafkaDriver(Driver):
         """Lease up to ``limit`` records of ``queues``.
 
         The first call for a queue starts joining the consumer group in the
-        background (``OperationTimedOut`` if no assignment arrives within
-        ``join_timeout``); an empty reserve waits at least
-        ``reserve_min_wait`` unless this process's own writes were already read.
+        background and returns after ``timeout`` if the group has not formed
+        yet (``OperationTimedOut`` if no assignment arrives within
+        ``join_timeout``); :meth:`join` waits for it. Once joined, nothing is
+        returned only when every assigned partition was read to its end
+        (including this process's own writes), or ``reserve_min_wait`` seconds
+        after ``timeout`` if no fetch confirms it, so ``reserve(timeout=0)``
+        does not miss stored records.
         """
         self.check_open()
         queues = [check_queue(q) for q in queues]
@@ -154,7 +167,7 @@ class KafkaDriver(Driver):
                         f"kafka consumer groups of {', '.join(queues)} on {self.settings.display()} "
                         f"assigned no partitions within {self.settings.join_timeout:g} s"
                     )
-                if now >= floor:
+                if now >= deadline:
                     return found
             elif now >= deadline and (now >= floor or self.consumer.caught_up(topics)):
                 return found

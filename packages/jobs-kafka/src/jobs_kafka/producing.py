@@ -68,17 +68,21 @@ class Writer:
         report = batch.report
         timeout = self.settings.timeout
         deadline = time.monotonic() + timeout + 1.0
+        produce = self.producer.produce
         for record in records:
             while True:
                 try:
-                    self.producer.produce(
-                        record.topic,
-                        record.value,
-                        record.key,
-                        partition=-1 if record.partition is None else record.partition,
-                        on_delivery=report,
-                        headers=record.headers,
-                    )
+                    if record.headers is None and record.partition is None:
+                        produce(record.topic, record.value, record.key, on_delivery=report)
+                    else:
+                        produce(
+                            record.topic,
+                            record.value,
+                            record.key,
+                            partition=-1 if record.partition is None else record.partition,
+                            on_delivery=report,
+                            headers=record.headers,
+                        )
                     break
                 except BufferError:
                     self.producer.poll(0.05)

@@ -140,8 +140,9 @@ class KafkaSettings:
     rebalance_grace: float = 5.0
     #: Seconds between asynchronous commits of finished work.
     commit_interval: float = 0.2
-    #: Seconds an empty ``reserve`` waits at least for a fetch of recent records.
-    reserve_min_wait: float = 0.3
+    #: Most seconds an empty ``reserve`` waits beyond its timeout while a partition
+    #: is not known to be read to its end (a fetch in flight).
+    reserve_min_wait: float = 1.0
     #: Seconds the first ``reserve`` of a queue waits for the group to assign partitions.
     join_timeout: float = 30.0
     #: librdkafka settings passed through to every client.
