@@ -175,7 +175,10 @@ def supervise(options: WorkerOptions) -> int:
     children = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(options.processes)]
     _say(f"started {len(children)} worker processes: {', '.join(str(c.pid) for c in children)}")
 
+    forwarded: set[int] = set()
+
     def forward(signum: int, frame: types.FrameType | None) -> None:
+        forwarded.add(signum)
         for child in children:
             if child.poll() is None:
                 try:
@@ -189,6 +192,9 @@ def supervise(options: WorkerOptions) -> int:
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    # A child killed by a signal we forwarded died before it installed its
+    # handlers, that is before it reserved anything: a clean stop.
+    codes = [0 if code < 0 and -code in forwarded else code for code in codes]
     for child, code in zip(children, codes, strict=True):
         if code != 0:
             _say(f"worker process {child.pid} exited with status {code}")
