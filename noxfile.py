@@ -44,17 +44,8 @@ CONFORMANCE: dict[str, tuple[list[str], str]] = {
     "kafka": ([CORE, KAFKA], "kafka://{kafka}?partitions=1&timeout=10"),
 }
 
-#: Known, documented differences of a driver, listed as strict xfails (``jobs_xfail``).
-CONFORMANCE_XFAIL: dict[str, list[str]] = {
-    "kafka": [
-        f"{test}: a Kafka partition belongs to one live group member; an expired lease is "
-        "redelivered by that member, not handed to another (docs/drivers/kafka.md, Leases)"
-        for test in (
-            "test_extend_after_the_lease_was_lost_returns_false",
-            "test_a_stale_receipt_is_ignored",
-        )
-    ],
-}
+#: Known driver bugs, listed as strict xfails (``jobs_xfail``) so that a fix is noticed.
+CONFORMANCE_XFAIL: dict[str, list[str]] = {}
 
 
 def _editable(*specs: str) -> list[str]:

@@ -73,6 +73,10 @@ class Capability(str, enum.Enum):
     TRANSACTIONAL_ENQUEUE = "transactional_enqueue"
     #: ``inject_raw`` writes an arbitrary record, for tests of malformed input.
     RAW_INJECTION = "raw_injection"
+    #: A lease that ends un-acked frees the message for every reserver on the
+    #: backend, not only for the process that held it (which, without this
+    #: capability, gets it again; others get it once that process is gone).
+    LEASE_HANDOFF = "lease_handoff"
 
 
 class Driver(abc.ABC):

@@ -43,6 +43,7 @@ _ALL = frozenset(
         Capability.ATOMIC_BATCH,
         Capability.TRANSACTIONAL_ENQUEUE,
         Capability.RAW_INJECTION,
+        Capability.LEASE_HANDOFF,
     }
 )
 

@@ -96,6 +96,7 @@ class MemoryDriver(Driver):
             Capability.BLOCKING_RESERVE,
             Capability.ATOMIC_BATCH,
             Capability.RAW_INJECTION,
+            Capability.LEASE_HANDOFF,
         }
     )
 

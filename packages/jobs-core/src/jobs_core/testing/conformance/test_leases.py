@@ -93,6 +93,7 @@ def test_repeated_heartbeats_hold_a_short_lease(jobs_driver_factory: DriverFacto
         assert other.reserve([jobs_queue], limit=1, lease=30, timeout=0) == []
 
 
+@pytest.mark.jobs_requires(Capability.LEASE_HANDOFF)
 def test_extend_after_the_lease_was_lost_returns_false(
     jobs_driver_factory: DriverFactory, jobs_queue: str
 ) -> None:
@@ -102,6 +103,17 @@ def test_extend_after_the_lease_was_lost_returns_false(
     fresh = reserve_one(fast, jobs_queue, lease=30)
     assert slow.extend(stale, 30.0) is False
     assert fast.extend(fresh, 30.0) is True
+
+
+def test_extend_of_a_lease_lost_to_the_same_reserver_returns_false(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue))
+    stale = reserve_one(jobs_driver, jobs_queue, lease=SHORT_LEASE)
+    fresh = reserve_one(jobs_driver, jobs_queue, lease=30)
+    assert fresh.receipt != stale.receipt
+    assert jobs_driver.extend(stale, 30.0) is False
+    assert jobs_driver.extend(fresh, 30.0) is True
 
 
 def test_ack_finishes_the_message(jobs_driver: Driver, jobs_queue: str) -> None:
@@ -128,11 +140,7 @@ def test_ack_many_finishes_every_delivery(jobs_driver: Driver, jobs_queue: str) 
     assert_nothing(jobs_driver, [jobs_queue], wait=SHORT_LEASE * 2)
 
 
-@pytest.mark.parametrize("operation", ["ack", "retry", "fail", "release"])
-def test_a_stale_receipt_is_ignored(
-    jobs_driver_factory: DriverFactory, jobs_queue: str, operation: str
-) -> None:
-    slow, fast = jobs_driver_factory(), jobs_driver_factory()
+def _stale_receipt_is_ignored(slow: Driver, fast: Driver, jobs_queue: str, operation: str) -> None:
     enqueue_one(slow, message(jobs_queue, "mine"))
     stale = reserve_one(slow, jobs_queue, lease=SHORT_LEASE)
     fresh = reserve_one(fast, jobs_queue, lease=30)
@@ -152,3 +160,18 @@ def test_a_stale_receipt_is_ignored(
     fast.ack(fresh)
     if fast.supports(Capability.COMPLETED_COUNT):
         assert stats_become(fast, jobs_queue, completed=1).completed == 1
+
+
+@pytest.mark.jobs_requires(Capability.LEASE_HANDOFF)
+@pytest.mark.parametrize("operation", ["ack", "retry", "fail", "release"])
+def test_a_stale_receipt_is_ignored(
+    jobs_driver_factory: DriverFactory, jobs_queue: str, operation: str
+) -> None:
+    _stale_receipt_is_ignored(jobs_driver_factory(), jobs_driver_factory(), jobs_queue, operation)
+
+
+@pytest.mark.parametrize("operation", ["ack", "retry", "fail", "release"])
+def test_a_stale_receipt_is_ignored_by_the_same_reserver(
+    jobs_driver: Driver, jobs_queue: str, operation: str
+) -> None:
+    _stale_receipt_is_ignored(jobs_driver, jobs_driver, jobs_queue, operation)

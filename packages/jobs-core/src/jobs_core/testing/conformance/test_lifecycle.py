@@ -38,7 +38,12 @@ OPERATIONS: dict[Capability, list[Operation]] = {
 }
 
 #: Capabilities that change how required operations behave, with no call of their own.
-BEHAVIOURAL = {Capability.BLOCKING_RESERVE, Capability.ATOMIC_BATCH, Capability.COMPLETED_COUNT}
+BEHAVIOURAL = {
+    Capability.BLOCKING_RESERVE,
+    Capability.ATOMIC_BATCH,
+    Capability.COMPLETED_COUNT,
+    Capability.LEASE_HANDOFF,
+}
 
 
 def test_every_capability_is_covered_by_the_unsupported_operation_check() -> None:
