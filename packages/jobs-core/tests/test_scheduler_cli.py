@@ -178,6 +178,8 @@ def test_worker_processes_with_scheduler_fire_and_run_the_jobs(tmp_path: Path, s
             time.sleep(0.1)
         code, err = _stop(process)
         assert code == 0, err
-        assert err.count("serving ticks on") == 2, err
+        assert "started 2 worker processes" in err, err
+        # the jobs ran in the children (a slow child may be stopped before it served)
+        assert err.count("serving ticks on") >= 1, err
         runs = log.read_text().split()
         assert len(runs) >= 4 and set(runs) == {"2"}
