@@ -1,179 +1,34 @@
 """Benchmarks of the database driver (SQLite, PostgreSQL, MySQL/MariaDB).
 
-``run(backend, options)`` measures, on fresh queues of one database:
-
-* bulk enqueue: ``JobsApp.dispatch_many`` of no-op jobs in chunks of 5,000;
-* drain: one worker process (``jobs_core`` :class:`Worker`, concurrency 1,
-  default prefetch) runs ``jobs`` pre-queued no-op jobs until the queue is
-  empty; jobs/s of wall time inside the worker, and the worker's CPU time
-  per job;
-* idle latency: with a worker process waiting on an empty queue, jobs are
-  dispatched one at a time, ~20 ms apart; each records ``start - dispatch``.
-
-The worker side runs in a subprocess: ``python benchmarks/database.py worker ...``.
+``run(backend, options)`` runs the shared measurements of :mod:`harness` on
+fresh queues of one database, with the tables prefixed ``bench_``. The worker
+side runs in a subprocess: ``python benchmarks/database.py worker ...``.
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import signal
-import statistics
-import subprocess
 import sys
 import tempfile
-import time
-import uuid
-from pathlib import Path
 from typing import Any
 
-from jobs_core import job
-from jobs_core.app import JobsApp
+import harness
 
 PREFIX = "bench_"
-
-
-@job(name="bench.noop")
-def noop(payload: Any) -> None:
-    """Does nothing."""
-
-
-_LATENCY_FILE: int | None = None
-
-
-@job(name="bench.latency")
-def latency(payload: Any) -> None:
-    """Records how long ago the job was dispatched."""
-    started = time.time()
-    assert _LATENCY_FILE is not None
-    os.write(_LATENCY_FILE, f"{(started - payload['t']) * 1000:.4f}\n".encode())
+BACKEND = harness.Backend(worker_script=__file__)
 
 
 def _with_prefix(url: str) -> str:
     return url + ("&" if "?" in url else "?") + f"table_prefix={PREFIX}"
 
 
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[index]
-
-
-def _spawn(url: str, queue: str, mode: str, out: str) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, __file__, "worker", "--url", url, "--queue", queue, "--mode", mode, "--out", out],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-
-
 def run(backend: str, options: dict[str, Any]) -> dict[str, float]:
-    """Measure one backend; return the figures named in benchmarks/run.py."""
+    """Measure one database; return the figures named in benchmarks/run.py."""
     scratch = tempfile.mkdtemp(prefix="jobs-bench-")
     url = _with_prefix(str(options["url"]).replace("{tmp}", scratch))
-    figures: dict[str, float] = {}
-    app = JobsApp(url)
-    try:
-        app.register(noop)
-        app.register(latency)
-        app.driver.ping()
-
-        # bulk enqueue
-        queue = f"bench-enqueue-{uuid.uuid4().hex[:8]}"
-        total = int(options["enqueue_jobs"])
-        chunk = 5000
-        payloads = [{"i": i} for i in range(chunk)]
-        app.dispatch_many(noop, payloads[:100], queue=queue)  # warm-up: schema, pool, statement cache
-        started = time.perf_counter()
-        done = 0
-        while done < total:
-            app.dispatch_many(noop, payloads[: min(chunk, total - done)], queue=queue)
-            done += min(chunk, total - done)
-        figures["bulk_enqueue_per_s"] = total / (time.perf_counter() - started)
-        app.purge(queue)
-
-        # drain
-        queue = f"bench-drain-{uuid.uuid4().hex[:8]}"
-        jobs = int(options["jobs"])
-        for start in range(0, jobs, chunk):
-            app.dispatch_many(noop, [{"i": i} for i in range(start, min(jobs, start + chunk))], queue=queue)
-        out = os.path.join(scratch, "drain.json")
-        proc = _spawn(url, queue, "drain", out)
-        proc.wait(timeout=600)
-        result = json.loads(Path(out).read_text())
-        if result["jobs"] != jobs:
-            raise RuntimeError(f"drain ran {result['jobs']} jobs, expected {jobs}")
-        figures["drain_per_s"] = result["jobs"] / result["seconds"]
-        figures["cpu_us_per_job"] = result["cpu"] / result["jobs"] * 1e6
-
-        # idle latency
-        queue = f"bench-latency-{uuid.uuid4().hex[:8]}"
-        out = os.path.join(scratch, "latency.txt")
-        Path(out).write_text("")
-        proc = _spawn(url, queue, "idle", out)
-        try:
-            assert proc.stdout is not None
-            proc.stdout.readline()  # "ready"
-            samples = int(options["latency_samples"])
-            for _ in range(20):  # warm-up
-                app.dispatch(latency, {"t": time.time()}, queue=queue)
-                time.sleep(0.02)
-            _wait_lines(out, 20)
-            Path(out).write_text("")
-            for _ in range(samples):
-                app.dispatch(latency, {"t": time.time()}, queue=queue)
-                time.sleep(0.02)
-            lines = _wait_lines(out, samples)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
-        values = [float(v) for v in lines[:samples]]
-        figures["latency_p50_ms"] = statistics.median(values)
-        figures["latency_p99_ms"] = _percentile(values, 0.99)
-    finally:
-        app.close()
-    return figures
-
-
-def _wait_lines(path: str, count: int, timeout: float = 60.0) -> list[str]:
-    deadline = time.monotonic() + timeout
-    while True:
-        lines = Path(path).read_text().split()
-        if len(lines) >= count or time.monotonic() > deadline:
-            return lines
-        time.sleep(0.01)
-
-
-def worker_main(argv: list[str]) -> int:
-    """The worker process: ``drain`` until empty, or ``idle`` until SIGTERM."""
-    global _LATENCY_FILE
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--queue", required=True)
-    parser.add_argument("--mode", choices=["drain", "idle"], required=True)
-    parser.add_argument("--out", required=True)
-    args = parser.parse_args(argv)
-    app = JobsApp(args.url)
-    app.register(noop)
-    app.register(latency)
-    app.driver.ping()
-    if args.mode == "drain":
-        worker = app.worker(args.queue, stop_when_empty=True, install_signal_handlers=False)
-        cpu, wall = time.process_time(), time.perf_counter()
-        handled = worker.run()
-        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-        Path(args.out).write_text(json.dumps({"jobs": handled, "seconds": wall, "cpu": cpu}))
-    else:
-        _LATENCY_FILE = os.open(args.out, os.O_WRONLY | os.O_APPEND)
-        worker = app.worker(args.queue)
-        print("ready", flush=True)
-        worker.run()
-    app.close()
-    return 0
+    return harness.measure(url, options, BACKEND)
 
 
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
-        sys.exit(worker_main(sys.argv[2:]))
+        sys.exit(harness.worker_main(sys.argv[2:], BACKEND))
     sys.exit("usage: python benchmarks/run.py (this module is the database part of the harness)")

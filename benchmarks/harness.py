@@ -1,0 +1,193 @@
+"""What every backend's benchmark shares: the jobs, the three measurements, the worker process.
+
+A backend module (``database.py``, ``kafka.py``) builds its URL and calls
+:func:`measure` with a :class:`Backend` describing its few differences; its
+``__main__`` hands ``worker ...`` arguments to :func:`worker_main`.
+
+* bulk enqueue: ``JobsApp.dispatch_many`` of no-op jobs in chunks of 5,000;
+* drain: one worker process (``jobs_core`` :class:`Worker`, concurrency 1,
+  default prefetch) runs ``jobs`` pre-queued no-op jobs until the queue is
+  empty; jobs/s of wall time inside the worker, and its CPU time per job;
+* idle latency: with a worker process waiting on an empty queue, jobs are
+  dispatched one at a time, ~20 ms apart; each records ``start - dispatch``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from jobs_core import job
+from jobs_core.app import JobsApp
+
+CHUNK = 5000
+WARM_UP = 20
+
+_LATENCY_FILE: int | None = None
+
+
+@job(name="bench.noop")
+def noop(payload: Any) -> None:
+    """Does nothing."""
+
+
+@job(name="bench.latency")
+def latency(payload: Any) -> None:
+    """Records how long ago the job was dispatched."""
+    started = time.time()
+    assert _LATENCY_FILE is not None
+    os.write(_LATENCY_FILE, f"{(started - payload['t']) * 1000:.4f}\n".encode())
+
+
+@dataclass
+class Backend:
+    """How one backend's benchmark differs from the others."""
+
+    #: The module whose ``__main__`` runs :func:`worker_main` (its ``__file__``).
+    worker_script: str
+    #: Purge the bulk-enqueue queue afterwards (cheap on databases).
+    purge_after_enqueue: bool = True
+    #: Dispatch one job before the idle worker starts, so that its queue exists.
+    create_queue_first: bool = False
+    #: In the worker process: wait until it can consume ``queue``; return extra worker options.
+    prepare_worker: Callable[[JobsApp, str], dict[str, Any]] = field(
+        default=lambda app, queue: (app.driver.ping(), {})[1]
+    )
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The ``q`` quantile of ``values`` (nearest rank)."""
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
+    return ordered[index]
+
+
+def _worker_args(url: str, queue: str, mode: str, out: str) -> list[str]:
+    return ["--url", url, "--queue", queue, "--mode", mode, "--out", out]
+
+
+def _spawn(backend: Backend, url: str, queue: str, mode: str, out: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, backend.worker_script, "worker", *_worker_args(url, queue, mode, out)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_lines(path: str, count: int, timeout: float = 60.0) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = Path(path).read_text().split()
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.01)
+
+
+def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, float]:
+    """Run the three measurements against ``url``; return the figures named in run.py."""
+    scratch = tempfile.mkdtemp(prefix="jobs-bench-")
+    figures: dict[str, float] = {}
+    app = JobsApp(url)
+    try:
+        app.register(noop)
+        app.register(latency)
+        app.driver.ping()
+
+        # bulk enqueue
+        queue = f"bench-enqueue-{uuid.uuid4().hex[:8]}"
+        total = int(options["enqueue_jobs"])
+        payloads = [{"i": i} for i in range(CHUNK)]
+        app.dispatch_many(noop, payloads[:100], queue=queue)  # warm-up: schema, connections, caches
+        started = time.perf_counter()
+        done = 0
+        while done < total:
+            app.dispatch_many(noop, payloads[: min(CHUNK, total - done)], queue=queue)
+            done += min(CHUNK, total - done)
+        figures["bulk_enqueue_per_s"] = total / (time.perf_counter() - started)
+        if backend.purge_after_enqueue:
+            app.purge(queue)
+
+        # drain
+        queue = f"bench-drain-{uuid.uuid4().hex[:8]}"
+        jobs = int(options["jobs"])
+        for start in range(0, jobs, CHUNK):
+            app.dispatch_many(noop, [{"i": i} for i in range(start, min(jobs, start + CHUNK))], queue=queue)
+        out = os.path.join(scratch, "drain.json")
+        _spawn(backend, url, queue, "drain", out).wait(timeout=600)
+        result = json.loads(Path(out).read_text())
+        if result["jobs"] != jobs:
+            raise RuntimeError(f"drain ran {result['jobs']} jobs, expected {jobs}")
+        figures["drain_per_s"] = result["jobs"] / result["seconds"]
+        figures["cpu_us_per_job"] = result["cpu"] / result["jobs"] * 1e6
+
+        # idle latency
+        queue = f"bench-latency-{uuid.uuid4().hex[:8]}"
+        out = os.path.join(scratch, "latency.txt")
+        Path(out).write_text("")
+        warm_up = WARM_UP
+        if backend.create_queue_first:
+            app.dispatch(latency, {"t": time.time()}, queue=queue)
+            warm_up += 1
+        proc = _spawn(backend, url, queue, "idle", out)
+        try:
+            assert proc.stdout is not None
+            proc.stdout.readline()  # "ready"
+            samples = int(options["latency_samples"])
+            for _ in range(WARM_UP):
+                app.dispatch(latency, {"t": time.time()}, queue=queue)
+                time.sleep(0.02)
+            _wait_lines(out, warm_up)
+            Path(out).write_text("")
+            for _ in range(samples):
+                app.dispatch(latency, {"t": time.time()}, queue=queue)
+                time.sleep(0.02)
+            lines = _wait_lines(out, samples)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)
+        values = [float(v) for v in lines[:samples]]
+        figures["latency_p50_ms"] = statistics.median(values)
+        figures["latency_p99_ms"] = percentile(values, 0.99)
+    finally:
+        app.close()
+    return figures
+
+
+def worker_main(argv: list[str], backend: Backend) -> int:
+    """The worker process: ``drain`` until empty, or ``idle`` until SIGTERM."""
+    global _LATENCY_FILE
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--queue", required=True)
+    parser.add_argument("--mode", choices=["drain", "idle"], required=True)
+    parser.add_argument("--out", required=True)
+    args = parser.parse_args(argv)
+    app = JobsApp(args.url)
+    app.register(noop)
+    app.register(latency)
+    extra = backend.prepare_worker(app, args.queue)
+    if args.mode == "drain":
+        worker = app.worker(args.queue, stop_when_empty=True, install_signal_handlers=False, **extra)
+        cpu, wall = time.process_time(), time.perf_counter()
+        handled = worker.run()
+        wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+        Path(args.out).write_text(json.dumps({"jobs": handled, "seconds": wall, "cpu": cpu}))
+    else:
+        _LATENCY_FILE = os.open(args.out, os.O_WRONLY | os.O_APPEND)
+        worker = app.worker(args.queue)
+        print("ready", flush=True)
+        worker.run()
+    app.close()
+    return 0
