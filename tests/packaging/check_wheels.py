@@ -90,7 +90,22 @@ def main() -> None:
         print(run(str(env_dir / "bin" / "jobs"), "--version", cwd=scratch).strip())
         print(run(str(env_dir / "bin" / "jobsctl"), "--version", cwd=scratch).strip())
         print(run(str(env_dir / "bin" / "jobs"), "drivers", cwd=scratch).strip())
+    check_source_install()
     print(f"packaging OK: {len(wheels)} wheels, drivers {sorted(drivers)}")
+
+
+def check_source_install() -> None:
+    """A source install of ``./packages/jobs-core[testing]`` gives the public API and ``memory``."""
+    source = pathlib.Path(__file__).resolve().parents[2] / "packages" / "jobs-core"
+    with tempfile.TemporaryDirectory() as scratch:
+        env_dir = pathlib.Path(scratch) / "venv"
+        venv.create(env_dir, with_pip=True)
+        python = str(env_dir / "bin" / "python")
+        run(python, "-m", "pip", "install", "--quiet", f"{source}[testing]")
+        report = json.loads(run(python, "-c", CHECK_IMPORTS, cwd=scratch))
+        if "memory" not in report["drivers"] or "jobs" not in report["pytest11"]:
+            raise SystemExit(f"source install of jobs-core lacks memory or the pytest plugin: {report}")
+        print(f"source install OK: drivers {report['drivers']}")
 
 
 if __name__ == "__main__":
