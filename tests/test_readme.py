@@ -7,11 +7,13 @@ import re
 import subprocess
 import sys
 
-README = pathlib.Path(__file__).resolve().parents[1] / "README.md"
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+CORE_README = ROOT / "packages" / "jobs-core" / "README.md"
 
 
-def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+def python_blocks(readme: pathlib.Path = README) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", readme.read_text(), flags=re.S)
 
 
 def test_readme_has_a_first_example() -> None:
@@ -27,3 +29,13 @@ def test_readme_examples_run_as_written(tmp_path: pathlib.Path) -> None:
     assert result.returncode == 0, result.stderr
     assert "Welcome, Ada!" in result.stdout
     assert (tmp_path / "jobs.db").exists()
+
+
+def test_jobs_core_readme_example_runs_as_written(tmp_path: pathlib.Path) -> None:
+    script = tmp_path / "core_readme_example.py"
+    script.write_text("\n\n".join(python_blocks(CORE_README)))
+    result = subprocess.run(
+        [sys.executable, str(script)], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stderr
+    assert "sending to ada@example.com" in result.stdout
