@@ -14,15 +14,15 @@ import logging
 import re
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from importlib import metadata
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
 from jobs_core import __version__
 from jobs_core.app import JobsApp
-from jobs_core.cli_output import emit_json, print_table, short_time
+from jobs_core.cli_output import emit_json, json_option, print_table, short_time, url_option
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.driver import Capability
@@ -33,8 +33,6 @@ from jobs_core.errors import (
     UnsupportedOperation,
 )
 from jobs_core.plugins import DriverRegistry, distribution_version
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Exit status for usage and configuration errors.
 EXIT_USAGE = 2
@@ -96,22 +94,6 @@ class JobsGroup(click.Group):
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def url_option(function: F) -> F:
-    """``--url`` (default ``$JOBS_URL``, else ``memory://``)."""
-    return click.option(
-        "--url",
-        envvar="JOBS_URL",
-        show_envvar=True,
-        metavar="URL",
-        help="Backend URL, e.g. sqlite:///jobs.db or postgresql://host/db.",
-    )(function)
-
-
-def json_option(function: F) -> F:
-    """``--json``: machine-readable output."""
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
 
 
 def _app(url: str | None) -> JobsApp:

@@ -1,4 +1,4 @@
-"""Output helpers of the ``jobs`` CLI: aligned tables, JSON, times.
+"""Helpers shared by the ``jobs`` CLI commands: the ``--url``/``--json`` options, tables, JSON, times.
 
 Tables use ``rich`` when it is installed and stdout is a terminal, and plain
 aligned text otherwise (pipes, files, no ``rich``).
@@ -9,10 +9,28 @@ from __future__ import annotations
 import datetime
 import json
 import sys
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, TypeVar
 
 import click
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def url_option(function: F) -> F:
+    """``--url`` (default ``$JOBS_URL``, else ``memory://``)."""
+    return click.option(
+        "--url",
+        envvar="JOBS_URL",
+        show_envvar=True,
+        metavar="URL",
+        help="Backend URL, e.g. sqlite:///jobs.db or postgresql://host/db.",
+    )(function)
+
+
+def json_option(function: F) -> F:
+    """``--json``: machine-readable output."""
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
 
 
 def emit_json(value: Any) -> None:

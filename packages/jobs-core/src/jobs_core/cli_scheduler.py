@@ -13,19 +13,16 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from typing import Any, TypeVar
+from collections.abc import Sequence
 
 import click
 
 from jobs_core.app import JobsApp
-from jobs_core.cli_output import emit_json, print_table, short_time
+from jobs_core.cli_output import F, emit_json, json_option, print_table, short_time, url_option
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.driver import Capability
 from jobs_core.errors import UnsupportedOperation
 from jobs_core.scheduler import Schedule, SchedulerThread, run_scheduler
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 #: Default seconds between looks at the store for schedules declared elsewhere.
 DEFAULT_POLL_INTERVAL = 1.0
@@ -33,20 +30,6 @@ DEFAULT_POLL_INTERVAL = 1.0
 
 def _say(text: str) -> None:
     click.echo(f"jobs scheduler[{os.getpid()}]: {text}", err=True)
-
-
-def _url_option(function: F) -> F:
-    return click.option(
-        "--url",
-        envvar="JOBS_URL",
-        show_envvar=True,
-        metavar="URL",
-        help="Backend URL, e.g. sqlite:///jobs.db or postgresql://host/db.",
-    )(function)
-
-
-def _json_option(function: F) -> F:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(function)
 
 
 def poll_interval_option(function: F) -> F:
@@ -74,7 +57,7 @@ def _app(url: str | None, load_plugins: bool = False) -> JobsApp:
 
 
 @click.command()
-@_url_option
+@url_option
 @click.option(
     "--import",
     "-i",
@@ -108,8 +91,8 @@ def scheduler(url: str | None, imports: Sequence[str], poll_interval: float, log
 
 
 @click.group(invoke_without_command=True)
-@_url_option
-@_json_option
+@url_option
+@json_option
 @click.pass_context
 def schedules(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """List the stored schedules, or pause, resume or remove one."""
@@ -125,8 +108,8 @@ def _settings(ctx: click.Context, url: str | None, as_json: bool) -> tuple[str |
 
 
 @schedules.command("list")
-@_url_option
-@_json_option
+@url_option
+@json_option
 @click.pass_context
 def list_schedules(ctx: click.Context, url: str | None, as_json: bool) -> None:
     """List the stored schedules (the default)."""
@@ -189,8 +172,8 @@ def _change(ctx: click.Context, url: str | None, as_json: bool, name: str, actio
 
 @schedules.command()
 @click.argument("name")
-@_url_option
-@_json_option
+@url_option
+@json_option
 @click.pass_context
 def pause(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None:
     """Stop firing schedule NAME until it is resumed."""
@@ -199,8 +182,8 @@ def pause(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None
 
 @schedules.command()
 @click.argument("name")
-@_url_option
-@_json_option
+@url_option
+@json_option
 @click.pass_context
 def resume(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None:
     """Fire schedule NAME again from its next tick (missed ticks are not caught up)."""
@@ -209,8 +192,8 @@ def resume(ctx: click.Context, name: str, url: str | None, as_json: bool) -> Non
 
 @schedules.command()
 @click.argument("name")
-@_url_option
-@_json_option
+@url_option
+@json_option
 @click.pass_context
 def remove(ctx: click.Context, name: str, url: str | None, as_json: bool) -> None:
     """Delete schedule NAME."""
