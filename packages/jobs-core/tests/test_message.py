@@ -15,6 +15,7 @@ from jobs_core.message import (
     QueueStats,
     RetryPolicy,
     new_id,
+    new_ids,
     validate_queue_name,
 )
 
@@ -46,6 +47,53 @@ def test_new_ids_are_unique_and_time_ordered() -> None:
     assert len(set(ids)) == 50
     assert all(re.fullmatch(r"[0-9a-f]{32}", i) for i in ids)
     assert [i[:12] for i in ids] == sorted(i[:12] for i in ids)
+
+
+def test_bulk_ids_share_the_layout_of_single_ids_and_never_repeat() -> None:
+    ids = new_ids(20_000)
+    assert len(set(ids)) == 20_000
+    layout = re.compile(r"[0-9a-f]{12}7[0-9a-f]{3}[89ab][0-9a-f]{15}")
+    assert all(layout.fullmatch(i) for i in ids)
+    assert layout.fullmatch(new_id())
+    assert ids[0][:12] <= new_id()[:12]
+
+
+def _common(**changes: object) -> dict[str, object]:
+    fields = Message(name="bulk.job", queue="q1", headers={"h": "v"}).__dict__.copy()
+    del fields["id"], fields["payload"]
+    fields.update(changes)
+    return fields
+
+
+@pytest.mark.parametrize(
+    "payloads",
+    [
+        [{"i": 1}, "text", None, [1, 2.5, True], {"ü": "\u2603", "nested": {"a": [None]}}],
+        [2**70, {"big": -(2**80)}],  # beyond 64 bits: the exact (standard library) encoder
+    ],
+)
+def test_bulk_built_messages_carry_an_encoding_equal_to_their_own(payloads: list[object]) -> None:
+    messages = Message.build_many(_common(), payloads)
+    assert [m.payload for m in messages] == payloads
+    assert len({m.id for m in messages}) == len(payloads)
+    for message in messages:
+        spliced = message.encode()
+        assert Message.decode(spliced) == message
+        assert serializer.loads(spliced) == message.to_dict()
+
+
+def test_a_name_that_looks_like_the_splice_marks_still_encodes_correctly() -> None:
+    name = "\x01jobs-payload\x01"
+    messages = Message.build_many(_common(name=name), [{"i": 1}, {"i": 2}])
+    assert [Message.decode(m.encode()).name for m in messages] == [name, name]
+    assert [Message.decode(m.encode()).payload for m in messages] == [{"i": 1}, {"i": 2}]
+
+
+def test_a_replaced_message_is_encoded_afresh() -> None:
+    (message,) = Message.build_many(_common(), [{"i": 1}])
+    changed = message.replace(attempts=2, payload={"i": 9})
+    decoded = Message.decode(changed.encode())
+    assert (decoded.attempts, decoded.payload) == (2, {"i": 9})
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core.errors import ConfigurationError
-from jobs_core.message import Backoff, Message, new_id, retry_policy, validate_queue_name
+from jobs_core.message import Backoff, Message, retry_policy, validate_queue_name
 from jobs_core.serializer import check_json
 
 _UNSET: Any = object()
@@ -207,16 +207,11 @@ class Job:
         }
         if headers:
             check_json(headers, "$.headers")
-        build = Message.build
-        messages = []
+        common["headers"] = dict(headers) if headers else {}
+        payloads = list(payloads)
         for payload in payloads:
             check_json(payload)
-            fields = dict(common)
-            fields["payload"] = payload
-            fields["id"] = new_id()
-            fields["headers"] = dict(headers) if headers else {}
-            messages.append(build(fields))
-        return messages
+        return Message.build_many(common, payloads)
 
     def __copy__(self) -> Job:
         clone = object.__new__(type(self))

@@ -27,7 +27,7 @@ SMALL_BATCH = 64
 
 
 class BulkInsert:
-    """Inserts rows (dicts with at least :data:`COLUMNS`) into the jobs table."""
+    """Inserts rows (tuples of the values of :data:`COLUMNS`, in order) into the jobs table."""
 
     def __init__(self, backend: str, tables: Tables) -> None:
         self.backend = backend
@@ -51,7 +51,7 @@ class BulkInsert:
             self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(COLUMNS))})"
 
     def insert(
-        self, conn: sa.Connection, rows: Sequence[dict[str, Any]], notify_channel: str | None, now: float
+        self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify_channel: str | None, now: float
     ) -> set[str]:
         """Insert ``rows`` on ``conn`` (in its open transaction, if any).
 
@@ -72,27 +72,27 @@ class BulkInsert:
             ) from exc
 
     def _insert(
-        self, conn: sa.Connection, rows: Sequence[dict[str, Any]], notify_channel: str | None, now: float
+        self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify_channel: str | None, now: float
     ) -> set[str]:
         dbapi: Any = conn.connection.dbapi_connection
         if self.backend == "postgresql" and len(rows) <= SMALL_BATCH:
             single = len(rows) == 1
-            params: dict[str, Any] = {c: rows[0][c] if single else [row[c] for row in rows] for c in COLUMNS}
+            columns = rows[0] if single else [list(column) for column in zip(*rows, strict=True)]
+            params: dict[str, Any] = dict(zip(COLUMNS, columns, strict=True))
             params.update(channel=notify_channel or "", notify=notify_channel is not None, now=now)
             with dbapi.cursor() as cursor:
                 cursor.execute(self._single if single else self._small, params)
                 notified: set[str] = {row[0] for row in cursor.fetchall()}
             return notified
-        values = [tuple(row[c] for c in COLUMNS) for row in rows]
         cursor = dbapi.cursor()
         try:
             if self.backend == "postgresql":
                 with cursor.copy(self._sql) as copy:
                     copy.set_types(list(PG_TYPES))
-                    for value in values:
-                        copy.write_row(value)
+                    for row in rows:
+                        copy.write_row(row)
             else:
-                cursor.executemany(self._sql, values)
+                cursor.executemany(self._sql, rows)
         finally:
             cursor.close()
         return set()

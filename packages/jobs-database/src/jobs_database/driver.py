@@ -17,7 +17,7 @@ from jobs_core.message import new_id, validate_queue_name
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
-from jobs_database.bulk import SMALL_BATCH, BulkInsert
+from jobs_database.bulk import COLUMNS, SMALL_BATCH, BulkInsert
 from jobs_database.claims import Acker, Claimer
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
@@ -285,12 +285,23 @@ class DatabaseDriver(AdminOperations, Driver):
         self, conn: sa.Connection, messages: Sequence[Message], bodies: Sequence[bytes]
     ) -> list[str | None]:
         now = time.time()
-        rows = self._rows(messages, bodies, now)
-        plain = [r for r in rows if r["unique_key"] is None]
         channel = (
             self.tables.notify_channel if self.backend == "postgresql" and self.settings.notify else None
         )
-        notified: set[str] = set()
+        if all(m.unique_key is None for m in messages):
+            # The common case, kept lean: one tuple per row, in BulkInsert's column order.
+            values = [
+                (m.id, m.queue, m.priority, m.available_at, WAITING, m.created_at, b)
+                for m, b in zip(messages, bodies, strict=True)
+            ]
+            notified = self._bulk.insert(conn, values, channel, now)
+            if channel is not None:
+                for queue in sorted({v[1] for v in values if v[3] <= now} - notified):
+                    conn.execute(self._notify_stmt, {"channel": channel, "queue": queue})
+            return [v[0] for v in values]
+        rows = self._rows(messages, bodies, now)
+        plain = [tuple(r[c] for c in COLUMNS) for r in rows if r["unique_key"] is None]
+        notified = set()
         if plain:
             notified = self._bulk.insert(conn, plain, channel, now)
         ids: list[str | None] = []
