@@ -152,8 +152,10 @@ class Driver(abc.ABC):
         """
         encoded = []
         now = time.time()
+        queues: set[str] = set()
         for message in messages:
-            validate_queue_name(message.queue)
+            if message.queue not in queues:
+                queues.add(validate_queue_name(message.queue))
             if message.available_at > now:
                 self.require(Capability.DELAY, "a message with a future available_at")
             if message.priority != 0:

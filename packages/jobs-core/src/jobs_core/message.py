@@ -247,14 +247,16 @@ class Message:
         head = shell[: at_id + 1]  # up to the id's opening quote
         middle = shell[at_id + len(id_mark) - 1 : at_payload]  # from its closing quote
         tail = shell[at_payload + len(payload_mark) :]
-        dump = serializer.dump_bytes
+        dump, new, join = serializer.dump_bytes, object.__new__, b"".join
         messages = []
         for ident, payload in zip(ids, payloads, strict=True):
-            fields = common.copy()
+            message = new(cls)
+            fields = message.__dict__
+            fields.update(common)
             fields["id"] = ident
             fields["payload"] = payload
-            fields[ENCODED_KEY] = b"".join((head, ident.encode(), middle, dump(payload, checked=True), tail))
-            messages.append(build(fields))
+            fields[ENCODED_KEY] = join((head, ident.encode(), middle, dump(payload, checked=True), tail))
+            messages.append(message)
         return messages
 
     @classmethod

@@ -48,6 +48,21 @@ _DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
 
 def _is_plain(value: object) -> bool:
     """Fast check without building paths; :func:`check_json` explains a failure."""
+    if type(value) is dict:
+        # The common payload, an object of ASCII keys and scalar values, without a stack.
+        for key, sub in value.items():
+            kind = type(sub)
+            if not (
+                type(key) is str
+                and key.isascii()
+                and (kind is int or sub is None or kind is bool or (kind is str and sub.isascii()))
+            ):
+                return _is_plain_deep(value)
+        return True
+    return _is_plain_deep(value)
+
+
+def _is_plain_deep(value: object) -> bool:
     stack = [value]
     pop, push, extend = stack.pop, stack.append, stack.extend
     while stack:

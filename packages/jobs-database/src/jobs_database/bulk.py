@@ -16,6 +16,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+BytesBinaryDumper: Any
+try:
+    from psycopg.types.string import BytesBinaryDumper
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+    BytesBinaryDumper = None
+
 from jobs_database.schema import Tables
 
 COLUMNS = ("id", "queue", "priority", "visible_at", "state", "created_at", "body")
@@ -87,6 +93,10 @@ class BulkInsert:
         cursor = dbapi.cursor()
         try:
             if self.backend == "postgresql":
+                # For "bytea", set_types would pick the last dumper registered for
+                # the type: psycopg's DB-API ``Binary`` wrapper, in Python. The plain
+                # bytes dumper (in C with psycopg[binary]) does the same, faster.
+                cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
                 with cursor.copy(self._sql) as copy:
                     copy.set_types(list(PG_TYPES))
                     for row in rows:

@@ -3,13 +3,15 @@
 Each backend leases up to ``limit`` due rows of one queue (waiting, or
 reserved under a lease that has ended), highest priority first, then earliest
 ``visible_at``, then enqueue order, and returns
-``(seq, receipt, body)`` per row. The claim writes only ``state``,
+``(seq, receipt, body, priority, visible_at)`` per row. The claim writes only ``state``,
 ``receipt`` and ``lease_until``, none of them indexed, so PostgreSQL can
 update the rows in place (HOT) and InnoDB and SQLite touch no index. The
 receipt is a per-batch token followed by the row's ``seq``, so it is unique to
 this lease of this row.
 
-* PostgreSQL: ``UPDATE ... FROM (SELECT ... FOR UPDATE SKIP LOCKED) RETURNING``.
+* PostgreSQL: ``UPDATE ... WHERE ctid = ANY(ARRAY(SELECT ctid ... FOR UPDATE
+  SKIP LOCKED)) RETURNING``: the rows are found in the claim index and
+  updated by their physical address (the jobs table has no other index).
 * SQLite: ``UPDATE ... WHERE seq IN (SELECT ... LIMIT n) RETURNING`` inside
   ``BEGIN IMMEDIATE`` (SQLite serialises writers; there are no row locks).
 * MySQL / MariaDB: ``SELECT ... FOR UPDATE SKIP LOCKED`` then ``UPDATE ...
@@ -17,8 +19,8 @@ this lease of this row.
 
 The ack deletes a batch of rows still leased under the given receipts and
 records how many it deleted in the completed table: on PostgreSQL one
-statement (a ``DELETE ... RETURNING`` inside an ``INSERT``), elsewhere two in
-one transaction.
+statement (a ``DELETE ... RETURNING`` inside an ``INSERT``, finding each row
+by the claim index's key), elsewhere two in one transaction.
 """
 
 from __future__ import annotations
@@ -30,7 +32,10 @@ import sqlalchemy as sa
 
 from jobs_database.schema import RESERVED, WAITING, Tables
 
-Row = tuple[int, str, bytes]
+#: What a claim returns per row: seq, receipt, body, priority, visible_at.
+Row = tuple[int, str, bytes, int, float]
+#: A delivery's handle: seq, queue, priority, visible_at (the claim index's key).
+Handle = tuple[int, str, int, float]
 
 
 class Claimer:
@@ -46,14 +51,15 @@ class Claimer:
         )
         if backend == "postgresql":
             self._claim = sa.text(
-                f"UPDATE {jobs} AS j SET state = {RESERVED}, receipt = :token || j.seq::text, "
-                f"lease_until = :until FROM ({pick} FOR UPDATE SKIP LOCKED) AS c "
-                "WHERE j.seq = c.seq RETURNING j.seq, j.receipt, j.body"
+                f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq::text, "
+                f"lease_until = :until WHERE ctid = ANY(ARRAY("
+                f"{pick.replace('SELECT seq', 'SELECT ctid', 1)} FOR UPDATE SKIP LOCKED)) "
+                "RETURNING seq, receipt, body, priority, visible_at"
             )
         elif backend == "sqlite":
             self._claim = sa.text(
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq, lease_until = :until "
-                f"WHERE seq IN ({pick}) RETURNING seq, receipt, body"
+                f"WHERE seq IN ({pick}) RETURNING seq, receipt, body, priority, visible_at"
             )
         else:
             # The claim index, always: a plan that scans the table would lock
@@ -61,7 +67,8 @@ class Claimer:
             self._select = sa.text(
                 pick.replace(
                     f"SELECT seq FROM {jobs}",
-                    f"SELECT seq, body FROM {jobs} FORCE INDEX ({tables.prefix}jobs_claim)",
+                    f"SELECT seq, body, priority, visible_at FROM {jobs} "
+                    f"FORCE INDEX ({tables.prefix}jobs_claim)",
                     1,
                 )
                 + " FOR UPDATE SKIP LOCKED"
@@ -85,14 +92,14 @@ class Claimer:
         params = {"queue": queue, "now": now, "until": until, "token": token, "limit": limit}
         if self.backend != "mysql":
             rows = conn.execute(self._claim, params).all()
-            return [(int(r[0]), str(r[1]), bytes(r[2])) for r in rows]
+            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4])) for r in rows]
         picked = conn.execute(self._select, params).all()
         if not picked:
             return []
         seqs = [int(r[0]) for r in picked]
         update = self._update.replace("{seqs}", ",".join(str(int(seq)) for seq in seqs))
         conn.exec_driver_sql(update, {"until": until, "token": token})
-        return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1])) for r in picked]
+        return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3])) for r in picked]
 
 
 class Acker:
@@ -102,10 +109,13 @@ class Acker:
         self.backend = backend
         jobs, completed = tables.jobs.name, tables.completed.name
         if backend == "postgresql":
+            # Each row by its claim-index key (there is no index on seq alone).
             self._ack = sa.text(
-                f"WITH d AS (DELETE FROM {jobs} WHERE seq = ANY(CAST(:seqs AS bigint[])) "
-                "AND receipt = ANY(CAST(:receipts AS varchar[])) "
-                f"RETURNING 1) INSERT INTO {completed} (queue, finished_at, count) "
+                f"WITH d AS (DELETE FROM {jobs} AS j USING unnest(CAST(:priorities AS int4[]), "
+                "CAST(:visible AS float8[]), CAST(:seqs AS bigint[]), CAST(:receipts AS varchar[])) "
+                "AS k(priority, visible_at, seq, receipt) WHERE j.queue = :queue "
+                "AND j.priority = k.priority AND j.visible_at = k.visible_at AND j.seq = k.seq "
+                f"AND j.receipt = k.receipt RETURNING 1) INSERT INTO {completed} (queue, finished_at, count) "
                 "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0"
             )
         elif backend == "sqlite":
@@ -129,13 +139,19 @@ class Acker:
         """Whether one ack is a single statement (so it may run in autocommit mode)."""
         return self.backend == "postgresql"
 
-    def ack(self, conn: sa.Connection, queue: str, seqs: list[int], receipts: list[str], now: float) -> None:
+    def ack(
+        self, conn: sa.Connection, queue: str, handles: list[Handle], receipts: list[str], now: float
+    ) -> None:
         """Delete the rows of ``queue`` leased under ``receipts``; count them completed."""
         params: dict[str, object]
+        seqs = [h[0] for h in handles]
         if self.backend == "postgresql":
             # Array literals as text: cheaper than adapting Python lists element
-            # by element. Receipts are hex, ':' and digits, safe unquoted.
+            # by element. Receipts are hex, ':' and digits, safe unquoted; a
+            # float's repr reads back as the same float8.
             params = {
+                "priorities": "{" + ",".join(str(h[2]) for h in handles) + "}",
+                "visible": "{" + ",".join(repr(h[3]) for h in handles) + "}",
                 "seqs": "{" + ",".join(map(str, seqs)) + "}",
                 "receipts": "{" + ",".join(receipts) + "}",
                 "queue": queue,

@@ -18,7 +18,7 @@ from jobs_core.message import new_id, validate_queue_name
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
 from jobs_database.bulk import COLUMNS, SMALL_BATCH, BulkInsert
-from jobs_database.claims import Acker, Claimer
+from jobs_database.claims import Acker, Claimer, Handle
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
 from jobs_database.schema import WAITING, Tables, build_tables
@@ -118,7 +118,18 @@ class DatabaseDriver(AdminOperations, Driver):
     def _build_statements(self) -> None:
         jobs = self.tables.jobs
         self._insert_stmt = sa.insert(jobs)
-        owned = (jobs.c.seq == sa.bindparam("b_seq"), jobs.c.receipt == sa.bindparam("b_receipt"))
+        owned: tuple[Any, ...] = (
+            jobs.c.seq == sa.bindparam("b_seq"),
+            jobs.c.receipt == sa.bindparam("b_receipt"),
+        )
+        if self.backend == "postgresql":
+            # No index on seq alone there: name the row by the claim index's key.
+            owned = (
+                jobs.c.queue == sa.bindparam("b_queue"),
+                jobs.c.priority == sa.bindparam("b_priority"),
+                jobs.c.visible_at == sa.bindparam("b_visible"),
+                *owned,
+            )
         self._owned = owned
         self._extend_stmt = sa.update(jobs).where(*owned).values(lease_until=sa.bindparam("b_until"))
         if self.backend == "postgresql":
@@ -408,15 +419,18 @@ class DatabaseDriver(AdminOperations, Driver):
     def _claim(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
         token = uuid.uuid4().hex[:16] + ":"
 
-        def claim(conn: sa.Connection) -> list[tuple[str, int, str, bytes, float]]:
+        def claim(conn: sa.Connection) -> list[tuple[Handle, str, bytes, float]]:
             now = time.time()
             until = now + lease
-            rows: list[tuple[str, int, str, bytes, float]] = []
+            rows: list[tuple[Handle, str, bytes, float]] = []
             for queue in queues:
                 got = self._claimer.claim(
                     conn, queue, limit=limit - len(rows), now=now, until=until, token=token
                 )
-                rows.extend((queue, seq, receipt, body, until) for seq, receipt, body in got)
+                rows.extend(
+                    ((seq, queue, priority, visible_at), receipt, body, until)
+                    for seq, receipt, body, priority, visible_at in got
+                )
                 if len(rows) >= limit:
                     break
             return rows
@@ -426,17 +440,17 @@ class DatabaseDriver(AdminOperations, Driver):
         if not rows:
             return []
         deliveries: list[tuple[tuple[int, float, int], Delivery]] = []
-        malformed: list[tuple[str, int, str, bytes, str]] = []
-        for queue, seq, receipt, body, until in rows:
+        malformed: list[tuple[Handle, str, bytes, str]] = []
+        for handle, receipt, body, until in rows:
             try:
                 message = Message.decode(body)
             except MalformedMessage as exc:
-                malformed.append((queue, seq, receipt, body, f"malformed message: {exc}"))
+                malformed.append((handle, receipt, body, f"malformed message: {exc}"))
                 continue
             deliveries.append(
                 (
-                    (-message.priority, message.available_at, seq),
-                    Delivery(message, receipt, until, (seq, queue)),
+                    (-message.priority, message.available_at, handle[0]),
+                    Delivery(message, receipt, until, handle),
                 )
             )
         if malformed:
@@ -448,11 +462,14 @@ class DatabaseDriver(AdminOperations, Driver):
             deliveries.sort(key=lambda pair: (order.get(pair[1].handle[1], 0), pair[0]))
         return [d for _, d in deliveries]
 
-    def _fail_raw(self, conn: sa.Connection, rows: list[tuple[str, int, str, bytes, str]]) -> None:
+    def _fail_raw(self, conn: sa.Connection, rows: list[tuple[Handle, str, bytes, str]]) -> None:
         jobs, failed = self.tables.jobs, self.tables.failed
         now = time.time()
-        for queue, seq, receipt, body, error in rows:
-            gone = conn.execute(sa.delete(jobs).where(jobs.c.seq == seq, jobs.c.receipt == receipt)).rowcount
+        for handle, receipt, body, error in rows:
+            queue = handle[1]
+            gone = conn.execute(
+                sa.delete(jobs).where(*self._owned), self._handle_params(handle, receipt)
+            ).rowcount
             if not gone:
                 continue
             ident = receipt.rsplit(":", 1)[-1]
@@ -527,13 +544,24 @@ class DatabaseDriver(AdminOperations, Driver):
         def ack(conn: sa.Connection) -> None:
             now = time.time()
             for queue, group in by_queue.items():
-                seqs = [d.handle[0] for d in group]
-                self._acker.ack(conn, queue, seqs, [d.receipt for d in group], now)
+                handles = [d.handle for d in group]
+                self._acker.ack(conn, queue, handles, [d.receipt for d in group], now)
 
         self._run("ack", ack, autocommit=self._acker.single_statement and len(by_queue) == 1)
 
     def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
-        return {"b_seq": delivery.handle[0], "b_receipt": delivery.receipt}
+        return self._handle_params(delivery.handle, delivery.receipt)
+
+    @staticmethod
+    def _handle_params(handle: Handle, receipt: str) -> dict[str, Any]:
+        seq, queue, priority, visible_at = handle
+        return {
+            "b_seq": seq,
+            "b_receipt": receipt,
+            "b_queue": queue,
+            "b_priority": priority,
+            "b_visible": visible_at,
+        }
 
     def _put_back(self, delivery: Delivery, visible_at: float, body: bytes | None, operation: str) -> None:
         jobs = self.tables.jobs

@@ -219,8 +219,30 @@ def _v3(conn: sa.Connection, t: Tables) -> None:
         conn.execute(sa.text(f"ALTER TABLE {t.jobs.name} SET (fillfactor = {JOBS_FILLFACTOR})"))
 
 
+def _v4(conn: sa.Connection, t: Tables) -> None:
+    """Version 4: on PostgreSQL the jobs table loses its primary-key index.
+
+    Every row is found through the claim index instead: a claim locks rows
+    there and updates them by their physical address (``ctid``), and the
+    holder of a lease names its row by the claim index's key (queue,
+    priority, ``visible_at``, ``seq``), which a claim never changes. One index
+    fewer to maintain makes each insert about a quarter cheaper for the
+    server. SQLite (where ``seq`` is the row id) and InnoDB (which clusters
+    rows by it) keep theirs.
+
+    The ``queue`` column, the claim index's first key, also takes the "C"
+    collation there: queue names are ASCII identifiers, and comparing them
+    byte by byte is cheaper than by the database's locale. (This rewrites the
+    jobs table once, holding its lock meanwhile.)
+    """
+    if conn.dialect.name == "postgresql":
+        jobs = t.jobs.name
+        conn.execute(sa.text(f"ALTER TABLE {jobs} DROP CONSTRAINT IF EXISTS {jobs}_pkey"))
+        conn.execute(sa.text(f'ALTER TABLE {jobs} ALTER COLUMN queue TYPE varchar(100) COLLATE "C"'))
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
