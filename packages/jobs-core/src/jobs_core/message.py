@@ -96,14 +96,16 @@ class RetryPolicy:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RetryPolicy:
         """Inverse of :meth:`to_dict`; raises :class:`MalformedMessage` on bad data."""
+        if data == _DEFAULT_POLICY_DICT:
+            return _DEFAULT_POLICY
         try:
-            key = (
-                data.get("backoff", "exponential"),
-                data.get("delay", 1.0),
-                data.get("max_delay", 3600.0),
-                data.get("jitter", True),
+            get = data.get
+            return _policy_from_values(
+                get("backoff", "exponential"),
+                get("delay", 1.0),
+                get("max_delay", 3600.0),
+                get("jitter", True),
             )
-            return _policy_from_values(*key)
         except (TypeError, ValueError, AttributeError) as exc:
             raise MalformedMessage(f"invalid retry policy: {exc}") from exc
 
@@ -138,6 +140,7 @@ def _policy_from_values(backoff: object, delay: object, max_delay: object, jitte
 
 
 _DEFAULT_POLICY = RetryPolicy()
+_DEFAULT_POLICY_DICT = _DEFAULT_POLICY.to_dict()
 
 #: Where a message built with a known encoding keeps it (outside the dataclass
 #: fields: ``replace`` and ``__init__`` build messages without it).
@@ -269,48 +272,52 @@ class Message:
         except KeyError:
             missing = [key for key in ("id", "name", "queue") if key not in data]
             raise MalformedMessage(f"message envelope lacks {', '.join(missing)}") from None
+        get = data.get
         try:
             if not (type(name) is str and type(queue) is str and type(ident) is str):
                 raise ValueError("id, name and queue must be strings")
-            headers = data.get("headers") or {}
-            if type(headers) is not dict or not all(
-                type(k) is str and type(v) is str for k, v in headers.items()
+            headers = get("headers") or {}
+            if type(headers) is not dict or (
+                headers and not all(type(k) is str and type(v) is str for k, v in headers.items())
             ):
                 raise ValueError("headers must map strings to strings")
-            retry = data.get("retry")
-            timeout = data.get("timeout")
-            unique_key = data.get("unique_key")
-            unique_ttl = data.get("unique_ttl")
-            last_error = data.get("last_error")
+            retry = get("retry")
+            timeout = get("timeout")
+            unique_key = get("unique_key")
+            unique_ttl = get("unique_ttl")
+            last_error = get("last_error")
             if unique_key is not None and type(unique_key) is not str:
                 raise ValueError("unique_key must be a string")
             if last_error is not None and type(last_error) is not str:
                 raise ValueError("last_error must be a string")
-            available_at = data.get("available_at")
-            created_at = data.get("created_at")
+            available_at = get("available_at")
+            created_at = get("created_at")
             if available_at is None or created_at is None:
                 now = time.time()
                 available_at = now if available_at is None else available_at
                 created_at = now if created_at is None else created_at
-            return cls.build(
-                {
-                    "name": name,
-                    "payload": data.get("payload"),
-                    "queue": queue,
-                    "id": ident,
-                    "attempts": int(data.get("attempts", 0)),
-                    "max_retries": int(data.get("max_retries", 0)),
-                    "retry": RetryPolicy.from_dict(retry) if retry else _DEFAULT_POLICY,
-                    "timeout": None if timeout is None else float(timeout),
-                    "priority": int(data.get("priority", 0)),
-                    "available_at": float(available_at),
-                    "created_at": float(created_at),
-                    "unique_key": unique_key,
-                    "unique_ttl": None if unique_ttl is None else float(unique_ttl),
-                    "headers": headers,
-                    "last_error": last_error,
-                }
+            attempts = get("attempts", 0)
+            max_retries = get("max_retries", 0)
+            priority = get("priority", 0)
+            message = object.__new__(cls)
+            message.__dict__.update(
+                name=name,
+                payload=get("payload"),
+                queue=queue,
+                id=ident,
+                attempts=attempts if type(attempts) is int else int(attempts),
+                max_retries=max_retries if type(max_retries) is int else int(max_retries),
+                retry=RetryPolicy.from_dict(retry) if retry else _DEFAULT_POLICY,
+                timeout=None if timeout is None else float(timeout),
+                priority=priority if type(priority) is int else int(priority),
+                available_at=available_at if type(available_at) is float else float(available_at),
+                created_at=created_at if type(created_at) is float else float(created_at),
+                unique_key=unique_key,
+                unique_ttl=None if unique_ttl is None else float(unique_ttl),
+                headers=headers,
+                last_error=last_error,
             )
+            return message
         except (TypeError, ValueError) as exc:
             raise MalformedMessage(f"invalid message envelope: {exc}") from exc
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from typing import Any
 
 from jobs_core.errors import MalformedMessage, PayloadNotJSON, SerializationError
@@ -30,8 +29,11 @@ JSONValue = Any
 """A value made only of ``dict`` (str keys), ``list``, ``str``, ``int``,
 ``float`` (finite), ``bool`` and ``None``."""
 
-#: A run of 20 digits may be an integer beyond 64 bits, which orjson would read as a float.
-_LONG_DIGITS = re.compile(rb"[0-9]{20}")
+#: A run of 20 digits may be an integer beyond 64 bits, which orjson would read as a
+#: float. Found by mapping every digit to "0" and everything else to " ", then
+#: looking for twenty "0"s: a few times faster than a regular expression.
+_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_LONG_DIGITS = b"0" * 20
 
 #: Which JSON library encodes and decodes: ``"orjson"`` or ``"json"``.
 BACKEND = "orjson" if _orjson is not None else "json"
@@ -167,7 +169,7 @@ def loads(text: str | bytes) -> JSONValue:
     """
     if _orjson is not None:
         raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-        if not _LONG_DIGITS.search(raw):
+        if _LONG_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
             try:
                 return _orjson.loads(raw)
             except _orjson.JSONDecodeError as exc:

@@ -214,6 +214,7 @@ class Worker:
         self._acks: list[Delivery] = []
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
+        self._ack_thread: threading.Thread | None = None
         self._ready: collections.deque[Delivery] = collections.deque()
         self._running: dict[str, Delivery] = {}
         self._reserved_total = 0
@@ -273,7 +274,7 @@ class Worker:
             else:
                 self._run_pooled()
         finally:
-            self._flush_acks()
+            self._flush_acks_now()
             stop_services.set()
             for service in self.services:
                 service.join(self.grace)
@@ -386,6 +387,30 @@ class Worker:
             return
         for message, result, duration in events:
             self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
+
+    def _flush_acks_behind(self) -> None:
+        """Acknowledge the finished batch on a helper thread while this one reserves the next.
+
+        The ack's round trip then overlaps the next claim and the jobs it
+        brings. One flush is in flight at a time: the previous one is waited
+        for first.
+        """
+        self._wait_for_acks()
+        if not self._acks:
+            return
+        thread = threading.Thread(target=self._flush_acks, name="jobs-acks", daemon=True)
+        self._ack_thread = thread
+        thread.start()
+
+    def _wait_for_acks(self) -> None:
+        thread, self._ack_thread = self._ack_thread, None
+        if thread is not None:
+            thread.join()
+
+    def _flush_acks_now(self) -> None:
+        """Wait for an ack in flight, then acknowledge whatever is left."""
+        self._wait_for_acks()
+        self._flush_acks()
 
     def _release(self, deliveries: Sequence[Delivery]) -> None:
         """Give deliveries back unrun, without counting an attempt."""
@@ -558,7 +583,7 @@ class Worker:
                 limit = min(limit, remaining)
             deliveries = self._reserve(limit)
             if not deliveries:
-                self._flush_acks()
+                self._flush_acks_now()
                 if self.stop_when_empty:
                     return
                 continue
@@ -578,7 +603,7 @@ class Worker:
             except (_ForcedStop, KeyboardInterrupt):
                 self._release(self._take_ready())
                 return
-            self._flush_acks()
+            self._flush_acks_behind()
             elapsed = time.monotonic() - started
             if elapsed < 0.2 and len(deliveries) == batch:
                 batch = min(max(1, self.prefetch), batch * 2)

@@ -16,13 +16,13 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobs_database.schema import Tables
+
 BytesBinaryDumper: Any
 try:
     from psycopg.types.string import BytesBinaryDumper
 except ImportError:  # pragma: no cover - PostgreSQL support not installed
     BytesBinaryDumper = None
-
-from jobs_database.schema import Tables
 
 COLUMNS = ("id", "queue", "priority", "visible_at", "state", "created_at", "body")
 #: PostgreSQL types of :data:`COLUMNS`, for binary ``COPY``.

@@ -109,13 +109,19 @@ class Acker:
         self.backend = backend
         jobs, completed = tables.jobs.name, tables.completed.name
         if backend == "postgresql":
-            # Each row by its claim-index key (there is no index on seq alone).
+            # Each row by its claim-index key (there is no index on seq alone),
+            # one index probe per row: a correlated subquery, so that the planner
+            # cannot choose to hash-join against every row of the queue.
+            find = (
+                f"SELECT (SELECT j.ctid FROM {jobs} AS j WHERE j.queue = :queue "
+                "AND j.priority = k.priority AND j.visible_at = k.visible_at AND j.seq = k.seq) "
+                "FROM unnest(CAST(:priorities AS int4[]), CAST(:visible AS float8[]), "
+                "CAST(:seqs AS bigint[])) AS k(priority, visible_at, seq)"
+            )
             self._ack = sa.text(
-                f"WITH d AS (DELETE FROM {jobs} AS j USING unnest(CAST(:priorities AS int4[]), "
-                "CAST(:visible AS float8[]), CAST(:seqs AS bigint[]), CAST(:receipts AS varchar[])) "
-                "AS k(priority, visible_at, seq, receipt) WHERE j.queue = :queue "
-                "AND j.priority = k.priority AND j.visible_at = k.visible_at AND j.seq = k.seq "
-                f"AND j.receipt = k.receipt RETURNING 1) INSERT INTO {completed} (queue, finished_at, count) "
+                f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(ARRAY({find})) "
+                "AND receipt = ANY(CAST(:receipts AS varchar[])) RETURNING 1) "
+                f"INSERT INTO {completed} (queue, finished_at, count) "
                 "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0"
             )
         elif backend == "sqlite":

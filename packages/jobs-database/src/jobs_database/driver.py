@@ -94,7 +94,9 @@ class DatabaseDriver(AdminOperations, Driver):
         self._bulk = BulkInsert(self.backend, self.tables)
         self._acker = Acker(self.backend, self.tables)
         self._auto_engine = create_engine(settings, autocommit=True) if self.backend == "postgresql" else None
-        self._serial = threading.RLock() if settings.in_memory else None
+        # SQLite has one writer at a time, and every transaction here writes: queue
+        # this process's threads on a lock rather than on the busy handler's sleeps.
+        self._serial = threading.RLock() if self.backend == "sqlite" else None
         key = (settings.display if not settings.in_memory else f"memory:{id(self)}", settings.table_prefix)
         watch: tuple[str, ...] = ()
         if self.backend == "sqlite" and not settings.in_memory and settings.url.database:

@@ -1,7 +1,8 @@
 """Building the SQLAlchemy engine for each backend.
 
-* PostgreSQL (psycopg 3): a connection pool with pre-ping, a bounded
-  ``connect_timeout``.
+* PostgreSQL (psycopg 3): a connection pool, a bounded ``connect_timeout``,
+  and bitmap scans off for the driver's own connections (see
+  :data:`PG_SESSION`).
 * MySQL / MariaDB (PyMySQL): the same, with ``READ COMMITTED`` isolation so
   that claims never take gap locks, and ``utf8mb4``.
 * SQLite: WAL journal, a busy timeout, and every transaction opened with
@@ -22,6 +23,14 @@ from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
 from jobs_database.settings import DatabaseSettings
+
+#: Run on each new PostgreSQL connection of the driver. Without statistics on a
+#: new queue (a fresh table, or a queue that appeared since the last ANALYZE),
+#: the planner may claim through a bitmap scan of the whole queue plus a sort:
+#: each claim then reads every waiting row, and draining a backlog becomes
+#: quadratic. With bitmap scans off, a claim walks the claim index in order and
+#: stops after its batch, whatever the statistics say.
+PG_SESSION = "SET enable_bitmapscan = off"
 
 
 def create_engine(settings: DatabaseSettings, autocommit: bool = False) -> sa.Engine:
@@ -55,7 +64,19 @@ def create_engine(settings: DatabaseSettings, autocommit: bool = False) -> sa.En
             url = url.update_query_dict({"charset": "utf8mb4"})
         connect_args["read_timeout"] = 60
         connect_args["write_timeout"] = 60
-    return sa.create_engine(url, connect_args=connect_args, **kwargs)
+    engine = sa.create_engine(url, connect_args=connect_args, **kwargs)
+    if settings.backend == "postgresql":
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            autocommit = dbapi_connection.autocommit
+            dbapi_connection.autocommit = True
+            try:
+                dbapi_connection.execute(PG_SESSION)
+            finally:
+                dbapi_connection.autocommit = autocommit
+
+    return engine
 
 
 def _sqlite_engine(settings: DatabaseSettings) -> sa.Engine:
