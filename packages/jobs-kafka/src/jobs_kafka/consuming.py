@@ -2,9 +2,11 @@
 
 One thread owns the confluent-kafka ``Consumer``. It polls all the time, so
 heartbeats and rebalances proceed however long a job runs (no
-``max.poll.interval.ms`` eviction), buffers fetched records per partition,
-pauses a partition whose unfinished records reach ``max_in_flight``, and
-commits, per partition, the lowest unfinished offset every
+``max.poll.interval.ms`` eviction), and buffers fetched records per
+partition, at most ``max_in_flight`` unfinished ones each: while every window
+is full it takes nothing from librdkafka's queue (librdkafka keeps
+prefetching), and a window full for ``PAUSE_AFTER`` seconds has its partition
+paused. It commits, per partition, the lowest unfinished offset every
 ``commit_interval``. Worker threads take leases from the buffers and finish
 them; the thread never runs jobs.
 
@@ -37,6 +39,10 @@ log = logging.getLogger("jobs_kafka.consumer")
 Key = tuple[str, int]
 #: What a delivery's ``handle`` holds: topic, partition, offset, assignment generation.
 Handle = tuple[str, int, int, int]
+#: Most records taken from librdkafka's queue per poll.
+FETCH_BATCH = 1000
+#: Seconds a partition's window must stay full before the partition is paused.
+PAUSE_AFTER = 0.5
 
 
 class QueueConsumer:
@@ -346,9 +352,17 @@ class QueueConsumer:
                         consumer.seek(tp)
                     except KafkaException as exc:
                         log.debug("seek of %s[%d] skipped: %s", tp.topic, tp.partition, exc)
-                messages = consumer.consume(500, 0.05)
-                if messages:
-                    self._buffer(messages)
+                room = self._room()
+                if room > 0:
+                    messages = consumer.consume(min(room, FETCH_BATCH), 0.05)
+                    if messages:
+                        self._buffer(messages)
+                else:
+                    # Every window is full: leave the records in librdkafka's queue (it keeps
+                    # them, unlike a pause) until the worker finishes some.
+                    with self.cond:
+                        if not self._stopping and self._commit_requests == target:
+                            self.cond.wait(0.02)
                 self._pace(consumer)
                 now = time.monotonic()
                 if commit_now or now - last_commit >= self.settings.commit_interval:
@@ -404,17 +418,45 @@ class QueueConsumer:
             if added:
                 self.cond.notify_all()
 
+    def _room(self) -> int:
+        """How many records may be taken from librdkafka without overfilling a window.
+
+        The smallest room of the partitions that are fetched (not paused): records
+        of every partition share one queue, so none may get more than its room.
+        """
+        limit = self.settings.max_in_flight
+        with self.cond:
+            room = FETCH_BATCH
+            for state in self.parts.values():
+                if not state.paused and not state.revoking:
+                    room = min(room, limit - state.in_flight)
+            return room
+
     def _pace(self, consumer: Any) -> None:
-        """Pause partitions whose window is full, resume those with room, expire leases."""
+        """Pause partitions whose window stayed full, resume those with room, expire leases.
+
+        A pause makes librdkafka drop what it prefetched for the partition and
+        fetch it again on resume (and a fetch answered while paused backs off
+        ``fetch.error.backoff.ms``), so a window that is full only until the
+        worker's next acks is not paused: the poll loop just stops taking
+        records. Only a window full for ``PAUSE_AFTER`` seconds (slow jobs) is
+        paused, so that the other partitions and the group's events keep flowing.
+        """
         limit = self.settings.max_in_flight
         pause: list[TopicPartition] = []
         resume: list[TopicPartition] = []
         now = time.time()
+        clock = time.monotonic()
         with self.cond:
             expired = 0
             for (topic, partition), state in self.parts.items():
                 expired += state.expire(now)
-                if not state.paused and state.in_flight >= limit:
+                if state.in_flight < limit:
+                    state.full_since = None
+                elif state.full_since is None:
+                    state.full_since = clock
+                full_for = -1.0 if state.full_since is None else clock - state.full_since
+                if not state.paused and full_for >= PAUSE_AFTER:
                     state.paused = True
                     pause.append(TopicPartition(topic, partition))
                 elif state.paused and state.in_flight < max(1, limit // 2):

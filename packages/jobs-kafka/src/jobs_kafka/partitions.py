@@ -11,11 +11,11 @@ from __future__ import annotations
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
-@dataclass(frozen=True)
-class Fetched:
-    """A record as fetched from a queue topic."""
+class Fetched(NamedTuple):
+    """A record as fetched from a queue topic (a tuple: one is built per record)."""
 
     topic: str
     partition: int
@@ -40,7 +40,10 @@ class PartitionState:
     topic: str
     partition: int
     generation: int
-    ready: list[tuple[int, Fetched]] = field(default_factory=list)
+    #: Fetched records not handed out yet, in offset order.
+    ready: deque[Fetched] = field(default_factory=deque)
+    #: Records handed back (lease expired, released), by offset; all below ``ready``'s.
+    returned: list[tuple[int, Fetched]] = field(default_factory=list)
     leases: dict[int, Lease] = field(default_factory=dict)
     unfinished: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
@@ -48,26 +51,30 @@ class PartitionState:
     committed: int | None = None
     eof_offset: int = -1
     paused: bool = False
+    #: Since when (monotonic) the window is full, while it is.
+    full_since: float | None = None
     revoking: bool = False
 
     def add(self, record: Fetched) -> bool:
         """Buffer a fetched record; ``False`` if it was already seen (a re-fetch)."""
         if self.next_offset is not None and record.offset < self.next_offset:
             return False
-        heapq.heappush(self.ready, (record.offset, record))
+        self.ready.append(record)
         self.unfinished.append(record.offset)
         self.next_offset = record.offset + 1
         return True
 
     def pop_ready(self) -> Fetched | None:
         """The lowest ready record, or ``None``."""
-        if not self.ready:
-            return None
-        return heapq.heappop(self.ready)[1]
+        if self.returned:
+            return heapq.heappop(self.returned)[1]
+        if self.ready:
+            return self.ready.popleft()
+        return None
 
     def push_back(self, record: Fetched) -> None:
         """Make a leased record ready again (lease expired or released)."""
-        heapq.heappush(self.ready, (record.offset, record))
+        heapq.heappush(self.returned, (record.offset, record))
 
     def finish(self, offset: int) -> None:
         """Mark ``offset`` done and advance the committable prefix."""
@@ -100,7 +107,7 @@ class PartitionState:
 
     def pending_here(self) -> int:
         """Records fetched here that are neither leased nor done."""
-        return len(self.ready)
+        return len(self.ready) + len(self.returned)
 
     def done_uncommitted(self) -> int:
         """Records finished here whose offsets are not committable yet (out of order)."""

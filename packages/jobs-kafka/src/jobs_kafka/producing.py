@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from jobs_core.errors import BackendUnavailable, OperationTimedOut
@@ -13,6 +14,10 @@ from jobs_core.errors import BackendUnavailable, OperationTimedOut
 from jobs_kafka.settings import KafkaSettings
 
 Headers = list[tuple[str, str | bytes | None]]
+
+# A delivery report's partition and offset, as plain functions (applied with map).
+_PARTITION = cast("Callable[[Message], int]", Message.partition)
+_OFFSET = cast("Callable[[Message], int]", Message.offset)
 
 
 @dataclass(frozen=True)
@@ -26,23 +31,32 @@ class Record:
     partition: int | None = None
 
 
-@dataclass
-class _Batch:
-    total: int
-    errors: list[KafkaError] = field(default_factory=list)
-    offsets: list[tuple[str, int, int]] = field(default_factory=list)
+class _Reports:
+    """The delivery reports of one ``send``: one Python call per record, nothing else."""
+
+    __slots__ = ("delivered", "failed", "total")
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.delivered: list[Message] = []
+        self.failed: list[KafkaError] = []
 
     @property
     def pending(self) -> int:
         # list.append is atomic, so reports served by several threads are all counted.
-        return self.total - len(self.offsets) - len(self.errors)
+        return self.total - len(self.delivered) - len(self.failed)
 
-    def report(self, error: KafkaError | None, message: Message) -> None:
-        """Delivery callback: one per record."""
-        if error is not None:
-            self.errors.append(error)
-        else:
-            self.offsets.append((message.topic() or "", message.partition() or 0, message.offset() or 0))
+    def callback(self) -> Callable[[KafkaError | None, Message], None]:
+        """The ``on_delivery`` callback shared by every record of the batch."""
+        delivered, failed = self.delivered.append, self.failed.append
+
+        def report(error: KafkaError | None, message: Message) -> None:
+            if error is None:
+                delivered(message)
+            else:
+                failed(error)
+
+        return report
 
 
 class Writer:
@@ -64,55 +78,90 @@ class Writer:
         """Write ``records``; return the ``(topic, partition, offset)`` of each, in delivery order."""
         if not records:
             return []
-        batch = _Batch(total=len(records))
-        report = batch.report
-        timeout = self.settings.timeout
-        deadline = time.monotonic() + timeout + 1.0
-        produce = self.producer.produce
+        batch = _Reports(len(records))
+        report = batch.callback()
+        deadline = time.monotonic() + self.settings.timeout + 1.0
         for record in records:
+            self._produce(
+                batch,
+                deadline,
+                record.topic,
+                record.value,
+                record.key,
+                partition=-1 if record.partition is None else record.partition,
+                on_delivery=report,
+                headers=record.headers,
+            )
+        self._wait(batch, deadline)
+        return [(m.topic() or "", m.partition() or 0, m.offset() or 0) for m in batch.delivered]
+
+    def send_values(self, topic: str, values: Sequence[bytes]) -> dict[int, int]:
+        """Write ``values`` to ``topic`` (no key, no headers); return the highest offset per partition.
+
+        The enqueue path: no object per record, one shared delivery callback.
+        """
+        if not values:
+            return {}
+        batch = _Reports(len(values))
+        report = batch.callback()
+        deadline = time.monotonic() + self.settings.timeout + 1.0
+        produce = self.producer.produce
+        for value in values:
             while True:
                 try:
-                    if record.headers is None and record.partition is None:
-                        produce(record.topic, record.value, record.key, on_delivery=report)
-                    else:
-                        produce(
-                            record.topic,
-                            record.value,
-                            record.key,
-                            partition=-1 if record.partition is None else record.partition,
-                            on_delivery=report,
-                            headers=record.headers,
-                        )
+                    produce(topic, value, on_delivery=report)
                     break
                 except BufferError:
-                    self.producer.poll(0.05)
-                    if time.monotonic() > deadline:
-                        raise self._timed_out(batch) from None
+                    self._make_room(batch, deadline)
                 except KafkaException as exc:
-                    raise BackendUnavailable(
-                        f"kafka producer for {self.settings.display()} refused a record: {exc}"
-                    ) from exc
+                    raise self._refused(exc) from exc
+        self._wait(batch, deadline)
+        # The reports of one partition arrive in offset order: the last one is the highest.
+        delivered = batch.delivered
+        return dict(zip(map(_PARTITION, delivered), map(_OFFSET, delivered), strict=True))
+
+    def _produce(self, batch: _Reports, deadline: float, *args: Any, **kwargs: Any) -> None:
+        """One ``produce`` call, waiting for room in the producer's queue."""
+        while True:
+            try:
+                self.producer.produce(*args, **kwargs)
+                return
+            except BufferError:
+                self._make_room(batch, deadline)
+            except KafkaException as exc:
+                raise self._refused(exc) from exc
+
+    def _make_room(self, batch: _Reports, deadline: float) -> None:
+        """The producer's queue is full: serve delivery reports until it has room."""
+        self.producer.poll(0.05)
+        if time.monotonic() > deadline:
+            raise self._timed_out(batch)
+
+    def _refused(self, exc: KafkaException) -> BackendUnavailable:
+        return BackendUnavailable(f"kafka producer for {self.settings.display()} refused a record: {exc}")
+
+    def _wait(self, batch: _Reports, deadline: float) -> None:
+        """Flush until every record of ``batch`` is reported; raise for a failed one."""
         while batch.pending > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise self._timed_out(batch)
             self.producer.flush(min(remaining, 1.0))
-        if batch.errors:
-            error = batch.errors[0]
+        if batch.failed:
+            error = batch.failed[0]
             message = (
-                f"kafka brokers {self.settings.display()} did not store {len(batch.errors)} of "
-                f"{len(records)} records: {error.str()}"
+                f"kafka brokers {self.settings.display()} did not store {len(batch.failed)} of "
+                f"{batch.total} records: {error.str()}"
             )
             if error.code() in (
                 KafkaError._MSG_TIMED_OUT,
                 KafkaError._TIMED_OUT,
                 KafkaError.REQUEST_TIMED_OUT,
             ):
-                raise OperationTimedOut(message + f" (timeout {timeout:g} s)")
+                raise OperationTimedOut(message + f" (timeout {self.settings.timeout:g} s)")
             raise BackendUnavailable(message)
-        return batch.offsets
 
-    def _timed_out(self, batch: _Batch) -> OperationTimedOut:
+    def _timed_out(self, batch: _Reports) -> OperationTimedOut:
         return OperationTimedOut(
             f"kafka brokers {self.settings.display()} did not acknowledge {batch.pending} records "
             f"within {self.settings.timeout:g} s"
