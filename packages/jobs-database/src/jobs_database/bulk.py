@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobs_database.raw import dbapi_errors
 from jobs_database.schema import Tables
 
 BytesBinaryDumper: Any
@@ -65,17 +66,8 @@ class BulkInsert:
         (PostgreSQL, small batches: the insert and the notification are one
         statement, atomic even without a transaction).
         """
-        try:
+        with dbapi_errors(conn, self._sql):
             return self._insert(conn, rows, notify_channel, now)
-        except conn.dialect.loaded_dbapi.Error as exc:
-            # Raw cursors bypass SQLAlchemy's error handling: wrap the error
-            # as SQLAlchemy would, and drop a connection that died.
-            gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
-            if gone:
-                conn.invalidate()
-            raise sa.exc.DBAPIError.instance(
-                self._sql, None, exc, conn.dialect.loaded_dbapi.Error, connection_invalidated=gone
-            ) from exc
 
     def _insert(
         self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify_channel: str | None, now: float

@@ -30,6 +30,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
+from jobs_database.raw import fetch_all
 from jobs_database.schema import RESERVED, WAITING, Tables
 
 #: What a claim returns per row: seq, receipt, body, priority, visible_at.
@@ -38,10 +39,24 @@ Row = tuple[int, str, bytes, int, float]
 Handle = tuple[int, str, int, float]
 
 
-class Claimer:
+class _Statements:
+    """Statements compiled once to the DBAPI's SQL for :func:`~jobs_database.raw.fetch_all`."""
+
+    def __init__(self) -> None:
+        self._compiled: dict[int, str] = {}
+
+    def _raw(self, conn: sa.Connection, statement: sa.TextClause) -> str:
+        sql = self._compiled.get(id(statement))
+        if sql is None:
+            sql = self._compiled[id(statement)] = str(statement.compile(dialect=conn.dialect))
+        return sql
+
+
+class Claimer(_Statements):
     """Builds and runs the claim statement of one backend."""
 
     def __init__(self, backend: str, tables: Tables) -> None:
+        super().__init__()
         self.backend = backend
         jobs = tables.jobs.name
         pick = (
@@ -90,7 +105,10 @@ class Claimer:
     ) -> Sequence[Row]:
         """Lease up to ``limit`` rows of ``queue`` in the caller's transaction."""
         params = {"queue": queue, "now": now, "until": until, "token": token, "limit": limit}
-        if self.backend != "mysql":
+        if self.backend == "postgresql":
+            raw = fetch_all(conn, self._raw(conn, self._claim), params)
+            return [(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in raw]
+        if self.backend == "sqlite":
             rows = conn.execute(self._claim, params).all()
             return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4])) for r in rows]
         picked = conn.execute(self._select, params).all()
@@ -102,10 +120,11 @@ class Claimer:
         return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3])) for r in picked]
 
 
-class Acker:
+class Acker(_Statements):
     """Builds and runs the batch ack of one backend."""
 
     def __init__(self, backend: str, tables: Tables) -> None:
+        super().__init__()
         self.backend = backend
         jobs, completed = tables.jobs.name, tables.completed.name
         if backend == "postgresql":
@@ -163,7 +182,7 @@ class Acker:
                 "queue": queue,
                 "now": now,
             }
-            conn.execute(self._ack, params)
+            fetch_all(conn, self._raw(conn, self._ack), params)
             return
         if self.backend == "sqlite":
             params = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}

@@ -94,6 +94,10 @@ class DatabaseDriver(AdminOperations, Driver):
         self._bulk = BulkInsert(self.backend, self.tables)
         self._acker = Acker(self.backend, self.tables)
         self._auto_engine = create_engine(settings, autocommit=True) if self.backend == "postgresql" else None
+        # Claims and acks: a commit lost in a server crash only runs a job again.
+        self._relaxed_engine = (
+            create_engine(settings, autocommit=True, relaxed=True) if self.backend == "postgresql" else None
+        )
         # SQLite has one writer at a time, and every transaction here writes: queue
         # this process's threads on a lock rather than on the busy handler's sleeps.
         self._serial = threading.RLock() if self.backend == "sqlite" else None
@@ -138,13 +142,18 @@ class DatabaseDriver(AdminOperations, Driver):
             self._notify_stmt = sa.text("SELECT pg_notify(:channel, :queue)")
 
     @contextlib.contextmanager
-    def _begin(self, autocommit: bool = False) -> Iterator[sa.Connection]:
+    def _begin(self, autocommit: bool = False, relaxed: bool = False) -> Iterator[sa.Connection]:
         """A connection in a transaction, committed on success.
 
         With ``autocommit`` (where the driver has an autocommit engine), a
-        connection whose statements each commit on their own instead.
+        connection whose statements each commit on their own instead; with
+        ``relaxed`` too, one whose commits do not wait for the disk (claims
+        and acks only, see :func:`~jobs_database.engine.create_engine`).
         """
-        if autocommit and self._auto_engine is not None:
+        if relaxed and self._relaxed_engine is not None:
+            with self._relaxed_engine.connect() as conn:
+                yield conn
+        elif autocommit and self._auto_engine is not None:
             with self._auto_engine.connect() as conn:
                 yield conn
         elif self._serial is not None:
@@ -155,7 +164,12 @@ class DatabaseDriver(AdminOperations, Driver):
                 yield conn
 
     def _run(
-        self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True, autocommit: bool = False
+        self,
+        operation: str,
+        fn: Callable[[sa.Connection], T],
+        retry: bool = True,
+        autocommit: bool = False,
+        relaxed: bool = False,
     ) -> T:
         """Run ``fn`` in a transaction; on a dropped connection, retry with backoff.
 
@@ -167,7 +181,7 @@ class DatabaseDriver(AdminOperations, Driver):
         recreated = False
         for attempt in range(attempts):
             try:
-                with self._begin(autocommit) as conn:
+                with self._begin(autocommit, relaxed) as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as exc:
                 # Only a pooled connection that died is worth a second try here;
@@ -438,7 +452,7 @@ class DatabaseDriver(AdminOperations, Driver):
             return rows
 
         single = self._claimer.single_statement and len(queues) == 1
-        rows = self._run("reserve", claim, autocommit=single)
+        rows = self._run("reserve", claim, autocommit=single, relaxed=single)
         if not rows:
             return []
         deliveries: list[tuple[tuple[int, float, int], Delivery]] = []
@@ -549,7 +563,8 @@ class DatabaseDriver(AdminOperations, Driver):
                 handles = [d.handle for d in group]
                 self._acker.ack(conn, queue, handles, [d.receipt for d in group], now)
 
-        self._run("ack", ack, autocommit=self._acker.single_statement and len(by_queue) == 1)
+        single = self._acker.single_statement and len(by_queue) == 1
+        self._run("ack", ack, autocommit=single, relaxed=single)
 
     def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
         return self._handle_params(delivery.handle, delivery.receipt)
@@ -646,5 +661,6 @@ class DatabaseDriver(AdminOperations, Driver):
         if self._listener is not None:
             self._listener.stop()
         self.engine.dispose()
-        if self._auto_engine is not None:
-            self._auto_engine.dispose()
+        for engine in (self._auto_engine, self._relaxed_engine):
+            if engine is not None:
+                engine.dispose()

@@ -33,12 +33,22 @@ from jobs_database.settings import DatabaseSettings
 PG_SESSION = "SET enable_bitmapscan = off"
 
 
-def create_engine(settings: DatabaseSettings, autocommit: bool = False) -> sa.Engine:
+#: Added for the connections of :func:`create_engine` with ``relaxed=True``.
+PG_RELAXED = "SET synchronous_commit = off"
+
+
+def create_engine(settings: DatabaseSettings, autocommit: bool = False, relaxed: bool = False) -> sa.Engine:
     """A new engine for ``settings``.
 
     With ``autocommit`` (PostgreSQL, MySQL), every statement commits on its
     own: the driver uses such an engine for the hot-path statements that are
     atomic by themselves, saving the ``BEGIN`` and ``COMMIT`` round trips.
+
+    With ``relaxed`` (PostgreSQL), commits do not wait for the WAL to reach
+    the disk (``synchronous_commit = off``). The driver uses it only for claims
+    and acks: a server crash can forget the last fraction of a second of them,
+    which puts those jobs back on the queue to run again (at least once, as
+    always), and never loses a job. Enqueues always wait for the disk.
     """
     if settings.backend == "sqlite":
         return _sqlite_engine(settings)
@@ -73,6 +83,8 @@ def create_engine(settings: DatabaseSettings, autocommit: bool = False) -> sa.En
             dbapi_connection.autocommit = True
             try:
                 dbapi_connection.execute(PG_SESSION)
+                if relaxed:
+                    dbapi_connection.execute(PG_RELAXED)
             finally:
                 dbapi_connection.autocommit = autocommit
 
