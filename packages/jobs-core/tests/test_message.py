@@ -12,6 +12,7 @@ from jobs_core.message import (
     Delivery,
     FailedJob,
     Message,
+    MessageBatch,
     QueueStats,
     RetryPolicy,
     new_id,
@@ -183,3 +184,20 @@ def test_loads_raises_malformed_message() -> None:
     with pytest.raises(MalformedMessage):
         serializer.loads("{")
     assert serializer.loads('{"a": [1]}') == {"a": [1]}
+
+
+def test_a_message_batch_reads_like_a_list_and_builds_on_demand() -> None:
+    payloads = [{"i": i} for i in range(1234)]
+    batch = MessageBatch(_common(), payloads)
+    assert len(batch) == 1234 and batch._built == []
+    assert batch[3].payload == {"i": 3}
+    assert len(batch._built) == MessageBatch.CHUNK  # one chunk built, not the whole batch
+    assert batch[-1].payload == {"i": 1233}
+    assert [m.payload["i"] for m in batch[498:503]] == [498, 499, 500, 501, 502]
+    assert [m.payload["i"] for m in batch[10:0:-5]] == [10, 5]
+    assert [m.payload for m in batch] == payloads
+    assert len({m.id for m in batch}) == 1234
+    assert batch[7] is batch[7]  # built once
+    with pytest.raises(IndexError):
+        batch[1234]
+    assert Message.decode(batch[1000].encode()) == batch[1000]

@@ -58,7 +58,11 @@ class JobsConfig:
             url = options.pop("url", None)
             if url is not None and not isinstance(url, str):
                 raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
-        assert url is None or isinstance(url, str)
+        if url is not None and not isinstance(url, str):
+            raise ConfigurationError(
+                f"expected a driver URL such as 'sqlite:///jobs.db' or a dict of options, "
+                f"got {type(url).__name__}"
+            )
         driver = options.pop("driver", None)
         if driver is not None and (not isinstance(driver, str) or not driver):
             raise ConfigurationError(f"driver must be a driver name such as 'database', got {driver!r}")

@@ -14,11 +14,11 @@ import copy
 import functools
 import inspect
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core.errors import ConfigurationError
-from jobs_core.message import Backoff, Message, retry_policy, validate_queue_name
+from jobs_core.message import Backoff, Message, MessageBatch, retry_policy, validate_queue_name
 from jobs_core.serializer import check_json
 
 _UNSET: Any = object()
@@ -177,10 +177,12 @@ class Job:
         delay: float | None = None,
         headers: dict[str, str] | None = None,
         now: float | None = None,
-    ) -> list[Message]:
+    ) -> Sequence[Message]:
         """Build one message per payload, sharing this job's settings (bulk dispatch).
 
-        Every payload is checked before any message is returned.
+        Every payload is checked before any message is returned. A large batch
+        comes as a :class:`~jobs_core.message.MessageBatch`, whose messages are
+        built as they are first read.
         """
         now = time.time() if now is None else now
         wait = delay if delay is not None else self.option("delay")
@@ -211,7 +213,9 @@ class Job:
         payloads = list(payloads)
         for payload in payloads:
             check_json(payload)
-        return Message.build_many(common, payloads)
+        if len(payloads) <= MessageBatch.CHUNK:
+            return Message.build_many(common, payloads)
+        return MessageBatch(common, payloads)
 
     def __copy__(self) -> Job:
         clone = object.__new__(type(self))

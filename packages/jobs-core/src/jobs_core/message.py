@@ -14,9 +14,9 @@ import os
 import random
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 from jobs_core import serializer
 from jobs_core.errors import InvalidName, MalformedMessage
@@ -239,28 +239,7 @@ class Message:
         field but ``id`` and ``payload``, already validated, and every payload
         must have passed :func:`~jobs_core.serializer.check_json`.
         """
-        ids = new_ids(len(payloads))
-        build = cls.build
-        template = build({**common, "id": _ID_MARK, "payload": _PAYLOAD_MARK})
-        shell = serializer.dump_bytes(template.to_dict(), checked=True)
-        id_mark, payload_mark = serializer.dump_bytes(_ID_MARK), serializer.dump_bytes(_PAYLOAD_MARK)
-        at_id, at_payload = shell.find(id_mark), shell.find(payload_mark)
-        if shell.count(id_mark) != 1 or shell.count(payload_mark) != 1 or at_payload < at_id:
-            return [build({**common, "id": i, "payload": p}) for i, p in zip(ids, payloads, strict=True)]
-        head = shell[: at_id + 1]  # up to the id's opening quote
-        middle = shell[at_id + len(id_mark) - 1 : at_payload]  # from its closing quote
-        tail = shell[at_payload + len(payload_mark) :]
-        dump, new, join = serializer.dump_bytes, object.__new__, b"".join
-        messages = []
-        for ident, payload in zip(ids, payloads, strict=True):
-            message = new(cls)
-            fields = message.__dict__
-            fields.update(common)
-            fields["id"] = ident
-            fields["payload"] = payload
-            fields[ENCODED_KEY] = join((head, ident.encode(), middle, dump(payload, checked=True), tail))
-            messages.append(message)
-        return messages
+        return _build_spliced(cls, common, _envelope_parts(cls, common), payloads)
 
     @classmethod
     def from_dict(cls, data: object) -> Message:
@@ -325,6 +304,97 @@ class Message:
     def decode(cls, body: bytes | str) -> Message:
         """Inverse of :meth:`encode`; raises :class:`MalformedMessage`."""
         return cls.from_dict(serializer.loads(body))
+
+
+def _envelope_parts(cls: type[Message], common: dict[str, Any]) -> tuple[bytes, bytes, bytes] | None:
+    """The encoded envelope of ``common`` cut around its id and payload, or ``None``
+    when the cut would be ambiguous (a field that contains a placeholder).
+    """
+    template = cls.build({**common, "id": _ID_MARK, "payload": _PAYLOAD_MARK})
+    shell = serializer.dump_bytes(template.to_dict(), checked=True)
+    id_mark, payload_mark = serializer.dump_bytes(_ID_MARK), serializer.dump_bytes(_PAYLOAD_MARK)
+    at_id, at_payload = shell.find(id_mark), shell.find(payload_mark)
+    if shell.count(id_mark) != 1 or shell.count(payload_mark) != 1 or at_payload < at_id:
+        return None
+    head = shell[: at_id + 1]  # up to the id's opening quote
+    middle = shell[at_id + len(id_mark) - 1 : at_payload]  # from its closing quote
+    tail = shell[at_payload + len(payload_mark) :]
+    return head, middle, tail
+
+
+def _build_spliced(
+    cls: type[Message],
+    common: dict[str, Any],
+    parts: tuple[bytes, bytes, bytes] | None,
+    payloads: Sequence[Any],
+) -> list[Message]:
+    ids = new_ids(len(payloads))
+    if parts is None:
+        return [cls.build({**common, "id": i, "payload": p}) for i, p in zip(ids, payloads, strict=True)]
+    head, middle, tail = parts
+    dump, new, join = serializer.dump_bytes, object.__new__, b"".join
+    messages = []
+    for ident, payload in zip(ids, payloads, strict=True):
+        message = new(cls)
+        fields = message.__dict__
+        fields.update(common)
+        fields["id"] = ident
+        fields["payload"] = payload
+        fields[ENCODED_KEY] = join((head, ident.encode(), middle, dump(payload, checked=True), tail))
+        messages.append(message)
+    return messages
+
+
+class MessageBatch(Sequence[Message]):
+    """The messages of one bulk dispatch, built :data:`CHUNK` at a time as they are first read.
+
+    Reading it in order, a chunk at a time, lets a driver that streams a large
+    batch to its backend (PostgreSQL's ``COPY``) build messages while the
+    backend stores the ones before; to any other reader it is a plain,
+    immutable sequence. Built like :meth:`Message.build_many`.
+    """
+
+    #: Messages built at once.
+    CHUNK = 500
+
+    def __init__(self, common: dict[str, Any], payloads: Sequence[Any]) -> None:
+        self._common = common
+        self._payloads = payloads
+        self._parts = _envelope_parts(Message, common)
+        self._built: list[Message] = []
+
+    def _build_to(self, end: int) -> None:
+        built, payloads = self._built, self._payloads
+        while len(built) < end:
+            start = len(built)
+            chunk = payloads[start : start + self.CHUNK]
+            built.extend(_build_spliced(Message, self._common, self._parts, chunk))
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    @overload
+    def __getitem__(self, index: int) -> Message: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Message]: ...
+
+    def __getitem__(self, index: int | slice) -> Message | list[Message]:
+        if isinstance(index, slice):
+            start, stop, step = index.indices(len(self))
+            self._build_to(max(start, stop) if step > 0 else start + 1)
+            return self._built[index]
+        position = index + len(self) if index < 0 else index
+        if not 0 <= position < len(self):
+            raise IndexError("message batch index out of range")
+        self._build_to(position + 1)
+        return self._built[position]
+
+    def __iter__(self) -> Iterator[Message]:
+        for start in range(0, len(self), self.CHUNK):
+            end = min(start + self.CHUNK, len(self))
+            self._build_to(end)
+            yield from self._built[start:end]
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ on the caller's connection, inside its transaction.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -82,19 +82,34 @@ class BulkInsert:
                 cursor.execute(self._single if single else self._small, params)
                 notified: set[str] = {row[0] for row in cursor.fetchall()}
             return notified
+        if self.backend == "postgresql":
+            self._copy(dbapi, rows)
+            return set()
         cursor = dbapi.cursor()
         try:
-            if self.backend == "postgresql":
-                # For "bytea", set_types would pick the last dumper registered for
-                # the type: psycopg's DB-API ``Binary`` wrapper, in Python. The plain
-                # bytes dumper (in C with psycopg[binary]) does the same, faster.
-                cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
-                with cursor.copy(self._sql) as copy:
-                    copy.set_types(list(PG_TYPES))
-                    for row in rows:
-                        copy.write_row(row)
-            else:
-                cursor.executemany(self._sql, rows)
+            cursor.executemany(self._sql, rows)
         finally:
             cursor.close()
         return set()
+
+    def stream(self, conn: sa.Connection, rows: Iterable[tuple[Any, ...]]) -> None:
+        """PostgreSQL: ``COPY`` ``rows`` as the iterable yields them, sending as it goes.
+
+        The server stores the rows already sent while the iterable builds the
+        next ones. An exception from the iterable aborts the ``COPY`` (and so the
+        transaction) and propagates.
+        """
+        with dbapi_errors(conn, self._sql):
+            self._copy(conn.connection.dbapi_connection, rows)
+
+    def _copy(self, dbapi: Any, rows: Iterable[tuple[Any, ...]]) -> None:
+        with dbapi.cursor() as cursor:
+            # For "bytea", set_types would pick the last dumper registered for
+            # the type: psycopg's DB-API ``Binary`` wrapper, in Python. The plain
+            # bytes dumper (in C with psycopg[binary]) does the same, faster.
+            cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
+            with cursor.copy(self._sql) as copy:
+                copy.set_types(list(PG_TYPES))
+                write = copy.write_row
+                for row in rows:
+                    write(row)

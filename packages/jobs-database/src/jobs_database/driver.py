@@ -27,6 +27,9 @@ from jobs_database.wakeup import PgListener, Waker, shared_waker
 
 T = TypeVar("T")
 
+#: Messages checked and encoded at a time by a streamed (PostgreSQL ``COPY``) enqueue.
+STREAM_CHUNK = 500
+
 _ALL = frozenset(
     {
         Capability.DELAY,
@@ -332,22 +335,10 @@ class DatabaseDriver(AdminOperations, Driver):
         if plain:
             notified = self._bulk.insert(conn, plain, channel, now)
         ids: list[str | None] = []
-        jobs = self.tables.jobs
         for row in rows:
-            key = row["unique_key"]
-            if key is None:
+            if row["unique_key"] is None or self._insert_keyed(conn, row, now):
                 ids.append(row["id"])
-                continue
-            conn.execute(
-                sa.update(jobs)
-                .where(jobs.c.unique_key == key, jobs.c.unique_until.is_not(None), jobs.c.unique_until <= now)
-                .values(unique_key=None)
-            )
-            try:
-                with conn.begin_nested():
-                    conn.execute(self._insert_stmt, row)
-                ids.append(row["id"])
-            except sa.exc.IntegrityError:
+            else:
                 ids.append(None)
         if channel is not None:
             due = {
@@ -355,6 +346,62 @@ class DatabaseDriver(AdminOperations, Driver):
             }
             for queue in sorted(due - notified):
                 conn.execute(self._notify_stmt, {"channel": channel, "queue": queue})
+        return ids
+
+    def _insert_keyed(self, conn: sa.Connection, row: dict[str, Any], now: float) -> bool:
+        """Insert a row with a unique key, unless an unfinished job holds the key; whether it was."""
+        jobs = self.tables.jobs
+        conn.execute(
+            sa.update(jobs)
+            .where(
+                jobs.c.unique_key == row["unique_key"],
+                jobs.c.unique_until.is_not(None),
+                jobs.c.unique_until <= now,
+            )
+            .values(unique_key=None)
+        )
+        try:
+            with conn.begin_nested():
+                conn.execute(self._insert_stmt, row)
+        except sa.exc.IntegrityError:
+            return False
+        return True
+
+    def _stream(self, conn: sa.Connection, messages: Sequence[Message]) -> list[str | None]:
+        """PostgreSQL, a large batch in the driver's own transaction: check, encode and
+        ``COPY`` it a chunk at a time, so that building the messages (see
+        :class:`~jobs_core.message.MessageBatch`) overlaps the server storing them.
+
+        A message refused by :meth:`validate` aborts the transaction: nothing is stored.
+        Rows with a unique key are inserted one by one after the ``COPY``.
+        """
+        now = time.time()
+        ids: list[str | None] = []
+        keyed: list[tuple[int, dict[str, Any]]] = []
+        due: set[str] = set()
+
+        def rows() -> Iterator[tuple[Any, ...]]:
+            for start in range(0, len(messages), STREAM_CHUNK):
+                chunk = messages[start : start + STREAM_CHUNK]
+                for m, b in zip(chunk, self.validate(chunk), strict=True):
+                    if m.unique_key is not None:
+                        keyed.append((len(ids), self._rows([m], [b], now)[0]))
+                        ids.append(None)
+                        continue
+                    ids.append(m.id)
+                    if m.available_at <= now:
+                        due.add(m.queue)
+                    yield (m.id, m.queue, m.priority, m.available_at, WAITING, m.created_at, b)
+
+        self._bulk.stream(conn, rows())
+        for index, row in keyed:
+            if self._insert_keyed(conn, row, now):
+                ids[index] = row["id"]
+                if row["visible_at"] <= now:
+                    due.add(row["queue"])
+        if self.settings.notify:
+            for queue in sorted(due):
+                conn.execute(self._notify_stmt, {"channel": self.tables.notify_channel, "queue": queue})
         return ids
 
     def _one_statement(self, messages: Sequence[Message]) -> bool:
@@ -368,6 +415,10 @@ class DatabaseDriver(AdminOperations, Driver):
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Insert ``messages`` in one transaction (all or nothing)."""
         self.check_open()
+        if self.backend == "postgresql" and len(messages) > SMALL_BATCH:
+            ids = self._run("enqueue", lambda conn: self._stream(conn, messages))
+            self._waker.notify()
+            return ids
         bodies = self.validate(messages)
         if not messages:
             return []

@@ -69,12 +69,18 @@ def test_a_payload_that_is_not_json_raises_naming_the_value(jobs_driver: Driver,
 
 
 @pytest.mark.jobs_requires(Capability.ATOMIC_BATCH)
-def test_an_atomic_batch_with_one_bad_message_stores_nothing(jobs_driver: Driver, jobs_queue: str) -> None:
-    batch = messages(jobs_queue, 50)
-    batch[25] = message("bad name", "bad")
+@pytest.mark.parametrize(
+    ("size", "bad_at"), [(50, 25), (1500, 1400)], ids=["small", "large-bad-near-the-end"]
+)
+def test_an_atomic_batch_with_one_bad_message_stores_nothing(
+    jobs_driver: Driver, jobs_queue: str, size: int, bad_at: int
+) -> None:
+    """A driver may stream a large batch to its backend: one refused message still stores nothing."""
+    batch = messages(jobs_queue, size)
+    batch[bad_at] = message("bad name", "bad")
     with pytest.raises(InvalidName):
         jobs_driver.enqueue(batch)
-    batch[25] = message(jobs_queue, {"not json": object()})
+    batch[bad_at] = message(jobs_queue, {"not json": object()})
     with pytest.raises(SerializationError):
         jobs_driver.enqueue(batch)
     assert_nothing(jobs_driver, [jobs_queue])
