@@ -4,7 +4,8 @@ A backend module (``database.py``, ``kafka.py``) builds its URL and calls
 :func:`measure` with a :class:`Backend` describing its few differences; its
 ``__main__`` hands ``worker ...`` arguments to :func:`worker_main`.
 
-* bulk enqueue: ``JobsApp.dispatch_many`` of no-op jobs in chunks of 5,000;
+* bulk enqueue: ``JobsApp.dispatch_many`` of no-op jobs in chunks of 5,000,
+  from one thread, then from two threads sharing the app;
 * drain: one worker process (``jobs_core`` :class:`Worker`, concurrency 1,
   default prefetch) runs ``jobs`` pre-queued no-op jobs until the queue is
   empty; jobs/s of wall time inside the worker, and its CPU time per job;
@@ -22,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -95,6 +97,27 @@ def _wait_lines(path: str, count: int, timeout: float = 60.0) -> list[str]:
         time.sleep(0.01)
 
 
+def _bulk_enqueue(app: JobsApp, queue: str, total: int, threads: int) -> float:
+    """Jobs/s of ``threads`` threads each calling ``dispatch_many`` with chunks of CHUNK."""
+    payloads = [{"i": i} for i in range(CHUNK)]
+    app.dispatch_many(noop, payloads[:100], queue=queue)  # warm-up: schema, connections, caches
+    share = total // threads
+
+    def produce() -> None:
+        done = 0
+        while done < share:
+            app.dispatch_many(noop, payloads[: min(CHUNK, share - done)], queue=queue)
+            done += min(CHUNK, share - done)
+
+    workers = [threading.Thread(target=produce) for _ in range(threads)]
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return share * threads / (time.perf_counter() - started)
+
+
 def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, float]:
     """Run the three measurements against ``url``; return the figures named in run.py."""
     scratch = tempfile.mkdtemp(prefix="jobs-bench-")
@@ -105,19 +128,15 @@ def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, fl
         app.register(latency)
         app.driver.ping()
 
-        # bulk enqueue
-        queue = f"bench-enqueue-{uuid.uuid4().hex[:8]}"
+        # bulk enqueue: one producer thread, then two
         total = int(options["enqueue_jobs"])
-        payloads = [{"i": i} for i in range(CHUNK)]
-        app.dispatch_many(noop, payloads[:100], queue=queue)  # warm-up: schema, connections, caches
-        started = time.perf_counter()
-        done = 0
-        while done < total:
-            app.dispatch_many(noop, payloads[: min(CHUNK, total - done)], queue=queue)
-            done += min(CHUNK, total - done)
-        figures["bulk_enqueue_per_s"] = total / (time.perf_counter() - started)
-        if backend.purge_after_enqueue:
-            app.purge(queue)
+        filled = []
+        for key, threads in (("bulk_enqueue_per_s", 1), ("bulk_enqueue_2t_per_s", 2)):
+            filled.append(f"bench-enqueue-{uuid.uuid4().hex[:8]}")
+            figures[key] = _bulk_enqueue(app, filled[-1], total, threads)
+        if backend.purge_after_enqueue:  # afterwards: the clean-up must not slow a measurement
+            for queue in filled:
+                app.purge(queue)
 
         # drain
         queue = f"bench-drain-{uuid.uuid4().hex[:8]}"

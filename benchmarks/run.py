@@ -37,6 +37,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
 
 COLUMNS = [
     ("bulk_enqueue_per_s", "bulk enqueue (jobs/s)", "{:,.0f}"),
+    ("bulk_enqueue_2t_per_s", "bulk enqueue, 2 threads (jobs/s)", "{:,.0f}"),
     ("drain_per_s", "drain, 1 worker process (jobs/s)", "{:,.0f}"),
     ("latency_p50_ms", "idle latency p50 (ms)", "{:.2f}"),
     ("latency_p99_ms", "idle latency p99 (ms)", "{:.2f}"),
