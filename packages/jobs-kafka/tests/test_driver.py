@@ -54,6 +54,39 @@ def test_a_long_job_keeps_its_partition_and_the_group_keeps_polling(
     assert len(reserve_until(driver, ["slow"], 1)) == 1
 
 
+def test_a_window_kept_busy_is_never_paused_and_one_left_full_is(
+    make_driver: Callable[..., KafkaDriver],
+) -> None:
+    # A pause makes librdkafka drop its prefetched records (and back off a fetch answered
+    # meanwhile), so the poll loop only stops taking records while the worker catches up.
+    from jobs_kafka.consuming import PAUSE_AFTER
+
+    driver = make_driver(max_in_flight=20)
+    driver.enqueue(jobs("busy", 200))
+    consumer = driver.consumer.get(driver.names.queue("busy"))
+    seen: list[int] = []
+
+    def run_until(count: int) -> bool:
+        """Reserve and ack at once until ``count`` jobs ran; whether the partition was ever paused."""
+        paused = False
+        deadline = time.monotonic() + 30
+        while len(seen) < count and time.monotonic() < deadline:
+            batch = driver.reserve(["busy"], limit=15, lease=60, timeout=0.5)
+            seen.extend(d.message.payload for d in batch)
+            driver.ack_many(batch)
+            paused = paused or any(state.paused for state in consumer.parts.values())
+        return paused
+
+    assert not run_until(150)
+    held = reserve_until(driver, ["busy"], 20)  # the window is full until these finish
+    time.sleep(PAUSE_AFTER + 0.5)
+    assert all(state.paused for state in consumer.parts.values())
+    driver.ack_many(held)
+    seen.extend(d.message.payload for d in held)
+    run_until(200)
+    assert seen == list(range(200))
+
+
 def test_a_full_window_pauses_the_partition_without_losing_records(
     make_driver: Callable[..., KafkaDriver],
 ) -> None:

@@ -6,7 +6,7 @@ from jobs_kafka.partitions import Fetched, Lease, PartitionState
 
 
 def record(offset: int) -> Fetched:
-    return Fetched("t", 0, offset, b"{}", 0.0)
+    return Fetched("t", 0, offset, b"{}")
 
 
 def test_the_commit_point_is_the_lowest_unfinished_offset() -> None:

@@ -158,6 +158,7 @@ class QueueConsumer:
                 for state in states:
                     state.expire(now)
                 progress = True
+                expires_at = now + lease
                 while len(taken) < limit and progress:
                     progress = False
                     for state in states:
@@ -165,7 +166,7 @@ class QueueConsumer:
                         if record is None:
                             continue
                         receipt = f"{state.generation}.{next(self._receipts)}"
-                        state.leases[record.offset] = Lease(receipt, now + lease, record)
+                        state.leases[record.offset] = Lease(receipt, expires_at, record)
                         taken.append((record, receipt, state.generation))
                         progress = True
                         if len(taken) >= limit:
@@ -412,8 +413,7 @@ class QueueConsumer:
                 state = self.parts.get(key)
                 if state is None or state.revoking:
                     continue
-                ts = message.timestamp()[1] / 1000.0
-                if state.add(Fetched(key[0], key[1], message.offset(), message.value(), ts)):
+                if state.add(Fetched(key[0], key[1], message.offset(), message.value())):
                     added = True
             if added:
                 self.cond.notify_all()

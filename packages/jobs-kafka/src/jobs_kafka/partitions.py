@@ -21,7 +21,6 @@ class Fetched(NamedTuple):
     partition: int
     offset: int
     value: bytes | None
-    timestamp: float
 
 
 @dataclass
