@@ -410,3 +410,22 @@ def test_the_worker_rides_out_a_backend_outage(caplog: pytest.LogCaptureFixture)
         FlakyMemory.outages = 1
         with pytest.raises(BackendUnavailable):
             app.work()
+
+
+def test_a_driver_with_round_trip_acks_has_them_sent_while_the_next_batch_is_claimed(app: JobsApp) -> None:
+    driver = app.driver
+    assert isinstance(driver, MemoryDriver)
+    ack_threads: list[str] = []
+    ack_many = driver.ack_many
+
+    def recording_ack_many(deliveries: Sequence[Delivery]) -> None:
+        ack_threads.append(threading.current_thread().name)
+        ack_many(deliveries)
+
+    driver.ack_in_background = True
+    driver.ack_many = recording_ack_many  # type: ignore[method-assign]
+    app.dispatch_many(TestJob, [{"n": n} for n in range(300)])
+    handled = app.worker(stop_when_empty=True, install_signal_handlers=False).run()
+    assert handled == 300 and RUNS["TestJob"] == 300
+    assert app.stats() == {"pending": 0, "delayed": 0, "reserved": 0, "completed": 300, "failed": 0}
+    assert "jobs-acks" in ack_threads  # some batches were acknowledged behind the main loop

@@ -100,6 +100,11 @@ class Driver(abc.ABC):
     #: that ``enqueue`` stored (a broker's fetch in flight). Workers told to
     #: stop when the queue is empty wait this long before concluding so.
     reserve_settle_time: float = 0.0
+    #: Whether ``ack_many`` is a round trip worth overlapping: a worker then
+    #: acknowledges a finished batch on a helper thread while it reserves the
+    #: next (and from any thread, ``ack_many`` must be safe). Leave it off for
+    #: drivers whose acks are local bookkeeping or serialise with ``reserve``.
+    ack_in_background: bool = False
 
     def __init__(self, url: str | None = None, **options: Any) -> None:
         self.url = url

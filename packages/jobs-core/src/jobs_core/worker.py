@@ -393,10 +393,14 @@ class Worker:
 
         The ack's round trip then overlaps the next claim and the jobs it
         brings. One flush is in flight at a time: the previous one is waited
-        for first.
+        for first. Only for drivers that say it pays
+        (:attr:`~jobs_core.driver.Driver.ack_in_background`); others ack here.
         """
         self._wait_for_acks()
         if not self._acks:
+            return
+        if not self.driver.ack_in_background:
+            self._flush_acks()
             return
         thread = threading.Thread(target=self._flush_acks, name="jobs-acks", daemon=True)
         self._ack_thread = thread

@@ -104,6 +104,9 @@ class DatabaseDriver(AdminOperations, Driver):
         # SQLite has one writer at a time, and every transaction here writes: queue
         # this process's threads on a lock rather than on the busy handler's sleeps.
         self._serial = threading.RLock() if self.backend == "sqlite" else None
+        # A server round trip: a worker may ack while it claims (not on SQLite,
+        # where the two would only queue for the file's one writer).
+        self.ack_in_background = self.backend != "sqlite"
         key = (settings.display if not settings.in_memory else f"memory:{id(self)}", settings.table_prefix)
         watch: tuple[str, ...] = ()
         if self.backend == "sqlite" and not settings.in_memory and settings.url.database:
