@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core.errors import ConfigurationError
-from jobs_core.message import Backoff, Message, MessageBatch, retry_policy, validate_queue_name
+from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy, validate_queue_name
 from jobs_core.serializer import check_json
 
 _UNSET: Any = object()
@@ -213,6 +213,8 @@ class Job:
         payloads = list(payloads)
         for payload in payloads:
             check_json(payload)
+        if len(payloads) == 1:  # one dispatch: nothing to share, encode when stored
+            return [Message.build({**common, "id": new_id(), "payload": payloads[0]})]
         if len(payloads) <= MessageBatch.CHUNK:
             return Message.build_many(common, payloads)
         return MessageBatch(common, payloads)
