@@ -33,10 +33,12 @@ import sqlalchemy as sa
 from jobs_database.raw import fetch_all
 from jobs_database.schema import RESERVED, WAITING, Tables
 
-#: What a claim returns per row: seq, receipt, body, priority, visible_at.
-Row = tuple[int, str, bytes, int, float]
-#: A delivery's handle: seq, queue, priority, visible_at (the claim index's key).
-Handle = tuple[int, str, int, float]
+#: What a claim returns per row: seq, receipt, body, priority, visible_at, and
+#: (PostgreSQL) the physical address of the row as claimed.
+Row = tuple[int, str, bytes, int, float, str | None]
+#: A delivery's handle: seq, queue, priority, visible_at (the claim index's
+#: key), and the row's address as claimed (PostgreSQL; ``None`` elsewhere).
+Handle = tuple[int, str, int, float, str | None]
 
 
 class _Statements:
@@ -69,7 +71,7 @@ class Claimer(_Statements):
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq::text, "
                 f"lease_until = :until WHERE ctid = ANY(ARRAY("
                 f"{pick.replace('SELECT seq', 'SELECT ctid', 1)} FOR UPDATE SKIP LOCKED)) "
-                "RETURNING seq, receipt, body, priority, visible_at"
+                "RETURNING seq, receipt, body, priority, visible_at, ctid"
             )
         elif backend == "sqlite":
             self._claim = sa.text(
@@ -107,17 +109,17 @@ class Claimer(_Statements):
         params = {"queue": queue, "now": now, "until": until, "token": token, "limit": limit}
         if self.backend == "postgresql":
             raw = fetch_all(conn, self._raw(conn, self._claim), params)
-            return [(r[0], r[1], bytes(r[2]), r[3], r[4]) for r in raw]
+            return [(r[0], r[1], bytes(r[2]), r[3], r[4], str(r[5])) for r in raw]
         if self.backend == "sqlite":
             rows = conn.execute(self._claim, params).all()
-            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4])) for r in rows]
+            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4]), None) for r in rows]
         picked = conn.execute(self._select, params).all()
         if not picked:
             return []
         seqs = [int(r[0]) for r in picked]
         update = self._update.replace("{seqs}", ",".join(str(int(seq)) for seq in seqs))
         conn.exec_driver_sql(update, {"until": until, "token": token})
-        return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3])) for r in picked]
+        return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3]), None) for r in picked]
 
 
 class Acker(_Statements):
@@ -128,18 +130,20 @@ class Acker(_Statements):
         self.backend = backend
         jobs, completed = tables.jobs.name, tables.completed.name
         if backend == "postgresql":
-            # Each row by its claim-index key (there is no index on seq alone),
-            # one index probe per row: a correlated subquery, so that the planner
-            # cannot choose to hash-join against every row of the queue.
-            find = (
-                f"SELECT (SELECT j.ctid FROM {jobs} AS j WHERE j.queue = :queue "
-                "AND j.priority = k.priority AND j.visible_at = k.visible_at AND j.seq = k.seq) "
-                "FROM unnest(CAST(:priorities AS int4[]), CAST(:visible AS float8[]), "
-                "CAST(:seqs AS bigint[])) AS k(priority, visible_at, seq)"
-            )
+            # Each row by its address as claimed: no index needed. A row whose
+            # lease was extended since has moved (an update writes a new
+            # version); ack() reports it, and ack_moved() finds it by its
+            # claim-index key instead.
             self._ack = sa.text(
-                f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(ARRAY({find})) "
-                "AND receipt = ANY(CAST(:receipts AS varchar[])) RETURNING 1) "
+                f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(CAST(:ctids AS tid[])) "
+                "AND receipt = ANY(CAST(:receipts AS varchar[])) RETURNING seq), "
+                f"c AS (INSERT INTO {completed} (queue, finished_at, count) "
+                "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0) "
+                "SELECT seq FROM d"
+            )
+            self._ack_moved = sa.text(
+                f"WITH d AS (DELETE FROM {jobs} WHERE queue = :queue AND priority = :priority "
+                "AND visible_at = :visible_at AND seq = :seq AND receipt = :receipt RETURNING 1) "
                 f"INSERT INTO {completed} (queue, finished_at, count) "
                 "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0"
             )
@@ -166,24 +170,26 @@ class Acker(_Statements):
 
     def ack(
         self, conn: sa.Connection, queue: str, handles: list[Handle], receipts: list[str], now: float
-    ) -> None:
-        """Delete the rows of ``queue`` leased under ``receipts``; count them completed."""
+    ) -> list[int]:
+        """Delete the rows of ``queue`` leased under ``receipts``; count them completed.
+
+        Returns the indexes of the rows not found where they were claimed
+        (PostgreSQL: moved since, or no longer leased under that receipt), for
+        :meth:`ack_moved`.
+        """
         params: dict[str, object]
         seqs = [h[0] for h in handles]
         if self.backend == "postgresql":
             # Array literals as text: cheaper than adapting Python lists element
-            # by element. Receipts are hex, ':' and digits, safe unquoted; a
-            # float's repr reads back as the same float8.
+            # by element. Receipts are hex, ':' and digits, safe unquoted.
             params = {
-                "priorities": "{" + ",".join(str(h[2]) for h in handles) + "}",
-                "visible": "{" + ",".join(repr(h[3]) for h in handles) + "}",
-                "seqs": "{" + ",".join(map(str, seqs)) + "}",
+                "ctids": "{" + ",".join(f'"{h[4]}"' for h in handles) + "}",
                 "receipts": "{" + ",".join(receipts) + "}",
                 "queue": queue,
                 "now": now,
             }
-            fetch_all(conn, self._raw(conn, self._ack), params)
-            return
+            deleted = {row[0] for row in fetch_all(conn, self._raw(conn, self._ack), params)}
+            return [i for i, seq in enumerate(seqs) if seq not in deleted]
         if self.backend == "sqlite":
             params = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}
             done = conn.execute(self._delete, params).rowcount
@@ -199,3 +205,17 @@ class Acker(_Statements):
                 done += conn.exec_driver_sql(sql, {"token": token}).rowcount
         if done:
             conn.execute(self._count, {"queue": queue, "now": now, "count": done})
+        return []
+
+    def ack_moved(self, conn: sa.Connection, handle: Handle, receipt: str, now: float) -> None:
+        """PostgreSQL: delete one row by its claim-index key, if still leased under ``receipt``."""
+        seq, queue, priority, visible_at, _ = handle
+        params = {
+            "queue": queue,
+            "priority": priority,
+            "visible_at": visible_at,
+            "seq": seq,
+            "receipt": receipt,
+            "now": now,
+        }
+        fetch_all(conn, self._raw(conn, self._ack_moved), params)

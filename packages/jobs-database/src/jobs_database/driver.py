@@ -498,8 +498,8 @@ class DatabaseDriver(AdminOperations, Driver):
                     conn, queue, limit=limit - len(rows), now=now, until=until, token=token
                 )
                 rows.extend(
-                    ((seq, queue, priority, visible_at), receipt, body, until)
-                    for seq, receipt, body, priority, visible_at in got
+                    ((seq, queue, priority, visible_at, ctid), receipt, body, until)
+                    for seq, receipt, body, priority, visible_at, ctid in got
                 )
                 if len(rows) >= limit:
                     break
@@ -611,21 +611,30 @@ class DatabaseDriver(AdminOperations, Driver):
         for delivery in deliveries:
             by_queue[delivery.handle[1]].append(delivery)
 
-        def ack(conn: sa.Connection) -> None:
+        def ack(conn: sa.Connection) -> list[Delivery]:
             now = time.time()
+            missed: list[Delivery] = []
             for queue, group in by_queue.items():
                 handles = [d.handle for d in group]
-                self._acker.ack(conn, queue, handles, [d.receipt for d in group], now)
+                missing = self._acker.ack(conn, queue, handles, [d.receipt for d in group], now)
+                missed.extend(group[i] for i in missing)
+            return missed
 
         single = self._acker.single_statement and len(by_queue) == 1
-        self._run("ack", ack, autocommit=single, relaxed=single)
+        missed = self._run("ack", ack, autocommit=single, relaxed=single)
+        for delivery in missed:
+            # Moved since the claim (a lease extension), or the lease was lost.
+            self._run("ack", self._ack_moved(delivery), autocommit=True, relaxed=True)
+
+    def _ack_moved(self, delivery: Delivery) -> Callable[[sa.Connection], None]:
+        return lambda conn: self._acker.ack_moved(conn, delivery.handle, delivery.receipt, time.time())
 
     def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
         return self._handle_params(delivery.handle, delivery.receipt)
 
     @staticmethod
     def _handle_params(handle: Handle, receipt: str) -> dict[str, Any]:
-        seq, queue, priority, visible_at = handle
+        seq, queue, priority, visible_at, _ = handle
         return {
             "b_seq": seq,
             "b_receipt": receipt,
