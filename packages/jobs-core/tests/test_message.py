@@ -189,9 +189,10 @@ def test_loads_raises_malformed_message() -> None:
 def test_a_message_batch_reads_like_a_list_and_builds_on_demand() -> None:
     payloads = [{"i": i} for i in range(1234)]
     batch = MessageBatch(_common(), payloads)
-    assert len(batch) == 1234 and batch._built == []
+    assert len(batch) == 1234 and batch._ids == []
     assert batch[3].payload == {"i": 3}
-    assert len(batch._built) == MessageBatch.CHUNK  # one chunk built, not the whole batch
+    assert len(batch._ids) == MessageBatch.CHUNK  # one chunk encoded, not the whole batch
+    assert sum(m is not None for m in batch._built) == 1  # and one message object built
     assert batch[-1].payload == {"i": 1233}
     assert [m.payload["i"] for m in batch[498:503]] == [498, 499, 500, 501, 502]
     assert [m.payload["i"] for m in batch[10:0:-5]] == [10, 5]
@@ -201,3 +202,23 @@ def test_a_message_batch_reads_like_a_list_and_builds_on_demand() -> None:
     with pytest.raises(IndexError):
         batch[1234]
     assert Message.decode(batch[1000].encode()) == batch[1000]
+
+
+def test_a_message_batch_gives_ids_and_encodings_without_message_objects() -> None:
+    batch = MessageBatch(_common(queue="q7"), [{"i": i} for i in range(1100)])
+    assert batch.common["queue"] == "q7"
+    ids, bodies = batch.encoded(500, 1000)
+    assert len(ids) == len(bodies) == 500
+    assert all(m is None for m in batch._built)
+    all_ids = batch.ids()
+    assert all_ids[500:1000] == ids and len(set(all_ids)) == 1100
+    message = batch[700]  # built later, from the same id and encoding
+    assert message.id == all_ids[700] and message.encode() == bodies[200]
+    assert Message.decode(bodies[200]) == message
+
+
+def test_a_message_batch_whose_envelope_cannot_be_spliced_still_encodes_each_message() -> None:
+    batch = MessageBatch(_common(name="\x01jobs-id\x01"), [{"i": i} for i in range(3)])
+    ids, bodies = batch.encoded()
+    assert [Message.decode(b).payload for b in bodies] == [{"i": 0}, {"i": 1}, {"i": 2}]
+    assert [m.id for m in batch] == ids

@@ -256,3 +256,32 @@ def test_enqueue_with_the_broker_stopped_fails_within_the_timeout(kafka_url: Cal
             assert time.monotonic() - started < 2 + 2
         finally:
             driver.close()
+
+
+@pytest.mark.parametrize("delay", [None, 1.0], ids=["due", "delayed"])
+def test_a_bulk_dispatch_arrives_whole_and_in_order(
+    make_driver: Callable[..., KafkaDriver], delay: float | None
+) -> None:
+    """A large dispatch_many goes through the batch path: one topic, no message object per job."""
+    from jobs_core import JobsApp, job
+
+    @job(name="kafka.bulk")
+    def bulk(payload: object) -> None:
+        """Does nothing."""
+
+    driver = make_driver()
+    app = JobsApp(driver.url)
+    try:
+        app.register(bulk)
+        dispatched_at = time.time()
+        ids = app.dispatch_many(bulk, [{"n": n} for n in range(1200)], queue="bulk", delay=delay)
+    finally:
+        app.close()
+    assert len(ids) == len(set(ids)) == 1200
+    got = reserve_until(driver, ["bulk"], 1200, timeout=40)
+    received_at = time.time()
+    assert [d.message.payload["n"] for d in got] == list(range(1200))
+    assert [d.id for d in got] == ids
+    if delay:
+        assert min(d.message.available_at for d in got) >= dispatched_at + delay
+        assert received_at >= dispatched_at + delay  # never handed out early

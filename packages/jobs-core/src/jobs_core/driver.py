@@ -32,6 +32,7 @@ from jobs_core.message import (
     Delivery,
     FailedJob,
     Message,
+    MessageBatch,
     QueueStats,
     ScheduleRecord,
     validate_queue_name,
@@ -155,6 +156,8 @@ class Driver(abc.ABC):
         :class:`~jobs_core.errors.UnsupportedOperation` rather than having
         the feature silently ignored.
         """
+        if isinstance(messages, MessageBatch):
+            return self._validate_batch(messages)
         encoded = []
         now = time.time()
         queues: set[str] = set()
@@ -172,6 +175,30 @@ class Driver(abc.ABC):
                 raise PayloadTooLarge(len(body), self.max_message_bytes, self.name)
             encoded.append(body)
         return encoded
+
+    def _validate_batch(self, batch: MessageBatch) -> list[bytes]:
+        """:meth:`validate` for a bulk batch: shared fields checked once, no message objects."""
+        common = batch.common
+        validate_queue_name(common["queue"])
+        if common["available_at"] > time.time():
+            self.require(Capability.DELAY, "a message with a future available_at")
+        if common["priority"] != 0:
+            self.require(Capability.PRIORITY, "a message with a non-zero priority")
+        if common["unique_key"] is not None:
+            self.require(Capability.UNIQUE, "a message with a unique_key")
+        _, bodies = batch.encoded()
+        self.check_sizes(bodies)
+        return bodies
+
+    def check_sizes(self, bodies: Sequence[bytes]) -> None:
+        """Raise :class:`~jobs_core.errors.PayloadTooLarge` for the first body over the limit.
+
+        The limit is :attr:`max_message_bytes`.
+        """
+        limit = self.max_message_bytes
+        for body in bodies:
+            if len(body) > limit:
+                raise PayloadTooLarge(len(body), limit, self.name)
 
     # -- the hot path -------------------------------------------------------
 

@@ -16,6 +16,7 @@ import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Literal, overload
 
 from jobs_core import serializer
@@ -346,29 +347,76 @@ def _build_spliced(
 
 
 class MessageBatch(Sequence[Message]):
-    """The messages of one bulk dispatch, built :data:`CHUNK` at a time as they are first read.
+    """The messages of one bulk dispatch, encoded :data:`CHUNK` at a time as they are first read.
 
-    Reading it in order, a chunk at a time, lets a driver that streams a large
-    batch to its backend (PostgreSQL's ``COPY``) build messages while the
-    backend stores the ones before; to any other reader it is a plain,
-    immutable sequence. Built like :meth:`Message.build_many`.
+    To any reader it is a plain, immutable sequence of messages. A driver may
+    also take the batch's shared fields (:attr:`common`) and its ids and
+    encodings (:meth:`ids`, :meth:`encoded`) without a message object per job
+    being built; reading the encodings a chunk at a time lets a driver that
+    streams a batch to its backend (PostgreSQL's ``COPY``) encode while the
+    backend stores what came before. Built like :meth:`Message.build_many`.
     """
 
-    #: Messages built at once.
+    #: Messages encoded at once.
     CHUNK = 500
 
     def __init__(self, common: dict[str, Any], payloads: Sequence[Any]) -> None:
         self._common = common
         self._payloads = payloads
         self._parts = _envelope_parts(Message, common)
-        self._built: list[Message] = []
+        self._ids: list[str] = []
+        self._bodies: list[bytes] = []
+        self._built: list[Message | None] = [None] * len(payloads)
 
-    def _build_to(self, end: int) -> None:
-        built, payloads = self._built, self._payloads
-        while len(built) < end:
-            start = len(built)
-            chunk = payloads[start : start + self.CHUNK]
-            built.extend(_build_spliced(Message, self._common, self._parts, chunk))
+    @property
+    def common(self) -> Mapping[str, Any]:
+        """The fields every message of the batch shares (all but ``id`` and ``payload``)."""
+        return MappingProxyType(self._common)
+
+    def _encode_to(self, end: int) -> None:
+        while len(self._ids) < end:
+            start = len(self._ids)
+            chunk = self._payloads[start : start + self.CHUNK]
+            if self._parts is None:  # no splicing: build and encode each message
+                for offset, message in enumerate(_build_spliced(Message, self._common, None, chunk)):
+                    self._built[start + offset] = message
+                    self._ids.append(message.id)
+                    self._bodies.append(message.encode())
+                continue
+            ids = new_ids(len(chunk))
+            head, middle, tail = self._parts
+            dump, join = serializer.dump_bytes, b"".join
+            self._bodies.extend(
+                [
+                    join((head, i.encode(), middle, dump(p, checked=True), tail))
+                    for i, p in zip(ids, chunk, strict=True)
+                ]
+            )
+            self._ids.extend(ids)
+
+    def ids(self) -> list[str]:
+        """Every message's id, in order."""
+        self._encode_to(len(self))
+        return list(self._ids)
+
+    def encoded(self, start: int = 0, end: int | None = None) -> tuple[list[str], list[bytes]]:
+        """The ids and encodings of messages ``start`` to ``end`` (default: to the last)."""
+        end = len(self) if end is None else min(end, len(self))
+        self._encode_to(end)
+        return self._ids[start:end], self._bodies[start:end]
+
+    def _message(self, position: int) -> Message:
+        message = self._built[position]
+        if message is None:
+            self._encode_to(position + 1)
+            message = object.__new__(Message)
+            fields = message.__dict__
+            fields.update(self._common)
+            fields["id"] = self._ids[position]
+            fields["payload"] = self._payloads[position]
+            fields[ENCODED_KEY] = self._bodies[position]
+            self._built[position] = message
+        return message
 
     def __len__(self) -> int:
         return len(self._payloads)
@@ -381,20 +429,16 @@ class MessageBatch(Sequence[Message]):
 
     def __getitem__(self, index: int | slice) -> Message | list[Message]:
         if isinstance(index, slice):
-            start, stop, step = index.indices(len(self))
-            self._build_to(max(start, stop) if step > 0 else start + 1)
-            return self._built[index]
+            return [self._message(i) for i in range(*index.indices(len(self)))]
         position = index + len(self) if index < 0 else index
         if not 0 <= position < len(self):
             raise IndexError("message batch index out of range")
-        self._build_to(position + 1)
-        return self._built[position]
+        return self._message(position)
 
     def __iter__(self) -> Iterator[Message]:
-        for start in range(0, len(self), self.CHUNK):
-            end = min(start + self.CHUNK, len(self))
-            self._build_to(end)
-            yield from self._built[start:end]
+        message = self._message
+        for position in range(len(self)):
+            yield message(position)
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any, ClassVar, TypeVar
 import sqlalchemy as sa
 from jobs_core import Capability, Delivery, Driver, Message
 from jobs_core.errors import BackendError, ConfigurationError, JobsError, MalformedMessage
-from jobs_core.message import new_id, validate_queue_name
+from jobs_core.message import MessageBatch, new_id, validate_queue_name
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
@@ -383,6 +383,24 @@ class DatabaseDriver(AdminOperations, Driver):
         keyed: list[tuple[int, dict[str, Any]]] = []
         due: set[str] = set()
 
+        def batch_rows(batch: MessageBatch) -> Iterator[tuple[Any, ...]]:
+            # A bulk dispatch: shared fields checked once, no message object per job.
+            self.validate(batch[:1])
+            common = batch.common
+            queue, priority, visible_at = common["queue"], common["priority"], common["available_at"]
+            created_at = common["created_at"]
+            if common["unique_key"] is not None:
+                yield from rows()  # one row at a time, as for any keyed messages
+                return
+            if visible_at <= now:
+                due.add(queue)
+            for start in range(0, len(batch), STREAM_CHUNK):
+                chunk_ids, bodies = batch.encoded(start, start + STREAM_CHUNK)
+                self.check_sizes(bodies)
+                ids.extend(chunk_ids)
+                for ident, body in zip(chunk_ids, bodies, strict=True):
+                    yield (ident, queue, priority, visible_at, WAITING, created_at, body)
+
         def rows() -> Iterator[tuple[Any, ...]]:
             for start in range(0, len(messages), STREAM_CHUNK):
                 chunk = messages[start : start + STREAM_CHUNK]
@@ -396,7 +414,7 @@ class DatabaseDriver(AdminOperations, Driver):
                         due.add(m.queue)
                     yield (m.id, m.queue, m.priority, m.available_at, WAITING, m.created_at, b)
 
-        self._bulk.stream(conn, rows())
+        self._bulk.stream(conn, batch_rows(messages) if isinstance(messages, MessageBatch) else rows())
         for index, row in keyed:
             if self._insert_keyed(conn, row, now):
                 ids[index] = row["id"]

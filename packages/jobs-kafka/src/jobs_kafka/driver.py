@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from jobs_core import Capability, Driver
 from jobs_core.errors import BackendError, BackendUnavailable, MalformedMessage, OperationTimedOut
-from jobs_core.message import Delivery, FailedJob, Message, QueueStats, ScheduleRecord
+from jobs_core.message import Delivery, FailedJob, Message, MessageBatch, QueueStats, ScheduleRecord
 
 from jobs_kafka.consuming import Handle
 from jobs_kafka.control import ControlLog
@@ -105,6 +105,8 @@ class KafkaDriver(Driver):
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Write the messages to their queue topics (or delay tiers); returns once all are acknowledged."""
         self.check_open()
+        if isinstance(messages, MessageBatch):
+            return self._enqueue_batch(messages)
         try:
             queues = {message.queue for message in messages}
         except TypeError:  # an unhashable queue: check_queue names the problem
@@ -123,6 +125,19 @@ class KafkaDriver(Driver):
         else:
             self._send(self._records(messages, bodies))
         return [m.id for m in messages]
+
+    def _enqueue_batch(self, batch: MessageBatch) -> list[str | None]:
+        """A bulk dispatch: one queue and one due time for all, no message object per job."""
+        queue = check_queue(batch.common["queue"])
+        bodies = self.validate(batch)
+        if batch.common["available_at"] > time.time():
+            self._send(self._records(batch, bodies))
+        else:
+            topic = self.names.queue(queue)
+            self.admin.ensure([topic])
+            for partition, offset in self.writer.send_values(topic, bodies).items():
+                self.consumer.note_produced(topic, partition, offset)
+        return list(batch.ids())
 
     def inject_raw(self, queue: str, body: bytes) -> None:
         """Write ``body`` as-is to the queue's topic."""
