@@ -81,11 +81,16 @@ def db_url(backend: str, tmp_path: Path) -> Iterator[str]:
     base = f"sqlite:///{tmp_path / 'jobs.db'}" if backend == "sqlite" else SERVER_URLS[backend]
     yield with_prefix(base, prefix)
     if backend != "sqlite":
-        engine = sa.create_engine(base)
-        try:
-            drop_all(engine, build_tables(prefix))
-        finally:
-            engine.dispose()
+        drop_prefix(base, prefix)
+
+
+def drop_prefix(server_url: str, prefix: str) -> None:
+    """Drop the tables of ``prefix`` on the server at ``server_url``."""
+    engine = sa.create_engine(server_url)
+    try:
+        drop_all(engine, build_tables(prefix))
+    finally:
+        engine.dispose()
 
 
 @pytest.fixture
@@ -108,3 +113,15 @@ def postgresql_base_url() -> str:
     """The PostgreSQL server URL (no prefix); skips, or fails under CI, if unreachable."""
     require_server("postgresql")
     return SERVER_URLS["postgresql"]
+
+
+@pytest.fixture
+def postgresql_driver(postgresql_base_url: str) -> Iterator[DatabaseDriver]:
+    """A driver on the PostgreSQL server with a fresh table prefix; its tables are dropped afterwards."""
+    prefix = new_prefix()
+    driver = DatabaseDriver(with_prefix(postgresql_base_url, prefix))
+    try:
+        yield driver
+    finally:
+        driver.close()
+        drop_prefix(postgresql_base_url, prefix)

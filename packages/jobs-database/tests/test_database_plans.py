@@ -11,32 +11,19 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from conftest import new_prefix, with_prefix
 from jobs_core import Message
 from jobs_database import DatabaseDriver
-from jobs_database.schema import build_tables, drop_all
 
 
 @pytest.fixture
-def loaded(postgresql_base_url: str) -> Iterator[tuple[DatabaseDriver, str]]:
-    prefix = new_prefix()
-    driver = DatabaseDriver(with_prefix(postgresql_base_url, prefix))
+def loaded(postgresql_driver: DatabaseDriver) -> tuple[DatabaseDriver, str]:
     queue = f"plans-{uuid.uuid4().hex[:6]}"
     for _ in range(4):
-        driver.enqueue([Message(name="n", queue=queue, payload=i) for i in range(5000)])
-    try:
-        yield driver, queue
-    finally:
-        driver.close()
-        engine = sa.create_engine(postgresql_base_url)
-        try:
-            drop_all(engine, build_tables(prefix))
-        finally:
-            engine.dispose()
+        postgresql_driver.enqueue([Message(name="n", queue=queue, payload=i) for i in range(5000)])
+    return postgresql_driver, queue
 
 
 def _plan(conn: sa.Connection, statement: sa.TextClause, params: dict[str, object]) -> str:

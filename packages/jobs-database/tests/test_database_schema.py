@@ -185,46 +185,34 @@ def test_jobs_db_upgrade_is_a_command_of_the_jobs_cli(tmp_path: Path) -> None:
     assert "invalid table prefix" in bad.stderr
 
 
-def test_postgresql_finds_jobs_through_the_claim_index_alone(postgresql_base_url: str) -> None:
+def test_postgresql_finds_jobs_through_the_claim_index_alone(postgresql_driver: DatabaseDriver) -> None:
     """Version 4: no primary-key index to maintain per insert; leases still name their rows."""
-    from conftest import new_prefix, with_prefix
-    from jobs_database.schema import drop_all
-
-    prefix = new_prefix()
-    driver = DatabaseDriver(with_prefix(postgresql_base_url, prefix))
-    try:
-        driver.enqueue([Message(name="n", queue="q", payload=i) for i in range(3)])
-        with driver.engine.connect() as conn:
-            inspector = sa.inspect(conn)
-            assert inspector.get_pk_constraint(f"{prefix}jobs")["constrained_columns"] == []
-            indexes = {i["name"] for i in inspector.get_indexes(f"{prefix}jobs")}
-            assert indexes == {f"{prefix}jobs_claim", f"{prefix}jobs_unique"}
-            collation = conn.execute(
-                sa.text(
-                    "SELECT collation_name FROM information_schema.columns "
-                    "WHERE table_name = :t AND column_name = 'queue'"
-                ),
-                {"t": f"{prefix}jobs"},
-            ).scalar()
-            assert collation == "C"
-        first, second, third = driver.reserve(["q"], limit=3, lease=30)
-        assert driver.extend(first, 60)
-        driver.retry(second, 0.0, "boom")
-        driver.ack_many([first, third])
-        (again,) = driver.reserve(["q"], limit=3, lease=30)
-        assert (again.message.payload, again.message.attempts) == (second.message.payload, 1)
-        driver.fail(again, "gave up")
-        assert driver.stats("q").to_dict() == {
-            "pending": 0,
-            "delayed": 0,
-            "reserved": 0,
-            "completed": 2,
-            "failed": 1,
-        }
-    finally:
-        driver.close()
-        engine = sa.create_engine(postgresql_base_url)
-        try:
-            drop_all(engine, build_tables(prefix))
-        finally:
-            engine.dispose()
+    driver, prefix = postgresql_driver, postgresql_driver.tables.prefix
+    driver.enqueue([Message(name="n", queue="q", payload=i) for i in range(3)])
+    with driver.engine.connect() as conn:
+        inspector = sa.inspect(conn)
+        assert inspector.get_pk_constraint(f"{prefix}jobs")["constrained_columns"] == []
+        indexes = {i["name"] for i in inspector.get_indexes(f"{prefix}jobs")}
+        assert indexes == {f"{prefix}jobs_claim", f"{prefix}jobs_unique"}
+        collation = conn.execute(
+            sa.text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = :t AND column_name = 'queue'"
+            ),
+            {"t": f"{prefix}jobs"},
+        ).scalar()
+        assert collation == "C"
+    first, second, third = driver.reserve(["q"], limit=3, lease=30)
+    assert driver.extend(first, 60)
+    driver.retry(second, 0.0, "boom")
+    driver.ack_many([first, third])
+    (again,) = driver.reserve(["q"], limit=3, lease=30)
+    assert (again.message.payload, again.message.attempts) == (second.message.payload, 1)
+    driver.fail(again, "gave up")
+    assert driver.stats("q").to_dict() == {
+        "pending": 0,
+        "delayed": 0,
+        "reserved": 0,
+        "completed": 2,
+        "failed": 1,
+    }

@@ -332,18 +332,27 @@ def _build_spliced(
     ids = new_ids(len(payloads))
     if parts is None:
         return [cls.build({**common, "id": i, "payload": p}) for i, p in zip(ids, payloads, strict=True)]
-    head, middle, tail = parts
-    dump, new, join = serializer.dump_bytes, object.__new__, b"".join
+    new = object.__new__
     messages = []
-    for ident, payload in zip(ids, payloads, strict=True):
+    for ident, payload, body in zip(ids, payloads, _splice(parts, ids, payloads), strict=True):
         message = new(cls)
         fields = message.__dict__
         fields.update(common)
         fields["id"] = ident
         fields["payload"] = payload
-        fields[ENCODED_KEY] = join((head, ident.encode(), middle, dump(payload, checked=True), tail))
+        fields[ENCODED_KEY] = body
         messages.append(message)
     return messages
+
+
+def _splice(parts: tuple[bytes, bytes, bytes], ids: Sequence[str], payloads: Sequence[Any]) -> list[bytes]:
+    """Each message's encoding: the shared envelope with its id and payload put in."""
+    head, middle, tail = parts
+    dump, join = serializer.dump_bytes, b"".join
+    return [
+        join((head, ident.encode(), middle, dump(payload, checked=True), tail))
+        for ident, payload in zip(ids, payloads, strict=True)
+    ]
 
 
 class MessageBatch(Sequence[Message]):
@@ -384,14 +393,7 @@ class MessageBatch(Sequence[Message]):
                     self._bodies.append(message.encode())
                 continue
             ids = new_ids(len(chunk))
-            head, middle, tail = self._parts
-            dump, join = serializer.dump_bytes, b"".join
-            self._bodies.extend(
-                [
-                    join((head, i.encode(), middle, dump(p, checked=True), tail))
-                    for i, p in zip(ids, chunk, strict=True)
-                ]
-            )
+            self._bodies.extend(_splice(self._parts, ids, chunk))
             self._ids.extend(ids)
 
     def ids(self) -> list[str]:

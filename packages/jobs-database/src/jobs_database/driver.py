@@ -30,6 +30,12 @@ T = TypeVar("T")
 #: Messages checked and encoded at a time by a streamed (PostgreSQL ``COPY``) enqueue.
 STREAM_CHUNK = 500
 
+
+def _plain_row(m: Message, body: bytes) -> tuple[Any, ...]:
+    """The row of a message without a unique key, in :data:`~jobs_database.bulk.COLUMNS` order."""
+    return (m.id, m.queue, m.priority, m.available_at, WAITING, m.created_at, body)
+
+
 _ALL = frozenset(
     {
         Capability.DELAY,
@@ -323,10 +329,7 @@ class DatabaseDriver(AdminOperations, Driver):
         )
         if all(m.unique_key is None for m in messages):
             # The common case, kept lean: one tuple per row, in BulkInsert's column order.
-            values = [
-                (m.id, m.queue, m.priority, m.available_at, WAITING, m.created_at, b)
-                for m, b in zip(messages, bodies, strict=True)
-            ]
+            values = [_plain_row(m, b) for m, b in zip(messages, bodies, strict=True)]
             notified = self._bulk.insert(conn, values, channel, now)
             if channel is not None:
                 for queue in sorted({v[1] for v in values if v[3] <= now} - notified):
@@ -412,7 +415,7 @@ class DatabaseDriver(AdminOperations, Driver):
                     ids.append(m.id)
                     if m.available_at <= now:
                         due.add(m.queue)
-                    yield (m.id, m.queue, m.priority, m.available_at, WAITING, m.created_at, b)
+                    yield _plain_row(m, b)
 
         self._bulk.stream(conn, batch_rows(messages) if isinstance(messages, MessageBatch) else rows())
         for index, row in keyed:
