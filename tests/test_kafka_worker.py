@@ -156,7 +156,10 @@ def _stop(*workers: subprocess.Popen[str]) -> None:
 
 def test_two_workers_drain_and_a_killed_one_loses_nothing(bootstrap: str, tmp_path: Path) -> None:
     url = _url(bootstrap, partitions=4)
-    env = _env(tmp_path)
+    # ~200 jobs/s per worker: one worker alone would take 25 s, long enough for
+    # the second to join the group (a rebalance or two) before the first has
+    # run everything
+    env = {**_env(tmp_path), "KAFKA_JOB_SECONDS": "0.02"}
     out = tmp_path / "recorded.txt"
     _run(
         f"""

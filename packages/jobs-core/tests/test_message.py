@@ -40,6 +40,32 @@ def test_a_message_survives_encode_and_decode() -> None:
     assert Message.decode(msg.encode().decode()) == msg
 
 
+def test_the_envelope_leaves_out_fields_at_their_default_and_decodes_to_the_same_message() -> None:
+    now = time.time()
+    plain = Message(name="a.b", payload={"i": 1}, queue="q1", available_at=now, created_at=now)
+    body = plain.encode()
+    assert serializer.loads(body) == {
+        "v": 1,
+        "id": plain.id,
+        "name": "a.b",
+        "payload": {"i": 1},
+        "queue": "q1",
+        "created_at": now,
+    }
+    assert Message.decode(body) == plain
+    assert len(body) < len(serializer.dump_bytes(plain.to_dict())) / 2
+    # the defaults are the dataclass's: a minimal envelope means what Message(...) means
+    minimal = Message.decode(b'{"id": "x", "name": "a.b", "queue": "q1", "created_at": 5.0}')
+    assert (minimal.max_retries, minimal.attempts, minimal.priority) == (3, 0, 0)
+    assert (minimal.available_at, minimal.retry, minimal.headers) == (5.0, RetryPolicy(), {})
+    # a field that differs from its default is written
+    for changes in ({"max_retries": 0}, {"available_at": now + 10}, {"priority": 1}, {"attempts": 1}):
+        changed = plain.replace(**changes)
+        key = next(iter(changes))
+        assert serializer.loads(changed.encode())[key] == changes[key]
+        assert Message.decode(changed.encode()) == changed
+
+
 def test_new_ids_are_unique_and_time_ordered() -> None:
     ids = []
     for _ in range(50):
@@ -80,7 +106,7 @@ def test_bulk_built_messages_carry_an_encoding_equal_to_their_own(payloads: list
     for message in messages:
         spliced = message.encode()
         assert Message.decode(spliced) == message
-        assert serializer.loads(spliced) == message.to_dict()
+        assert serializer.loads(spliced) == message.envelope()
 
 
 def test_a_name_that_looks_like_the_splice_marks_still_encodes_correctly() -> None:
