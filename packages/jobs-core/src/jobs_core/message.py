@@ -53,18 +53,28 @@ def new_id() -> str:
     return f"{millis & 0xFFFFFFFFFFFF:012x}7{rand_a:03x}{(0b10 << 62) | rand_b:016x}"
 
 
+#: Byte maps that set the version nibble (7) and the variant bits (10) of an id.
+_VERSION_BITS = bytes((i & 0x0F) | 0x70 for i in range(256))
+_VARIANT_BITS = bytes((i & 0x3F) | 0x80 for i in range(256))
+
+
 def new_ids(count: int) -> list[str]:
     """``count`` new message ids at once (bulk dispatch): the layout of :func:`new_id`.
 
     They share the current millisecond; 74 random bits each keep them unique.
+    The ids are laid out as one buffer of 16 bytes each, whose fixed bytes are
+    set a column at a time (extended slices), then hex-encoded in one call.
     """
-    stamp = f"{(time.time_ns() // 1_000_000) & 0xFFFFFFFFFFFF:012x}7"
-    noise = os.urandom(10 * count).hex()
-    variant = "89ab"
-    return [
-        stamp + noise[i : i + 3] + variant[int(noise[i + 3], 16) & 3] + noise[i + 4 : i + 19]
-        for i in range(0, 20 * count, 20)
-    ]
+    if count <= 0:
+        return []
+    stamp = ((time.time_ns() // 1_000_000) & 0xFFFFFFFFFFFF).to_bytes(6, "big")
+    raw = bytearray(os.urandom(16 * count))
+    for column in range(6):
+        raw[column::16] = stamp[column : column + 1] * count
+    raw[6::16] = raw[6::16].translate(_VERSION_BITS)
+    raw[8::16] = raw[8::16].translate(_VARIANT_BITS)
+    text = raw.hex()
+    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
 
 
 @dataclass(frozen=True)
@@ -387,7 +397,17 @@ def _build_spliced(
 def _splice(parts: tuple[bytes, bytes, bytes], ids: Sequence[str], payloads: Sequence[Any]) -> list[bytes]:
     """Each message's encoding: the shared envelope with its id and payload put in."""
     head, middle, tail = parts
-    dump, join = serializer.dump_bytes, b"".join
+    join = b"".join
+    fast = serializer.FAST_DUMPS
+    if fast is not None:
+        try:
+            return [
+                join((head, ident.encode(), middle, fast(payload), tail))
+                for ident, payload in zip(ids, payloads, strict=True)
+            ]
+        except TypeError:
+            pass  # an integer beyond 64 bits: dump_bytes encodes it
+    dump = serializer.dump_bytes
     return [
         join((head, ident.encode(), middle, dump(payload, checked=True), tail))
         for ident, payload in zip(ids, payloads, strict=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from typing import Any
 
 from jobs_core.errors import MalformedMessage, PayloadNotJSON, SerializationError
@@ -37,6 +38,11 @@ _LONG_DIGITS = b"0" * 20
 
 #: Which JSON library encodes and decodes: ``"orjson"`` or ``"json"``.
 BACKEND = "orjson" if _orjson is not None else "json"
+
+#: ``orjson.dumps`` when orjson is installed, else ``None``: for hot loops over
+#: values already checked with :func:`check_json`. It raises ``TypeError`` for
+#: an integer beyond 64 bits, which :func:`dump_bytes` encodes.
+FAST_DUMPS: Callable[[Any], bytes] | None = None if _orjson is None else _orjson.dumps
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
