@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from jobs_database.prepared import PreparedStatement, text, to_str, usable
 from jobs_database.raw import dbapi_errors
 from jobs_database.schema import Tables
 
@@ -53,6 +54,13 @@ class BulkInsert:
             )
             values = ", ".join(f"%({c})s" for c in COLUMNS)
             self._single = f"WITH ins AS (INSERT INTO {table} ({names}) VALUES ({values}) {notify}"
+            # One job, the latency path: the same statement run straight on libpq.
+            single = self._single
+            for number, name in enumerate((*COLUMNS, "channel", "notify", "now"), 1):
+                single = single.replace(f"%({name})s", f"${number}")
+            self._single_prepared = PreparedStatement(
+                "enqueue", single, (*PG_TYPES, "text", "bool", "float8")
+            )
         else:
             mark = "?" if backend == "sqlite" else "%s"
             self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(COLUMNS))})"
@@ -73,6 +81,11 @@ class BulkInsert:
         self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify_channel: str | None, now: float
     ) -> set[str]:
         dbapi: Any = conn.connection.dbapi_connection
+        if self.backend == "postgresql" and len(rows) == 1 and usable(dbapi):
+            row = rows[0]
+            values = [None if v is None else v if type(v) is bytes else text(v) for v in row]
+            values += [(notify_channel or "").encode(), b"t" if notify_channel else b"f", text(now)]
+            return {to_str(r[0]) for r in self._single_prepared.run(dbapi, values)}
         if self.backend == "postgresql" and len(rows) <= SMALL_BATCH:
             single = len(rows) == 1
             columns = rows[0] if single else [list(column) for column in zip(*rows, strict=True)]

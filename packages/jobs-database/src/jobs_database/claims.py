@@ -30,7 +30,8 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 
-from jobs_database.raw import fetch_all
+from jobs_database.prepared import PreparedStatement, text, to_float, to_int, to_str, to_tid, usable
+from jobs_database.raw import dbapi_errors, fetch_all
 from jobs_database.schema import RESERVED, WAITING, Tables
 
 #: What a claim returns per row: seq, receipt, body, priority, visible_at, and
@@ -39,6 +40,10 @@ Row = tuple[int, str, bytes, int, float, str | None]
 #: A delivery's handle: seq, queue, priority, visible_at (the claim index's
 #: key), and the row's address as claimed (PostgreSQL; ``None`` elsewhere).
 Handle = tuple[int, str, int, float, str | None]
+
+
+#: The claim's parameters, in the order of the prepared statement's ``$1, $2, ...``.
+_CLAIM_PARAMS = ("queue", "now", "limit", "token", "until")
 
 
 class _Statements:
@@ -73,6 +78,11 @@ class Claimer(_Statements):
                 f"{pick.replace('SELECT seq', 'SELECT ctid', 1)} FOR UPDATE SKIP LOCKED)) "
                 "RETURNING seq, receipt, body, priority, visible_at, ctid"
             )
+            # The same statement run straight on libpq (see jobs_database.prepared).
+            sql = self._claim.text
+            for number, name in enumerate(_CLAIM_PARAMS, 1):
+                sql = sql.replace(f":{name}", f"${number}")
+            self._prepared = PreparedStatement("claim", sql, ("varchar", "float8", "int8", "text", "float8"))
         elif backend == "sqlite":
             self._claim = sa.text(
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq, lease_until = :until "
@@ -106,6 +116,15 @@ class Claimer(_Statements):
         self, conn: sa.Connection, queue: str, *, limit: int, now: float, until: float, token: str
     ) -> Sequence[Row]:
         """Lease up to ``limit`` rows of ``queue`` in the caller's transaction."""
+        dbapi = conn.connection.dbapi_connection
+        if self.backend == "postgresql" and usable(dbapi):
+            values = (queue.encode(), text(now), text(limit), token.encode(), text(until))
+            with dbapi_errors(conn, self._claim.text):
+                got = self._prepared.run(dbapi, values)
+            return [
+                (to_int(r[0]), to_str(r[1]), r[2] or b"", to_int(r[3]), to_float(r[4]), to_tid(r[5]))
+                for r in got
+            ]
         params = {"queue": queue, "now": now, "until": until, "token": token, "limit": limit}
         if self.backend == "postgresql":
             raw = fetch_all(conn, self._raw(conn, self._claim), params)
