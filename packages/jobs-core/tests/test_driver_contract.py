@@ -5,9 +5,16 @@ from __future__ import annotations
 import time
 
 import pytest
-from jobs_core import Capability, Driver, Message
+from jobs_core import Capability, Driver, Message, job
 from jobs_core.drivers.memory import MemoryDriver
 from jobs_core.errors import DriverClosed, InvalidName, PayloadNotJSON, PayloadTooLarge, UnsupportedOperation
+from jobs_core.job import job_instance
+from jobs_core.message import MessageBatch
+
+
+@job(name="contract.bulk")
+def _bulk_job(payload: object) -> None:
+    """A job for bulk batches."""
 
 
 class Plain(MemoryDriver):
@@ -54,6 +61,25 @@ def test_validate_checks_names_sizes_and_json_before_encoding_everything() -> No
         driver.validate([Message(name="n", queue="q", payload={1, 2})])
     (body,) = driver.validate([Message(name="n", queue="q", payload=[1])])
     assert Message.decode(body).payload == [1]
+
+
+def test_check_batch_refuses_a_bulk_batch_whole_without_encoding_it() -> None:
+    driver: Driver = MemoryDriver(max_message_bytes=500)
+    payloads: list[object] = [{"i": i} for i in range(1000)]
+    batch = job_instance(_bulk_job).to_messages(payloads, queue="q")
+    assert isinstance(batch, MessageBatch)
+    driver.check_batch(batch)  # fine as it is
+    payloads[900] = {"text": "x" * 500}
+    too_big = job_instance(_bulk_job).to_messages(payloads, queue="q")
+    assert isinstance(too_big, MessageBatch)
+    with pytest.raises(PayloadTooLarge, match="exceeds the 500-byte limit of driver 'memory'"):
+        driver.check_batch(too_big)
+    with pytest.raises(PayloadTooLarge):
+        driver.validate(too_big)
+    delayed = job_instance(_bulk_job).to_messages(payloads[:600], queue="q", delay=60)
+    assert isinstance(delayed, MessageBatch)
+    with pytest.raises(UnsupportedOperation):
+        Plain().check_batch(delayed)
 
 
 def test_require_and_supports() -> None:

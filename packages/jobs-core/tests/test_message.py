@@ -243,6 +243,17 @@ def test_a_message_batch_gives_ids_and_encodings_without_message_objects() -> No
     assert Message.decode(bodies[200]) == message
 
 
+def test_a_message_batch_knows_its_largest_encoding_before_encoding_it() -> None:
+    payloads: list[object] = [{"i": i} for i in range(1200)]
+    payloads[1100] = {"text": "x" * 5000, "big": 2**70}  # beyond 64 bits: the standard encoder
+    batch = MessageBatch(_common(), payloads)
+    largest = batch.largest()
+    assert batch._ids == []  # nothing encoded yet
+    _, bodies = batch.encoded()
+    assert largest == max(map(len, bodies)) == len(bodies[1100])
+    assert [Message.decode(b).payload for b in bodies] == payloads
+
+
 def test_a_message_batch_whose_envelope_cannot_be_spliced_still_encodes_each_message() -> None:
     batch = MessageBatch(_common(name="\x01jobs-id\x01"), [{"i": i} for i in range(3)])
     ids, bodies = batch.encoded()

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
-from jobs_core.errors import BackendUnavailable, OperationTimedOut
+from jobs_core.errors import BackendUnavailable, OperationTimedOut, PayloadTooLarge
 from jobs_core.message import Message, ScheduleRecord
 from jobs_kafka import KafkaDriver
 from jobs_kafka.testing.broker import TansuBroker
@@ -273,6 +273,11 @@ def test_a_bulk_dispatch_arrives_whole_and_in_order(
     app = JobsApp(driver.url)
     try:
         app.register(bulk)
+        # A message too large near the end refuses the whole batch before anything is written.
+        too_big: list[object] = [{"n": n} for n in range(1200)]
+        too_big[1150] = {"n": "x" * (driver.max_message_bytes + 1)}
+        with pytest.raises(PayloadTooLarge):
+            app.dispatch_many(bulk, too_big, queue="bulk", delay=delay)
         dispatched_at = time.time()
         ids = app.dispatch_many(bulk, [{"n": n} for n in range(1200)], queue="bulk", delay=delay)
     finally:

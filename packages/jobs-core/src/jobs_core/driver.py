@@ -178,6 +178,27 @@ class Driver(abc.ABC):
 
     def _validate_batch(self, batch: MessageBatch) -> list[bytes]:
         """:meth:`validate` for a bulk batch: shared fields checked once, no message objects."""
+        self._check_common(batch)
+        _, bodies = batch.encoded()
+        self.check_sizes(bodies)
+        return bodies
+
+    def check_batch(self, batch: MessageBatch) -> None:
+        """:meth:`validate` for a bulk batch, without encoding it.
+
+        For a driver that writes a batch as it reads its encodings
+        (:meth:`MessageBatch.encoded <jobs_core.message.MessageBatch.encoded>`
+        a chunk at a time) and cannot take back what it wrote: every check
+        :meth:`validate` makes, sizes included
+        (:meth:`MessageBatch.largest <jobs_core.message.MessageBatch.largest>`),
+        before anything is written.
+        """
+        self._check_common(batch)
+        largest = batch.largest()
+        if largest > self.max_message_bytes:
+            raise PayloadTooLarge(largest, self.max_message_bytes, self.name)
+
+    def _check_common(self, batch: MessageBatch) -> None:
         common = batch.common
         validate_queue_name(common["queue"])
         if common["available_at"] > time.time():
@@ -186,9 +207,6 @@ class Driver(abc.ABC):
             self.require(Capability.PRIORITY, "a message with a non-zero priority")
         if common["unique_key"] is not None:
             self.require(Capability.UNIQUE, "a message with a unique_key")
-        _, bodies = batch.encoded()
-        self.check_sizes(bodies)
-        return bodies
 
     def check_sizes(self, bodies: Sequence[bytes]) -> None:
         """Raise :class:`~jobs_core.errors.PayloadTooLarge` for the first body over the limit.

@@ -398,20 +398,22 @@ def _splice(parts: tuple[bytes, bytes, bytes], ids: Sequence[str], payloads: Seq
     """Each message's encoding: the shared envelope with its id and payload put in."""
     head, middle, tail = parts
     join = b"".join
+    return [
+        join((head, ident.encode(), middle, payload, tail))
+        for ident, payload in zip(ids, _dump_all(payloads), strict=True)
+    ]
+
+
+def _dump_all(payloads: Sequence[Any]) -> list[bytes]:
+    """The encodings of payloads already checked with :func:`~jobs_core.serializer.check_json`."""
     fast = serializer.FAST_DUMPS
     if fast is not None:
         try:
-            return [
-                join((head, ident.encode(), middle, fast(payload), tail))
-                for ident, payload in zip(ids, payloads, strict=True)
-            ]
+            return [fast(payload) for payload in payloads]
         except TypeError:
             pass  # an integer beyond 64 bits: dump_bytes encodes it
     dump = serializer.dump_bytes
-    return [
-        join((head, ident.encode(), middle, dump(payload, checked=True), tail))
-        for ident, payload in zip(ids, payloads, strict=True)
-    ]
+    return [dump(payload, checked=True) for payload in payloads]
 
 
 class MessageBatch(Sequence[Message]):
@@ -435,6 +437,7 @@ class MessageBatch(Sequence[Message]):
         self._ids: list[str] = []
         self._bodies: list[bytes] = []
         self._built: list[Message | None] = [None] * len(payloads)
+        self._dumped: list[bytes] | None = None  # the payloads' encodings, once largest() ran
 
     @property
     def common(self) -> Mapping[str, Any]:
@@ -452,8 +455,35 @@ class MessageBatch(Sequence[Message]):
                     self._bodies.append(message.encode())
                 continue
             ids = new_ids(len(chunk))
-            self._bodies.extend(_splice(self._parts, ids, chunk))
+            if self._dumped is None:
+                self._bodies.extend(_splice(self._parts, ids, chunk))
+            else:
+                head, middle, tail = self._parts
+                join = b"".join
+                dumped = self._dumped[start : start + self.CHUNK]
+                self._bodies.extend(
+                    join((head, ident.encode(), middle, payload, tail))
+                    for ident, payload in zip(ids, dumped, strict=True)
+                )
             self._ids.extend(ids)
+
+    def largest(self) -> int:
+        """The size in bytes of the batch's largest encoded message.
+
+        Worked out from the shared envelope and each payload's encoding (kept
+        for the messages' encodings), without encoding the messages: a driver
+        that writes a batch as it encodes it checks sizes first with this.
+        """
+        if not self._payloads:
+            return 0
+        if self._parts is None:
+            _, bodies = self.encoded()
+            return max(map(len, bodies))
+        if self._dumped is None:
+            self._dumped = _dump_all(self._payloads)
+        head, middle, tail = self._parts
+        fixed = len(head) + len(middle) + len(tail) + len(self._ids[0] if self._ids else new_ids(1)[0])
+        return fixed + max(map(len, self._dumped))
 
     def ids(self) -> list[str]:
         """Every message's id, in order."""

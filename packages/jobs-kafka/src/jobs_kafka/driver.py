@@ -129,14 +129,18 @@ class KafkaDriver(Driver):
     def _enqueue_batch(self, batch: MessageBatch) -> list[str | None]:
         """A bulk dispatch: one queue and one due time for all, no message object per job."""
         queue = check_queue(batch.common["queue"])
-        bodies = self.validate(batch)
         if batch.common["available_at"] > time.time():
-            self._send(self._records(batch, bodies))
-        else:
-            topic = self.names.queue(queue)
-            self.admin.ensure([topic])
-            for partition, offset in self.writer.send_values(topic, bodies).items():
-                self.consumer.note_produced(topic, partition, offset)
+            self._send(self._records(batch, self.validate(batch)))
+            return list(batch.ids())
+        # Checked whole first (sizes included), then encoded and produced a chunk
+        # at a time: librdkafka sends one chunk while the next is encoded.
+        self.check_batch(batch)
+        topic = self.names.queue(queue)
+        self.admin.ensure([topic])
+        step = MessageBatch.CHUNK
+        chunks = (batch.encoded(start, start + step)[1] for start in range(0, len(batch), step))
+        for partition, offset in self.writer.send_chunks(topic, chunks).items():
+            self.consumer.note_produced(topic, partition, offset)
         return list(batch.ids())
 
     def inject_raw(self, queue: str, body: bytes) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -100,22 +100,31 @@ class Writer:
 
         The enqueue path: no object per record, one shared delivery callback.
         """
-        if not values:
-            return {}
-        batch = _Reports(len(values))
+        return self.send_chunks(topic, [values])
+
+    def send_chunks(self, topic: str, chunks: Iterable[Sequence[bytes]]) -> dict[int, int]:
+        """:meth:`send_values` for values that come a chunk at a time: each chunk is
+        handed to the producer as it comes, so that librdkafka compresses and
+        sends one chunk while the caller encodes the next.
+        """
+        batch = _Reports(0)
         report = batch.callback()
         deadline = time.monotonic() + self.settings.timeout + 1.0
         produce = self.producer.produce
-        for value in values:
-            while True:
-                try:
-                    # Positional arguments: confluent-kafka parses keywords slowly (~0.8 µs a call).
-                    produce(topic, value, None, -1, report)
-                    break
-                except BufferError:
-                    self._make_room(batch, deadline)
-                except KafkaException as exc:
-                    raise self._refused(exc) from exc
+        for values in chunks:
+            batch.total += len(values)
+            for value in values:
+                while True:
+                    try:
+                        # Positional arguments: confluent-kafka parses keywords slowly (~0.8 µs a call).
+                        produce(topic, value, None, -1, report)
+                        break
+                    except BufferError:
+                        self._make_room(batch, deadline)
+                    except KafkaException as exc:
+                        raise self._refused(exc) from exc
+        if not batch.total:
+            return {}
         self._wait(batch, deadline)
         # The reports of one partition arrive in offset order: the last one is the highest.
         delivered = batch.delivered
