@@ -19,7 +19,7 @@ from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core.errors import ConfigurationError
 from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy, validate_queue_name
-from jobs_core.serializer import check_json
+from jobs_core.serializer import check_each, check_json
 
 _UNSET: Any = object()
 
@@ -211,8 +211,7 @@ class Job:
             check_json(headers, "$.headers")
         common["headers"] = dict(headers) if headers else {}
         payloads = list(payloads)
-        for payload in payloads:
-            check_json(payload)
+        check_each(payloads)
         if len(payloads) == 1:  # one dispatch: nothing to share, encode when stored
             return [Message.build({**common, "id": new_id(), "payload": payloads[0]})]
         if len(payloads) <= MessageBatch.CHUNK:

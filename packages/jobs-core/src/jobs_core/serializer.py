@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from jobs_core.errors import MalformedMessage, PayloadNotJSON, SerializationError
@@ -139,6 +139,27 @@ def check_json(value: object, path: str = "$") -> None:
                 stack.append((sub, f"{where}.{key}"))
             continue
         raise PayloadNotJSON(where, type(item).__name__)
+
+
+def check_each(values: Iterable[object]) -> None:
+    """:func:`check_json` for each of ``values`` (the payloads of a bulk dispatch).
+
+    The common payload, an object of ASCII keys and scalar values, is checked
+    inline: no call per value.
+    """
+    for value in values:
+        if type(value) is dict:
+            for key, sub in value.items():
+                kind = type(sub)
+                if not (
+                    type(key) is str
+                    and key.isascii()
+                    and (kind is int or sub is None or kind is bool or (kind is str and sub.isascii()))
+                ):
+                    check_json(value)
+                    break
+        else:
+            check_json(value)
 
 
 def dump_bytes(value: JSONValue, *, checked: bool = False) -> bytes:
