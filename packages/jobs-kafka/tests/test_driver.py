@@ -10,7 +10,7 @@ from collections.abc import Callable
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 from jobs_core.errors import BackendUnavailable, OperationTimedOut, PayloadTooLarge
-from jobs_core.message import Message, ScheduleRecord
+from jobs_core.message import Delivery, Message, ScheduleRecord
 from jobs_kafka import KafkaDriver
 from jobs_kafka.testing.broker import TansuBroker
 
@@ -290,3 +290,35 @@ def test_a_bulk_dispatch_arrives_whole_and_in_order(
     if delay:
         assert min(d.message.available_at for d in got) >= dispatched_at + delay
         assert received_at >= dispatched_at + delay  # never handed out early
+
+
+def test_after_a_bulk_dispatch_an_empty_reserve_means_this_process_read_all_it_wrote(
+    make_driver: Callable[..., KafkaDriver],
+) -> None:
+    """The bulk path has no delivery report per record: the driver knows what it
+    wrote by count, which must still keep reserve(timeout=0) from coming back
+    empty while its own records are unread.
+    """
+    from jobs_core import job
+    from jobs_core.job import job_instance
+    from jobs_core.message import MessageBatch
+
+    @job(name="kafka.spread")
+    def spread(payload: object) -> None:
+        """Does nothing."""
+
+    driver = make_driver(partitions=3)
+    assert driver.join(["spread"], timeout=30)
+    for _ in range(2):
+        batch = job_instance(spread).to_messages([{"n": n} for n in range(1600)], queue="spread")
+        assert isinstance(batch, MessageBatch)
+        ids = driver.enqueue(batch)
+        got: list[Delivery] = []
+        while True:
+            found = driver.reserve(["spread"], limit=400, lease=30, timeout=0)
+            if not found:
+                break
+            got += found
+        assert sorted(d.id for d in got) == sorted(i for i in ids if i is not None)
+        driver.ack_many(got)
+    assert driver.stats("spread").pending == 0

@@ -24,6 +24,9 @@ from jobs_kafka.producing import Record, Writer
 from jobs_kafka.settings import KafkaSettings
 from jobs_kafka.topics import TopicAdmin, TopicNames, check_queue
 
+#: How long bulk enqueues reuse the partition list of a queue topic (seconds).
+PARTITIONS_TTL = 30.0
+
 log = logging.getLogger("jobs_kafka")
 
 
@@ -57,6 +60,7 @@ class KafkaDriver(Driver):
         self.admin = TopicAdmin(self.settings)
         self.writer = Writer(self.settings)
         self.consumer = ConsumerSet(self.settings)
+        self._partition_cache: dict[str, tuple[float, list[int]]] = {}
         self.dead = DeadLetters(self.settings, self.names, self.admin, self.writer)
         self.control = ControlLog(self.settings, self.names, self.admin, self.writer)
         self._forwarders: dict[str, DelayForwarder] = {}
@@ -139,9 +143,30 @@ class KafkaDriver(Driver):
         self.admin.ensure([topic])
         step = MessageBatch.CHUNK
         chunks = (batch.encoded(start, start + step)[1] for start in range(0, len(batch), step))
-        for partition, offset in self.writer.send_chunks(topic, chunks).items():
-            self.consumer.note_produced(topic, partition, offset)
+        partitions = self._partitions(topic)
+        if partitions:
+            # Each chunk to one partition in turn, without a delivery report per
+            # record: what this process wrote is known by count, not by offset.
+            before = self.consumer.next_offsets(topic, partitions)
+            counts = self.writer.send_spread(topic, partitions, chunks)
+            self.consumer.note_written(topic, counts, before)
+        else:  # not in the metadata yet: the producer finds the partitions
+            for partition, offset in self.writer.send_chunks(topic, chunks).items():
+                self.consumer.note_produced(topic, partition, offset)
         return list(batch.ids())
+
+    def _partitions(self, topic: str) -> list[int]:
+        """The partition ids of ``topic`` from metadata read at most every
+        :data:`PARTITIONS_TTL` seconds (empty while the brokers do not list it).
+        """
+        now = time.monotonic()
+        cached = self._partition_cache.get(topic)
+        if cached is not None and now - cached[0] < PARTITIONS_TTL:
+            return cached[1]
+        partitions = sorted(self.admin.partitions(topic) or [])
+        if partitions:
+            self._partition_cache[topic] = (now, partitions)
+        return partitions
 
     def inject_raw(self, queue: str, body: bytes) -> None:
         """Write ``body`` as-is to the queue's topic."""

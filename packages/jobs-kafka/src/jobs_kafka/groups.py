@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from jobs_kafka.consuming import Handle, Key, QueueConsumer
 from jobs_kafka.partitions import Fetched
@@ -69,6 +69,30 @@ class ConsumerSet:
         with self.cond:
             if offset > self.produced.get(key, -1):
                 self.produced[key] = offset
+
+    def next_offsets(self, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+        """Per partition, the offset the next record written to it gets, as far as this
+        process knows (from what it read and what it wrote): a lower bound.
+        """
+        with self.cond:
+            consumer = self.by_topic.get(topic)
+            found = {}
+            for partition in partitions:
+                key = (topic, partition)
+                known = self.produced.get(key, -1) + 1
+                state = consumer.parts.get(key) if consumer is not None else None
+                if state is not None:
+                    known = max(known, state.eof_offset, state.next_offset or 0)
+                found[partition] = known
+            return found
+
+    def note_written(self, topic: str, counts: Mapping[int, int], before: Mapping[int, int]) -> None:
+        """Remember that this process wrote ``counts[p]`` records to partition ``p``,
+        each at an offset of ``before[p]`` (from :meth:`next_offsets`, taken before
+        writing) or later: its highest offset is at least ``before[p] + counts[p] - 1``.
+        """
+        for partition, count in counts.items():
+            self.note_produced(topic, partition, before[partition] + count - 1)
 
     def take(self, topics: Sequence[str], limit: int, lease: float) -> list[tuple[Fetched, str, int]]:
         """Lease up to ``limit`` records, serving ``topics`` in order."""
