@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
 import time
 import uuid
@@ -191,8 +192,13 @@ class DatabaseDriver(AdminOperations, Driver):
         self._ensure_schema()
         attempts = len(RETRY_BACKOFF) + 1 if retry else 1
         recreated = False
+        # The latency path (one statement that commits on its own) skips _begin.
+        engine = self._relaxed_engine if relaxed else self._auto_engine if autocommit else None
         for attempt in range(attempts):
             try:
+                if engine is not None:
+                    with engine.connect() as conn:
+                        return fn(conn)
                 with self._begin(autocommit, relaxed) as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as exc:
@@ -508,7 +514,7 @@ class DatabaseDriver(AdminOperations, Driver):
     # -- reserve ------------------------------------------------------------
 
     def _claim(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
-        token = uuid.uuid4().hex[:16] + ":"
+        token = os.urandom(8).hex() + ":"
 
         def claim(conn: sa.Connection) -> list[tuple[Handle, str, bytes, float]]:
             now = time.time()
