@@ -24,6 +24,8 @@ from jobs_core.errors import InvalidName, MalformedMessage
 
 #: Version of the JSON envelope written by :meth:`Message.encode`.
 ENVELOPE_VERSION = 1
+#: Characters in a message id made by :func:`new_id` or :func:`new_ids`.
+ID_LENGTH = 32
 #: Retries after the first failed attempt, unless the job or the dispatch says otherwise.
 DEFAULT_MAX_RETRIES = 3
 
@@ -383,7 +385,7 @@ def _build_spliced(
         return [cls.build({**common, "id": i, "payload": p}) for i, p in zip(ids, payloads, strict=True)]
     new = object.__new__
     messages = []
-    for ident, payload, body in zip(ids, payloads, _splice(parts, ids, payloads), strict=True):
+    for ident, payload, body in zip(ids, payloads, _splice(parts, ids, _dump_all(payloads)), strict=True):
         message = new(cls)
         fields = message.__dict__
         fields.update(common)
@@ -394,13 +396,13 @@ def _build_spliced(
     return messages
 
 
-def _splice(parts: tuple[bytes, bytes, bytes], ids: Sequence[str], payloads: Sequence[Any]) -> list[bytes]:
-    """Each message's encoding: the shared envelope with its id and payload put in."""
+def _splice(parts: tuple[bytes, bytes, bytes], ids: Sequence[str], payloads: Sequence[bytes]) -> list[bytes]:
+    """Each message's encoding: the shared envelope with its id and encoded payload put in."""
     head, middle, tail = parts
     join = b"".join
     return [
         join((head, ident.encode(), middle, payload, tail))
-        for ident, payload in zip(ids, _dump_all(payloads), strict=True)
+        for ident, payload in zip(ids, payloads, strict=True)
     ]
 
 
@@ -455,16 +457,10 @@ class MessageBatch(Sequence[Message]):
                     self._bodies.append(message.encode())
                 continue
             ids = new_ids(len(chunk))
-            if self._dumped is None:
-                self._bodies.extend(_splice(self._parts, ids, chunk))
-            else:
-                head, middle, tail = self._parts
-                join = b"".join
-                dumped = self._dumped[start : start + self.CHUNK]
-                self._bodies.extend(
-                    join((head, ident.encode(), middle, payload, tail))
-                    for ident, payload in zip(ids, dumped, strict=True)
-                )
+            # The payloads' encodings: kept from largest(), or made now.
+            kept = self._dumped
+            dumped = _dump_all(chunk) if kept is None else kept[start : start + self.CHUNK]
+            self._bodies.extend(_splice(self._parts, ids, dumped))
             self._ids.extend(ids)
 
     def largest(self) -> int:
@@ -482,7 +478,7 @@ class MessageBatch(Sequence[Message]):
         if self._dumped is None:
             self._dumped = _dump_all(self._payloads)
         head, middle, tail = self._parts
-        fixed = len(head) + len(middle) + len(tail) + len(self._ids[0] if self._ids else new_ids(1)[0])
+        fixed = len(head) + len(middle) + len(tail) + ID_LENGTH
         return fixed + max(map(len, self._dumped))
 
     def ids(self) -> list[str]:

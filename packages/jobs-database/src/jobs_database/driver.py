@@ -155,21 +155,11 @@ class DatabaseDriver(AdminOperations, Driver):
             self._notify_stmt = sa.text("SELECT pg_notify(:channel, :queue)")
 
     @contextlib.contextmanager
-    def _begin(self, autocommit: bool = False, relaxed: bool = False) -> Iterator[sa.Connection]:
-        """A connection in a transaction, committed on success.
-
-        With ``autocommit`` (where the driver has an autocommit engine), a
-        connection whose statements each commit on their own instead; with
-        ``relaxed`` too, one whose commits do not wait for the disk (claims
-        and acks only, see :func:`~jobs_database.engine.create_engine`).
+    def _begin(self) -> Iterator[sa.Connection]:
+        """A connection in a transaction, committed on success (on SQLite, under
+        this process's write lock).
         """
-        if relaxed and self._relaxed_engine is not None:
-            with self._relaxed_engine.connect() as conn:
-                yield conn
-        elif autocommit and self._auto_engine is not None:
-            with self._auto_engine.connect() as conn:
-                yield conn
-        elif self._serial is not None:
+        if self._serial is not None:
             with self._serial, self.engine.begin() as conn:
                 yield conn
         else:
@@ -192,14 +182,17 @@ class DatabaseDriver(AdminOperations, Driver):
         self._ensure_schema()
         attempts = len(RETRY_BACKOFF) + 1 if retry else 1
         recreated = False
-        # The latency path (one statement that commits on its own) skips _begin.
+        # One statement that commits on its own (where the driver has such
+        # engines): a connection of the autocommit engine, or with ``relaxed``
+        # of the one whose commits do not wait for the disk (claims and acks
+        # only, see jobs_database.engine.create_engine). Otherwise a transaction.
         engine = self._relaxed_engine if relaxed else self._auto_engine if autocommit else None
         for attempt in range(attempts):
             try:
                 if engine is not None:
                     with engine.connect() as conn:
                         return fn(conn)
-                with self._begin(autocommit, relaxed) as conn:
+                with self._begin() as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as exc:
                 # Only a pooled connection that died is worth a second try here;
