@@ -22,6 +22,14 @@ import weakref
 from collections.abc import Sequence
 from typing import Any
 
+generators: Any
+pq: Any
+errors: Any
+try:
+    from psycopg import errors, generators, pq
+except ImportError:  # pragma: no cover - PostgreSQL support not installed
+    errors = generators = pq = None
+
 #: PostgreSQL type OIDs of the parameter types used here.
 OIDS = {
     "bool": 16,
@@ -53,8 +61,6 @@ def usable(connection: Any) -> bool:
     before a cursor's first statement, and only the cursor knows to. The
     driver then runs the same SQL through the cursor.
     """
-    from psycopg import pq
-
     if getattr(connection, "prepare_threshold", None) is None:
         return False
     return bool(connection.autocommit) or connection.pgconn.transaction_status == pq.TransactionStatus.INTRANS
@@ -72,8 +78,6 @@ class PreparedStatement:
 
     def run(self, connection: Any, params: Sequence[bytes | None]) -> list[tuple[bytes | None, ...]]:
         """Run on ``connection`` (a psycopg connection, idle); the rows, each value in binary."""
-        from psycopg import generators, pq
-
         pgconn = connection.pgconn
         prepared = _PREPARED.get(connection)
         if prepared is None:
@@ -101,8 +105,6 @@ class PreparedStatement:
 
 def _result(connection: Any, results: list[Any]) -> Any:
     """The last result of a statement; psycopg's error if one failed."""
-    from psycopg import errors, pq
-
     for result in results:
         if result.status not in (pq.ExecStatus.TUPLES_OK, pq.ExecStatus.COMMAND_OK):
             raise errors.error_from_result(result, encoding=connection.info.encoding)
