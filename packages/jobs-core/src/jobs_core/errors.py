@@ -8,6 +8,8 @@ have ``retryable = True``.
 
 from __future__ import annotations
 
+from jobs_core.limits import MAX_SECONDS
+
 
 class JobsError(Exception):
     """Base class of every error raised by jobs and its drivers."""
@@ -78,6 +80,20 @@ class PayloadNotJSON(SerializationError, TypeError):
         )
 
 
+class PayloadOutOfRange(SerializationError, ValueError):
+    """A payload is JSON, but beyond what a worker could read back exactly.
+
+    Containers nested deeper than :data:`~jobs_core.limits.MAX_NESTING`, or an
+    integer larger than :data:`~jobs_core.limits.MAX_INT_BITS` bits. ``path``
+    locates the value.
+    """
+
+    def __init__(self, path: str, problem: str) -> None:
+        self.path = path
+        self.problem = problem
+        super().__init__(f"payload is out of range: value at {path} {problem}")
+
+
 class PayloadTooLarge(SerializationError):
     """An encoded message is larger than the driver accepts."""
 
@@ -141,12 +157,26 @@ class ScheduleNotFound(ScheduleError):
 class Retry(JobsError):
     """Raise from a job or middleware to retry the job after ``delay`` seconds.
 
-    The attempt counts against the job's retries.
+    The attempt counts against the job's retries. ``delay`` is ``None`` (the
+    job's retry policy decides) or seconds from 0 to
+    :data:`~jobs_core.limits.MAX_SECONDS`; anything else (NaN, an infinity, a
+    negative number, a bool) raises :class:`ConfigurationError` from the
+    constructor, so the attempt fails with that error as its reason instead.
     """
 
     def __init__(self, delay: float | None = None, reason: str = "retry requested") -> None:
+        if delay is not None and not _is_seconds(delay):
+            raise ConfigurationError(
+                f"Retry(delay=...) must be None or a number of seconds from 0 to {MAX_SECONDS:.0f} "
+                f"(100 years), got {delay!r}"
+            )
         self.delay = delay
         super().__init__(reason)
+
+
+def _is_seconds(value: object) -> bool:
+    """Whether ``value`` is a duration within the limits (not a bool, NaN or an infinity)."""
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and 0 <= value <= MAX_SECONDS
 
 
 class SkipJob(JobsError):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal, overload
 
-from jobs_core import serializer
+from jobs_core import limits, serializer
 from jobs_core.errors import InvalidName, MalformedMessage
 
 #: Version of the JSON envelope written by :meth:`Message.encode`.
@@ -29,16 +29,17 @@ ID_LENGTH = 32
 #: Retries after the first failed attempt, unless the job or the dispatch says otherwise.
 DEFAULT_MAX_RETRIES = 3
 
-QUEUE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+QUEUE_NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 """Queue names: 1 to 100 characters of ``A-Z a-z 0-9 . _ -``, starting with a
-letter or digit. Safe as a SQL value, a Kafka topic suffix and a file name."""
+letter or digit, and nothing else (no trailing newline). Safe as a SQL value,
+a Kafka topic suffix and a file name."""
 
 Backoff = Literal["fixed", "exponential"]
 
 
 def validate_queue_name(name: object) -> str:
     """Return ``name`` if it is a valid queue name, else raise :class:`InvalidName`."""
-    if not isinstance(name, str) or not QUEUE_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not QUEUE_NAME_PATTERN.fullmatch(name):
         raise InvalidName(
             f"invalid queue name {name!r}: use 1-100 characters of letters, digits, "
             "'.', '_' or '-', starting with a letter or digit"
@@ -121,7 +122,7 @@ class RetryPolicy:
                 get("max_delay", 3600.0),
                 get("jitter", True),
             )
-        except (TypeError, ValueError, AttributeError) as exc:
+        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
             raise MalformedMessage(f"invalid retry policy: {exc}") from exc
 
 
@@ -148,8 +149,8 @@ def _policy_from_values(backoff: object, delay: object, max_delay: object, jitte
         raise ValueError(f"unknown backoff {backoff!r}")
     return RetryPolicy(
         backoff=backoff,
-        delay=float(delay),  # type: ignore[arg-type]
-        max_delay=float(max_delay),  # type: ignore[arg-type]
+        delay=_seconds("retry delay", delay),
+        max_delay=_seconds("max retry delay", max_delay),
         jitter=bool(jitter),
     )
 
@@ -295,7 +296,12 @@ class Message:
 
     @classmethod
     def from_dict(cls, data: object) -> Message:
-        """Build a message from its envelope; :class:`MalformedMessage` names what is wrong."""
+        """Build a message from its envelope; :class:`MalformedMessage` names what is wrong.
+
+        Every field is checked against the limits of :mod:`jobs_core.limits`
+        (types, finiteness, ranges), so that a message read back can always be
+        run, retried or failed.
+        """
         if type(data) is not dict:
             raise MalformedMessage(f"message envelope must be an object, got {type(data).__name__}")
         try:
@@ -322,11 +328,9 @@ class Message:
             if last_error is not None and type(last_error) is not str:
                 raise ValueError("last_error must be a string")
             created_at = get("created_at")
-            if created_at is None:
-                created_at = time.time()
+            created_at = time.time() if created_at is None else _timestamp("created_at", created_at)
             available_at = get("available_at")
-            if available_at is None:
-                available_at = created_at
+            available_at = created_at if available_at is None else _timestamp("available_at", available_at)
             attempts = get("attempts", 0)
             max_retries = get("max_retries", DEFAULT_MAX_RETRIES)
             priority = get("priority", 0)
@@ -336,26 +340,85 @@ class Message:
                 payload=get("payload"),
                 queue=queue,
                 id=ident,
-                attempts=attempts if type(attempts) is int else int(attempts),
-                max_retries=max_retries if type(max_retries) is int else int(max_retries),
+                attempts=_count("attempts", attempts),
+                max_retries=_count("max_retries", max_retries),
                 retry=RetryPolicy.from_dict(retry) if retry else _DEFAULT_POLICY,
-                timeout=None if timeout is None else float(timeout),
-                priority=priority if type(priority) is int else int(priority),
-                available_at=available_at if type(available_at) is float else float(available_at),
-                created_at=created_at if type(created_at) is float else float(created_at),
+                timeout=None if timeout is None else _seconds("timeout", timeout),
+                priority=_priority(priority),
+                available_at=available_at,
+                created_at=created_at,
                 unique_key=unique_key,
-                unique_ttl=None if unique_ttl is None else float(unique_ttl),
+                unique_ttl=None if unique_ttl is None else _seconds("unique_ttl", unique_ttl),
                 headers=headers,
                 last_error=last_error,
             )
             return message
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, OverflowError) as exc:
             raise MalformedMessage(f"invalid message envelope: {exc}") from exc
 
     @classmethod
     def decode(cls, body: bytes | str) -> Message:
-        """Inverse of :meth:`encode`; raises :class:`MalformedMessage`."""
-        return cls.from_dict(serializer.loads(body))
+        """Inverse of :meth:`encode`; raises :class:`MalformedMessage`.
+
+        Whatever goes wrong while reading a record (not JSON, nested too deep
+        to decode, numbers out of range, fields of the wrong type) is a
+        :class:`MalformedMessage` naming the problem, never another exception,
+        so a driver can move that one record to the failed store and go on.
+        """
+        try:
+            return cls.from_dict(serializer.loads(body))
+        except MalformedMessage:
+            raise
+        except RecursionError:
+            raise MalformedMessage("message nested too deeply to decode") from None
+        except Exception as exc:  # any other surprise from odd data stays with this record
+            raise MalformedMessage(f"cannot decode message: {type(exc).__name__}: {exc}") from exc
+
+
+def _count(what: str, value: object) -> int:
+    """An envelope count (``attempts``, ``max_retries``): an int, 0 to ``MAX_RETRIES``."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is not int:
+        raise ValueError(f"{what} must be an integer, got {value!r}")
+    if not 0 <= value <= limits.MAX_RETRIES:
+        raise ValueError(f"{what} must be between 0 and {limits.MAX_RETRIES}, got {value!r}")
+    return value
+
+
+def _priority(value: object) -> int:
+    """An envelope priority: a 32-bit signed int."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int and limits.MIN_PRIORITY <= value <= limits.MAX_PRIORITY:
+        return value
+    raise ValueError(
+        f"priority must be an integer between {limits.MIN_PRIORITY} and {limits.MAX_PRIORITY}, got {value!r}"
+    )
+
+
+def _number(value: object) -> float:
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        return float(value)  # OverflowError for a huge int: a MalformedMessage
+    raise TypeError(f"expected a number, got {type(value).__name__}")
+
+
+def _seconds(what: str, value: object) -> float:
+    """An envelope duration: finite, from 0 to :data:`~jobs_core.limits.MAX_SECONDS`."""
+    seconds = _number(value)
+    if not 0.0 <= seconds <= limits.MAX_SECONDS:  # False for NaN too
+        raise ValueError(f"{what} must be between 0 and {limits.MAX_SECONDS:.0f} seconds, got {value!r}")
+    return seconds
+
+
+def _timestamp(what: str, value: object) -> float:
+    """An envelope time: a finite Unix timestamp from 0 to :data:`~jobs_core.limits.MAX_TIMESTAMP`."""
+    stamp = value if type(value) is float else _number(value)
+    if not 0.0 <= stamp <= limits.MAX_TIMESTAMP:
+        raise ValueError(f"{what} must be a Unix time from 0 to {limits.MAX_TIMESTAMP:.0f}, got {value!r}")
+    return stamp
 
 
 def _envelope_parts(cls: type[Message], common: dict[str, Any]) -> tuple[bytes, bytes, bytes] | None:

@@ -18,7 +18,8 @@ import math
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from jobs_core.errors import MalformedMessage, PayloadNotJSON, SerializationError
+from jobs_core.errors import MalformedMessage, PayloadNotJSON, PayloadOutOfRange, SerializationError
+from jobs_core.limits import MAX_INT_BITS, MAX_NESTING
 
 _orjson: Any
 try:  # optional accelerator
@@ -30,11 +31,16 @@ JSONValue = Any
 """A value made only of ``dict`` (str keys), ``list``, ``str``, ``int``,
 ``float`` (finite), ``bool`` and ``None``."""
 
-#: A run of 20 digits may be an integer beyond 64 bits, which orjson would read as a
-#: float. Found by mapping every digit to "0" and everything else to " ", then
-#: looking for twenty "0"s: a few times faster than a regular expression.
-_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+#: A run of 20 digits, or a minus sign and 19 digits, may be an integer beyond
+#: 64 bits (orjson holds -2**63 to 2**64 - 1), which orjson would read as a
+#: float. Found by mapping every digit to "0", "-" to itself and everything
+#: else to " ", then looking for those runs: a few times faster than a regular
+#: expression.
+_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 45 if i == 45 else 32 for i in range(256))
 _LONG_DIGITS = b"0" * 20
+_LONG_NEGATIVE = b"-" + b"0" * 19
+#: Integers strictly inside this bound need no size check.
+_BIG_INT = 2**64
 
 #: Which JSON library encodes and decodes: ``"orjson"`` or ``"json"``.
 BACKEND = "orjson" if _orjson is not None else "json"
@@ -51,7 +57,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text[:20]}... is infinity when parsed as a float")
+    return value
+
+
+# Like orjson: NaN and Infinity literals, and numbers too large for a float, are not JSON data.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
 def _is_plain(value: object) -> bool:
@@ -63,7 +77,12 @@ def _is_plain(value: object) -> bool:
             if not (
                 type(key) is str
                 and key.isascii()
-                and (kind is int or sub is None or kind is bool or (kind is str and sub.isascii()))
+                and (
+                    (kind is int and -_BIG_INT < sub < _BIG_INT)
+                    or sub is None
+                    or kind is bool
+                    or (kind is str and sub.isascii())
+                )
             ):
                 return _is_plain_deep(value)
         return True
@@ -71,35 +90,50 @@ def _is_plain(value: object) -> bool:
 
 
 def _is_plain_deep(value: object) -> bool:
-    stack = [value]
-    pop, push, extend = stack.pop, stack.append, stack.extend
-    while stack:
-        item = pop()
-        kind = type(item)
-        if kind is str:
-            text: str = item  # type: ignore[assignment]
-            if not text.isascii():
-                try:
-                    text.encode("utf-8")
-                except UnicodeEncodeError:
+    """Check a level of nesting at a time, so that the depth is known without a stack of pairs."""
+    level = [value]
+    depth = 0
+    while level:
+        depth += 1  # a container in ``level`` nests ``depth`` deep
+        nested: list[object] = []
+        extend = nested.extend
+        for item in level:
+            kind = type(item)
+            if kind is str:
+                text: str = item  # type: ignore[assignment]
+                if not text.isascii():
+                    try:
+                        text.encode("utf-8")
+                    except UnicodeEncodeError:
+                        return False
+            elif kind is int:
+                number: int = item  # type: ignore[assignment]
+                if not -_BIG_INT < number < _BIG_INT and abs(number).bit_length() > MAX_INT_BITS:
                     return False
-        elif kind is int:
-            continue
-        elif kind is dict:
-            for key, sub in item.items():  # type: ignore[attr-defined]
-                if type(key) is not str:
+            elif kind is dict:
+                if depth > MAX_NESTING:
                     return False
-                push(key)
-                push(sub)
-        elif kind is list:
-            extend(item)  # type: ignore[arg-type]
-        elif kind is float:
-            if not math.isfinite(item):  # type: ignore[arg-type]
+                for key in item:  # type: ignore[attr-defined]
+                    if type(key) is not str:
+                        return False
+                    if not key.isascii():
+                        try:
+                            key.encode("utf-8")
+                        except UnicodeEncodeError:
+                            return False
+                extend(item.values())  # type: ignore[attr-defined]
+            elif kind is list:
+                if depth > MAX_NESTING:
+                    return False
+                extend(item)  # type: ignore[arg-type]
+            elif kind is float:
+                if not math.isfinite(item):  # type: ignore[arg-type]
+                    return False
+            elif item is None or kind is bool:
+                continue
+            else:
                 return False
-        elif item is None or kind is bool:
-            continue
-        else:
-            return False
+        level = nested
     return True
 
 
@@ -108,14 +142,22 @@ def check_json(value: object, path: str = "$") -> None:
 
     Tuples, sets, bytes, datetimes, enums and other subclasses, NaN, strings
     with lone surrogates and non-string dict keys are refused, so that what a
-    worker receives is exactly what was dispatched.
+    worker receives is exactly what was dispatched. Data beyond the limits of
+    :mod:`jobs_core.limits` (nesting deeper than
+    :data:`~jobs_core.limits.MAX_NESTING`, integers beyond
+    :data:`~jobs_core.limits.MAX_INT_BITS` bits) raises
+    :class:`PayloadOutOfRange`.
     """
     if _is_plain(value):
         return
-    stack: list[tuple[object, str]] = [(value, path)]
+    stack: list[tuple[object, str, int]] = [(value, path, 1)]
     while stack:
-        item, where = stack.pop()
-        if item is None or type(item) is bool or type(item) is int:
+        item, where, depth = stack.pop()
+        if item is None or type(item) is bool:
+            continue
+        if type(item) is int:
+            if abs(item).bit_length() > MAX_INT_BITS:
+                raise PayloadOutOfRange(where, f"is an integer of more than {MAX_INT_BITS} bits")
             continue
         if type(item) is str:
             try:
@@ -127,16 +169,19 @@ def check_json(value: object, path: str = "$") -> None:
             if not math.isfinite(item):
                 raise PayloadNotJSON(where, f"float ({item!r})")
             continue
+        if type(item) in (list, dict) and depth > MAX_NESTING:
+            shown = where if len(where) <= 60 else f"{where[:60]}..."
+            raise PayloadOutOfRange(shown, f"nests containers more than {MAX_NESTING} deep")
         if type(item) is list:
             for index in range(len(item) - 1, -1, -1):
-                stack.append((item[index], f"{where}[{index}]"))
+                stack.append((item[index], f"{where}[{index}]", depth + 1))
             continue
         if type(item) is dict:
             for key, sub in item.items():
                 if type(key) is not str:
                     raise PayloadNotJSON(f"{where} key {key!r}", type(key).__name__)
-                stack.append((key, f"{where} key {key[:40]!r}"))
-                stack.append((sub, f"{where}.{key}"))
+                stack.append((key, f"{where} key {key[:40]!r}", depth + 1))
+                stack.append((sub, f"{where}.{key}", depth + 1))
             continue
         raise PayloadNotJSON(where, type(item).__name__)
 
@@ -182,11 +227,13 @@ def dumps(value: JSONValue) -> str:
 def loads(text: str | bytes) -> JSONValue:
     """Decode JSON text, raising :class:`MalformedMessage` on bad input.
 
-    ``NaN`` and ``Infinity`` literals are refused.
+    ``NaN`` and ``Infinity`` literals are refused, and so is data nested too
+    deeply for the decoder.
     """
     if _orjson is not None:
         raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
-        if _LONG_DIGITS not in raw.translate(_DIGITS_TO_ZERO):
+        shape = raw.translate(_DIGITS_TO_ZERO)
+        if _LONG_DIGITS not in shape and _LONG_NEGATIVE not in shape:
             try:
                 return _orjson.loads(raw)
             except _orjson.JSONDecodeError as exc:
@@ -197,3 +244,5 @@ def loads(text: str | bytes) -> JSONValue:
         return _DECODER.decode(text)
     except (ValueError, UnicodeDecodeError) as exc:
         raise MalformedMessage(f"not valid JSON: {exc}") from exc
+    except RecursionError:
+        raise MalformedMessage("not valid JSON: nested too deeply to decode") from None

@@ -13,6 +13,7 @@ from jobs_core.testing.conformance._helpers import (
     messages,
     payloads,
     reserve_until,
+    wait_for,
 )
 
 BAD_NAMES = ["", "has space", "-leading-dash", "x" * 101, "slash/name", "ünïcode", "semi;colon", "new\nline"]
@@ -86,12 +87,30 @@ def test_an_atomic_batch_with_one_bad_message_stores_nothing(
     assert_nothing(jobs_driver, [jobs_queue])
 
 
+def _envelope(extra: bytes) -> bytes:
+    """An envelope whose required fields are fine, with ``extra`` fields spliced in."""
+    return b'{"v":1,"id":"0123456789abcdef0123456789abcdef","name":"conformance.job","queue":"q",' + extra + b"}"
+
+
 MALFORMED = {
+    "empty": b"",
     "not-json": b"this is not json {",
     "not-utf8": b"\xff\xfe\x00garbage",
     "not-an-object": b"[1, 2, 3]",
     "missing-fields": b'{"payload": 1}',
     "wrong-types": b'{"id": 1, "name": ["x"], "queue": null}',
+    # Unusual data: numbers no float or column holds, nesting no decoder reads back.
+    "attempts-beyond-a-float": _envelope(b'"attempts":1e400'),
+    "due-time-beyond-a-float": _envelope(b'"available_at":' + b"9" * 400),
+    "retry-delay-beyond-a-float": _envelope(b'"retry":{"delay":1e999}'),
+    "retry-delay-nan": _envelope(b'"retry":{"delay":NaN}'),
+    "unknown-backoff": _envelope(b'"retry":{"backoff":"linear"}'),
+    "negative-timeout": _envelope(b'"timeout":-5'),
+    "priority-beyond-32-bits": _envelope(b'"priority":1099511627776'),
+    "attempts-negative": _envelope(b'"attempts":-1'),
+    "payload-nested-5000-deep": _envelope(b'"payload":' + b"[" * 5000 + b"]" * 5000),
+    "payload-integer-of-5000-digits": _envelope(b'"payload":' + b"7" * 5000),
+    "headers-not-strings": _envelope(b'"headers":{"a":1}'),
 }
 
 
@@ -107,12 +126,28 @@ def test_a_malformed_record_does_not_block_the_messages_behind_it(
 
 
 @pytest.mark.jobs_requires(Capability.RAW_INJECTION, Capability.FAILED_STORE)
+@pytest.mark.parametrize("body", list(MALFORMED.values()), ids=list(MALFORMED))
 def test_a_malformed_record_ends_in_the_failed_store_with_the_reason(
-    jobs_driver: Driver, jobs_queue: str
+    jobs_driver: Driver, jobs_queue: str, body: bytes
 ) -> None:
-    jobs_driver.inject_raw(jobs_queue, MALFORMED["not-json"])
+    jobs_driver.inject_raw(jobs_queue, body)
     enqueue_one(jobs_driver, message(jobs_queue, "behind"))
     assert payloads(reserve_until(jobs_driver, [jobs_queue], 1)) == ["behind"]
+    assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue)) == 1), "nothing reached the failed store"
     (entry,) = jobs_driver.failed(queue=jobs_queue)
     assert "malformed" in entry.error.lower()
     assert entry.queue == jobs_queue
+
+
+@pytest.mark.jobs_requires(Capability.RAW_INJECTION, Capability.FAILED_STORE)
+def test_every_malformed_record_at_the_head_of_a_queue_is_failed_and_the_jobs_behind_run(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    """A run of unreadable records, each of a different kind, stops nothing."""
+    for body in MALFORMED.values():
+        jobs_driver.inject_raw(jobs_queue, body)
+    enqueue_one(jobs_driver, message(jobs_queue, "first behind"))
+    enqueue_one(jobs_driver, message(jobs_queue, "second behind"))
+    got = payloads(reserve_until(jobs_driver, [jobs_queue], 2))
+    assert sorted(got) == ["first behind", "second behind"]
+    assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue, limit=100)) == len(MALFORMED))
