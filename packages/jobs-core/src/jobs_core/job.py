@@ -13,12 +13,15 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
+import operator
 import time
+import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
+from jobs_core import options
 from jobs_core.errors import ConfigurationError
-from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy, validate_queue_name
+from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy
 from jobs_core.serializer import check_each, check_json
 
 _UNSET: Any = object()
@@ -43,6 +46,11 @@ class Job:
         Seconds a run may take before it is stopped (``None``: no limit).
     ``default_priority``
         Higher runs first (``0``).
+
+    Every value is checked when the class is defined (and again at each
+    dispatch, in case an attribute was changed since): a value outside
+    :mod:`jobs_core.limits` raises :class:`~jobs_core.errors.ConfigurationError`
+    naming the attribute and the values it allows.
     """
 
     job_name: ClassVar[str] = ""
@@ -68,6 +76,7 @@ class Job:
                     f"{cls.__qualname__}.{attribute} shadows the fluent method "
                     f"Job.{attribute}(); use the class default named in the Job docstring"
                 )
+        _class_settings(cls)
 
     def handle(self, payload: Any) -> Any:
         """Do the work. Override; may be ``async def``."""
@@ -77,54 +86,47 @@ class Job:
 
     def on_queue(self, name: str) -> Job:
         """Dispatch to queue ``name``."""
-        self._overrides["queue"] = validate_queue_name(name)
+        self._overrides["queue"] = options.queue("on_queue()", name)
         return self
 
     def retries(self, count: int) -> Job:
-        """Allow ``count`` retries after the first failed attempt."""
-        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
-            raise ConfigurationError(f"retries must be an int >= 0, got {count!r}")
-        self._overrides["max_retries"] = count
+        """Allow ``count`` retries after the first failed attempt (0 to ``MAX_RETRIES``)."""
+        self._overrides["max_retries"] = options.retries("retries()", count)
         return self
 
     def retry_after(self, seconds: float, backoff: Backoff | None = None) -> Job:
-        """Wait ``seconds`` before retrying (optionally setting the backoff)."""
-        self._overrides["retry_delay"] = _non_negative("retry_after", seconds)
+        """Wait ``seconds`` before retrying (optionally setting the backoff,
+        ``"fixed"`` or ``"exponential"``).
+        """
+        delay = options.seconds("retry_after() seconds", seconds)
         if backoff is not None:
-            if backoff not in ("fixed", "exponential"):
-                raise ConfigurationError(f"backoff must be 'fixed' or 'exponential', got {backoff!r}")
-            self._overrides["backoff"] = backoff
+            self._overrides["backoff"] = options.backoff("retry_after() backoff", backoff)
+        self._overrides["retry_delay"] = delay
         return self
 
     def timeout(self, seconds: float | None) -> Job:
-        """Stop a run after ``seconds`` (``None``: no limit)."""
-        if seconds is not None:
-            seconds = _non_negative("timeout", seconds)
-            if seconds == 0:
-                raise ConfigurationError("timeout must be > 0 seconds, or None for no limit")
-        self._overrides["time_limit"] = seconds
+        """Stop a run after ``seconds`` (above 0; ``None``: no limit)."""
+        self._overrides["time_limit"] = options.timeout("timeout()", seconds)
         return self
 
     def delay(self, seconds: float) -> Job:
         """Make the job available ``seconds`` after dispatch."""
-        self._overrides["delay"] = _non_negative("delay", seconds)
+        self._overrides["delay"] = options.seconds("delay()", seconds)
         return self
 
     def priority(self, level: int) -> Job:
-        """Run before jobs of lower ``level`` on the same queue."""
-        if not isinstance(level, int) or isinstance(level, bool):
-            raise ConfigurationError(f"priority must be an int, got {level!r}")
-        self._overrides["priority"] = level
+        """Run before jobs of lower ``level`` on the same queue (a 32-bit signed int)."""
+        self._overrides["priority"] = options.priority("priority()", level)
         return self
 
     def unique(self, key: str, ttl: float | None = None) -> Job:
         """Drop this dispatch while another job with ``key`` is unfinished
         (for at most ``ttl`` seconds when given).
         """
-        if not isinstance(key, str) or not key:
-            raise ConfigurationError(f"unique key must be a non-empty string, got {key!r}")
-        self._overrides["unique_key"] = key
-        self._overrides["unique_ttl"] = None if ttl is None else _non_negative("unique ttl", ttl)
+        checked_key = options.unique_key("unique() key", key)
+        checked_ttl = options.unique_ttl("unique() ttl", ttl)
+        self._overrides["unique_key"] = checked_key
+        self._overrides["unique_ttl"] = checked_ttl
         return self
 
     # legacy setters --------------------------------------------------------
@@ -185,29 +187,29 @@ class Job:
         built as they are first read.
         """
         now = time.time() if now is None else now
-        wait = delay if delay is not None else self.option("delay")
-        if wait is not None:
-            wait = _non_negative("delay", wait)
+        settings = _class_settings(type(self))
+        overrides = self._overrides
+        if overrides:
+            settings = {**settings, **overrides}
+        wait = options.seconds("delay", delay) if delay is not None else settings.get("delay")
         common = {
-            "name": type(self).job_name,
-            "queue": validate_queue_name(queue if queue is not None else self.option("queue")),
+            "name": settings["job_name"],
+            "queue": options.queue("queue", queue) if queue is not None else settings["queue"],
             "attempts": 0,
-            "max_retries": self.option("max_retries"),
+            "max_retries": settings["max_retries"],
             "retry": retry_policy(
-                self.option("backoff"),
-                float(self.option("retry_delay")),
-                float(self.option("max_retry_delay")),
-                bool(self.option("jitter")),
+                settings["backoff"], settings["retry_delay"], settings["max_retry_delay"], settings["jitter"]
             ),
-            "timeout": self.option("time_limit"),
-            "priority": self.option("priority"),
+            "timeout": settings["time_limit"],
+            "priority": settings["priority"],
             "available_at": now + (wait or 0.0),
             "created_at": now,
-            "unique_key": self.option("unique_key"),
-            "unique_ttl": self.option("unique_ttl"),
+            "unique_key": settings.get("unique_key"),
+            "unique_ttl": settings.get("unique_ttl"),
             "last_error": None,
         }
         if headers:
+            headers = options.headers("headers", headers)
             check_json(headers, "$.headers")
         common["headers"] = dict(headers) if headers else {}
         payloads = list(payloads)
@@ -244,10 +246,45 @@ _FLUENT_METHODS = (
 )
 
 
-def _non_negative(what: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
-    return float(value)
+#: The class attributes of a job and the validator of each.
+_CLASS_OPTIONS: tuple[tuple[str, Callable[[str, Any], Any]], ...] = (
+    ("job_name", options.job_name),
+    ("queue", options.queue),
+    ("max_retries", options.retries),
+    ("retry_delay", options.seconds),
+    ("backoff", options.backoff),
+    ("max_retry_delay", options.seconds),
+    ("jitter", options.jitter),
+    ("time_limit", options.timeout),
+    ("default_priority", options.priority),
+)
+
+
+_ATTRIBUTES = operator.attrgetter(*(attribute for attribute, _ in _CLASS_OPTIONS))
+
+#: Per job class: its attribute values when last checked, and the settings they gave.
+_CHECKED: weakref.WeakKeyDictionary[type[Job], tuple[tuple[Any, ...], dict[str, Any]]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _class_settings(cls: type[Job]) -> dict[str, Any]:
+    """The validated class defaults of ``cls``, keyed as the job's overrides are (read only).
+
+    Called at every dispatch, since a class attribute may have been changed
+    after the class was defined: the values are checked again whenever one of
+    them is not the very object checked last time.
+    """
+    values = _ATTRIBUTES(cls)
+    known = _CHECKED.get(cls)
+    if known is not None and all(map(operator.is_, values, known[0])):
+        return known[1]
+    settings: dict[str, Any] = {}
+    for (attribute, check), value in zip(_CLASS_OPTIONS, values, strict=True):
+        settings[attribute] = check(f"{cls.__qualname__}.{attribute}", value)
+    settings["priority"] = settings.pop("default_priority")
+    _CHECKED[cls] = (values, settings)
+    return settings
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -366,22 +403,29 @@ def job(
         Jobs.dispatch(send_email, {"to": "a@example.com"})
 
     The function stays callable directly. ``async def`` functions run on the
-    worker's event loop.
+    worker's event loop. Every option is checked here, at decoration: a value
+    outside :mod:`jobs_core.limits` raises
+    :class:`~jobs_core.errors.ConfigurationError` naming the option.
     """
+    # Checked once, at decoration, under the names the decorator takes.
+    checked: dict[str, Any] = {
+        "queue": options.queue("@job(queue=...)", queue),
+        "max_retries": options.retries("@job(max_retries=...)", max_retries),
+        "retry_delay": options.seconds("@job(retry_delay=...)", retry_delay),
+        "backoff": options.backoff("@job(backoff=...)", backoff),
+        "max_retry_delay": options.seconds("@job(max_retry_delay=...)", max_retry_delay),
+        "jitter": options.jitter("@job(jitter=...)", jitter),
+        "time_limit": options.timeout("@job(timeout=...)", timeout),
+        "default_priority": options.priority("@job(priority=...)", priority),
+    }
+    if name is not None:
+        options.job_name("@job(name=...)", name)
 
     def decorate(func: Callable[[Any], Any]) -> JobFunction:
-        validate_queue_name(queue)
         attrs: dict[str, Any] = {
             "function": staticmethod(func),
             "job_name": name or f"{func.__module__}.{func.__qualname__}",
-            "queue": queue,
-            "max_retries": max_retries,
-            "retry_delay": retry_delay,
-            "backoff": backoff,
-            "max_retry_delay": max_retry_delay,
-            "jitter": jitter,
-            "time_limit": timeout,
-            "default_priority": priority,
+            **checked,
             "__module__": func.__module__,
             "__qualname__": func.__qualname__,
         }

@@ -32,3 +32,9 @@ MAX_SECONDS = 100 * 365 * 86400.0
 
 #: Unix timestamps (``available_at``, ``created_at``): up to the year 9999.
 MAX_TIMESTAMP = 253402300799.0
+
+#: Characters in a unique key (a database column holds it).
+MAX_UNIQUE_KEY = 255
+
+#: Characters in a job name (a database column holds it).
+MAX_JOB_NAME = 255

@@ -277,12 +277,12 @@ class Cron(Spec):
         return f"<Cron {self.describe()}>"
 
 
-_TIME = re.compile(r"^(\d{1,2}):(\d{2})(?::(\d{2}))?$")
+_TIME = re.compile(r"\A(\d{1,2}):(\d{2})(?::(\d{2}))?\Z")
 
 
 def parse_time_of_day(value: object) -> tuple[int, int, int]:
     """``"HH:MM"`` or ``"HH:MM:SS"`` as ``(hour, minute, second)``."""
-    match = _TIME.match(value) if isinstance(value, str) else None
+    match = _TIME.fullmatch(value) if isinstance(value, str) else None
     if match is None:
         raise ScheduleError(f"daily time must be 'HH:MM' or 'HH:MM:SS', got {value!r}")
     hour, minute, second = int(match[1]), int(match[2]), int(match[3] or 0)

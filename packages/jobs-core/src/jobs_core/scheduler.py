@@ -66,7 +66,7 @@ SCHEDULE_HEADER = "jobs.schedule"
 #: Header holding the tick (Unix timestamp) that enqueued a message.
 TICK_HEADER = "jobs.schedule_tick"
 
-SCHEDULE_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._:@/+=-]{0,199}$")
+SCHEDULE_NAME_PATTERN = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._:@/+=-]{0,199}\Z")
 """Schedule names: 1 to 200 characters of letters, digits and ``._:@/+=-``,
 not starting with punctuation other than ``_``."""
 
@@ -83,7 +83,7 @@ _TEMPLATE_SKIP = ("v", "id", "payload", "available_at", "created_at", "attempts"
 
 def validate_schedule_name(name: object) -> str:
     """Return ``name`` if it is a valid schedule name, else raise :class:`InvalidName`."""
-    if not isinstance(name, str) or not SCHEDULE_NAME_PATTERN.match(name):
+    if not isinstance(name, str) or not SCHEDULE_NAME_PATTERN.fullmatch(name):
         raise InvalidName(
             f"invalid schedule name {name!r}: use 1-200 characters of letters, digits or "
             "'._:@/+=-', starting with a letter, digit or '_'"
