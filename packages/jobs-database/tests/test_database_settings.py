@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from jobs_core.errors import ConfigurationError, InvalidName, InvalidURL
 from jobs_database import DatabaseDriver, DatabaseSettings, validate_prefix
@@ -49,13 +51,21 @@ def test_safe_prefixes_are_accepted(prefix: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "prefix", ["jobs; drop table x; --", "Jobs_", "1jobs", "jobs-", "a" * 31, 'x"y', None]
+    "prefix",
+    ["jobs; drop table x; --", "Jobs_", "1jobs", "jobs-", "a" * 31, 'x"y', None, "jobs_\n", "\njobs_"],
 )
 def test_unsafe_prefixes_are_refused_with_a_clear_error(prefix: object) -> None:
     with pytest.raises(InvalidName, match="invalid table prefix"):
         validate_prefix(prefix)
     with pytest.raises(InvalidName):
         DatabaseSettings.parse("sqlite:///x.db", {"table_prefix": prefix})
+
+
+def test_a_prefix_with_a_trailing_newline_in_the_url_is_refused_before_any_sql(tmp_path: Path) -> None:
+    database = tmp_path / "jobs.db"
+    with pytest.raises(InvalidName, match=r"invalid table prefix 'jobs_\\n'"):
+        DatabaseDriver(f"sqlite:///{database}?table_prefix=jobs_%0A")
+    assert not database.exists()
 
 
 def test_unsupported_scheme_and_missing_database_are_refused() -> None:

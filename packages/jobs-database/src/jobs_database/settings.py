@@ -28,7 +28,7 @@ from sqlalchemy.engine import URL, make_url
 Backend = Literal["sqlite", "postgresql", "mysql"]
 
 #: Table prefixes: lower-case letters, digits and ``_``, starting with a letter, at most 30 characters.
-PREFIX_PATTERN = re.compile(r"^(?:[a-z][a-z0-9_]{0,29})?$")
+PREFIX_PATTERN = re.compile(r"\A(?:[a-z][a-z0-9_]{0,29})?\Z")
 
 DEFAULT_PREFIX = "jobs_"
 
@@ -61,7 +61,7 @@ DEFAULTS: dict[str, Any] = {
 
 def validate_prefix(prefix: object) -> str:
     """Return ``prefix`` if it is a safe table prefix, else raise :class:`InvalidName`."""
-    if not isinstance(prefix, str) or not PREFIX_PATTERN.match(prefix):
+    if not isinstance(prefix, str) or not PREFIX_PATTERN.fullmatch(prefix):
         raise InvalidName(
             f"invalid table prefix {prefix!r}: use up to 30 lower-case letters, digits or '_', "
             "starting with a letter (for example 'jobs_' or 'myapp_jobs_')"

@@ -283,7 +283,7 @@ def _group(value: object) -> str:
 
 def _prefix(value: object) -> str:
     text = str(value)
-    if not PREFIX_PATTERN.match(text):
+    if not PREFIX_PATTERN.fullmatch(text):
         raise InvalidName(
             f"invalid kafka topic_prefix {value!r}: up to 100 characters of letters, digits, '.', '_' or '-'"
         )
