@@ -26,7 +26,7 @@ EXAMPLE_DRIVER = ROOT / "tests" / "fixtures" / "jobs-example-driver"
 CORE = f"{PACKAGES / 'jobs-core'}[testing]"
 DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
 KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
-TEST_TOOLS = ["pytest>=8", "pytest-timeout"]
+TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
 #: URLs can be overridden with JOBS_CONFORMANCE_<NAME>_URL.

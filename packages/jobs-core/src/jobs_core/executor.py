@@ -34,6 +34,7 @@ from typing import Any
 
 from jobs_core.errors import JobsError, JobTimeout, Retry, SkipJob
 from jobs_core.job import Job
+from jobs_core.limits import MAX_ERROR_CHARS
 from jobs_core.run import JobRun
 
 _ASYNC_CACHE: dict[type[Job], bool] = {}
@@ -69,13 +70,37 @@ def describe_error(exc: BaseException) -> tuple[str, str]:
 
     ``summary`` is ``"Type: message"``; ``full`` adds the traceback after a
     blank line. Both name the original type for jobs run in a child process.
+    ``full`` is at most :data:`~jobs_core.limits.MAX_ERROR_CHARS` characters
+    (its middle is cut), ``summary`` at most 500; an exception that cannot be
+    turned into text is described by its type.
     """
     if isinstance(exc, ChildJobError):
-        summary = f"{exc.type_name}: {exc}"
-        return summary, f"{summary}\n\n{exc.traceback_text}".rstrip()
-    summary = f"{_type_name(type(exc))}: {exc}"
-    text = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
-    return summary, f"{summary}\n\n{text}".rstrip()
+        summary = f"{exc.type_name}: {_text_of(exc)}"
+        return _clip(summary, 500), _clip(f"{summary}\n\n{exc.traceback_text}".rstrip(), MAX_ERROR_CHARS)
+    summary = f"{_type_name(type(exc))}: {_text_of(exc)}"
+    try:
+        text = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
+    except Exception as trouble:  # an exception whose __str__ or notes fail
+        text = f"(the traceback could not be formatted: {type(trouble).__name__})"
+    return _clip(summary, 500), _clip(f"{summary}\n\n{text}".rstrip(), MAX_ERROR_CHARS)
+
+
+def _text_of(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the exception cannot be shown."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<unprintable {type(exc).__name__}>"
+
+
+def _clip(text: str, limit: int) -> str:
+    """``text`` cut to ``limit`` characters: its head and its tail, with the cut said."""
+    if len(text) <= limit:
+        return text
+    note = f"\n[... {len(text) - limit} characters cut ...]\n"
+    keep = max(0, limit - len(note))
+    head = keep // 3
+    return text[:head] + note + text[len(text) - (keep - head) :]
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))

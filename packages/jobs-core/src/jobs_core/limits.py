@@ -38,3 +38,8 @@ MAX_UNIQUE_KEY = 255
 
 #: Characters in a job name (a database column holds it).
 MAX_JOB_NAME = 255
+
+#: Characters of an error text kept with a failed attempt (the summary line and
+#: the end of the traceback are kept; the middle is cut). Every backend's
+#: error column and a Kafka dead-letter record hold this much.
+MAX_ERROR_CHARS = 16000

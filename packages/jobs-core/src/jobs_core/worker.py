@@ -527,6 +527,26 @@ class Worker:
             self._processed += 1
 
     def _failure(self, delivery: Delivery, error: BaseException) -> None:
+        """Retry or fail a delivery whose attempt failed; never raises.
+
+        Whatever goes wrong while settling it (an event listener, an error
+        that cannot be described) is logged, and the delivery still goes to
+        the failed store, so no single job can stop the worker.
+        """
+        try:
+            self._settle_failure(delivery, error)
+        except Exception as trouble:
+            log.exception(
+                "settling the failed attempt of job %s failed; moving it to the failed store", delivery.id
+            )
+            with self._lock:
+                if delivery.receipt not in self._held:
+                    return  # already settled before the trouble
+            self._dead(
+                delivery, trouble, f"{type(error).__name__} (the failure could not be handled: {trouble!r})"
+            )
+
+    def _settle_failure(self, delivery: Delivery, error: BaseException) -> None:
         if isinstance(error, SkipJob):
             self._success(delivery, None, 0.0)
             return
@@ -542,13 +562,26 @@ class Worker:
             delay = max(0.0, float(error.delay))
         else:
             delay = message.retry.delay_for(message.attempts + 1)
+        try:
+            self.driver.retry(delivery, delay, full)
+        except JobsError as exc:
+            if exc.retryable:  # the backend is away: the lease expires and the job comes back
+                with self._lock:
+                    self._held.pop(delivery.receipt, None)
+                    self._retried += 1
+                log.error(
+                    "could not put job %s back for a retry (its lease will expire): %s", message.id, exc
+                )
+                return
+            # The backend refuses the retried message for good (too large with its error text,
+            # say): running it again would fail the same way forever, so it goes to the failed store.
+            self._dead(delivery, error, f"{full}\n\n(could not be put back for a retry: {exc})")
+            return
+        except Exception as exc:
+            log.error("could not put job %s back for a retry (its lease will expire): %s", message.id, exc)
         with self._lock:
             self._held.pop(delivery.receipt, None)
             self._retried += 1
-        try:
-            self.driver.retry(delivery, delay, full)
-        except Exception as exc:
-            log.error("could not put job %s back for a retry (its lease will expire): %s", message.id, exc)
         log.info("job %s %s failed (%s); retrying in %.1fs", message.name, message.id, summary, delay)
         self.events.emit(_FAILED, message=message, error=error, will_retry=True)
         self.events.emit(_RETRYING, message=message, delay=delay, error=error)
