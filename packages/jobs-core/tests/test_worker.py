@@ -429,3 +429,45 @@ def test_a_driver_with_round_trip_acks_has_them_sent_while_the_next_batch_is_cla
     assert handled == 300 and RUNS["TestJob"] == 300
     assert app.stats() == {"pending": 0, "delayed": 0, "reserved": 0, "completed": 300, "failed": 0}
     assert "jobs-acks" in ack_threads  # some batches were acknowledged behind the main loop
+
+
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class RaisesUnprintable(Job):
+    max_retries = 0
+
+    def handle(self, payload: Any) -> None:
+        raise Unprintable()
+
+
+class RaisesAnEssay(Job):
+    max_retries = 1
+    retry_delay = 0.0
+
+    def handle(self, payload: Any) -> None:
+        raise ValueError("start " + "x" * 1_000_000 + " end")
+
+
+def test_an_exception_that_cannot_be_shown_still_fails_the_job_and_the_worker_goes_on(app: JobsApp) -> None:
+    app.dispatch(RaisesUnprintable)
+    app.dispatch(TestJob, "behind")
+    assert app.work("default") == 2
+    [failed] = app.failed_jobs()
+    assert failed.name == RaisesUnprintable.job_name
+    assert "<unprintable Unprintable>" in failed.error
+    assert app.stats()["completed"] == 1
+
+
+def test_a_huge_error_text_is_clipped_keeping_its_head_and_tail(app: JobsApp) -> None:
+    from jobs_core.limits import MAX_ERROR_CHARS
+
+    app.dispatch(RaisesAnEssay)
+    assert app.work("default") == 2  # one retry (the clipped error travels with the message), then failed
+    [failed] = app.failed_jobs()
+    assert len(failed.error) <= MAX_ERROR_CHARS
+    assert failed.error.startswith("ValueError: start xxx")
+    assert "characters cut" in failed.error
+    assert failed.error.rstrip().endswith("end")
