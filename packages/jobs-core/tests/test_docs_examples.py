@@ -22,6 +22,7 @@ PAGES = [
     "guide/jobs.md",
     "guide/retries-and-timeouts.md",
     "guide/events-and-middleware.md",
+    "guide/limits.md",
     "reference/cli.md",
     "reference/facade.md",
 ]
