@@ -210,7 +210,7 @@ class _Definition:
             raise ScheduleError(
                 f"schedule {name!r} is stored in a form this version cannot read: {exc}"
             ) from exc
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except Exception as exc:  # odd stored data (numbers out of range, deep nesting) stays with it
             raise ScheduleError(
                 f"schedule {name!r} is stored in a form this version cannot read: {exc!r}"
             ) from exc

@@ -227,7 +227,7 @@ class AdminOperations:
         return [
             ScheduleRecord(
                 name=r.name,
-                data=json.loads(r.data),
+                data=_schedule_data(r.name, r.data),
                 next_run_at=r.next_run_at,
                 paused=bool(r.paused),
                 last_tick=r.last_tick,
@@ -251,3 +251,17 @@ class AdminOperations:
             .values(last_tick=tick)
         )
         return bool(self._run("claim_tick", lambda conn: conn.execute(stmt).rowcount))
+
+
+def _schedule_data(name: str, text: str) -> dict[str, Any]:
+    """A schedule row's data; for a row that cannot be read, a stand-in the scheduler
+    reports and skips ("stored in a form this version cannot read"), so one bad row
+    stops no other schedule.
+    """
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return {"v": None, "unreadable": f"schedule {name!r} data is not readable JSON: {exc}"}
+    if not isinstance(data, dict):
+        return {"v": None, "unreadable": f"schedule {name!r} data is not an object"}
+    return data
