@@ -24,7 +24,9 @@ BAD_DATA = {
     "not-json": "{ this is not json",
     "nested-too-deep": "[" * 5000 + "]" * 5000,
     "not-an-object": "[1, 2, 3]",
-    "numbers-beyond-a-float": '{"v": 1, "spec": {"kind": "every", "seconds": 1e999}, "job": "x", "message": {}}',
+    "numbers-beyond-a-float": (
+        '{"v": 1, "spec": {"kind": "every", "seconds": 1e999}, "job": "x", "message": {}}'
+    ),
 }
 
 
