@@ -19,6 +19,12 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
 ``schema``
     One row: the schema version, so a newer driver upgrades in place.
 
+The jobs table constrains its columns to values a claim can act on
+(:data:`JOBS_CHECKS`): a known state, a reserved row with a lease end, a
+32-bit priority, and times from 0 to :data:`~jobs_core.limits.MAX_TIMESTAMP`
+(never NaN or infinite). A row written by other means with any other value is
+refused by the database instead of waiting forever.
+
 Schema changes are migrations: functions run in order inside a lock that
 serialises concurrent upgrades from several processes.
 """
@@ -32,6 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from jobs_core.limits import MAX_PRIORITY, MAX_TIMESTAMP, MIN_PRIORITY
+from jobs_core.message import Message
 from sqlalchemy.dialects import mysql
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.elements import UnaryExpression
@@ -46,6 +54,29 @@ JOBS_FILLFACTOR = 70
 _BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Body = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 _Time: sa.Double[float] = sa.Double()
+
+
+def _time_range(column: str) -> str:
+    return f"{column} BETWEEN 0 AND {MAX_TIMESTAMP!r}"
+
+
+#: The CHECK constraints of the jobs table (schema version 5): name suffix and
+#: SQL condition. A row must satisfy every one to be stored; comparisons with
+#: NaN are false (PostgreSQL), and on SQLite text and blobs sort above every
+#: number, so a value of the wrong type fails the range checks as well.
+JOBS_CHECKS: tuple[tuple[str, str], ...] = (
+    (
+        "state",
+        f"state = {WAITING} OR "
+        f"(state = {RESERVED} AND lease_until IS NOT NULL AND {_time_range('lease_until')})",
+    ),
+    ("priority", f"priority BETWEEN {MIN_PRIORITY} AND {MAX_PRIORITY}"),
+    ("visible_at", _time_range("visible_at")),
+    ("created_at", _time_range("created_at")),
+    ("unique_until", f"unique_until IS NULL OR {_time_range('unique_until')}"),
+)
+#: SQLite only (its columns take values of any type): the body is a blob.
+SQLITE_BODY_CHECK = ("body", "typeof(body) = 'blob'")
 
 
 @dataclass(frozen=True)
@@ -84,6 +115,10 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("unique_until", _Time, nullable=True),
         sa.Column("created_at", _Time, nullable=False),
         sa.Column("body", _Body, nullable=False),
+        *(sa.CheckConstraint(condition, name=f"{prefix}jobs_{name}") for name, condition in JOBS_CHECKS),
+        sa.CheckConstraint(SQLITE_BODY_CHECK[1], name=f"{prefix}jobs_{SQLITE_BODY_CHECK[0]}").ddl_if(
+            dialect="sqlite"
+        ),
         # Room on each page for claims to update rows in place (HOT updates).
         postgresql_with={"fillfactor": JOBS_FILLFACTOR},
     )
@@ -241,8 +276,94 @@ def _v4(conn: sa.Connection, t: Tables) -> None:
         conn.execute(sa.text(f'ALTER TABLE {jobs} ALTER COLUMN queue TYPE varchar(100) COLLATE "C"'))
 
 
+def _v5(conn: sa.Connection, t: Tables) -> None:
+    """Version 5: the jobs table's CHECK constraints (:data:`JOBS_CHECKS`).
+
+    Rows already breaking them (an unknown state, a reserved row without a
+    lease end, a NaN or out-of-range time, a priority beyond 32 bits; written
+    by other means, and so never claimed) are first moved to the failed store,
+    each with the reason. PostgreSQL and MariaDB add the constraints in place;
+    SQLite, which cannot add a constraint to a table, copies the rows into a
+    new jobs table.
+    """
+    jobs = t.jobs.name
+    conditions = list(JOBS_CHECKS)
+    if conn.dialect.name == "sqlite":
+        conditions.append(SQLITE_BODY_CHECK)
+    allowed = " AND ".join(f"({condition})" for _, condition in conditions)
+    columns = ("seq", "id", "queue", "state", "priority", "visible_at", "lease_until", "created_at")
+    bad = conn.execute(
+        sa.text(f"SELECT {', '.join(columns)}, unique_until, body FROM {jobs} WHERE NOT ({allowed})")
+    ).all()
+    now = time.time()
+    for row in bad:
+        _fail_impossible(conn, t, row, now)
+    if bad:
+        conn.execute(sa.text(f"DELETE FROM {jobs} WHERE NOT ({allowed})"))
+    if conn.dialect.name != "sqlite":
+        for constraint in t.jobs.constraints:
+            if isinstance(constraint, sa.CheckConstraint) and constraint.name != f"{t.prefix}jobs_body":
+                conn.execute(sa.schema.AddConstraint(constraint))
+        return
+    old = f"{jobs}_v4"
+    conn.execute(sa.text(f"ALTER TABLE {jobs} RENAME TO {old}"))
+    for index in t.jobs.indexes:
+        conn.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
+    t.jobs.create(conn)
+    names = ", ".join(c.name for c in t.jobs.columns)
+    conn.execute(sa.text(f"INSERT INTO {jobs} ({names}) SELECT {names} FROM {old}"))
+    conn.execute(sa.text(f"DROP TABLE {old}"))
+
+
+def _fail_impossible(conn: sa.Connection, t: Tables, row: Any, now: float) -> None:
+    """Move one row that breaks the jobs table's constraints to the failed store, with the reason."""
+    body = row.body if isinstance(row.body, (bytes, bytearray, memoryview)) else str(row.body).encode()
+    body = bytes(body)
+    problems = _impossible(row)
+    error = f"impossible row in the jobs table (written by other means; never claimable): {problems}"
+    try:
+        message: Message | None = Message.decode(body)
+    except Exception:  # any unreadable body: kept raw, as a malformed record
+        message = None
+    conn.execute(
+        sa.insert(t.failed).values(
+            id=str(row.id)[:64],
+            queue=str(row.queue)[:100],
+            name="" if message is None else message.name[:255],
+            attempts=0 if message is None else message.attempts,
+            error=error,
+            failed_at=now,
+            malformed=message is None,
+            body=body,
+        )
+    )
+
+
+def _impossible(row: Any) -> str:
+    """What is wrong with a row of the jobs table, in words."""
+
+    def timestamp(value: object) -> bool:
+        return isinstance(value, (int, float)) and 0 <= value <= MAX_TIMESTAMP
+
+    problems = []
+    if row.state not in (WAITING, RESERVED) or isinstance(row.state, bool):
+        problems.append(f"state {row.state!r} (allowed: {WAITING} waiting, {RESERVED} reserved)")
+    elif row.state == RESERVED and not timestamp(row.lease_until):
+        problems.append(f"reserved with lease_until {row.lease_until!r} (allowed: a Unix time)")
+    if not (isinstance(row.priority, (int, float)) and MIN_PRIORITY <= row.priority <= MAX_PRIORITY):
+        problems.append(f"priority {row.priority!r} (allowed: {MIN_PRIORITY} to {MAX_PRIORITY})")
+    for column in ("visible_at", "created_at"):
+        if not timestamp(getattr(row, column)):
+            problems.append(f"{column} {getattr(row, column)!r} (allowed: 0 to {MAX_TIMESTAMP:.0f})")
+    if row.unique_until is not None and not timestamp(row.unique_until):
+        problems.append(f"unique_until {row.unique_until!r} (allowed: 0 to {MAX_TIMESTAMP:.0f})")
+    if not isinstance(row.body, (bytes, bytearray, memoryview)):
+        problems.append(f"body of type {type(row.body).__name__} (allowed: bytes)")
+    return "; ".join(problems) or "breaks the jobs table's constraints"
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
