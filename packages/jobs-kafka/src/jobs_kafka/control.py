@@ -92,7 +92,7 @@ class ControlLog:
                     return
                 try:
                     schedule = _schedule_from_json(value)
-                except (ValueError, KeyError, TypeError):
+                except Exception:  # an unreadable record is skipped, never fatal
                     return
                 if schedule.last_tick is None and old is not None:
                     schedule = replace(schedule, last_tick=old.last_tick)
@@ -100,7 +100,7 @@ class ControlLog:
             elif kind == "c" and value is not None:
                 try:
                     tick = float(json.loads(value)["tick"])
-                except (ValueError, KeyError, TypeError):
+                except Exception:  # an unreadable record is skipped, never fatal
                     return
                 current = self.schedules.get(name)
                 won = current is not None and (current.last_tick is None or tick > current.last_tick)
@@ -112,7 +112,7 @@ class ControlLog:
             elif kind == "t" and value is not None:
                 try:
                     won_tick = float(json.loads(value)["tick"])
-                except (ValueError, KeyError, TypeError):
+                except Exception:  # an unreadable record is skipped, never fatal
                     return
                 current = self.schedules.get(name)
                 if current is not None and (current.last_tick is None or won_tick > current.last_tick):
@@ -120,7 +120,7 @@ class ControlLog:
             elif kind == "p" and value is not None:
                 try:
                     self.purges[name] = float(json.loads(value)["before"])
-                except (ValueError, KeyError, TypeError):
+                except Exception:  # an unreadable record is skipped, never fatal
                     return
 
     def refresh(self, until: int | None = None) -> None:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-from jobs_core.errors import JobsError, MalformedMessage
+from jobs_core.errors import JobsError
 from jobs_core.message import Message
 
 from jobs_kafka.producing import Record, Writer
@@ -61,6 +61,14 @@ def header(headers: list[tuple[str, bytes]] | None, name: str) -> str | None:
     return None
 
 
+def delayed_at(headers: list[tuple[str, bytes]] | None) -> float:
+    """When a tier record first entered the tiers (0 when its header is missing or unreadable)."""
+    try:
+        return float(header(headers, DELAYED_AT_HEADER) or 0.0)
+    except ValueError:
+        return 0.0
+
+
 def delayed_record(names: TopicNames, message: Message, body: bytes, now: float, delayed_at: float) -> Record:
     """The tier record holding ``message`` until it is due."""
     tier = names.tier_for(message.available_at - now)
@@ -78,7 +86,7 @@ def delayed_record(names: TopicNames, message: Message, body: bytes, now: float,
 class _Window:
     """Records of one tier partition read but not yet forwarded."""
 
-    heap: list[tuple[float, int, Any]] = field(default_factory=list)
+    heap: list[tuple[float, int, Any, Message]] = field(default_factory=list)
     unfinished: deque[int] = field(default_factory=deque)
     done: set[int] = field(default_factory=set)
     committed: int | None = None
@@ -160,6 +168,9 @@ class DelayForwarder:
             except (JobsError, KafkaException) as exc:
                 log.warning("delay forwarder error (restarting in 1 s): %s", exc)
                 self._stop.wait(1.0)
+            except Exception:
+                log.exception("delay forwarder of queue %s failed (restarting in 1 s)", self.queue)
+                self._stop.wait(1.0)
             finally:
                 self._windows.clear()
                 self._next.clear()
@@ -199,8 +210,8 @@ class DelayForwarder:
         finished: list[tuple[Key, int]] = []
         for key, window in self._windows.items():
             while window.heap and window.heap[0][0] <= now:
-                _, offset, message = heapq.heappop(window.heap)
-                record = self._forward(message, now)
+                _, offset, message, decoded = heapq.heappop(window.heap)
+                record = self._forward(message, decoded, now)
                 if record is not None:
                     forwards.append(record)
                 finished.append((key, offset))
@@ -228,15 +239,16 @@ class DelayForwarder:
         window.unfinished.append(offset)
         try:
             decoded = Message.decode(message.value() or b"")
-        except MalformedMessage as exc:
-            queue = header(message.headers(), QUEUE_HEADER) or ""
+            tier = self.names.tier_of(key[0]) or 0.0
+            leave_at = min(message.timestamp()[1] / 1000.0 + tier, float(decoded.available_at))
+        except Exception as exc:  # whatever fails on one record fails that record alone
+            queue = header(message.headers(), QUEUE_HEADER) or self.queue
             origin = (key[0], key[1], offset)
-            self.dead_letter(queue, message.value(), f"malformed message in delay tier: {exc}", origin)
+            reason = f"malformed message in delay tier: {exc}" if str(exc) else f"malformed message: {exc!r}"
+            self.dead_letter(queue, message.value(), reason, origin)
             window.finish(offset)
             return
-        tier = self.names.tier_of(key[0]) or 0.0
-        leave_at = min(message.timestamp()[1] / 1000.0 + tier, decoded.available_at)
-        heapq.heappush(window.heap, (leave_at, offset, message))
+        heapq.heappush(window.heap, (leave_at, offset, message, decoded))
 
     def _pace(self, consumer: Any) -> None:
         limit = self.settings.max_in_flight
@@ -264,14 +276,13 @@ class DelayForwarder:
             except KafkaException as exc:
                 log.warning("delay forwarder commit failed (records may be forwarded again): %s", exc)
 
-    def _forward(self, message: Any, now: float) -> Record | None:
+    def _forward(self, message: Any, decoded: Message, now: float) -> Record | None:
         """The record to write for a due tier record, or ``None`` when its queue was purged."""
         value = message.value() or b""
         headers = message.headers()
-        decoded = Message.decode(value)
-        delayed_at = float(header(headers, DELAYED_AT_HEADER) or 0.0)
-        if delayed_at < self.purged_before(decoded.queue):
+        entered = delayed_at(headers)
+        if entered < self.purged_before(decoded.queue):
             return None
         if decoded.available_at <= now:
             return Record(self.names.queue(decoded.queue), value)
-        return delayed_record(self.names, decoded, value, now, delayed_at)
+        return delayed_record(self.names, decoded, value, now, entered)

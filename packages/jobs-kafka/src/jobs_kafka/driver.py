@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import threading
 import time
@@ -10,17 +12,18 @@ from typing import Any, ClassVar
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from jobs_core import Capability, Driver
-from jobs_core.errors import BackendError, BackendUnavailable, MalformedMessage, OperationTimedOut
+from jobs_core.errors import BackendError, BackendUnavailable, OperationTimedOut
 from jobs_core.message import Delivery, FailedJob, Message, MessageBatch, QueueStats, ScheduleRecord
 
 from jobs_kafka.consuming import Handle
 from jobs_kafka.control import ControlLog
-from jobs_kafka.dead import DeadLetters, Origin
-from jobs_kafka.delays import DELAYED_AT_HEADER, DelayForwarder, delayed_record, header
+from jobs_kafka.dead import DeadLetters, Origin, clip
+from jobs_kafka.delays import DelayForwarder, delayed_at, delayed_record
 from jobs_kafka.groups import ConsumerSet
+from jobs_kafka.logs import read_record
 from jobs_kafka.offsets import PartitionOffsets, probe_groups
 from jobs_kafka.partitions import Fetched
-from jobs_kafka.producing import Record, Writer
+from jobs_kafka.producing import RECORD_RESERVE, Record, Writer
 from jobs_kafka.settings import KafkaSettings
 from jobs_kafka.topics import TopicAdmin, TopicNames, check_queue
 
@@ -59,9 +62,14 @@ class KafkaDriver(Driver):
         self.names = TopicNames(self.settings)
         self.admin = TopicAdmin(self.settings)
         self.writer = Writer(self.settings)
+        #: The largest encoded job ``enqueue`` accepts: the producers' ``message.max.bytes``
+        #: less :data:`~jobs_kafka.producing.RECORD_RESERVE` for the record's framing and headers.
+        self.max_message_bytes = self.writer.max_record_bytes - RECORD_RESERVE
         self.consumer = ConsumerSet(self.settings)
         self._partition_cache: dict[str, tuple[float, list[int]]] = {}
-        self.dead = DeadLetters(self.settings, self.names, self.admin, self.writer)
+        self.dead = DeadLetters(
+            self.settings, self.names, self.admin, self.writer, limit=self.writer.max_record_bytes - 128
+        )
         self.control = ControlLog(self.settings, self.names, self.admin, self.writer)
         self._forwarders: dict[str, DelayForwarder] = {}
         self._queue_of: dict[str, str] = {}
@@ -210,8 +218,19 @@ class KafkaDriver(Driver):
             if not settled and time.monotonic() < floor:
                 self.consumer.wait(0.02)
                 continue
-            for record, receipt, generation in self.consumer.take(topics, limit - len(found), lease):
-                delivery = self._delivery(record, receipt, generation, lease)
+            taken = self.consumer.take(topics, limit - len(found), lease)
+            for index, (record, receipt, generation) in enumerate(taken):
+                try:
+                    delivery = self._delivery(record, receipt, generation, lease)
+                except BaseException:
+                    # A poison record could not be moved to the dead-letter topic (the
+                    # brokers are down): hand everything back unrun, for the next reserve.
+                    for later, later_receipt, later_generation in taken[index:]:
+                        handle = (later.topic, later.partition, later.offset, later_generation)
+                        self.consumer.give_back(handle, later_receipt)
+                    for held in found:
+                        self.consumer.give_back(self._handle(held), held.receipt)
+                    raise
                 if delivery is not None:
                     found.append(delivery)
             if found or self._closed:
@@ -278,12 +297,13 @@ class KafkaDriver(Driver):
             queue = self._queue_of[record.topic] = self.names.queue_of(record.topic) or ""
         try:
             message = Message.decode(record.value or b"")
-        except MalformedMessage as exc:
-            self._dead_letter_raw(queue, record.value, f"malformed message: {exc}", handle[:3])
+            if message.queue != queue:
+                message = message.replace(queue=queue)
+        except Exception as exc:  # whatever fails on one record fails that record alone
+            reason = f"malformed message: {exc}" if str(exc) else f"malformed message: {exc!r}"
+            self._dead_letter_raw(queue, record.value, reason, handle[:3])
             self.consumer.finish(handle, receipt)
             return None
-        if message.queue != queue:
-            message = message.replace(queue=queue)
         return Delivery(message, receipt, time.time() + lease, handle)
 
     def _dead_letter_raw(self, queue: str, value: bytes | None, reason: str, origin: Origin) -> None:
@@ -313,7 +333,22 @@ class KafkaDriver(Driver):
         if not self._held(delivery):
             return
         self.check_open()
-        self._send(self._records([message], [message.encode()]))
+        body = message.encode()
+        while len(body) > self.max_message_bytes and message.last_error:
+            # The error text made the job too large to write again: keep what fits of it.
+            excess = len(body) - self.max_message_bytes
+            size = len(json.dumps(message.last_error))  # escapes make it longer than its characters
+            keep = (size - excess - 100) * len(message.last_error) // size
+            message = message.replace(last_error=clip(message.last_error, keep) if keep > 0 else None)
+            body = message.encode()
+        if len(body) > self.max_message_bytes:
+            error = (
+                f"the job cannot be written again: {len(body)} bytes with its retry fields, "
+                f"over the {self.max_message_bytes}-byte limit (message.max.bytes)"
+            )
+            self.fail(delivery, error + (f"\n{message.last_error}" if message.last_error else ""))
+            return
+        self._send(self._records([message], [body]))
         self.consumer.finish(self._handle(delivery), delivery.receipt)
 
     def retry(self, delivery: Delivery, delay: float, error: str) -> None:
@@ -399,7 +434,7 @@ class KafkaDriver(Driver):
             counted = [0]
 
             def count(group: str, record: Any) -> None:
-                if float(header(record.headers(), DELAYED_AT_HEADER) or 0.0) >= marks[group]:
+                if delayed_at(record.headers()) >= marks[group]:
                     counted[0] += 1
 
             probe_groups(self.settings, self.admin.client, marked, scan=count)
@@ -439,7 +474,15 @@ class KafkaDriver(Driver):
         entry = self.dead.get(failed_id)
         if entry is None:
             return False
-        if entry.message is not None:
+        cut = self.dead.truncation(failed_id)
+        if cut is not None:
+            body = self._original(failed_id, *cut)
+            if entry.name:  # a job that failed: its original record, attempts reset
+                original = Message.decode(body).replace(attempts=0, available_at=time.time())
+                self._send([Record(self.names.queue(original.queue), original.encode())])
+            else:  # an undecodable record: its bytes as they were
+                self._send([Record(self.names.queue(check_queue(entry.queue)), body)])
+        elif entry.message is not None:
             message = entry.message.replace(attempts=0, available_at=time.time())
             self._send([Record(self.names.queue(message.queue), message.encode())])
         else:
@@ -447,6 +490,27 @@ class KafkaDriver(Driver):
             self._send([Record(self.names.queue(entry.queue), (entry.raw or "").encode())])
         self.dead.resolve(failed_id)
         return True
+
+    def _original(self, failed_id: str, size: int, sha256: str, origin: Origin | None) -> bytes:
+        """The whole body of a failed job stored truncated, read back from its origin record."""
+        problem = "it has no origin"
+        if origin is not None:
+            value = read_record(self.settings, *origin)
+            if value is None:
+                problem = f"its record {origin[0]}[{origin[1]}] at offset {origin[2]} is gone (retention)"
+            elif hashlib.sha256(value).hexdigest() == sha256:
+                return value
+            else:
+                try:
+                    if Message.decode(value).id == failed_id:
+                        return value
+                except Exception:  # not a job at all: reported below
+                    pass
+                problem = f"its record {origin[0]}[{origin[1]}] at offset {origin[2]} holds another job"
+        raise BackendError(
+            f"failed job {failed_id} was stored truncated ({size} bytes, sha256 {sha256}) "
+            f"and cannot be replayed: {problem}"
+        )
 
     def forget_failed(self, failed_id: str) -> bool:
         """Remove one failed job from the store."""

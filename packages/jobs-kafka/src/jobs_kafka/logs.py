@@ -82,3 +82,33 @@ class LogReader:
             if self._consumer is not None:
                 self._consumer.close()
                 self._consumer = None
+
+
+def read_record(settings: KafkaSettings, topic: str, partition: int, offset: int) -> bytes | None:
+    """The value of the record at ``offset`` of ``topic[partition]``, or ``None`` if it is gone."""
+    consumer = Consumer(
+        settings.consumer_config(
+            f"jobs-reader-{uuid.uuid4().hex}", **{"enable.partition.eof": True, "fetch.wait.max.ms": 100}
+        )
+    )
+    try:
+        consumer.assign([TopicPartition(topic, partition, offset)])
+        deadline = time.monotonic() + settings.timeout
+        while time.monotonic() < deadline:
+            for message in consumer.consume(1, 0.1):
+                error = message.error()
+                if error is None:
+                    value: bytes | None = message.value()
+                    return value if message.offset() == offset else None
+                if error.code() == KafkaError._PARTITION_EOF:
+                    return None
+                if error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+                    raise BackendUnavailable(
+                        f"reading kafka topic {topic} from {settings.display()}: {error.str()}"
+                    )
+        raise OperationTimedOut(
+            f"kafka brokers {settings.display()} did not serve {topic}[{partition}] "
+            f"within {settings.timeout:g} s"
+        )
+    finally:
+        consumer.close()

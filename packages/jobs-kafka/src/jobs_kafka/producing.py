@@ -6,14 +6,55 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
-from jobs_core.errors import BackendUnavailable, OperationTimedOut
+from jobs_core.errors import BackendUnavailable, OperationTimedOut, PayloadTooLarge
 
 from jobs_kafka.settings import KafkaSettings
 
 Headers = list[tuple[str, str | bytes | None]]
+
+#: librdkafka's default ``message.max.bytes``: the largest record a producer sends.
+DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
+#: Bytes of a record kept for its framing (librdkafka counts about 40) and for the
+#: headers the driver adds to a job (a delay tier's queue name and time): a job
+#: may be this much smaller than ``message.max.bytes``.
+RECORD_RESERVE = 512
+#: Delivery errors after which the producer is replaced by a new one (with a new
+#: producer id): a broker that lost its state (a restart of a broker that keeps
+#: nothing) answers an idempotent producer ``UNKNOWN_PRODUCER_ID`` for ever.
+_REPLACE_AFTER = frozenset(
+    {
+        KafkaError._MSG_TIMED_OUT,
+        KafkaError._TIMED_OUT,
+        KafkaError.REQUEST_TIMED_OUT,
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError._FATAL,
+    }
+)
+
+
+def message_max_bytes(settings: KafkaSettings) -> int:
+    """The producers' ``message.max.bytes``: the configured value or librdkafka's default."""
+    value = settings.config.get("message.max.bytes")
+    try:
+        return int(value) if value is not None else DEFAULT_MESSAGE_MAX_BYTES
+    except ValueError:
+        return DEFAULT_MESSAGE_MAX_BYTES
+
+
+def headers_size(headers: Headers | None) -> int:
+    """Bytes the names and values of ``headers`` take in a record."""
+    total = 0
+    for name, value in headers or ():
+        total += len(name.encode())
+        if value:
+            total += len(value.encode() if isinstance(value, str) else value)
+    return total
+
 
 # A delivery report's partition and offset, as plain functions (applied with map).
 _PARTITION = cast("Callable[[Message], int]", Message.partition)
@@ -66,15 +107,22 @@ class Writer:
     :class:`~jobs_core.errors.OperationTimedOut` or
     :class:`~jobs_core.errors.BackendUnavailable` naming the brokers when a
     record is not acknowledged within the configured timeout; it never hangs.
+    A record larger than the producer's ``message.max.bytes`` is refused with
+    :class:`~jobs_core.errors.PayloadTooLarge`. After a timeout or a lost
+    producer identity the producer is replaced, so the next ``send`` starts
+    afresh (a broker that lost its state refuses the old identity for ever).
     """
 
     def __init__(self, settings: KafkaSettings, **overrides: object) -> None:
         self.settings = settings
-        self.producer = Producer(settings.producer_config(**overrides))
         self._overrides = overrides
+        self.producer = Producer(settings.producer_config(**overrides))
+        #: The largest record (value, key and headers) the producers send.
+        self.max_record_bytes = message_max_bytes(settings)
         self._bulk: Producer | None = None
         self._lock = threading.Lock()
         self._closed = False
+        self._retired: list[Producer] = []
 
     def _bulk_producer(self) -> Producer:
         """The producer of :meth:`send_spread`: delivery reports for failures only."""
@@ -85,25 +133,49 @@ class Writer:
                 self._bulk = Producer(config)
             return self._bulk
 
+    def _renew(self, producer: Producer) -> None:
+        """Replace ``producer`` (if it is still in use) by a new one with a new identity."""
+        with self._lock:
+            if self._closed:
+                return
+            if producer is self.producer:
+                self.producer = Producer(self.settings.producer_config(**self._overrides))
+            elif producer is self._bulk:
+                self._bulk = None
+            else:
+                return
+            # Records still queued in the old producer failed or will; other threads may
+            # still wait on it, so it is only purged, and dropped when the next one retires.
+            self._retired = [producer]
+        producer.purge(in_queue=True, in_flight=False)
+        producer.poll(0)
+
     def send(self, records: Sequence[Record]) -> list[tuple[str, int, int]]:
         """Write ``records``; return the ``(topic, partition, offset)`` of each, in delivery order."""
         if not records:
             return []
         batch = _Reports(len(records))
         report = batch.callback()
+        producer = self.producer
         deadline = time.monotonic() + self.settings.timeout + 1.0
         for record in records:
-            self._produce(
-                batch,
-                deadline,
-                record.topic,
-                record.value,
-                record.key,
-                partition=-1 if record.partition is None else record.partition,
-                on_delivery=report,
-                headers=record.headers,
-            )
-        self._wait(batch, deadline)
+            size = len(record.value or b"") + len(record.key or b"") + headers_size(record.headers)
+            while True:
+                try:
+                    producer.produce(
+                        record.topic,
+                        record.value,
+                        record.key,
+                        partition=-1 if record.partition is None else record.partition,
+                        on_delivery=report,
+                        headers=record.headers,
+                    )
+                    break
+                except BufferError:
+                    self._make_room(producer, batch, deadline)
+                except KafkaException as exc:
+                    raise self._refused(exc, size) from exc
+        self._wait(producer, batch, deadline)
         return [(m.topic() or "", m.partition() or 0, m.offset() or 0) for m in batch.delivered]
 
     def send_values(self, topic: str, values: Sequence[bytes]) -> dict[int, int]:
@@ -120,8 +192,9 @@ class Writer:
         """
         batch = _Reports(0)
         report = batch.callback()
+        producer = self.producer
         deadline = time.monotonic() + self.settings.timeout + 1.0
-        produce = self.producer.produce
+        produce = producer.produce
         for values in chunks:
             batch.total += len(values)
             for value in values:
@@ -131,12 +204,12 @@ class Writer:
                         produce(topic, value, None, -1, report)
                         break
                     except BufferError:
-                        self._make_room(batch, deadline)
+                        self._make_room(producer, batch, deadline)
                     except KafkaException as exc:
-                        raise self._refused(exc) from exc
+                        raise self._refused(exc, len(value)) from exc
         if not batch.total:
             return {}
-        self._wait(batch, deadline)
+        self._wait(producer, batch, deadline)
         # The reports of one partition arrive in offset order: the last one is the highest.
         delivered = batch.delivered
         return dict(zip(map(_PARTITION, delivered), map(_OFFSET, delivered), strict=True))
@@ -175,51 +248,51 @@ class Writer:
                     except BufferError:
                         producer.poll(0.05)
                         if time.monotonic() > deadline:
+                            self._renew(producer)
                             raise self._timed_out_count(len(producer)) from None
                     except KafkaException as exc:
-                        raise self._refused(exc) from exc
+                        raise self._refused(exc, len(value)) from exc
         total = sum(counts.values())
         while total:
             left = producer.flush(max(0.0, min(deadline - time.monotonic(), 1.0)))
             if failed:
-                raise self._failure(failed[0], len(failed), total)
+                raise self._failure(producer, failed[0], len(failed), total)
             if left == 0:
                 break
             if time.monotonic() > deadline:
+                self._renew(producer)
                 raise self._timed_out_count(left)
         return counts
 
-    def _produce(self, batch: _Reports, deadline: float, *args: Any, **kwargs: Any) -> None:
-        """One ``produce`` call, waiting for room in the producer's queue."""
-        while True:
-            try:
-                self.producer.produce(*args, **kwargs)
-                return
-            except BufferError:
-                self._make_room(batch, deadline)
-            except KafkaException as exc:
-                raise self._refused(exc) from exc
-
-    def _make_room(self, batch: _Reports, deadline: float) -> None:
+    def _make_room(self, producer: Producer, batch: _Reports, deadline: float) -> None:
         """The producer's queue is full: serve delivery reports until it has room."""
-        self.producer.poll(0.05)
+        producer.poll(0.05)
         if time.monotonic() > deadline:
+            self._renew(producer)
             raise self._timed_out(batch)
 
-    def _refused(self, exc: KafkaException) -> BackendUnavailable:
+    def _refused(self, exc: KafkaException, size: int) -> BackendUnavailable | PayloadTooLarge:
+        error = exc.args[0] if exc.args else None
+        if isinstance(error, KafkaError) and error.code() == KafkaError.MSG_SIZE_TOO_LARGE:
+            return PayloadTooLarge(size, self.max_record_bytes, "kafka")
         return BackendUnavailable(f"kafka producer for {self.settings.display()} refused a record: {exc}")
 
-    def _wait(self, batch: _Reports, deadline: float) -> None:
+    def _wait(self, producer: Producer, batch: _Reports, deadline: float) -> None:
         """Flush until every record of ``batch`` is reported; raise for a failed one."""
         while batch.pending > 0:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                self._renew(producer)
                 raise self._timed_out(batch)
-            self.producer.flush(min(remaining, 1.0))
+            producer.flush(min(remaining, 1.0))
         if batch.failed:
-            raise self._failure(batch.failed[0], len(batch.failed), batch.total)
+            raise self._failure(producer, batch.failed[0], len(batch.failed), batch.total)
 
-    def _failure(self, error: KafkaError, failed: int, total: int) -> BackendUnavailable | OperationTimedOut:
+    def _failure(
+        self, producer: Producer, error: KafkaError, failed: int, total: int
+    ) -> BackendUnavailable | OperationTimedOut:
+        if error.code() in _REPLACE_AFTER or error.fatal():
+            self._renew(producer)
         brokers = self.settings.display()
         message = f"kafka brokers {brokers} did not store {failed} of {total} records: {error.str()}"
         if error.code() in (
@@ -246,6 +319,7 @@ class Writer:
                 return
             self._closed = True
             bulk = self._bulk
+            self._retired = []
         self.producer.flush(self.settings.timeout)
         if bulk is not None:
             bulk.flush(self.settings.timeout)
