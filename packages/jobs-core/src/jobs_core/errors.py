@@ -134,6 +134,22 @@ class OperationTimedOut(BackendError):
     retryable = True
 
 
+class StorageFull(BackendError):
+    """The backend has no room for a write: its disk is full, or it reached a
+    size limit (SQLite's ``max_page_count``, a quota). Retryable: the write
+    may succeed once space is freed.
+    """
+
+    retryable = True
+
+
+class ReadOnlyBackend(BackendError):
+    """The backend refuses writes: a read-only database file, directory or
+    mount, or a database opened read-only. Not retryable: its permissions or
+    configuration must change first.
+    """
+
+
 class LeaseLost(BackendError):
     """The worker no longer holds the lease of a delivery."""
 

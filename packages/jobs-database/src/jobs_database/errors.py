@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from jobs_core.errors import BackendError, BackendUnavailable, JobsError, OperationTimedOut
 
 from jobs_database.settings import DatabaseSettings
+from jobs_database.sqlite_errors import is_sqlite_disconnect, translate_sqlite
 
 _NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL/MariaDB"}
 
@@ -28,6 +29,9 @@ def is_disconnect(exc: BaseException) -> bool:
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
             return True
+        sqlite = is_sqlite_disconnect(exc)
+        if sqlite is not None:
+            return sqlite
         return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) and not _is_locked(exc)
     return False
 
@@ -41,6 +45,11 @@ def translate(exc: BaseException, settings: DatabaseSettings, operation: str) ->
     """The :class:`~jobs_core.errors.JobsError` for a native database error."""
     name = _NAMES[settings.backend]
     detail = _detail(exc, settings)
+    if settings.backend == "sqlite":
+        where = f"the SQLite database at {settings.url.database or ':memory:'}"
+        known = translate_sqlite(exc, operation, where, detail)
+        if known is not None:
+            return known
     if _is_locked(exc):
         return OperationTimedOut(f"{operation}: the {name} database at {settings.location} is busy: {detail}")
     if is_disconnect(exc):
