@@ -109,3 +109,23 @@ def test_memory_sqlite_works_in_one_process_without_transactional_enqueue() -> N
         assert driver.stats("q").completed == 1
     finally:
         driver.close()
+
+
+def test_a_password_with_unencoded_special_characters_is_read_whole_and_never_shown() -> None:
+    password = "one@two/three?four#five:six"
+    settings = DatabaseSettings.parse(
+        f"postgresql://app:{password}@db:5432/jobs?password=seven&sslmode=require"
+    )
+    assert (settings.url.password, settings.url.host, settings.url.port) == (password, "db", 5432)
+    assert settings.url.database == "jobs"
+    shown = f"{settings.display} {settings!r} {settings.location}"
+    for word in ("one", "two", "three", "four", "five", "six", "seven"):
+        assert word not in shown
+    assert "sslmode=require" in settings.display
+
+
+def test_sqlalchemy_errors_about_a_url_do_not_quote_its_password() -> None:
+    with pytest.raises(InvalidURL) as caught:
+        DatabaseDriver("sqlite://app:hunter2@/jobs.db")
+    assert "hunter2" not in str(caught.value)
+    assert "sqlite+pysqlite://app:***@" in str(caught.value)

@@ -103,3 +103,27 @@ def test_tiers_pick_the_largest_not_exceeding_the_remaining_delay() -> None:
     assert names.queue_of("jobs-mail__delay-5s") is None
     assert names.queue_of("jobs-emails") == "emails"
     assert names.queue_of("jobs-__dead") is None
+
+
+def test_a_sasl_password_with_unencoded_special_characters_is_read_whole() -> None:
+    password = "one@two/three?four#five:six"
+    settings = KafkaSettings.parse(f"kafka://app:{password}@h1:9092,h2:9092?group_id=g", {})
+    assert settings.brokers == ("h1:9092", "h2:9092")
+    assert settings.config["sasl.password"] == password
+    assert settings.group_id == "g"
+    assert password not in repr(settings)
+
+
+@pytest.mark.parametrize(
+    ("url", "options"),
+    [
+        ("kafka://app:hunter2/x@h", {}),
+        ("kafka://app:hunter2#x@h:1?colour=red", {}),
+        (None, {"brokers": "app:hunter2@h:1x"}),
+        (None, {"brokers": "h:1", "config": {"sasl.password": "hunter2"}, "group_id": "bad group hunter2"}),
+    ],
+)
+def test_kafka_setting_errors_never_quote_a_password(url: str | None, options: dict[str, object]) -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        KafkaSettings.parse(url, options)
+    assert "hunter" not in str(caught.value)

@@ -19,6 +19,8 @@ import time
 from typing import Any
 
 import sqlalchemy as sa
+from jobs_core.errors import InvalidURL
+from jobs_core.urls import redact_text
 from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
@@ -38,6 +40,19 @@ PG_RELAXED = "SET synchronous_commit = off"
 
 
 def create_engine(settings: DatabaseSettings, autocommit: bool = False, relaxed: bool = False) -> sa.Engine:
+    """A new engine for ``settings`` (see :func:`_create_engine`).
+
+    Raises :class:`~jobs_core.errors.InvalidURL` when SQLAlchemy refuses the
+    URL, with the URL and SQLAlchemy's text redacted.
+    """
+    try:
+        return _create_engine(settings, autocommit, relaxed)
+    except sa.exc.ArgumentError as exc:
+        detail = redact_text(" ".join(str(exc).split()), secrets=settings.secrets)
+        raise InvalidURL(f"invalid database URL {settings.display!r}: {detail}") from None
+
+
+def _create_engine(settings: DatabaseSettings, autocommit: bool, relaxed: bool) -> sa.Engine:
     """A new engine for ``settings``.
 
     With ``autocommit`` (PostgreSQL, MySQL), every statement commits on its

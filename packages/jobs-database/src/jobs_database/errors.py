@@ -1,13 +1,15 @@
 """Translation of database errors into :mod:`jobs_core.errors` types.
 
 Messages name the backend and its ``host:port`` (or SQLite file), never the
-password, and say whether trying again may help.
+password or a secret query value (the client's own text is scrubbed with
+:func:`jobs_core.urls.redact_text`), and say whether trying again may help.
 """
 
 from __future__ import annotations
 
 import sqlalchemy as sa
 from jobs_core.errors import BackendError, BackendUnavailable, JobsError, OperationTimedOut
+from jobs_core.urls import redact_text
 
 from jobs_database.settings import DatabaseSettings
 from jobs_database.sqlite_errors import is_sqlite_disconnect, translate_sqlite
@@ -18,10 +20,7 @@ _NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL", "mysql": "MySQL/MariaD
 def _detail(exc: BaseException, settings: DatabaseSettings) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = " ".join(str(orig).split()) or type(orig).__name__
-    password = settings.url.password
-    if password:
-        text = text.replace(str(password), "***")
-    return text[:300]
+    return redact_text(text, secrets=(*settings.secrets, str(settings.url.password or "")))[:300]
 
 
 def is_disconnect(exc: BaseException) -> bool:

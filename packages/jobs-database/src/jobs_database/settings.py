@@ -17,12 +17,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
+from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from jobs_core.errors import ConfigurationError, InvalidName, InvalidURL
-from jobs_core.urls import redact_url
+from jobs_core.urls import is_secret_key, redact_text, redact_url, split_credentials, url_secrets
 from sqlalchemy.engine import URL, make_url
 
 Backend = Literal["sqlite", "postgresql", "mysql"]
@@ -129,6 +130,11 @@ class DatabaseSettings:
     synchronous: str
     create_schema: bool
     notify: bool
+    #: Strings to scrub from any text shown (the password and secret query values, as written and parsed).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+
+    def __repr__(self) -> str:
+        return f"DatabaseSettings({self.display!r}, prefix={self.table_prefix!r})"
 
     @property
     def in_memory(self) -> bool:
@@ -137,8 +143,8 @@ class DatabaseSettings:
 
     @property
     def display(self) -> str:
-        """The URL with its password hidden."""
-        return self.url.render_as_string(hide_password=True)
+        """The URL with its password and secret query values hidden (:func:`jobs_core.urls.redact_url`)."""
+        return redact_url(self.url.render_as_string(hide_password=True))
 
     @property
     def location(self) -> str:
@@ -166,16 +172,18 @@ class DatabaseSettings:
                 "the database driver needs a connection URL, for example "
                 "connection='sqlite:///jobs.db' or 'postgresql://user@host/db'"
             )
+        raw = url if isinstance(url, str) else None
         try:
-            parsed = make_url(url) if isinstance(url, str) else url
+            parsed = _parse_url(url)
         except (sa.exc.ArgumentError, ValueError) as exc:
-            shown = redact_url(url) if isinstance(url, str) else str(url)
-            raise InvalidURL(f"invalid database URL {shown!r}: {exc}") from None
+            shown = redact_url(url) if isinstance(url, str) else _display(url)
+            detail = redact_text(str(exc), raw, _secrets(raw, url if not isinstance(url, str) else None))
+            raise InvalidURL(f"invalid database URL {shown!r}: {detail}") from None
         dialect = parsed.drivername.lower()
         if dialect not in _DIALECTS:
             raise InvalidURL(
                 f"unsupported database URL scheme {parsed.drivername!r} in "
-                f"{parsed.render_as_string(hide_password=True)!r}: use sqlite://, "
+                f"{_display(parsed)!r}: use sqlite://, "
                 "postgresql:// (psycopg 3) or mysql:// / mariadb:// (PyMySQL)"
             )
         backend, drivername = _DIALECTS[dialect]
@@ -195,7 +203,7 @@ class DatabaseSettings:
         clean = parsed.set(drivername=drivername).set(query=query)
         if backend != "sqlite" and not clean.database:
             raise InvalidURL(
-                f"database URL {clean.render_as_string(hide_password=True)!r} names no database; "
+                f"database URL {_display(clean)!r} names no database; "
                 "add it after the host, for example postgresql://user@host/mydb"
             )
         poll = merged["poll_interval"]
@@ -221,4 +229,41 @@ class DatabaseSettings:
             synchronous=synchronous,
             create_schema=_as_bool("create_schema", merged["create_schema"]),
             notify=_as_bool("notify", merged["notify"]),
+            secrets=_secrets(raw, parsed),
         )
+
+
+def _display(url: URL) -> str:
+    return redact_url(url.render_as_string(hide_password=True))
+
+
+def _parse_url(url: str | URL) -> URL:
+    """``make_url``, also for a password with an unencoded ``@``.
+
+    SQLAlchemy ends the password at its first ``@`` and reads the rest of it
+    as the host, database and query. The password runs to the last ``@``
+    before the host instead (:func:`jobs_core.urls.split_credentials`), so a
+    database name holding an ``@`` in a URL with a password must be written
+    ``%40``.
+    """
+    if not isinstance(url, str):
+        return url
+    credentials = split_credentials(url)
+    if credentials is None or credentials.password is None:
+        return make_url(url)
+    scheme, _, location = credentials.url.partition("://")
+    user = quote(unquote(credentials.user), safe="")
+    password = quote(unquote(credentials.password), safe="")
+    return make_url(f"{scheme}://{user}:{password}@{location}")
+
+
+def _secrets(raw: str | None, parsed: URL | None) -> tuple[str, ...]:
+    """What to scrub from error texts: the secrets of the URL as written and as parsed."""
+    found = set(url_secrets(raw)) if raw is not None else set()
+    if parsed is not None:
+        if parsed.password:
+            found.add(str(parsed.password))
+        for key, value in parsed.query.items():
+            if is_secret_key(key):
+                found.update([value] if isinstance(value, str) else value)
+    return tuple(sorted(found, key=len, reverse=True))

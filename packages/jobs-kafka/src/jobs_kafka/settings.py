@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from jobs_core.errors import ConfigurationError, InvalidName, InvalidURL
+from jobs_core.urls import is_secret_key, redact_text, redact_url, split_credentials
 
 #: The librdkafka settings without a dot that may be passed through.
 DOTLESS_LIBRDKAFKA = frozenset({"acks", "debug", "retries", "partitioner"})
@@ -69,7 +70,6 @@ _PRODUCER_ONLY = (
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_TIERS = (1.0, 5.0, 30.0, 300.0, 3600.0)
-_SECRET_WORDS = ("password", "secret", "token", "key")
 
 log = logging.getLogger("jobs_kafka")
 
@@ -109,8 +109,8 @@ def _parse_brokers(value: object) -> tuple[str, ...]:
         raise ConfigurationError("the kafka driver needs at least one broker: kafka://host:9092")
     for broker in brokers:
         host, sep, port = broker.rpartition(":")
-        if not sep or not host or not port.isdigit():
-            raise InvalidURL(f"invalid kafka broker address {broker!r}: expected host:port")
+        if not sep or not host or not port.isdigit() or "@" in host or "/" in host:
+            raise InvalidURL(f"invalid kafka broker address {redact_url(broker)!r}: expected host:port")
     return brokers
 
 
@@ -160,6 +160,12 @@ class KafkaSettings:
     def display(self) -> str:
         """The brokers, for error messages (no credentials)."""
         return self.bootstrap
+
+    def __repr__(self) -> str:
+        return (
+            f"KafkaSettings(brokers={self.bootstrap!r}, group_id={self.group_id!r}, "
+            f"topic_prefix={self.topic_prefix!r}, config={self.redacted_config()!r})"
+        )
 
     # -- client configurations -------------------------------------------------
 
@@ -212,30 +218,46 @@ class KafkaSettings:
 
     def redacted_config(self) -> dict[str, str]:
         """The passthrough settings with secrets hidden (for reprs and logs)."""
-        return {
-            k: ("***" if any(word in k.lower() for word in _SECRET_WORDS) else v)
-            for k, v in self.config.items()
-        }
+        return {k: ("***" if is_secret_key(k) else v) for k, v in self.config.items()}
 
     # -- parsing ---------------------------------------------------------------
 
     @classmethod
     def parse(cls, url: str | None, options: Mapping[str, Any]) -> KafkaSettings:
-        """Settings from a ``kafka://`` URL and/or the dict-form options (options win)."""
+        """Settings from a ``kafka://`` URL and/or the dict-form options (options win).
+
+        Raises :class:`~jobs_core.errors.ConfigurationError` (or a subclass)
+        whose text never holds a secret of ``url`` or of the options.
+        """
+        secrets = [str(v) for k, v in _secret_options(options)]
+        try:
+            return cls._parse(url, options)
+        except ConfigurationError as exc:
+            text = redact_text(str(exc), url, secrets)
+            if text == str(exc):
+                raise
+            raise type(exc)(text) from None
+
+    @classmethod
+    def _parse(cls, url: str | None, options: Mapping[str, Any]) -> KafkaSettings:
         values: dict[str, Any] = {}
         config: dict[str, str] = {}
         if url is not None:
-            parts = urlsplit(url)
+            # kafka://user:password@host:9092 is SASL credentials (set security.protocol too);
+            # the password may hold an unencoded @, :, /, ? or #.
+            credentials = split_credentials(url)
+            try:
+                parts = urlsplit(credentials.url if credentials is not None else url)
+            except ValueError as exc:
+                raise InvalidURL(f"invalid kafka URL {redact_url(url)!r}: {exc}") from None
             if parts.scheme.lower() != "kafka":
                 raise InvalidURL(f"not a kafka URL: expected kafka://host:port, got scheme {parts.scheme!r}")
-            netloc = parts.netloc.rpartition("@")[2]
-            if netloc:
-                values["brokers"] = unquote(netloc)
-            # kafka://user:password@host:9092 is SASL credentials (set security.protocol too).
-            if parts.username:
-                config["sasl.username"] = unquote(parts.username)
-            if parts.password:
-                config["sasl.password"] = unquote(parts.password)
+            if parts.netloc:
+                values["brokers"] = unquote(parts.netloc)
+            if credentials is not None and credentials.user:
+                config["sasl.username"] = unquote(credentials.user)
+            if credentials is not None and credentials.password:
+                config["sasl.password"] = unquote(credentials.password)
             for key, value in parse_qsl(parts.query, keep_blank_values=True):
                 values[key] = value
         for key, value in options.items():
@@ -272,6 +294,15 @@ class KafkaSettings:
                     + ("; use group_id" if reserved == "group.id" else "")
                 )
         return cls(config=config, **own)
+
+
+def _secret_options(options: Mapping[str, Any]) -> list[tuple[str, Any]]:
+    """The secret settings among the dict-form options (and their ``config``)."""
+    found = [(str(k), v) for k, v in options.items() if k != "config" and is_secret_key(str(k))]
+    config = options.get("config")
+    if isinstance(config, Mapping):
+        found += [(str(k), v) for k, v in config.items() if is_secret_key(str(k))]
+    return found
 
 
 def _group(value: object) -> str:

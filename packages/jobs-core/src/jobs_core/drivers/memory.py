@@ -35,6 +35,7 @@ from jobs_core.message import (
     new_id,
     validate_queue_name,
 )
+from jobs_core.urls import redact_url
 
 WAITING = "waiting"
 RESERVED = "reserved"
@@ -104,7 +105,9 @@ class MemoryDriver(Driver):
         super().__init__(url or "memory://", **options)
         parts = urlsplit(self.url or "memory://")
         if parts.scheme != "memory":
-            raise InvalidURL(f"not a memory URL: {url!r} (expected 'memory://' or 'memory://NAME')")
+            raise InvalidURL(
+                f"not a memory URL: {redact_url(str(url))!r} (expected 'memory://' or 'memory://NAME')"
+            )
         store_name = (parts.netloc + parts.path).strip("/") or options.get("name", "")
         if "max_message_bytes" in options:
             self.max_message_bytes = int(options["max_message_bytes"])
