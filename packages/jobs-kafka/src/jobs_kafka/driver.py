@@ -7,7 +7,10 @@ import json
 import logging
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
@@ -30,7 +33,22 @@ from jobs_kafka.topics import TopicAdmin, TopicNames, check_queue
 #: How long bulk enqueues reuse the partition list of a queue topic (seconds).
 PARTITIONS_TTL = 30.0
 
+#: Seconds a batch of offsets read for ``stats`` keeps answering (see :meth:`KafkaDriver.stats`).
+STATS_MAX_AGE = 1.0
+
 log = logging.getLogger("jobs_kafka")
+
+
+@dataclass
+class _Measure:
+    """Group lag, delayed and failed jobs of some queues, read at one moment."""
+
+    taken: float
+    queues: frozenset[str]
+    lag: dict[str, int]
+    delayed: dict[str, int]
+    failed: Counter[str]
+    failed_total: int
 
 
 class KafkaDriver(Driver):
@@ -74,6 +92,8 @@ class KafkaDriver(Driver):
         self._forwarders: dict[str, DelayForwarder] = {}
         self._queue_of: dict[str, str] = {}
         self._close_lock = threading.Lock()
+        self._listed: tuple[float, frozenset[str]] = (-STATS_MAX_AGE, frozenset())
+        self._last_measure: _Measure | None = None
         #: A worker told to stop when the queue is empty confirms it this long: enough
         #: for the consumer group to form on a first ``reserve`` and fetch once.
         self.reserve_settle_time = 1.5
@@ -106,6 +126,7 @@ class KafkaDriver(Driver):
         return records
 
     def _send(self, records: list[Record]) -> None:
+        self._changed()
         self.admin.ensure({r.topic for r in records})
         highest: dict[tuple[str, int], int] = {}
         for topic, partition, offset in self.writer.send(records):
@@ -116,6 +137,7 @@ class KafkaDriver(Driver):
 
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Write the messages to their queue topics (or delay tiers); returns once all are acknowledged."""
+        self._changed()
         self.check_open()
         if isinstance(messages, MessageBatch):
             return self._enqueue_batch(messages)
@@ -140,6 +162,7 @@ class KafkaDriver(Driver):
 
     def _enqueue_batch(self, batch: MessageBatch) -> list[str | None]:
         """A bulk dispatch: one queue and one due time for all, no message object per job."""
+        self._changed()
         queue = check_queue(batch.common["queue"])
         if batch.common["available_at"] > time.time():
             self._send(self._records(batch, self.validate(batch)))
@@ -320,10 +343,12 @@ class KafkaDriver(Driver):
 
     def ack(self, delivery: Delivery) -> None:
         """Mark done; its offset is committed once every earlier offset is done."""
+        self._changed()
         self.consumer.finish(self._handle(delivery), delivery.receipt)
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Mark several deliveries done under one lock."""
+        self._changed()
         self.consumer.finish_many([(self._handle(d), d.receipt) for d in deliveries])
 
     def _held(self, delivery: Delivery) -> bool:
@@ -362,6 +387,7 @@ class KafkaDriver(Driver):
 
     def release(self, delivery: Delivery, delay: float = 0.0) -> None:
         """Give the message back unrun: at the head of its partition, or through a delay tier."""
+        self._changed()
         if delay <= 0:
             self.consumer.give_back(self._handle(delivery), delivery.receipt)
             return
@@ -373,6 +399,7 @@ class KafkaDriver(Driver):
 
     def fail(self, delivery: Delivery, error: str) -> None:
         """Write the message (attempts + 1) to the dead-letter topic with its origin, then finish it."""
+        self._changed()
         if not self._held(delivery):
             return
         self.check_open()
@@ -384,10 +411,17 @@ class KafkaDriver(Driver):
     # -- administration ----------------------------------------------------------
 
     def queues(self) -> list[str]:
-        """Queues with a topic under this prefix."""
+        """Queues with a topic under this prefix.
+
+        The next ``stats`` calls (for these queues, or all) within
+        :data:`STATS_MAX_AGE` seconds are answered from one batch of requests.
+        """
         self.check_open()
-        found = (self.names.queue_of(topic) for topic in self.admin.list_topics())
-        return sorted(q for q in found if q)
+        topics = self.admin.list_topics()
+        found = sorted(q for q in (self.names.queue_of(topic) for topic in topics) if q)
+        with self._close_lock:
+            self._listed = (time.monotonic(), frozenset(found))
+        return found
 
     def _offsets(self, queues: Sequence[str]) -> list[PartitionOffsets]:
         """Where each queue's group stands on every partition of the queue's topic."""
@@ -404,62 +438,115 @@ class KafkaDriver(Driver):
         """``(pending, reserved)`` of ``queue``: the group's lag less what this process holds."""
         topic = self.names.queue(queue)
         lag = sum(o.lag for o in offsets if o.topic == topic)
+        return self._local(topic, lag)
+
+    def _local(self, topic: str, lag: int) -> tuple[int, int]:
+        """``(pending, reserved)`` from a group's ``lag``, less the leases and finished work held here."""
         _, leased, done = self.consumer.local_counts(topic)
         return max(0, lag - leased - done), leased
 
     def _delayed(self, queues: Sequence[str]) -> int:
-        """Delayed jobs of ``queues``: the lag of their delay forwarders' groups.
+        """Delayed jobs of ``queues``: the lag of their delay forwarders' groups."""
+        return sum(self._measure(queues).delayed.values())
 
-        After a purge of a queue, its tier backlog is read and only records
+    def _measure(self, queues: Sequence[str]) -> _Measure:
+        """Group lag, delayed and failed jobs of ``queues``, from one batch of requests.
+
+        One metadata request; the committed offsets of every queue group and
+        delay-forwarder group (one request per group, all in flight at once)
+        and one fetch of every partition for the high watermarks, while the
+        control log (purge marks) and the failed store are read alongside.
+        After a purge of a queue its tier backlog is read, and only records
         that entered the tiers after the purge are counted.
         """
         topics = self.admin.list_topics()
-        self.control.refresh()
-        plain: dict[str, list[tuple[str, int]]] = {}
-        marked: dict[str, list[tuple[str, int]]] = {}
-        marks: dict[str, float] = {}
+        requests: dict[str, list[tuple[str, int]]] = {}
+        tiers: dict[str, list[tuple[str, int]]] = {}
+        queue_of_group: dict[str, str] = {}
         for queue in queues:
+            topic = self.names.queue(queue)
+            if topics.get(topic):
+                self.consumer.flush_commits(topic)
+                requests[self.consumer.group_of(topic)] = [(topic, p) for p in topics[topic]]
             keys = [(t, p) for t in self.names.tier_topics(queue).values() for p in topics.get(t, [])]
-            if not keys:
-                continue
-            group = self.names.delays_group(queue)
-            mark = self.control.purged_before(queue)
-            if mark:
-                marked[group] = keys
-                marks[group] = mark
+            if keys:
+                group = self.names.delays_group(queue)
+                queue_of_group[group] = queue
+                tiers[group] = keys
+        with ThreadPoolExecutor(max_workers=2, thread_name_prefix="jobs-kafka-stats") as pool:
+            marks_read = pool.submit(self.control.refresh)
+            failed_read = pool.submit(self.dead.current)
+            offsets = probe_groups(self.settings, self.admin.client, {**requests, **tiers})
+            marks_read.result()
+            failed = failed_read.result()
+        lag = dict.fromkeys(queues, 0)
+        delayed = dict.fromkeys(queues, 0)
+        marks = {group: self.control.purged_before(queue) for group, queue in queue_of_group.items()}
+        marked = {group: keys for group, keys in tiers.items() if marks[group]}
+        for o in offsets:
+            if o.group in queue_of_group:
+                if o.group not in marked:
+                    delayed[queue_of_group[o.group]] += o.lag
             else:
-                plain[group] = keys
-        total = sum(o.lag for o in probe_groups(self.settings, self.admin.client, plain))
+                owner = self.names.queue_of(o.topic)
+                if owner is not None and owner in lag:
+                    lag[owner] += o.lag
         if marked:
-            counted = [0]
 
             def count(group: str, record: Any) -> None:
                 if delayed_at(record.headers()) >= marks[group]:
-                    counted[0] += 1
+                    delayed[queue_of_group[group]] += 1
 
             probe_groups(self.settings, self.admin.client, marked, scan=count)
-            total += counted[0]
-        return total
+        by_queue = Counter(f.queue for f in failed)
+        return _Measure(time.monotonic(), frozenset(queues), lag, delayed, by_queue, len(failed))
+
+    def _measured(self, queue: str | None) -> _Measure:
+        """The measure that answers ``stats(queue)``: a recent one of the listed queues, or a new one."""
+        now = time.monotonic()
+        with self._close_lock:
+            listed, last = self._listed, self._last_measure
+        fresh = last is not None and now - last.taken < STATS_MAX_AGE
+        if last is not None and fresh and (queue is None or queue in last.queues):
+            return last
+        if queue is not None and not (now - listed[0] < STATS_MAX_AGE and queue in listed[1]):
+            return self._measure([queue])  # one queue asked on its own: measured alone, not kept
+        queues = self.queues() if queue is None else sorted(listed[1])
+        measure = self._measure(queues)
+        with self._close_lock:
+            self._last_measure = measure
+        return measure
+
+    def _changed(self) -> None:
+        """Make the next ``stats`` measure again (this process wrote or finished something)."""
+        self._last_measure = None
 
     def stats(self, queue: str | None = None) -> QueueStats:
-        """Pending (group lag), delayed (tier backlog), reserved (leases of this process), failed."""
+        """Pending (group lag), delayed (tier backlog), reserved (leases of this process), failed.
+
+        Right after :meth:`queues` (within :data:`STATS_MAX_AGE` seconds),
+        the listed queues are measured in one batch of requests, which also
+        answers the next ``stats`` calls for them (as ``jobs stats`` makes,
+        one per queue and one for the total) until that age or until this
+        process writes or finishes a job.
+        """
         self.check_open()
         if queue is not None:
             check_queue(queue)
-        queues = [queue] if queue is not None else self.queues()
-        offsets = self._offsets(queues)
-        pending = reserved = 0
-        for name in queues:
-            waiting, leased = self._pending(name, offsets)
+        measure = self._measured(queue)
+        names = [queue] if queue is not None else sorted(measure.queues)
+        pending = reserved = delayed = 0
+        for name in names:
+            waiting, leased = self._local(self.names.queue(name), measure.lag.get(name, 0))
             pending += waiting
             reserved += leased
-        failed = [f for f in self.dead.current() if queue is None or f.queue == queue]
+            delayed += measure.delayed.get(name, 0)
         return QueueStats(
             pending=pending,
-            delayed=self._delayed(queues),
+            delayed=delayed,
             reserved=reserved,
             completed=None,
-            failed=len(failed),
+            failed=measure.failed_total if queue is None else measure.failed[queue],
         )
 
     def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
@@ -514,6 +601,7 @@ class KafkaDriver(Driver):
 
     def forget_failed(self, failed_id: str) -> bool:
         """Remove one failed job from the store."""
+        self._changed()
         self.check_open()
         if self.dead.get(failed_id) is None:
             return False
@@ -527,6 +615,7 @@ class KafkaDriver(Driver):
         are not deleted; a group that never consumed the topic starts after
         them too). Returns how many pending and delayed jobs were removed.
         """
+        self._changed()
         self.check_open()
         check_queue(queue)
         delayed = self._delayed([queue])
@@ -560,6 +649,7 @@ class KafkaDriver(Driver):
         Kafka keeps no record of completed jobs (queue topics expire by
         retention), so only the failed store is pruned.
         """
+        self._changed()
         self.check_open()
         cutoff = time.time() - older_than
         old = [f.id for f in self.dead.current() if f.failed_at < cutoff]
