@@ -123,8 +123,22 @@ def cli() -> None:
 @cli.command()
 @url_option
 @click.option("--queue", "-q", "queues", multiple=True, metavar="NAME", help="Queue to serve (repeatable).")
-@click.option("--concurrency", "-c", type=click.IntRange(min=1), default=1, show_default=True)
-@click.option("--processes", "-p", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Jobs run at the same time in each process: threads for sync jobs, an event loop for async ones.",
+)
+@click.option(
+    "--processes",
+    "-p",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes, supervised by this one (SIGTERM/SIGINT are passed on).",
+)
 @click.option(
     "--import",
     "-i",
@@ -135,9 +149,32 @@ def cli() -> None:
 )
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after handling this many jobs.")
 @click.option("--stop-when-empty", is_flag=True, help="Stop when no job is due.")
-@click.option("--grace", type=click.FloatRange(min=0), default=30.0, show_default=True)
-@click.option("--lease", type=click.FloatRange(min=0, min_open=True), default=30.0, show_default=True)
-@click.option("--prefetch", type=click.IntRange(min=0), help="Deliveries held beyond the running ones.")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds running jobs get to finish after SIGTERM/SIGINT.",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(min=0, min_open=True),
+    default=30.0,
+    show_default=True,
+    help="Seconds each reserved job is held, renewed every third of it while it runs.",
+)
+@click.option(
+    "--prefetch",
+    type=click.IntRange(min=0),
+    help="Deliveries held beyond the running ones (default: 100 inline, else paced by the jobs).",
+)
+@click.option(
+    "--ack-interval",
+    type=click.FloatRange(min=0.001, max=60),
+    default=0.05,
+    show_default=True,
+    help="Longest wait, in seconds, of a finished job for its acknowledgement.",
+)
 @click.option(
     "--progress",
     "progress_interval",

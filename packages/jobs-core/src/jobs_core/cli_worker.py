@@ -44,6 +44,7 @@ class WorkerOptions:
     grace: float = 30.0
     lease: float = 30.0
     prefetch: int | None = None
+    ack_interval: float = 0.05
     progress_interval: float = 10.0
     log_level: str = "WARNING"
 
@@ -70,6 +71,7 @@ class WorkerOptions:
         args += ["--grace", repr(self.grace), "--lease", repr(self.lease)]
         if self.prefetch is not None:
             args += ["--prefetch", str(self.prefetch)]
+        args += ["--ack-interval", repr(self.ack_interval)]
         args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
         return args
 
@@ -143,6 +145,7 @@ def run_worker(
             options.queues,
             concurrency=options.concurrency,
             prefetch=options.prefetch,
+            ack_interval=options.ack_interval,
             lease=options.lease,
             grace=options.grace,
             max_jobs=options.max_jobs,

@@ -134,6 +134,7 @@ class Executor:
         self._lock = threading.Lock()
         self._children: set[int] = set()
         self._tasks: set[concurrent.futures.Future[Any]] = set()
+        self._loop_tasks: set[asyncio.Task[Any]] = set()  # touched on the loop's thread only
 
     # -- entry points -------------------------------------------------------
 
@@ -156,6 +157,26 @@ class Executor:
             self._tasks.add(future)
         future.add_done_callback(self._tasks.discard)
         return future
+
+    def call_soon(self, callback: Callable[[], object]) -> None:
+        """Call ``callback`` on the event loop's thread, soon (from any thread)."""
+        self._ensure_loop().call_soon_threadsafe(callback)
+
+    def spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        """Start ``coroutine`` as a task of the event loop; call it on the loop's thread.
+
+        :meth:`cancel_all` cancels the task.
+        """
+        loop = self._ensure_loop()
+        task = loop.create_task(coroutine)
+        self._loop_tasks.add(task)
+        task.add_done_callback(self._loop_tasks.discard)
+        return task
+
+    @staticmethod
+    async def run_coroutine(run: JobRun) -> Any:
+        """Await the ``async def`` job of ``run``, within its timeout."""
+        return await Executor._run_coroutine(run)
 
     @staticmethod
     async def _run_coroutine(run: JobRun) -> Any:
@@ -220,6 +241,13 @@ class Executor:
             except OSError:
                 pass
         for task in tasks:
+            task.cancel()
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._cancel_loop_tasks)
+
+    def _cancel_loop_tasks(self) -> None:
+        for task in list(self._loop_tasks):
             task.cancel()
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ TICK = 0.1
 
 
 class Heartbeat:
-    """Extends leases of ``held()`` deliveries and calls ``on_tick`` every :data:`TICK` seconds.
+    """Extends leases of ``held()`` deliveries and calls ``on_tick`` every ``tick`` seconds (:data:`TICK`).
 
     ``lost(delivery)`` is called when a renewal finds the lease already gone
     (the worker decides whether that matters: the job may have just finished).
@@ -37,6 +37,8 @@ class Heartbeat:
         held: Callable[[], Sequence[Delivery]],
         lost: Callable[[Delivery], None],
         on_tick: Callable[[], None],
+        *,
+        tick: float = TICK,
     ) -> None:
         self.driver = driver
         self.lease = lease
@@ -44,6 +46,7 @@ class Heartbeat:
         self._held = held
         self._lost = lost
         self._on_tick = on_tick
+        self.tick = max(0.005, tick)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="jobs-heartbeat", daemon=True)
 
@@ -59,7 +62,7 @@ class Heartbeat:
 
     def _loop(self) -> None:
         next_beat = time.monotonic() + self.interval
-        while not self._stop.wait(min(TICK, self.interval)):
+        while not self._stop.wait(min(self.tick, self.interval)):
             try:
                 self._on_tick()
             except Exception:

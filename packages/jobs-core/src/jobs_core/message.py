@@ -327,24 +327,38 @@ class Message:
                 raise ValueError("unique_key must be a string")
             if last_error is not None and type(last_error) is not str:
                 raise ValueError("last_error must be a string")
+            # The common values are checked inline (this runs once per job a worker reads);
+            # the helpers check the rest and say what is wrong.
             created_at = get("created_at")
-            created_at = time.time() if created_at is None else _timestamp("created_at", created_at)
+            if created_at is None:
+                created_at = time.time()
+            elif not (type(created_at) is float and 0.0 <= created_at <= _MAX_TIMESTAMP):
+                created_at = _timestamp("created_at", created_at)
             available_at = get("available_at")
-            available_at = created_at if available_at is None else _timestamp("available_at", available_at)
+            if available_at is None:
+                available_at = created_at
+            elif not (type(available_at) is float and 0.0 <= available_at <= _MAX_TIMESTAMP):
+                available_at = _timestamp("available_at", available_at)
             attempts = get("attempts", 0)
+            if not (type(attempts) is int and 0 <= attempts <= _MAX_RETRIES):
+                attempts = _count("attempts", attempts)
             max_retries = get("max_retries", DEFAULT_MAX_RETRIES)
+            if not (type(max_retries) is int and 0 <= max_retries <= _MAX_RETRIES):
+                max_retries = _count("max_retries", max_retries)
             priority = get("priority", 0)
+            if not (type(priority) is int and _MIN_PRIORITY <= priority <= _MAX_PRIORITY):
+                priority = _priority(priority)
             message = object.__new__(cls)
             message.__dict__.update(
                 name=name,
                 payload=get("payload"),
                 queue=queue,
                 id=ident,
-                attempts=_count("attempts", attempts),
-                max_retries=_count("max_retries", max_retries),
+                attempts=attempts,
+                max_retries=max_retries,
                 retry=RetryPolicy.from_dict(retry) if retry else _DEFAULT_POLICY,
                 timeout=None if timeout is None else _seconds("timeout", timeout),
-                priority=_priority(priority),
+                priority=priority,
                 available_at=available_at,
                 created_at=created_at,
                 unique_key=unique_key,
@@ -373,6 +387,11 @@ class Message:
             raise MalformedMessage("message nested too deeply to decode") from None
         except Exception as exc:  # any other surprise from odd data stays with this record
             raise MalformedMessage(f"cannot decode message: {type(exc).__name__}: {exc}") from exc
+
+
+_MAX_TIMESTAMP = limits.MAX_TIMESTAMP
+_MAX_RETRIES = limits.MAX_RETRIES
+_MIN_PRIORITY, _MAX_PRIORITY = limits.MIN_PRIORITY, limits.MAX_PRIORITY
 
 
 def _count(what: str, value: object) -> int:

@@ -23,6 +23,7 @@ A :class:`Worker` serves the queues of one :class:`~jobs_core.app.JobsApp`:
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import logging
 import signal
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from jobs_core.errors import ConfigurationError, JobNotRegistered, JobsError, Retry, SkipJob
 from jobs_core.executor import Executor, bind_executor, describe_error, is_async_job
 from jobs_core.heartbeat import Heartbeat
+from jobs_core.job import Job
 from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
 from jobs_core.run import JobRun
@@ -51,8 +53,12 @@ _FAILED = "jobs_job_failed"
 _RETRYING = "jobs_job_retrying"
 _DEAD = "jobs_job_dead"
 
-#: Acknowledgements wait at most this long (seconds) before they are flushed.
-ACK_FLUSH_INTERVAL = 0.5
+#: Acknowledgements wait at most this long (seconds) before they are flushed (by default).
+ACK_FLUSH_INTERVAL = 0.05
+#: Largest default prefetch window of a pooled worker (at least ``4 * concurrency``).
+POOLED_PREFETCH = 200
+#: Seconds of work the adaptive prefetch window of a pooled worker aims to hold.
+PREFETCH_SECONDS = 0.25
 #: Default upper bound of deliveries reserved per round trip with concurrency 1.
 DEFAULT_INLINE_PREFETCH = 100
 
@@ -127,9 +133,17 @@ class Worker:
     ``prefetch``
         Deliveries held beyond the running ones. With concurrency 1 it is the
         largest batch reserved per round trip (default 100; the batch grows
-        from 1 while jobs are fast and shrinks while they are slow); with
-        more it defaults to ``4 * concurrency``, reserved in batches of at
-        least half of it.
+        from 1 while jobs are fast and shrinks while they are slow). With
+        more, deliveries are reserved in batches of at least half of it; by
+        default it follows the pace of the jobs — about a quarter second of
+        work, from ``concurrency`` up to ``max(4 * concurrency, 200)`` — so
+        fast jobs are reserved in large batches and slow ones are not hoarded;
+        a number given here is used as is.
+    ``ack_interval``
+        Longest time, in seconds, a finished job waits for its
+        acknowledgement (default 0.05). Acknowledgements are sent in batches;
+        a worker killed without warning runs again, elsewhere, only its
+        running jobs and those finished within this interval.
     ``lease``
         Seconds each reservation lasts; renewed every ``lease / 3`` (30).
     ``grace``
@@ -165,6 +179,7 @@ class Worker:
         stop_when_empty: bool = False,
         poll_interval: float = 1.0,
         empty_wait: float | None = None,
+        ack_interval: float = ACK_FLUSH_INTERVAL,
         install_signal_handlers: bool = True,
         services: Sequence[Service | Callable[[threading.Event], object]] = (),
     ) -> None:
@@ -181,6 +196,7 @@ class Worker:
             ("grace", grace),
             ("poll_interval", poll_interval),
             ("empty_wait", 0.0 if empty_wait is None else empty_wait),
+            ("ack_interval", ack_interval),
         ):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
                 raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
@@ -191,8 +207,12 @@ class Worker:
         self.prefetch = (
             prefetch
             if prefetch is not None
-            else (DEFAULT_INLINE_PREFETCH if concurrency == 1 else 4 * concurrency)
+            else (DEFAULT_INLINE_PREFETCH if concurrency == 1 else max(4 * concurrency, POOLED_PREFETCH))
         )
+        #: Whether the pooled prefetch window follows the pace of the jobs (no prefetch given).
+        self._adaptive = prefetch is None and concurrency > 1
+        self._window = concurrency * 4 if self._adaptive else self.prefetch
+        self.ack_interval = float(ack_interval)
         self.lease = float(lease)
         self.grace = float(grace)
         self.max_jobs = max_jobs
@@ -216,7 +236,16 @@ class Worker:
         self._last_flush = time.monotonic()
         self._ack_thread: threading.Thread | None = None
         self._ready: collections.deque[Delivery] = collections.deque()
+        self._async_ready: collections.deque[tuple[Delivery, Job]] = collections.deque()
         self._running: dict[str, Delivery] = {}
+        self._threads: list[threading.Thread] = []
+        self._idle_runners = 0
+        self._reserver_waiting = False
+        self._low_water = 1
+        self._done_count = 0
+        self._tick_seconds = 0.0
+        self._paced_at = 0.0
+        self._paced_count = 0
         self._reserved_total = 0
         self._processed = self._retried = self._failed = self._released_count = 0
         self._started = time.monotonic()
@@ -264,7 +293,15 @@ class Worker:
         restore_signals = self._install_signals()
         restore_executor = bind_executor(self.executor)
         stop_services = threading.Event()
-        heartbeat = Heartbeat(self.driver, self.lease, self._held_now, self._lost, self._tick)
+        self._tick_seconds = min(0.1, self.ack_interval / 2)
+        heartbeat = Heartbeat(
+            self.driver,
+            self.lease,
+            self._held_now,
+            self._lost,
+            self._tick,
+            tick=self._tick_seconds,
+        )
         heartbeat.start()
         for service in self.services:
             service.start(stop_services)
@@ -340,18 +377,22 @@ class Worker:
         )
 
     def _take_ready(self) -> list[Delivery]:
+        """Take every delivery not started yet (both kinds)."""
         with self._lock:
             waiting = list(self._ready)
+            waiting += [delivery for delivery, _ in self._async_ready]
             self._ready.clear()
+            self._async_ready.clear()
         return waiting
 
     def _tick(self) -> None:
         """Housekeeping, every heartbeat tick: late acks, prefetched jobs at a
         stop request, and the grace deadline.
         """
-        if self._acks and time.monotonic() - self._last_flush >= ACK_FLUSH_INTERVAL:
+        # Flush one tick early, so that no finished job waits longer than ack_interval.
+        if self._acks and time.monotonic() - self._last_flush >= self.ack_interval - self._tick_seconds:
             self._flush_acks()
-        if self._stopping and self._ready:
+        if self._stopping and (self._ready or self._async_ready):
             self._release(self._take_ready())
         if (
             self._stopping
@@ -458,25 +499,21 @@ class Worker:
 
     # -- running one job ----------------------------------------------------
 
-    def _process(self, delivery: Delivery) -> bool:
-        """Run one delivery; ``False`` if it was handed to the event loop and is still running."""
+    def _process(self, delivery: Delivery) -> None:
+        """Run one delivery in this thread, to its outcome."""
         message = delivery.message
         try:
             cls = self.registry.get(message.name)
             job = cls()
         except JobNotRegistered as exc:
             self._dead(delivery, exc, f"JobNotRegistered: {exc}")
-            return True
+            return
         except Exception as exc:
             self._failure(delivery, exc)
-            return True
+            return
         if self._emit_processing:
             self.events.emit(_PROCESSING, message=message)
         started = time.perf_counter()
-        if not self._middleware and self.concurrency > 1 and is_async_job(cls):
-            future = self.executor.submit_async(JobRun(message, job, message.payload, delivery))
-            future.add_done_callback(lambda f: self._async_done(delivery, f, started))
-            return False
         try:
             self._in_job = True
             if self._middleware:
@@ -499,23 +536,36 @@ class Worker:
         except BaseException as exc:
             self._in_job = False
             self._failure(delivery, exc)
-            return True
+            return
         self._success(delivery, result, time.perf_counter() - started)
-        return True
 
-    def _async_done(self, delivery: Delivery, future: Any, started: float) -> None:
+    async def _run_async(self, delivery: Delivery, job: Job) -> None:
+        """Run one ``async def`` job on the event loop (pooled workers), to its outcome.
+
+        A failed attempt is settled on a helper thread (it makes a backend
+        round trip), so the loop keeps running the other jobs meanwhile.
+        """
+        message = delivery.message
         try:
-            if future.cancelled():
-                self._release([delivery])
-            else:
-                error = future.exception()
-                if error is None:
-                    self._success(delivery, future.result(), time.perf_counter() - started)
+            if self._emit_processing:
+                self.events.emit(_PROCESSING, message=message)
+            started = time.perf_counter()
+            try:
+                if message.timeout is None:
+                    result = await job.handle(message.payload)
                 else:
-                    self._failure(delivery, error)
+                    result = await Executor.run_coroutine(JobRun(message, job, message.payload, delivery))
+            except asyncio.CancelledError:
+                self._release([delivery])
+                return
+            except BaseException as exc:
+                await asyncio.get_running_loop().run_in_executor(None, self._failure, delivery, exc)
+                return
+            self._success(delivery, result, time.perf_counter() - started)
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)
-        self._finished(delivery)
+        finally:
+            self._finished(delivery, on_loop=True)
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
         with self._lock:
@@ -637,6 +687,8 @@ class Worker:
                         self._release([delivery, *self._take_ready()])
                         break
                     self._process(delivery)
+                    if time.monotonic() - self._last_flush >= self.ack_interval:
+                        self._flush_acks_behind()  # bounds what a crash would run again
             except (_ForcedStop, KeyboardInterrupt):
                 self._release(self._take_ready())
                 return
@@ -648,30 +700,53 @@ class Worker:
                 batch = max(1, batch // 2)
 
     # -- concurrency > 1: a pool of threads and the event loop ----------------
+    #
+    # The worker's thread reserves batches and hands them out: sync jobs to
+    # runner threads (started as they are needed, at most ``concurrency``),
+    # ``async def`` jobs to the event loop, where each runs as a task. At most
+    # ``concurrency`` jobs run at once, of both kinds together. Threads are
+    # woken only when there is something for them: a runner when a delivery
+    # waits and no runner is free, the reserving thread when the prefetch
+    # window is at least half empty.
+
+    def _has_room(self) -> bool:
+        """Whether the reserving thread should reserve more (call holding the lock)."""
+        queued = len(self._ready) + len(self._async_ready)
+        free = self.concurrency + self._window - queued - len(self._running)
+        return free > 0 and (queued == 0 or free >= self._low_water)
+
+    def _adapt_window(self) -> None:
+        """Size the prefetch window to about :data:`PREFETCH_SECONDS` of work at the recent pace."""
+        now = time.monotonic()
+        elapsed = now - self._paced_at
+        if elapsed < 0.2:
+            return
+        done = self._done_count
+        rate = (done - self._paced_count) / elapsed
+        self._paced_at, self._paced_count = now, done
+        self._window = max(self.concurrency, min(self.prefetch, int(rate * PREFETCH_SECONDS)))
+        self._low_water = max(1, self._window // 2)
 
     def _run_pooled(self) -> None:
-        threads = [
-            threading.Thread(target=self._runner, name=f"jobs-runner-{n}", daemon=True)
-            for n in range(self.concurrency)
-        ]
-        for thread in threads:
-            thread.start()
-        capacity = self.concurrency + self.prefetch
         # Reserve in batches: while deliveries are still waiting locally, wait
         # until at least half of the prefetch window is free.
-        low_water = max(1, self.prefetch // 2)
+        self._low_water = max(1, self._window // 2)
+        self._paced_at, self._paced_count = time.monotonic(), 0
         try:
             while not self._stopping:
+                if self._adaptive:
+                    self._adapt_window()
+                capacity = self.concurrency + self._window
                 with self._cv:
-                    while not self._stopping and (
-                        len(self._ready) + len(self._running) >= capacity
-                        or (self._ready and capacity - len(self._ready) - len(self._running) < low_water)
-                    ):
+                    while not self._stopping and not self._has_room():
+                        self._reserver_waiting = True
                         self._cv.wait(self.poll_interval or 0.1)
-                    room = capacity - len(self._ready) - len(self._running)
+                        self._reserver_waiting = False
+                    queued = len(self._ready) + len(self._async_ready)
+                    room = capacity - queued - len(self._running)
                     if self.max_jobs is not None:
                         room = min(room, self.max_jobs - self._reserved_total)
-                    idle = not self._ready and not self._running
+                    idle = not queued and not self._running
                 if self.stopping:
                     break
                 if room <= 0:
@@ -682,9 +757,7 @@ class Worker:
                     continue
                 deliveries = self._reserve(room)
                 if deliveries:
-                    with self._cv:
-                        self._ready.extend(deliveries)
-                        self._work.notify(len(deliveries))
+                    self._hand_out(deliveries)
                 elif self.stop_when_empty:
                     if idle:
                         break
@@ -692,6 +765,58 @@ class Worker:
                         self._cv.wait(0.05)
         finally:
             self._drain()
+
+    def _hand_out(self, deliveries: Sequence[Delivery]) -> None:
+        """Queue reserved deliveries for the runner threads or the event loop."""
+        threaded: list[Delivery] = []
+        on_loop: list[tuple[Delivery, Job]] = []
+        for delivery in deliveries:
+            job = self._async_job(delivery)
+            if job is None:
+                threaded.append(delivery)
+            else:
+                on_loop.append((delivery, job))
+        with self._cv:
+            if threaded:
+                self._ready.extend(threaded)
+                wake = min(len(threaded), self._idle_runners)
+                if wake:
+                    self._work.notify(wake)
+                missing = min(len(self._ready) - self._idle_runners, self.concurrency - len(self._threads))
+                for _ in range(missing):
+                    thread = threading.Thread(
+                        target=self._runner, name=f"jobs-runner-{len(self._threads)}", daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+            if on_loop:
+                self._async_ready.extend(on_loop)
+        if on_loop:
+            self.executor.call_soon(self._start_async)
+
+    def _async_job(self, delivery: Delivery) -> Job | None:
+        """The job of ``delivery`` if it runs on the event loop, else ``None`` (a runner thread runs it)."""
+        if self._middleware:
+            return None  # middleware hooks are sync: the job runs through them on a thread
+        try:
+            cls = self.registry.get(delivery.message.name)
+            if not is_async_job(cls):
+                return None
+            return cls()
+        except Exception:
+            return None  # a runner thread reports it (unregistered, cannot be built)
+
+    def _start_async(self) -> None:
+        """On the event loop: start waiting async jobs while fewer than ``concurrency`` run."""
+        with self._lock:
+            if self._stopping:
+                return
+            free = min(self.concurrency - len(self._running), len(self._async_ready))
+            starting = [self._async_ready.popleft() for _ in range(max(0, free))]
+            for delivery, _ in starting:
+                self._running[delivery.receipt] = delivery
+        for delivery, job in starting:
+            self.executor.spawn(self._run_async(delivery, job))
 
     def _runner(self) -> None:
         restore = bind_executor(self.executor)
@@ -701,33 +826,43 @@ class Worker:
                     while not self._closing and not (
                         self._ready and len(self._running) < self.concurrency and not self._stopping
                     ):
+                        self._idle_runners += 1
                         self._work.wait(0.5)
+                        self._idle_runners -= 1
                     if self._closing:
                         return
                     delivery = self._ready.popleft()
                     self._running[delivery.receipt] = delivery
                 try:
-                    finished = self._process(delivery)
+                    self._process(delivery)
                 except BaseException:
-                    finished = True
                     log.exception("worker thread failed while running job %s", delivery.id)
-                if finished:
-                    self._finished(delivery)
+                self._finished(delivery, on_loop=False)
         finally:
             restore()
 
-    def _finished(self, delivery: Delivery) -> None:
+    def _finished(self, delivery: Delivery, on_loop: bool) -> None:
+        """A job has run (in a runner thread, or on the loop): free its place, wake who can use it."""
+        start_async = False
         with self._cv:
             self._running.pop(delivery.receipt, None)
-            self._cv.notify()
-            if self._ready:
-                self._work.notify()
+            self._done_count += 1
+            if len(self._running) < self.concurrency:
+                if self._ready and self._idle_runners:
+                    self._work.notify()
+                start_async = bool(self._async_ready)
+            if self._reserver_waiting and self._has_room():
+                self._cv.notify()
+        if start_async:
+            if on_loop:
+                self._start_async()
+            else:
+                self.executor.call_soon(self._start_async)
 
     def _drain(self) -> None:
         """Stop: give back what has not started, wait for running jobs up to the grace period."""
+        waiting = self._take_ready()
         with self._cv:
-            waiting = list(self._ready)
-            self._ready.clear()
             self._work.notify_all()
         self._release(waiting)
         deadline = (self._stop_at if self._stopping else time.monotonic()) + self.grace

@@ -89,7 +89,8 @@ def test_an_atomic_batch_with_one_bad_message_stores_nothing(
 
 def _envelope(extra: bytes) -> bytes:
     """An envelope whose required fields are fine, with ``extra`` fields spliced in."""
-    return b'{"v":1,"id":"0123456789abcdef0123456789abcdef","name":"conformance.job","queue":"q",' + extra + b"}"
+    head = b'{"v":1,"id":"0123456789abcdef0123456789abcdef","name":"conformance.job","queue":"q",'
+    return head + extra + b"}"
 
 
 MALFORMED = {
@@ -133,7 +134,8 @@ def test_a_malformed_record_ends_in_the_failed_store_with_the_reason(
     jobs_driver.inject_raw(jobs_queue, body)
     enqueue_one(jobs_driver, message(jobs_queue, "behind"))
     assert payloads(reserve_until(jobs_driver, [jobs_queue], 1)) == ["behind"]
-    assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue)) == 1), "nothing reached the failed store"
+    reached = wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue)) == 1)
+    assert reached, "nothing reached the failed store"
     (entry,) = jobs_driver.failed(queue=jobs_queue)
     assert "malformed" in entry.error.lower()
     assert entry.queue == jobs_queue
