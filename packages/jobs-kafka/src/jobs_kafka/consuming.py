@@ -25,10 +25,10 @@ import itertools
 import logging
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from jobs_core.errors import BackendUnavailable
 
 from jobs_kafka.partitions import Fetched, Lease, PartitionState
@@ -43,6 +43,10 @@ Handle = tuple[str, int, int, int]
 FETCH_BATCH = 1000
 #: Seconds a partition's window must stay full before the partition is paused.
 PAUSE_AFTER = 0.5
+#: Seconds between checks that no partition is read from beyond the end of its log.
+RESET_CHECK_INTERVAL = 1.0
+#: Re-creates topics that may have vanished (a broker that lost its data).
+Recreate = Callable[[Sequence[str]], None]
 
 
 class QueueConsumer:
@@ -54,8 +58,13 @@ class QueueConsumer:
         group: str,
         cond: threading.Condition | None = None,
         produced: dict[Key, int] | None = None,
+        recreate: Recreate | None = None,
     ) -> None:
         self.settings = settings
+        self.recreate = recreate
+        self._rejoin = False
+        #: Partitions seen read from beyond their end by the last check, and their generation.
+        self._beyond: dict[Key, int] = {}
         self.group = group
         self.cond = cond if cond is not None else threading.Condition()
         self.parts: dict[Key, PartitionState] = {}
@@ -327,7 +336,7 @@ class QueueConsumer:
 
     def _run(self) -> None:
         consumer = self._consumer
-        last_commit = time.monotonic()
+        last_commit = last_check = time.monotonic()
         try:
             while True:
                 with self.cond:
@@ -336,6 +345,9 @@ class QueueConsumer:
                     wanted = frozenset(self._wanted)
                     commit_now = self._commit_requests > self._commits_done
                     target = self._commit_requests
+                    rejoin, self._rejoin = self._rejoin, False
+                if rejoin:
+                    self._join_again(consumer, wanted)
                 if wanted != self._subscribed:
                     with self.cond:
                         self._joined -= wanted - self._subscribed
@@ -366,6 +378,9 @@ class QueueConsumer:
                             self.cond.wait(0.02)
                 self._pace(consumer)
                 now = time.monotonic()
+                if now - last_check >= RESET_CHECK_INTERVAL:
+                    self._check_ends(consumer)
+                    last_check = now
                 if commit_now or now - last_commit >= self.settings.commit_interval:
                     self._commit(consumer, synchronous=commit_now)
                     last_commit = now
@@ -413,10 +428,88 @@ class QueueConsumer:
                 state = self.parts.get(key)
                 if state is None or state.revoking:
                     continue
-                if state.add(Fetched(key[0], key[1], message.offset(), message.value())):
+                offset = message.offset()
+                expected = state.next_offset if state.next_offset is not None else state.start
+                if expected is not None and offset < expected:
+                    # The client went back to an earlier offset on its own: the log was reset
+                    # (truncated, re-created, or a broker lost it) under auto.offset.reset.
+                    state = self._reset(key, expected, f"the brokers served offset {offset}")
+                if state.add(Fetched(key[0], key[1], offset, message.value())):
                     added = True
             if added:
                 self.cond.notify_all()
+
+    def _reset(self, key: Key, expected: int, what: str) -> PartitionState:
+        """Start the bookkeeping of partition ``key`` afresh after its log was reset (lock held).
+
+        Its leases become stale: their records belong to the log that is gone.
+        """
+        log.warning(
+            "kafka offset reset on %s[%d] (group %s): expected offset %d, %s; "
+            "the log was truncated or re-created (a broker lost its data?): reading it from its start",
+            key[0],
+            key[1],
+            self.group,
+            expected,
+            what,
+        )
+        state = PartitionState(key[0], key[1], next(self._generation))
+        self.parts[key] = state
+        self.cond.notify_all()
+        return state
+
+    def _check_ends(self, consumer: Any) -> None:
+        """Find partitions read from beyond the end of their log, and read them from the start.
+
+        Kafka answers such a fetch with ``OFFSET_OUT_OF_RANGE`` (and the client
+        resets the offset by itself); a broker that does not would leave the
+        partition waiting for ever. The end is the high watermark of the last
+        fetch response.
+        """
+        seeks: list[TopicPartition] = []
+        with self.cond:
+            keys = [(key, state) for key, state in self.parts.items() if not state.revoking]
+        for key, state in keys:
+            position = state.next_offset if state.next_offset is not None else state.start
+            if position is None or position <= 0:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except KafkaException:
+                continue
+            if high is None or high < 0 or position <= high:
+                self._beyond.pop(key, None)
+                continue
+            # Seen twice in a row, a second apart: a high watermark cached from an older
+            # fetch (a partition assigned again) is renewed by the first fetch in between.
+            if self._beyond.get(key) != state.generation:
+                self._beyond[key] = state.generation
+                continue
+            with self.cond:
+                if self.parts.get(key) is state:
+                    del self._beyond[key]
+                    self._reset(key, position, f"the log ends at {high}")
+                    seeks.append(TopicPartition(key[0], key[1], OFFSET_BEGINNING))
+        for tp in seeks:
+            try:
+                consumer.seek(tp)
+            except KafkaException as exc:
+                log.warning("seek of %s[%d] to its start failed: %s", tp.topic, tp.partition, exc)
+
+    def _join_again(self, consumer: Any, wanted: frozenset[str]) -> None:
+        """After the group forgot this member: re-create the topics if they vanished, join again.
+
+        A broker that lost its data (a restart of one that keeps nothing)
+        forgets the group and the topics; the client rejoins at once and,
+        with no topic to assign, is assigned nothing, and does not look again.
+        """
+        if self.recreate is not None and wanted:
+            try:
+                self.recreate(sorted(wanted))
+            except Exception as exc:  # the next loss of membership tries again
+                log.warning("re-creating topics %s: %s", ", ".join(sorted(wanted)), exc)
+        consumer.unsubscribe()
+        self._subscribed = frozenset()
 
     def _room(self) -> int:
         """How many records may be taken from librdkafka without overfilling a window.
@@ -499,10 +592,22 @@ class QueueConsumer:
             log.warning("kafka asynchronous commit failed: %s", error)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        starts: dict[Key, int] = {}
+        if partitions:
+            try:
+                for tp in consumer.committed(partitions, timeout=self.settings.timeout):
+                    if tp.offset >= 0:
+                        starts[(tp.topic, tp.partition)] = tp.offset
+            except KafkaException as exc:
+                log.debug("committed offsets of the new assignment unknown: %s", exc)
         with self.cond:
             for tp in partitions:
                 key = (tp.topic, tp.partition)
+                held = self.parts.get(key)
+                if held is not None and not held.revoking:
+                    continue  # assigned again while held: its records and leases stay as they are
                 self.parts[key] = PartitionState(tp.topic, tp.partition, next(self._generation))
+                self.parts[key].start = starts.get(key)
             self._joined |= self._subscribed
             if self._wanted <= self._subscribed:
                 self._join_started = None
@@ -528,7 +633,14 @@ class QueueConsumer:
             self.cond.notify_all()
 
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.warning(
+            "kafka consumer group %s forgot this member (session timeout, or a broker restarted): "
+            "%d partitions lost, their unfinished jobs run again; joining again",
+            self.group,
+            len(partitions),
+        )
         with self.cond:
             for tp in partitions:
                 self.parts.pop((tp.topic, tp.partition), None)
+            self._rejoin = True
             self.cond.notify_all()

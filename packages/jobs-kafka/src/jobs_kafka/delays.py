@@ -127,6 +127,7 @@ class DelayForwarder:
         self._windows: dict[Key, _Window] = {}
         self._next: dict[Key, int] = {}
         self._stop = threading.Event()
+        self._lost = False
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -163,6 +164,8 @@ class DelayForwarder:
                     on_lost=self._on_lost,
                 )
                 while not self._stop.is_set():
+                    if self._lost:
+                        self._join_again(consumer)
                     self._step(consumer)
                 self._commit(consumer)
             except (JobsError, KafkaException) as exc:
@@ -181,7 +184,10 @@ class DelayForwarder:
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
-            self._windows[(tp.topic, tp.partition)] = _Window()
+            key = (tp.topic, tp.partition)
+            if key not in self._windows:  # a partition assigned again keeps its unforwarded records
+                self._windows[key] = _Window()
+                self._next.pop(key, None)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]
@@ -192,7 +198,27 @@ class DelayForwarder:
                 self._windows.pop(key, None)
                 self._next.pop(key, None)
 
+    def _join_again(self, consumer: Any) -> None:
+        """After the group forgot this member: re-create the tier topics if they vanished
+        (a broker lost its data), and join again so that they are assigned.
+        """
+        self._lost = False
+        topics = list(self.topics.values())
+        for topic in topics:
+            self.admin.forget(topic)
+        self.admin.ensure(topics)
+        consumer.unsubscribe()
+        consumer.subscribe(
+            topics, on_assign=self._on_assign, on_revoke=self._on_revoke, on_lost=self._on_lost
+        )
+
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.warning(
+            "delay forwarder group %s forgot this member (session timeout, or a broker restarted): "
+            "joining again",
+            self.group,
+        )
+        self._lost = True
         for tp in partitions:
             self._windows.pop((tp.topic, tp.partition), None)
             self._next.pop((tp.topic, tp.partition), None)

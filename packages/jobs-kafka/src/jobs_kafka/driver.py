@@ -83,7 +83,7 @@ class KafkaDriver(Driver):
         #: The largest encoded job ``enqueue`` accepts: the producers' ``message.max.bytes``
         #: less :data:`~jobs_kafka.producing.RECORD_RESERVE` for the record's framing and headers.
         self.max_message_bytes = self.writer.max_record_bytes - RECORD_RESERVE
-        self.consumer = ConsumerSet(self.settings)
+        self.consumer = ConsumerSet(self.settings, recreate=self._recreate)
         self._partition_cache: dict[str, tuple[float, list[int]]] = {}
         self.dead = DeadLetters(
             self.settings, self.names, self.admin, self.writer, limit=self.writer.max_record_bytes - 128
@@ -296,6 +296,12 @@ class KafkaDriver(Driver):
                 return False
             self.consumer.wait(0.05)
         return True
+
+    def _recreate(self, topics: Sequence[str]) -> None:
+        """Create ``topics`` again if they vanished (a broker lost its data); forget what was created."""
+        for topic in topics:
+            self.admin.forget(topic)
+        self.admin.ensure(topics)
 
     def _forwarder(self, queue: str) -> DelayForwarder:
         with self._close_lock:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 
-from jobs_kafka.consuming import Handle, Key, QueueConsumer
+from jobs_kafka.consuming import Handle, Key, QueueConsumer, Recreate
 from jobs_kafka.partitions import Fetched
 from jobs_kafka.settings import KafkaSettings
 
@@ -19,8 +19,9 @@ class ConsumerSet:
     condition, so a ``reserve`` over several queues wakes on any of them.
     """
 
-    def __init__(self, settings: KafkaSettings) -> None:
+    def __init__(self, settings: KafkaSettings, recreate: Recreate | None = None) -> None:
         self.settings = settings
+        self.recreate = recreate
         self.cond = threading.Condition()
         self.produced: dict[Key, int] = {}
         self.by_topic: dict[str, QueueConsumer] = {}
@@ -34,7 +35,9 @@ class ConsumerSet:
         with self.cond:
             consumer = self.by_topic.get(topic)
             if consumer is None:
-                consumer = QueueConsumer(self.settings, self.group_of(topic), self.cond, self.produced)
+                consumer = QueueConsumer(
+                    self.settings, self.group_of(topic), self.cond, self.produced, self.recreate
+                )
                 self.by_topic[topic] = consumer
             return consumer
 

@@ -49,6 +49,8 @@ class PartitionState:
     next_offset: int | None = None
     committed: int | None = None
     eof_offset: int = -1
+    #: The group's committed offset when the partition was assigned (where fetching starts), if any.
+    start: int | None = None
     paused: bool = False
     #: Since when (monotonic) the window is full, while it is.
     full_since: float | None = None
