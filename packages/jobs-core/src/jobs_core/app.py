@@ -48,7 +48,8 @@ class JobsApp(AppScheduling):
     """A jobs application: configuration, driver, registry and plugins.
 
     ``url`` and ``options`` are the configuration (see
-    :mod:`jobs_core.config`): a URL such as ``sqlite:///jobs.db``, the dict
+    :mod:`jobs_core.config`): a URL such as ``sqlite:///jobs.db`` (first,
+    or as ``url=``; not both), the dict
     form ``driver="kafka", brokers=..., group_id=...``, or nothing for
     ``$JOBS_URL`` or ``memory://``. The configuration is checked at once (a
     bad URL or unknown driver raises); the driver is built on first use.

@@ -9,7 +9,10 @@ Two forms are accepted, as in the origin system:
   settings: ``driver="kafka", brokers="host:9092", group_id="app"`` or
   ``driver="database", connection="sqlite:///jobs.db"``.
 
-Both may be combined (a URL plus extra options). With neither, the
+Both may be combined (a URL plus extra options). The URL is given first
+(``parse("sqlite:///jobs.db")``) or as ``url=`` (``parse(url="sqlite:///jobs.db")``,
+or a ``"url"`` key of the dict form), once: a URL given both ways is refused
+with :class:`~jobs_core.errors.ConfigurationError`. With neither, the
 ``JOBS_URL`` environment variable is used, else ``memory://``.
 """
 
@@ -47,17 +50,27 @@ class JobsConfig:
         """Parse the URL form, the dict form, or both.
 
         ``url`` may also be a mapping holding the dict form
-        (``{"driver": "kafka", "brokers": ...}``). Raises
+        (``{"driver": "kafka", "brokers": ...}``), and the URL may come as the
+        keyword ``url=`` instead; a URL given twice (first and as ``url=``, or
+        in the mapping and as ``url=``) is refused. Raises
         :class:`~jobs_core.errors.ConfigurationError` (or its subclass
         :class:`~jobs_core.errors.InvalidURL`) naming what is wrong.
         """
+        keyword_url = options.pop("url", None)
         if isinstance(url, Mapping):
-            merged = dict(url)
-            merged.update(options)
-            options = merged
+            options = {**url, **options}
             url = options.pop("url", None)
             if url is not None and not isinstance(url, str):
                 raise ConfigurationError(f"url must be a string, got {type(url).__name__}")
+        if keyword_url is not None:
+            if url is not None:
+                raise ConfigurationError(
+                    f"the URL is given twice, as {_shown(url)} and as url={_shown(keyword_url)}: "
+                    "give it once, either first or as url=..."
+                )
+            if not isinstance(keyword_url, str):
+                raise ConfigurationError(f"url must be a string, got {type(keyword_url).__name__}")
+            url = keyword_url
         if url is not None and not isinstance(url, str):
             raise ConfigurationError(
                 f"expected a driver URL such as 'sqlite:///jobs.db' or a dict of options, "
@@ -100,3 +113,8 @@ class JobsConfig:
     def __repr__(self) -> str:
         keys = ", ".join(sorted(self.options))
         return f"JobsConfig({self.display_url!r}{', options: ' + keys if keys else ''})"
+
+
+def _shown(url: object) -> str:
+    """``url`` as an error message may show it (password hidden)."""
+    return repr(redact_url(url)) if isinstance(url, str) else f"a {type(url).__name__}"

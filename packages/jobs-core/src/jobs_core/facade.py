@@ -47,8 +47,11 @@ class Jobs:
 
     @staticmethod
     def configure(url: str | dict[str, Any] | None = None, /, **options: Any) -> None:
-        """Configure the default app: a URL, the dict form (``driver=..., ...``), or
-        nothing for ``$JOBS_URL`` / ``memory://``.
+        """Configure the default app: a URL (first, or as ``url=``), the dict form
+        (``driver=..., ...``), or nothing for ``$JOBS_URL`` / ``memory://``.
+
+        A URL given both first and as ``url=`` raises
+        :class:`~jobs_core.errors.ConfigurationError`.
 
         Registered jobs and listeners are kept; the previous driver is closed.
         """
