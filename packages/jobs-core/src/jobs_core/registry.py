@@ -4,7 +4,8 @@ A worker runs only registered names; it never imports a module named inside a
 message. Jobs are registered explicitly (``app.register(MyJob)``) or by
 importing the modules the operator lists (``jobs worker --import myapp.jobs``),
 which registers every :class:`~jobs_core.job.Job` subclass and decorated
-function they define.
+function reachable from them: defined or re-exported there, or in the
+submodules they import.
 """
 
 from __future__ import annotations
@@ -45,32 +46,25 @@ class Registry:
         return cls
 
     def register_module(self, module: ModuleType | str) -> list[str]:
-        """Import ``module`` (a module or dotted name) and register the jobs it defines.
+        """Import ``module`` (a module or dotted name) and register the jobs reachable from it.
 
-        Returns the names registered. Import errors are raised as
-        :class:`ConfigurationError` naming the module.
+        Those are the Job classes (with a ``handle``) and ``@job`` functions
+        bound in the module, wherever they were defined, so jobs a package
+        re-exports from its submodules count; and, recursively, those of the
+        submodules the module has imported (``myapp.jobs.email`` once
+        ``myapp/jobs/__init__.py`` imported it). Nothing is imported beyond
+        ``module`` itself. Returns the names registered, sorted. Import errors
+        are raised as :class:`ConfigurationError` naming the module.
         """
         if isinstance(module, str):
             try:
                 module = importlib.import_module(module)
             except ImportError as exc:
                 raise ConfigurationError(f"cannot import job module {module!r}: {exc}") from exc
-        names = []
-        for value in vars(module).values():
-            cls: type[Job] | None = None
-            if isinstance(value, JobFunction):
-                cls = value.job_class
-            elif (
-                isinstance(value, type)
-                and issubclass(value, Job)
-                and value not in (Job, FunctionJob)
-                and value.__module__ == module.__name__
-                and "handle" in _defined_methods(value)
-            ):
-                cls = value
-            if cls is not None and cls.__module__ == module.__name__:
-                self.register(cls)
-                names.append(cls.job_name)
+        names: set[str] = set()
+        for cls in reachable_jobs(module):
+            self.register(cls)
+            names.add(cls.job_name)
         return sorted(names)
 
     def get(self, name: str) -> type[Job]:
@@ -93,6 +87,38 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._jobs)
+
+
+def reachable_jobs(module: ModuleType) -> list[type[Job]]:
+    """The job classes bound in ``module`` and in the submodules it has imported (recursively).
+
+    A Job subclass counts when it has a ``handle`` of its own (not an
+    abstract base), wherever it was defined; an ``@job`` function counts
+    through its job class. Submodules are the modules bound as attributes
+    whose name starts with ``module.__name__ + "."``; other modules bound in
+    it (``import os``, ``from otherapp import jobs``) are not walked.
+    """
+    found: dict[type[Job], None] = {}
+    seen: set[str] = set()
+    pending = [module]
+    while pending:
+        current = pending.pop()
+        if current.__name__ in seen:
+            continue
+        seen.add(current.__name__)
+        for value in list(vars(current).values()):
+            if isinstance(value, JobFunction):
+                found.setdefault(value.job_class)
+            elif (
+                isinstance(value, type)
+                and issubclass(value, Job)
+                and value not in (Job, FunctionJob)
+                and "handle" in _defined_methods(value)
+            ):
+                found.setdefault(value)
+            elif isinstance(value, ModuleType) and value.__name__.startswith(current.__name__ + "."):
+                pending.append(value)
+    return list(found)
 
 
 def _job_class(target: type[Job] | JobFunction | Job) -> type[Job]:
