@@ -11,6 +11,7 @@ with status 1.
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 import time
@@ -145,7 +146,17 @@ def cli() -> None:
     "imports",
     multiple=True,
     metavar="MODULE",
-    help="Module whose jobs to register (repeatable).",
+    help="Module whose jobs to register (repeatable): those it defines or imports, and its submodules'.",
+)
+@click.option(
+    "--plugin",
+    "plugins",
+    multiple=True,
+    metavar="MODULE[:OBJECT]",
+    help=(
+        "Middleware or listeners for this worker (repeatable): a plugin object, a class "
+        "(instantiated), a module, or a function called with the worker's app."
+    ),
 )
 @click.option("--max-jobs", type=click.IntRange(min=1), help="Stop after handling this many jobs.")
 @click.option("--stop-when-empty", is_flag=True, help="Stop when no job is due.")
@@ -410,7 +421,23 @@ def _version(distribution: str, module: str) -> str:
         return distribution_version(module)
 
 
+def put_working_directory_on_path() -> None:
+    """Let ``--import`` and ``--plugin`` find the modules of the directory the command runs in.
+
+    ``python -m jobs_core`` has it on ``sys.path`` already; the ``jobs`` and
+    ``jobsctl`` scripts have their own directory there instead, so the
+    working directory is put first, as ``python -m`` does.
+    """
+    try:
+        cwd = os.getcwd()
+    except OSError:  # the directory was removed
+        return
+    if "" not in sys.path and cwd not in sys.path:
+        sys.path.insert(0, cwd)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Entry point of the ``jobs`` console script."""
     logging.basicConfig(stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    put_working_directory_on_path()
     cli.main(args=list(argv) if argv is not None else None, prog_name="jobs")

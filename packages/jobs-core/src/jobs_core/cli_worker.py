@@ -10,6 +10,8 @@ the children through ``JOBS_URL``, never on their command line.
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import os
 import signal
@@ -25,8 +27,9 @@ from typing import Any
 import click
 
 from jobs_core.app import JobsApp
+from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
-from jobs_core.facade import Jobs, adopt_default_app
+from jobs_core.facade import set_default_app
 from jobs_core.worker import Service, Worker
 
 
@@ -39,6 +42,7 @@ class WorkerOptions:
     concurrency: int = 1
     processes: int = 1
     imports: tuple[str, ...] = ()
+    plugins: tuple[str, ...] = ()
     max_jobs: int | None = None
     stop_when_empty: bool = False
     grace: float = 30.0
@@ -55,6 +59,7 @@ class WorkerOptions:
         values = {k: v for k, v in params.items() if k in fields}
         values["queues"] = tuple(values.get("queues") or ("default",))
         values["imports"] = tuple(values.get("imports") or ())
+        values["plugins"] = tuple(values.get("plugins") or ())
         return cls(**values)
 
     def child_args(self) -> list[str]:
@@ -64,6 +69,8 @@ class WorkerOptions:
             args += ["--queue", queue]
         for module in self.imports:
             args += ["--import", module]
+        for plugin in self.plugins:
+            args += ["--plugin", plugin]
         if self.max_jobs is not None:
             args += ["--max-jobs", str(self.max_jobs)]
         if self.stop_when_empty:
@@ -115,6 +122,77 @@ class _Progress:
             _say(f"{_summary(self.worker)} ({rate:.1f} jobs/s)")
 
 
+def load_plugin(spec: str, app: JobsApp) -> None:
+    """Attach the plugin named by ``spec`` (``--plugin MODULE[:OBJECT]``) to ``app``.
+
+    ``MODULE`` is imported. Without ``:OBJECT`` the module itself is
+    registered as a plugin (its ``@hookimpl`` functions). ``OBJECT`` (a
+    dotted path inside the module) is registered as a plugin when it is an
+    object with hook implementations; a class is first instantiated with no
+    arguments (``jobs_core:LoggingMiddleware``); a function is called with
+    the app, and may call ``app.listen(...)`` and ``app.register_plugin(...)``.
+    Raises :class:`~jobs_core.errors.ConfigurationError` naming what is
+    missing.
+    """
+    module_name, _, path = spec.partition(":")
+    if not module_name or (":" in spec and not path):
+        raise ConfigurationError(f"--plugin {spec!r}: expected MODULE or MODULE:OBJECT")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigurationError(f"--plugin {spec!r}: cannot import {module_name!r}: {exc}") from exc
+    for part in path.split(".") if path else ():
+        try:
+            target = getattr(target, part)
+        except AttributeError:
+            raise ConfigurationError(f"--plugin {spec!r}: {module_name!r} has no {path!r}") from None
+    if isinstance(target, type):
+        try:
+            target = target()
+        except TypeError as exc:
+            raise ConfigurationError(
+                f"--plugin {spec!r}: the class {path!r} cannot be made without arguments ({exc}); "
+                "name an instance or a function taking the app instead"
+            ) from exc
+    elif inspect.isfunction(target):
+        target(app)
+        return
+    app.register_plugin(target, name=f"--plugin {spec}")
+
+
+def prepare_app(app: JobsApp, options: WorkerOptions) -> None:
+    """Attach ``options.plugins`` and register the jobs of ``options.imports`` on ``app``.
+
+    ``app`` must already be the facade's default app, so that what the
+    modules do through :class:`~jobs_core.facade.Jobs` at import
+    (``Jobs.listen``, ``Jobs.register_plugin``, ``Jobs.register``) applies
+    to it. An imported module that configures ``Jobs`` for another backend
+    than the one given with ``--url`` or ``JOBS_URL`` is refused; when
+    neither was given, the module's configuration is the worker's.
+    """
+    given = options.url or os.environ.get(ENV_URL)
+    expected = app.config
+    for spec in options.plugins:
+        load_plugin(spec, app)
+        _check_configuration(app, expected, given, f"--plugin {spec}")
+        expected = app.config
+    for module in options.imports:
+        app.register_module(module)
+        _check_configuration(app, expected, given, f"--import {module}")
+        expected = app.config
+
+
+def _check_configuration(app: JobsApp, before: JobsConfig, given: str | None, source: str) -> None:
+    after = app.config
+    if after == before or not given:
+        return
+    raise ConfigurationError(
+        f"{source} configured Jobs for {after.display_url}, but this worker serves "
+        f"{before.display_url} (from --url or JOBS_URL): jobs would be run from one and "
+        "dispatched to the other; configure one backend"
+    )
+
+
 def run_worker(
     options: WorkerOptions,
     services: Sequence[Service | Callable[[threading.Event], object]] = (),
@@ -123,24 +201,21 @@ def run_worker(
     """Run one worker with ``options`` until it stops; return the exit status (0).
 
     ``services`` run beside the worker (see :class:`~jobs_core.worker.Service`).
+    While it runs, the worker's app is the default app of the ``Jobs``
+    facade, from before ``--plugin`` and ``--import`` modules are imported.
     Raises :class:`~jobs_core.errors.JobsError` for configuration and
     backend errors (the CLI prints them as one line).
     """
     logging.getLogger("jobs_core").setLevel(options.log_level.upper())
     app = app or (JobsApp(options.url) if options.url else JobsApp())
+    previous = set_default_app(app)
     try:
-        for module in options.imports:
-            app.register_module(module)
+        prepare_app(app, options)
         if not len(app.registry):
             raise ConfigurationError(
                 "no jobs are registered: pass --import MODULE with the module(s) that define your jobs"
             )
         app.driver.ping()
-        if not adopt_default_app(app) and Jobs.app().config.display_url != app.config.display_url:
-            _say(
-                f"note: Jobs.dispatch() in jobs goes to {Jobs.app().config.display_url} "
-                f"(configured by an imported module), not to {app.config.display_url}"
-            )
         worker = app.worker(
             options.queues,
             concurrency=options.concurrency,
@@ -165,6 +240,7 @@ def run_worker(
             progress.stop()
         _say(f"stopped after {time.monotonic() - started:.1f}s: {_summary(worker)}")
     finally:
+        set_default_app(previous)
         app.close()
     return 0
 

@@ -129,6 +129,11 @@ class Jobs:
         Jobs.app().listen(event, callback)
 
     @staticmethod
+    def register_plugin(plugin: object, name: str | None = None) -> None:
+        """Register a plugin object (middleware, event hooks) with the default app."""
+        Jobs.app().register_plugin(plugin, name)
+
+    @staticmethod
     def schedule_at(
         job: JobTarget,
         when: dt.datetime | float,
@@ -221,7 +226,8 @@ class Jobs:
 def set_default_app(app: JobsApp | None) -> JobsApp | None:
     """Replace the app behind :class:`Jobs` (``None``: make a fresh one on next use).
 
-    Returns the previous default app, which is not closed. Meant for tests.
+    Returns the previous default app, which is not closed. Tests use it, and
+    so does ``jobs worker``, whose app is the default while it runs.
     """
     with _lock:
         previous = _default[0] if _default else None
@@ -229,16 +235,3 @@ def set_default_app(app: JobsApp | None) -> JobsApp | None:
         if app is not None:
             _default.append(app)
     return previous
-
-
-def adopt_default_app(app: JobsApp) -> bool:
-    """Make ``app`` the app behind :class:`Jobs` unless one exists already.
-
-    The worker calls this, so that jobs dispatching other jobs through
-    ``Jobs`` reach the worker's backend. Returns whether ``app`` was adopted.
-    """
-    with _lock:
-        if _default:
-            return _default[0] is app
-        _default.append(app)
-        return True
