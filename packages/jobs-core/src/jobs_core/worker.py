@@ -39,6 +39,7 @@ from jobs_core.executor import Executor, bind_executor, describe_error, is_async
 from jobs_core.heartbeat import Heartbeat
 from jobs_core.job import Job
 from jobs_core.message import Delivery, Message, validate_queue_name
+from jobs_core.context import enter_job, leave_job
 from jobs_core.middleware import has_middleware
 from jobs_core.run import JobRun
 
@@ -514,6 +515,7 @@ class Worker:
         if self._emit_processing:
             self.events.emit(_PROCESSING, message=message)
         started = time.perf_counter()
+        entered = enter_job(job, message)
         try:
             self._in_job = True
             if self._middleware:
@@ -537,6 +539,8 @@ class Worker:
             self._in_job = False
             self._failure(delivery, exc)
             return
+        finally:
+            leave_job(entered)
         self._success(delivery, result, time.perf_counter() - started)
 
     async def _run_async(self, delivery: Delivery, job: Job) -> None:
@@ -546,6 +550,8 @@ class Worker:
         round trip), so the loop keeps running the other jobs meanwhile.
         """
         message = delivery.message
+        enter_job(job, message)  # this task's own context: nothing to undo
+        outcome: tuple[Any, float] | None = None
         try:
             if self._emit_processing:
                 self.events.emit(_PROCESSING, message=message)
@@ -561,11 +567,11 @@ class Worker:
             except BaseException as exc:
                 await asyncio.get_running_loop().run_in_executor(None, self._failure, delivery, exc)
                 return
-            self._success(delivery, result, time.perf_counter() - started)
+            outcome = (result, time.perf_counter() - started)
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)
         finally:
-            self._finished(delivery, on_loop=True)
+            self._finished(delivery, on_loop=True, outcome=outcome)
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
         with self._lock:
@@ -811,12 +817,16 @@ class Worker:
         with self._lock:
             if self._stopping:
                 return
-            free = min(self.concurrency - len(self._running), len(self._async_ready))
-            starting = [self._async_ready.popleft() for _ in range(max(0, free))]
-            for delivery, _ in starting:
-                self._running[delivery.receipt] = delivery
+            starting = self._next_async(self.concurrency - len(self._running))
         for delivery, job in starting:
             self.executor.spawn(self._run_async(delivery, job))
+
+    def _next_async(self, free: int) -> list[tuple[Delivery, Job]]:
+        """Take up to ``free`` waiting async jobs and count them as running (call holding the lock)."""
+        starting = [self._async_ready.popleft() for _ in range(max(0, min(free, len(self._async_ready))))]
+        for delivery, _ in starting:
+            self._running[delivery.receipt] = delivery
+        return starting
 
     def _runner(self) -> None:
         restore = bind_executor(self.executor)
@@ -841,23 +851,37 @@ class Worker:
         finally:
             restore()
 
-    def _finished(self, delivery: Delivery, on_loop: bool) -> None:
-        """A job has run (in a runner thread, or on the loop): free its place, wake who can use it."""
+    def _finished(self, delivery: Delivery, on_loop: bool, outcome: tuple[Any, float] | None = None) -> None:
+        """A job has run (in a runner thread, or on the loop): free its place, wake who can use it.
+
+        ``outcome`` (result, duration) records a success in the same step (the loop's path).
+        On the loop, the async jobs waiting for the place start here too.
+        """
         start_async = False
+        starting: list[tuple[Delivery, Job]] = []
         with self._cv:
+            if outcome is not None and delivery.receipt not in self._released:
+                self._acks.append(delivery)
+                if self._emit_processed:
+                    self._processed_events.append((delivery.message, *outcome))
+                self._processed += 1
             self._running.pop(delivery.receipt, None)
             self._done_count += 1
-            if len(self._running) < self.concurrency:
+            free = self.concurrency - len(self._running)
+            if free > 0:
                 if self._ready and self._idle_runners:
                     self._work.notify()
-                start_async = bool(self._async_ready)
+                if self._async_ready and not self._stopping:
+                    if on_loop:
+                        starting = self._next_async(free)
+                    else:
+                        start_async = True
             if self._reserver_waiting and self._has_room():
                 self._cv.notify()
+        for waiting, job in starting:
+            self.executor.spawn(self._run_async(waiting, job))
         if start_async:
-            if on_loop:
-                self._start_async()
-            else:
-                self.executor.call_soon(self._start_async)
+            self.executor.call_soon(self._start_async)
 
     def _drain(self) -> None:
         """Stop: give back what has not started, wait for running jobs up to the grace period."""
