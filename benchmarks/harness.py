@@ -11,12 +11,17 @@ A backend module (``database.py``, ``kafka.py``) builds its URL and calls
   from one thread, then from two threads sharing the app;
 * drain: one worker process (``jobs_core`` :class:`Worker`, concurrency 1,
   default prefetch) runs ``jobs`` pre-queued no-op jobs until the queue is
-  empty; jobs/s of wall time inside the worker, and its CPU time per job.
+  empty; jobs/s of wall time inside the worker, and its CPU time per job;
+  then the same at concurrency 4;
+* I/O-bound jobs: ``io_jobs`` ``async def`` jobs that sleep 10 ms, drained by
+  one worker process at concurrency 200, and a quarter as many sync jobs
+  sleeping 10 ms at concurrency 32 (the ceilings: 20,000 and 3,200 jobs/s).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import signal
@@ -44,6 +49,21 @@ _LATENCY_FILE: int | None = None
 @job(name="bench.noop")
 def noop(payload: Any) -> None:
     """Does nothing."""
+
+
+@job(name="bench.sleep_async")
+async def sleep_async(payload: Any) -> None:
+    """Waits 10 ms without holding a thread."""
+    await asyncio.sleep(0.01)
+
+
+@job(name="bench.sleep_sync")
+def sleep_sync(payload: Any) -> None:
+    """Blocks its thread for 10 ms."""
+    time.sleep(0.01)
+
+
+JOBS = {"noop": noop, "sleep_async": sleep_async, "sleep_sync": sleep_sync}
 
 
 @job(name="bench.latency")
@@ -77,16 +97,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[index]
 
 
-def _worker_args(url: str, queue: str, mode: str, out: str) -> list[str]:
-    return ["--url", url, "--queue", queue, "--mode", mode, "--out", out]
+def _worker_args(url: str, queue: str, mode: str, out: str, concurrency: int = 1) -> list[str]:
+    return ["--url", url, "--queue", queue, "--mode", mode, "--out", out, "--concurrency", str(concurrency)]
 
 
-def _spawn(backend: Backend, url: str, queue: str, mode: str, out: str) -> subprocess.Popen[str]:
+def _spawn(
+    backend: Backend, url: str, queue: str, mode: str, out: str, concurrency: int = 1
+) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, backend.worker_script, "worker", *_worker_args(url, queue, mode, out)],
+        [sys.executable, backend.worker_script, "worker", *_worker_args(url, queue, mode, out, concurrency)],
         stdout=subprocess.PIPE,
         text=True,
     )
+
+
+def _drain(
+    app: JobsApp, backend: Backend, url: str, scratch: str, name: str, jobs: int, concurrency: int
+) -> tuple[float, float]:
+    """Jobs/s and worker CPU µs per job of one worker process draining ``jobs`` pre-queued jobs."""
+    queue = f"bench-drain-{uuid.uuid4().hex[:8]}"
+    for start in range(0, jobs, CHUNK):
+        app.dispatch_many(JOBS[name], [{"i": i} for i in range(start, min(jobs, start + CHUNK))], queue=queue)
+    out = os.path.join(scratch, f"drain-{queue}.json")
+    _spawn(backend, url, queue, "drain", out, concurrency).wait(timeout=900)
+    result = json.loads(Path(out).read_text())
+    if result["jobs"] != jobs:
+        raise RuntimeError(f"drain ran {result['jobs']} jobs, expected {jobs}")
+    return result["jobs"] / result["seconds"], result["cpu"] / result["jobs"] * 1e6
 
 
 def _wait_lines(path: str, count: int, timeout: float = 60.0) -> list[str]:
@@ -177,18 +214,19 @@ def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, fl
             for queue in filled:
                 app.purge(queue)
 
-        # drain
-        queue = f"bench-drain-{uuid.uuid4().hex[:8]}"
+        # drain: no-op jobs at concurrency 1 and 4, then I/O-bound jobs
         jobs = int(options["jobs"])
-        for start in range(0, jobs, CHUNK):
-            app.dispatch_many(noop, [{"i": i} for i in range(start, min(jobs, start + CHUNK))], queue=queue)
-        out = os.path.join(scratch, "drain.json")
-        _spawn(backend, url, queue, "drain", out).wait(timeout=600)
-        result = json.loads(Path(out).read_text())
-        if result["jobs"] != jobs:
-            raise RuntimeError(f"drain ran {result['jobs']} jobs, expected {jobs}")
-        figures["drain_per_s"] = result["jobs"] / result["seconds"]
-        figures["cpu_us_per_job"] = result["cpu"] / result["jobs"] * 1e6
+        figures["drain_per_s"], figures["cpu_us_per_job"] = _drain(
+            app, backend, url, scratch, "noop", jobs, 1
+        )
+        figures["drain_c4_per_s"], figures["cpu_c4_us_per_job"] = _drain(
+            app, backend, url, scratch, "noop", jobs, 4
+        )
+        figures["drain_c4_ratio"] = figures["drain_c4_per_s"] / figures["drain_per_s"]
+        io_jobs = int(options.get("io_jobs") or 0)
+        if io_jobs:
+            figures["io_async_per_s"], _ = _drain(app, backend, url, scratch, "sleep_async", io_jobs, 200)
+            figures["io_sync_per_s"], _ = _drain(app, backend, url, scratch, "sleep_sync", io_jobs // 4, 32)
 
     finally:
         app.close()
@@ -203,13 +241,20 @@ def worker_main(argv: list[str], backend: Backend) -> int:
     parser.add_argument("--queue", required=True)
     parser.add_argument("--mode", choices=["drain", "idle"], required=True)
     parser.add_argument("--out", required=True)
+    parser.add_argument("--concurrency", type=int, default=1)
     args = parser.parse_args(argv)
     app = JobsApp(args.url)
-    app.register(noop)
-    app.register(latency)
+    for function in (*JOBS.values(), latency):
+        app.register(function)
     extra = backend.prepare_worker(app, args.queue)
     if args.mode == "drain":
-        worker = app.worker(args.queue, stop_when_empty=True, install_signal_handlers=False, **extra)
+        worker = app.worker(
+            args.queue,
+            stop_when_empty=True,
+            install_signal_handlers=False,
+            concurrency=args.concurrency,
+            **extra,
+        )
         cpu, wall = time.process_time(), time.perf_counter()
         handled = worker.run()
         wall, cpu = time.perf_counter() - wall, time.process_time() - cpu

@@ -42,6 +42,11 @@ COLUMNS = [
     ("latency_p50_ms", "idle latency p50 (ms)", "{:.2f}"),
     ("latency_p99_ms", "idle latency p99 (ms)", "{:.2f}"),
     ("cpu_us_per_job", "worker CPU per job (µs)", "{:.0f}"),
+    ("drain_c4_per_s", "drain, concurrency 4 (jobs/s)", "{:,.0f}"),
+    ("drain_c4_ratio", "concurrency 4 / 1", "{:.0%}"),
+    ("cpu_c4_us_per_job", "worker CPU per job, concurrency 4 (µs)", "{:.0f}"),
+    ("io_async_per_s", "async 10 ms jobs, concurrency 200 (jobs/s)", "{:,.0f}"),
+    ("io_sync_per_s", "sync 10 ms jobs, concurrency 32 (jobs/s)", "{:,.0f}"),
 ]
 
 
@@ -78,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=20_000, help="jobs per drain run (default 20000)")
     parser.add_argument("--enqueue-jobs", type=int, default=100_000, help="jobs for the bulk enqueue run")
     parser.add_argument("--latency-samples", type=int, default=300)
+    parser.add_argument(
+        "--io-jobs", type=int, default=20_000, help="async I/O-bound jobs (sync: a quarter); 0 skips both"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
@@ -91,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs,
             "enqueue_jobs": args.enqueue_jobs,
             "latency_samples": args.latency_samples,
+            "io_jobs": args.io_jobs,
         }
         print(f"running {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()
