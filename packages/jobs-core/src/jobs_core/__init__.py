@@ -6,6 +6,7 @@ The public API lives here; drivers plug in through :class:`DriverSpec`.
 from __future__ import annotations
 
 from jobs_core.app import JobsApp
+from jobs_core.context import JobContext, current_job
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import JobsError, Retry, SkipJob, UnsupportedOperation
 from jobs_core.events import JobEvent
@@ -29,6 +30,7 @@ __all__ = [
     "DriverSpec",
     "FailedJob",
     "Job",
+    "JobContext",
     "JobEvent",
     "JobFunction",
     "JobRun",
@@ -49,6 +51,7 @@ __all__ = [
     "UnsupportedOperation",
     "Worker",
     "__version__",
+    "current_job",
     "hookimpl",
     "job",
 ]

@@ -162,6 +162,12 @@ class JobTimeout(JobsError):
     """A job ran past its timeout and was stopped."""
 
 
+class NoCurrentJob(JobsError):
+    """:func:`~jobs_core.current_job` (or a job's ``job_id`` or ``attempt``) was
+    asked for outside a job run by a worker.
+    """
+
+
 class ScheduleError(JobsError):
     """A schedule is not valid (bad cron expression, time zone or interval)."""
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core import options
+from jobs_core.context import job_context
 from jobs_core.errors import ConfigurationError
 from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy
 from jobs_core.serializer import check_each, check_json
@@ -81,6 +82,21 @@ class Job:
     def handle(self, payload: Any) -> Any:
         """Do the work. Override; may be ``async def``."""
         raise NotImplementedError(f"{type(self).__qualname__} must implement handle(payload)")
+
+    # -- the run ------------------------------------------------------------
+
+    @property
+    def job_id(self) -> str:
+        """The id of the job being run: what dispatch returned, the same on every
+        retry and redelivery (an idempotency key). Known while a worker runs the
+        job; :class:`~jobs_core.errors.NoCurrentJob` otherwise.
+        """
+        return job_context(self).id
+
+    @property
+    def attempt(self) -> int:
+        """1 on the job's first run, 2 on its first retry, and so on (while a worker runs it)."""
+        return job_context(self).attempt
 
     # -- fluent overrides ---------------------------------------------------
 
@@ -224,6 +240,7 @@ class Job:
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone._overrides = dict(self._overrides)
+        clone.__dict__.pop("_jobs_message", None)  # a copy is not the job being run
         return clone
 
     def __repr__(self) -> str:
