@@ -132,12 +132,12 @@ class Claimer(_Statements):
         if self.backend == "sqlite":
             rows = conn.execute(self._claim, params).all()
             return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4]), None) for r in rows]
-        picked = conn.execute(self._select, params).all()
+        picked = fetch_all(conn, self._raw(conn, self._select), params)
         if not picked:
             return []
         seqs = [int(r[0]) for r in picked]
         update = self._update.replace("{seqs}", ",".join(str(int(seq)) for seq in seqs))
-        conn.exec_driver_sql(update, {"until": until, "token": token})
+        fetch_all(conn, update, {"until": until, "token": token})
         return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3]), None) for r in picked]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import threading
 import time
@@ -24,9 +25,19 @@ from jobs_database.engine import create_engine
 from jobs_database.errors import translate
 from jobs_database.schema import WAITING, Tables, build_tables
 from jobs_database.settings import DatabaseSettings
-from jobs_database.wakeup import PgListener, Waker, shared_waker
+from jobs_database.wakeup import (
+    MYSQL_LINGER,
+    MySqlBell,
+    MySqlWatcher,
+    PgListener,
+    Waker,
+    mysql_slot_names,
+    shared_waker,
+)
 
 T = TypeVar("T")
+
+log = logging.getLogger("jobs_database.driver")
 
 #: Messages checked and encoded at a time by a streamed (PostgreSQL ``COPY``) enqueue.
 STREAM_CHUNK = 500
@@ -73,6 +84,13 @@ def _missing_table(exc: sa.exc.DBAPIError) -> bool:
     )
 
 
+def _any_due(messages: Sequence[Message], now: float) -> bool:
+    """Whether any of ``messages`` is due at ``now`` (a bulk batch shares its due time)."""
+    if isinstance(messages, MessageBatch):
+        return bool(messages.common["available_at"] <= now)
+    return any(m.available_at <= now for m in messages)
+
+
 class DatabaseDriver(AdminOperations, Driver):
     """Jobs stored in a SQL database through SQLAlchemy 2 Core.
 
@@ -81,7 +99,8 @@ class DatabaseDriver(AdminOperations, Driver):
     connection=URL``, with settings in the URL's query string or as keyword
     options: ``table_prefix``, ``poll_interval``, ``pool_size``,
     ``connect_timeout``, ``max_message_bytes``, ``busy_timeout`` and
-    ``synchronous`` (SQLite), ``create_schema``, ``notify`` (PostgreSQL).
+    ``synchronous`` (SQLite), ``create_schema``, ``notify`` (PostgreSQL,
+    MySQL).
     """
 
     name: ClassVar[str] = "database"
@@ -121,6 +140,12 @@ class DatabaseDriver(AdminOperations, Driver):
         self._waker: Waker = shared_waker(key, watch)
         self._listener: PgListener | None = None
         self._listener_lock = threading.Lock()
+        # MySQL: a waiting reserve is woken by interrupting its watcher's statement.
+        self._watcher: MySqlWatcher | None = None
+        self._bell: MySqlBell | None = None
+        if self.backend == "mysql" and settings.notify:
+            self._slots = mysql_slot_names(str(settings.url.database), settings.table_prefix)
+            self._bell = MySqlBell(self._slots, self._own_watcher_id)
         self._schema_checked = False
         self._build_statements()
 
@@ -155,28 +180,37 @@ class DatabaseDriver(AdminOperations, Driver):
             self._notify_stmt = sa.text("SELECT pg_notify(:channel, :queue)")
 
     @contextlib.contextmanager
-    def _begin(self) -> Iterator[sa.Connection]:
+    def _begin(self, after_commit: Callable[[sa.Connection], None] | None = None) -> Iterator[sa.Connection]:
         """A connection in a transaction, committed on success (on SQLite, under
-        this process's write lock).
+        this process's write lock); then ``after_commit`` runs on the same
+        connection, outside any transaction.
         """
         if self._serial is not None:
             with self._serial, self.engine.begin() as conn:
                 yield conn
-        else:
+        elif after_commit is None:
             with self.engine.begin() as conn:
                 yield conn
+        else:
+            with self.engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+                after_commit(conn)
 
-    def _run(
+    def _run(  # noqa: PLR0917 (admin.AdminOperations declares the positional ones)
         self,
         operation: str,
         fn: Callable[[sa.Connection], T],
         retry: bool = True,
         autocommit: bool = False,
         relaxed: bool = False,
+        after_commit: Callable[[sa.Connection], None] | None = None,
     ) -> T:
         """Run ``fn`` in a transaction; on a dropped connection, retry with backoff.
 
-        Native errors come out as :mod:`jobs_core.errors` types.
+        ``after_commit`` runs on the same connection once the transaction
+        committed; it must not raise. Native errors come out as
+        :mod:`jobs_core.errors` types.
         """
         self.check_open()
         self._ensure_schema()
@@ -192,7 +226,7 @@ class DatabaseDriver(AdminOperations, Driver):
                 if engine is not None:
                     with engine.connect() as conn:
                         return fn(conn)
-                with self._begin() as conn:
+                with self._begin(after_commit) as conn:
                     return fn(conn)
             except sa.exc.DBAPIError as exc:
                 # Only a pooled connection that died is worth a second try here;
@@ -445,13 +479,31 @@ class DatabaseDriver(AdminOperations, Driver):
         bodies = self.validate(messages)
         if not messages:
             return []
+        ring = self._ring if self._bell is not None and _any_due(messages, time.time()) else None
         ids = self._run(
             "enqueue",
             lambda conn: self._insert(conn, messages, bodies),
             autocommit=self._one_statement(messages),
+            after_commit=ring,
         )
         self._waker.notify()
         return ids
+
+    def _ring(self, conn: sa.Connection) -> None:
+        """MySQL, after an enqueue committed: wake the workers waiting in other processes.
+
+        Never raises: the jobs are stored, and a worker that was not woken
+        still finds them at its next check.
+        """
+        assert self._bell is not None
+        try:
+            self._bell.ring(conn.connection.dbapi_connection)
+        except Exception as exc:
+            log.debug("could not wake the waiting workers (%s: %s)", type(exc).__name__, exc)
+
+    def _own_watcher_id(self) -> int | None:
+        watcher = self._watcher
+        return None if watcher is None else watcher.connection_id
 
     def enqueue_in(self, transaction: Any, messages: Sequence[Message]) -> list[str | None]:
         """Insert ``messages`` in the caller's transaction (a SQLAlchemy ``Connection`` or ``Session``).
@@ -585,14 +637,23 @@ class DatabaseDriver(AdminOperations, Driver):
         if limit <= 0 or not queues:
             return []
         deadline = time.monotonic() + max(0.0, timeout)
+        watcher = None
         if timeout > 0:
             self._start_listener()
+            watcher = self._start_watcher()
         while not self._closed:
+            epoch = watcher.armed_epoch() if watcher is not None else None
             generation = self._waker.generation
             found = self._claim(queues, limit, lease)
             remaining = deadline - time.monotonic()
             if found or remaining <= 0:
                 return found
+            if (
+                watcher is not None
+                and not watcher.keep(deadline + MYSQL_LINGER, epoch)
+                and watcher.arm(deadline + MYSQL_LINGER, min(remaining, self.settings.connect_timeout))
+            ):
+                continue  # not watching since before that claim: now watching, claim once more
             wait = min(remaining, self.settings.poll_interval)
             if wait > 0.05:
                 due = self._next_due(queues)
@@ -608,6 +669,17 @@ class DatabaseDriver(AdminOperations, Driver):
         stmt = sa.select(sa.func.min(due_at)).where(jobs.c.queue.in_(list(queues)))
         value = self._run("reserve", lambda conn: conn.execute(stmt).scalar())
         return None if value is None else float(value)
+
+    def _start_watcher(self) -> MySqlWatcher | None:
+        """MySQL: this driver's watcher (started on first use), or ``None``."""
+        if self._bell is None or self._watcher is not None:
+            return self._watcher
+        with self._listener_lock:
+            if self._watcher is None and not self._closed:
+                self._watcher = MySqlWatcher(
+                    self.engine, self.tables.jobs.name, self._slots, self._waker, self.settings.poll_interval
+                )
+        return self._watcher
 
     def _start_listener(self) -> None:
         if self.backend != "postgresql" or not self.settings.notify or self._listener is not None:
@@ -743,6 +815,8 @@ class DatabaseDriver(AdminOperations, Driver):
         self._waker.notify()
         if self._listener is not None:
             self._listener.stop()
+        if self._watcher is not None:
+            self._watcher.stop()
         self.engine.dispose()
         for engine in (self._auto_engine, self._relaxed_engine):
             if engine is not None:

@@ -70,13 +70,17 @@ def validate_prefix(prefix: object) -> str:
     return prefix
 
 
-def default_poll_interval(backend: Backend) -> float:
+def default_poll_interval(backend: Backend, notify: bool = True) -> float:
     """Seconds between polls when nothing wakes a waiting reserve.
 
-    PostgreSQL is woken by LISTEN/NOTIFY, so its poll is only a fallback;
+    PostgreSQL is woken by LISTEN/NOTIFY and MySQL by interrupting the
+    worker's waiting statement (see :mod:`jobs_database.wakeup`), so their
+    poll is only a fallback; with ``notify`` off, MySQL polls every 50 ms.
     SQLite is woken by watching the database file, which costs no query.
     """
-    return {"postgresql": 1.0, "sqlite": 1.0, "mysql": 0.05}[backend]
+    if backend == "mysql" and not notify:
+        return 0.05
+    return 1.0
 
 
 def default_max_message_bytes(backend: Backend) -> int:
@@ -207,6 +211,7 @@ class DatabaseSettings:
                 "add it after the host, for example postgresql://user@host/mydb"
             )
         poll = merged["poll_interval"]
+        notify = _as_bool("notify", merged["notify"])
         max_bytes = merged["max_message_bytes"]
         synchronous = str(merged["synchronous"]).lower()
         if synchronous not in ("off", "normal", "full", "extra"):
@@ -217,7 +222,7 @@ class DatabaseSettings:
             url=clean,
             backend=backend,
             table_prefix=validate_prefix(merged["table_prefix"]),
-            poll_interval=default_poll_interval(backend)
+            poll_interval=default_poll_interval(backend, notify)
             if poll is None
             else _as_float("poll_interval", poll, 0.001),
             pool_size=_as_int("pool_size", merged["pool_size"]),
@@ -228,7 +233,7 @@ class DatabaseSettings:
             busy_timeout=_as_float("busy_timeout", merged["busy_timeout"]),
             synchronous=synchronous,
             create_schema=_as_bool("create_schema", merged["create_schema"]),
-            notify=_as_bool("notify", merged["notify"]),
+            notify=notify,
             secrets=_secrets(raw, parsed),
         )
 
