@@ -79,7 +79,8 @@ def typecheck(session: nox.Session) -> None:
 @nox.session
 def tests(session: nox.Session) -> None:
     """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
-    session.install(*TEST_TOOLS, "orjson")
+    # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
+    session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir()]

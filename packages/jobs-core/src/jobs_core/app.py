@@ -14,12 +14,14 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -204,6 +206,7 @@ class JobsApp(AppScheduling):
         With ``transaction``, the job is stored inside the caller's open
         transaction (drivers with ``TRANSACTIONAL_ENQUEUE``).
         """
+        _refuse_async_transaction(transaction, "dispatch")
         message = self.message_for(job, payload, queue, delay)
         return self.queue.enqueue([message], transaction=transaction)[0]
 
@@ -227,9 +230,55 @@ class JobsApp(AppScheduling):
         Every payload is checked before anything is stored; on drivers with
         ``ATOMIC_BATCH`` the batch is all-or-nothing.
         """
+        _refuse_async_transaction(transaction, "dispatch_many")
         template = self._template(job)
         messages = template.to_messages(payloads, queue=queue, delay=delay)
         return self.queue.enqueue(messages, transaction=transaction)
+
+    async def adispatch(
+        self,
+        job: JobLike,
+        payload: Any = None,
+        queue: str | None = None,
+        delay: float | None = None,
+        *,
+        transaction: Any = None,
+    ) -> str | None:
+        """:meth:`dispatch` for ``async`` code: the event loop is not blocked while the job is stored.
+
+        Without ``transaction`` the driver call runs in a worker thread. With
+        an async SQLAlchemy ``AsyncConnection`` or ``AsyncSession``, the job
+        is stored in that object's open transaction (through its
+        ``run_sync``), so it exists if and only if the caller commits; a
+        sync ``Connection`` or ``Session`` is used as :meth:`dispatch` uses it.
+        """
+        message = self.message_for(job, payload, queue, delay)
+        return (await self._aenqueue([message], transaction))[0]
+
+    async def adispatch_many(
+        self,
+        job: JobLike,
+        payloads: Iterable[Any],
+        queue: str | None = None,
+        delay: float | None = None,
+        *,
+        transaction: Any = None,
+    ) -> list[str | None]:
+        """:meth:`dispatch_many` for ``async`` code (see :meth:`adispatch`)."""
+        template = self._template(job)
+        messages = template.to_messages(payloads, queue=queue, delay=delay)
+        return await self._aenqueue(messages, transaction)
+
+    async def _aenqueue(self, messages: Sequence[Message], transaction: Any) -> list[str | None]:
+        if transaction is None:
+            return await asyncio.to_thread(self.queue.enqueue, messages)
+        run_sync = _async_run_sync(transaction)
+        if run_sync is None:
+            return self.queue.enqueue(messages, transaction=transaction)
+        result: list[str | None] = await run_sync(
+            lambda sync_transaction: self.queue.enqueue(messages, transaction=sync_transaction)
+        )
+        return result
 
     # -- inspection and administration ---------------------------------------
 
@@ -303,3 +352,22 @@ class JobsApp(AppScheduling):
 
     def __repr__(self) -> str:
         return f"<JobsApp {self.config.display_url} jobs={len(self.registry)}>"
+
+
+def _async_run_sync(transaction: Any) -> Callable[[Callable[[Any], Any]], Awaitable[Any]] | None:
+    """The ``run_sync`` coroutine method of an async transaction object (SQLAlchemy's
+    ``AsyncConnection`` and ``AsyncSession``), or ``None`` for anything else.
+    """
+    run_sync = getattr(transaction, "run_sync", None)
+    if run_sync is not None and inspect.iscoroutinefunction(run_sync):
+        return cast("Callable[[Callable[[Any], Any]], Awaitable[Any]]", run_sync)
+    return None
+
+
+def _refuse_async_transaction(transaction: Any, method: str) -> None:
+    """Raise :class:`ConfigurationError` for an async transaction given to a sync dispatch."""
+    if transaction is not None and _async_run_sync(transaction) is not None:
+        raise ConfigurationError(
+            f"{method}(transaction=...) got an async {type(transaction).__name__}, whose statements "
+            f"run on the event loop: use 'await Jobs.a{method}(..., transaction=...)' in async code"
+        )

@@ -102,6 +102,34 @@ class Jobs:
         return Jobs.app().dispatch_many(job, payloads, queue, delay, transaction=transaction)
 
     @staticmethod
+    async def adispatch(
+        job: JobLike,
+        payload: Any = None,
+        queue: str | None = None,
+        delay: float | None = None,
+        *,
+        transaction: Any = None,
+    ) -> str | None:
+        """``await``-able :meth:`dispatch` for async code: the event loop is not blocked.
+
+        ``transaction`` may be a SQLAlchemy ``AsyncConnection`` or
+        ``AsyncSession``: the job is stored in its open transaction.
+        """
+        return await Jobs.app().adispatch(job, payload, queue, delay, transaction=transaction)
+
+    @staticmethod
+    async def adispatch_many(
+        job: JobLike,
+        payloads: Iterable[Any],
+        queue: str | None = None,
+        delay: float | None = None,
+        *,
+        transaction: Any = None,
+    ) -> list[str | None]:
+        """``await``-able :meth:`dispatch_many` for async code (see :meth:`adispatch`)."""
+        return await Jobs.app().adispatch_many(job, payloads, queue, delay, transaction=transaction)
+
+    @staticmethod
     def work(queue: str | Sequence[str] = "default", max_jobs: int | None = None) -> int:
         """Run jobs in this thread until ``max_jobs`` were handled or none is due; return how many."""
         return Jobs.app().work(queue, max_jobs)

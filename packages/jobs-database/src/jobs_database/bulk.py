@@ -21,10 +21,12 @@ from jobs_database.raw import dbapi_errors
 from jobs_database.schema import Tables
 
 BytesBinaryDumper: Any
+PsycopgConnection: Any
 try:
+    from psycopg import Connection as PsycopgConnection
     from psycopg.types.string import BytesBinaryDumper
 except ImportError:  # pragma: no cover - PostgreSQL support not installed
-    BytesBinaryDumper = None
+    BytesBinaryDumper = PsycopgConnection = None
 
 COLUMNS = ("id", "queue", "priority", "visible_at", "state", "created_at", "body")
 #: PostgreSQL types of :data:`COLUMNS`, for binary ``COPY``.
@@ -95,6 +97,13 @@ class BulkInsert:
                 cursor.execute(self._single if single else self._small, params)
                 notified: set[str] = {row[0] for row in cursor.fetchall()}
             return notified
+        if self.backend == "postgresql" and not isinstance(dbapi, PsycopgConnection):
+            # An async driver's connection seen through SQLAlchemy's adapter (a caller's
+            # AsyncConnection, via run_sync) has no COPY: insert in small batches instead.
+            woken: set[str] = set()
+            for start in range(0, len(rows), SMALL_BATCH):
+                woken |= self._insert(conn, rows[start : start + SMALL_BATCH], notify_channel, now)
+            return woken
         if self.backend == "postgresql":
             self._copy(dbapi, rows)
             return set()
