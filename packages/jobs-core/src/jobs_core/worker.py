@@ -34,12 +34,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+from jobs_core.context import enter_job, leave_job
 from jobs_core.errors import ConfigurationError, JobNotRegistered, JobsError, Retry, SkipJob
 from jobs_core.executor import Executor, bind_executor, describe_error, is_async_job
 from jobs_core.heartbeat import Heartbeat
 from jobs_core.job import Job
 from jobs_core.message import Delivery, Message, validate_queue_name
-from jobs_core.context import enter_job, leave_job
 from jobs_core.middleware import has_middleware
 from jobs_core.run import JobRun
 
