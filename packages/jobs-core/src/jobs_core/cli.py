@@ -223,18 +223,18 @@ cli.add_command(schedules)
 @click.option("--queue", "-q", "queues", multiple=True, metavar="NAME", help="Only these queues.")
 @json_option
 def stats(url: str | None, queues: Sequence[str], as_json: bool) -> None:
-    """Counts per queue: pending, delayed, reserved, completed, failed."""
+    """Counts per queue: pending, delayed, reserved, completed, failed (one snapshot)."""
     app = _app(url)
     names = list(queues)
     for name in names:
         _check_queue(app, name)
-    if not names:
-        try:
-            names = app.queue.queues()
-        except UnsupportedOperation:
-            names = []
-    per_queue = {name: app.stats(name) for name in names}
-    total = app.stats() if not queues else _sum(per_queue.values())
+    try:
+        snapshot = app.queue.stats_by_queue(names or None)
+    except UnsupportedOperation:
+        snapshot = {}
+    per_queue = {name: counts.to_dict() for name, counts in snapshot.items()}
+    # The total is the sum of the rows shown, so the two always agree.
+    total = _sum(per_queue.values()) if per_queue else app.stats()
     if as_json:
         emit_json({"url": app.config.display_url, "queues": per_queue, "total": total})
         return

@@ -294,6 +294,16 @@ class Driver(abc.ABC):
         """Names of the queues that hold or held messages (best effort)."""
         raise UnsupportedOperation(self.name, Capability.STATS.value, "listing queues")
 
+    def stats_by_queue(self, queues: Sequence[str] | None = None) -> dict[str, QueueStats]:
+        """Counts of each of ``queues`` (default: :meth:`queues`), read as one snapshot where
+        the backend allows, so that they add up to the total of that moment.
+
+        The default calls :meth:`stats` once per queue; drivers that can read
+        every queue at once override it.
+        """
+        names = list(self.queues() if queues is None else queues)
+        return {name: self.stats(name) for name in names}
+
     def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
         """Failed jobs, newest first."""
         raise UnsupportedOperation(self.name, Capability.FAILED_STORE.value)

@@ -60,6 +60,12 @@ class Queue:
         """Names of the queues the driver knows."""
         return self.driver.queues()
 
+    def stats_by_queue(self, queues: Sequence[str] | None = None) -> dict[str, QueueStats]:
+        """Counts per queue (default: every queue the driver knows), as one snapshot where possible."""
+        for name in queues or ():
+            validate_queue_name(name)
+        return self.driver.stats_by_queue(None if queues is None else list(queues))
+
     def failed(self, limit: int = 50, offset: int = 0, queue: str | None = None) -> list[FailedJob]:
         """Failed jobs, newest first."""
         if limit < 0 or offset < 0:

@@ -85,6 +85,50 @@ class AdminOperations:
         )
         return sorted(self._run("listing queues", lambda conn: [r[0] for r in conn.execute(stmt)]))
 
+    def stats_by_queue(self, queues: Sequence[str] | None = None) -> dict[str, QueueStats]:
+        """Counts of each queue (default: every queue), read by one statement: one snapshot."""
+        names = None if queues is None else list(queues)
+        for name in names or ():
+            validate_queue_name(name)
+        t = self.tables
+
+        def count(conn: sa.Connection) -> dict[str, QueueStats]:
+            now = time.time()
+            jobs = t.jobs.c
+            waiting = jobs.state == WAITING
+            held = sa.and_(jobs.state == RESERVED, jobs.lease_until > now)
+            later = sa.and_(waiting, jobs.visible_at > now)
+            zero, one = sa.literal(0), sa.literal(1)
+            parts = [
+                sa.select(
+                    jobs.queue.label("queue"),
+                    sa.case((held, 0), (later, 0), else_=one).label("pending"),
+                    sa.case((later, one), else_=0).label("delayed"),
+                    sa.case((held, one), else_=0).label("reserved"),
+                    zero.label("completed"),
+                    zero.label("failed"),
+                ),
+                sa.select(t.completed.c.queue, zero, zero, zero, t.completed.c.count, zero),
+                sa.select(t.failed.c.queue, zero, zero, zero, zero, one),
+            ]
+            if names is not None:
+                parts = [part.where(part.selected_columns[0].in_(names)) for part in parts]
+            rows = sa.union_all(*parts).subquery()
+            stmt = sa.select(
+                rows.c.queue,
+                sa.func.sum(rows.c.pending),
+                sa.func.sum(rows.c.delayed),
+                sa.func.sum(rows.c.reserved),
+                sa.func.sum(rows.c.completed),
+                sa.func.sum(rows.c.failed),
+            ).group_by(rows.c.queue)
+            found = {
+                row[0]: QueueStats(*(int(value or 0) for value in row[1:])) for row in conn.execute(stmt)
+            }
+            return {name: found.get(name, QueueStats()) for name in (names or sorted(found))}
+
+        return self._run("stats", count)
+
     def _failed_job(self, row: Any) -> FailedJob:
         if not row.malformed:
             try:

@@ -372,6 +372,32 @@ class MemoryDriver(Driver):
             failed = sum(1 for f in self._store.failed.values() if queue is None or f.queue == queue)
         return QueueStats(pending, delayed, reserved, completed, failed)
 
+    def stats_by_queue(self, queues: Sequence[str] | None = None) -> dict[str, QueueStats]:
+        """Counts of each queue, all read under one hold of the store's lock."""
+        for name in queues or ():
+            validate_queue_name(name)
+        with self._store.condition:
+            now = time.time()
+            names = sorted(self._store.known_queues) if queues is None else list(queues)
+            counts = {name: [0, 0, 0, 0, 0] for name in names}
+            for rec in self._store.records.values():
+                row = counts.get(rec.queue)
+                if row is None:
+                    continue
+                if rec.state == RESERVED and rec.lease_expires_at > now:
+                    row[2] += 1
+                elif rec.state == RESERVED or rec.available_at <= now:
+                    row[0] += 1
+                else:
+                    row[1] += 1
+            for _, name in self._store.completed:
+                if name in counts:
+                    counts[name][3] += 1
+            for failed in self._store.failed.values():
+                if failed.queue in counts:
+                    counts[failed.queue][4] += 1
+        return {name: QueueStats(*row) for name, row in counts.items()}
+
     def queues(self) -> list[str]:
         """Every queue that ever held a message in this store."""
         with self._store.condition:

@@ -202,3 +202,21 @@ def test_purge_removes_a_message_whose_lease_ran_out(jobs_driver: Driver, jobs_q
     time.sleep(0.4)
     assert jobs_driver.purge(jobs_queue) == 1
     assert_nothing(jobs_driver, [jobs_queue])
+
+
+@stats_required
+@pytest.mark.jobs_requires(Capability.DELAY)
+def test_stats_by_queue_agree_with_stats_of_each_queue(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    first, second, untouched = jobs_queue_factory(), jobs_queue_factory(), jobs_queue_factory()
+    jobs_driver.enqueue(messages(first, 3))
+    jobs_driver.enqueue(messages(second, 2, available_at=time.time() + 60))
+    stats_become(jobs_driver, first, pending=3)
+    stats_become(jobs_driver, second, delayed=2)
+    by_queue = jobs_driver.stats_by_queue([first, second, untouched])
+    assert list(by_queue) == [first, second, untouched]
+    assert by_queue[first] == jobs_driver.stats(first)
+    assert by_queue[second] == jobs_driver.stats(second)
+    assert (by_queue[untouched].pending, by_queue[untouched].delayed) == (0, 0)
+    assert sorted(jobs_driver.stats_by_queue()) == sorted(jobs_driver.queues())
