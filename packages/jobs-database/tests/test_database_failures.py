@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 from jobs_core import Message, job
 from jobs_core.app import JobsApp
-from jobs_core.errors import BackendUnavailable
+from jobs_core.errors import BackendError, BackendUnavailable
 from jobs_database import DatabaseDriver
 
 
@@ -62,6 +62,24 @@ def _terminate(admin: sa.Engine, application_name: str) -> int:
             {"name": application_name},
         ).all()
     return len(rows)
+
+
+@pytest.mark.parametrize("backend", ["postgresql", "mariadb"], indirect=True)
+def test_a_database_that_does_not_exist_is_named_not_reported_as_unreachable(db_url: str) -> None:
+    url = sa.engine.make_url(db_url).set(database="jobs_no_such_database")
+    driver = DatabaseDriver(url.render_as_string(hide_password=False))
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackendError) as caught:
+            driver.enqueue([Message(name="a", queue="q")])
+    finally:
+        driver.close()
+    text = str(caught.value)
+    assert "has no database 'jobs_no_such_database': create it" in text
+    assert "cannot reach" not in text
+    assert not isinstance(caught.value, BackendUnavailable)
+    assert not caught.value.retryable
+    assert time.monotonic() - started < 5  # answered at once, not retried as a lost connection
 
 
 def test_a_worker_recovers_from_pg_terminate_backend_and_completes_every_job(

@@ -31,8 +31,24 @@ def is_disconnect(exc: BaseException) -> bool:
         sqlite = is_sqlite_disconnect(exc)
         if sqlite is not None:
             return sqlite
-        return isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError)) and not _is_locked(exc)
+        return (
+            isinstance(exc, (sa.exc.OperationalError, sa.exc.InterfaceError))
+            and not _is_locked(exc)
+            and not is_missing_database(exc)
+        )
     return False
+
+
+def is_missing_database(exc: BaseException) -> bool:
+    """Whether the server answered that the database named in the URL does not exist."""
+    orig = getattr(exc, "orig", exc)
+    if getattr(orig, "sqlstate", None) == "3D000":  # PostgreSQL: invalid_catalog_name
+        return True
+    args = getattr(orig, "args", ())
+    if args and args[0] == 1049:  # MySQL/MariaDB: ER_BAD_DB_ERROR
+        return True
+    text = str(orig)
+    return "FATAL:" in text and 'database "' in text and "does not exist" in text
 
 
 def _is_locked(exc: BaseException) -> bool:
@@ -49,6 +65,11 @@ def translate(exc: BaseException, settings: DatabaseSettings, operation: str) ->
         known = translate_sqlite(exc, operation, where, detail)
         if known is not None:
             return known
+    if settings.backend != "sqlite" and is_missing_database(exc):
+        return BackendError(
+            f"{operation}: the {name} server at {settings.location} has no database "
+            f"{settings.url.database!r}: create it, or name an existing database in the URL"
+        )
     if _is_locked(exc):
         return OperationTimedOut(f"{operation}: the {name} database at {settings.location} is busy: {detail}")
     if is_disconnect(exc):
