@@ -108,3 +108,12 @@ def test_the_facade_schedules_on_the_default_app(app: JobsApp) -> None:
         assert "hourly" not in {s.name for s in Jobs.schedules()}
     finally:
         set_default_app(previous)
+
+
+def test_each_fired_tick_is_logged_at_info(app: JobsApp, caplog: pytest.LogCaptureFixture) -> None:
+    name = app.schedule_every(record, 60, {"n": 1}, name="minutely")
+    caplog.set_level("INFO", logger="jobs_core.scheduler")
+    assert app.scheduler.tick(now=time.time() + 61) == 1
+    [line] = [r.getMessage() for r in caplog.records if r.levelname == "INFO" and "fired" in r.getMessage()]
+    assert line.startswith(f"schedule {name!r}: fired for ")
+    assert "UTC: job tests.scheduler_app.record " in line and line.endswith("on queue 'recorded'")

@@ -183,3 +183,19 @@ def test_worker_processes_with_scheduler_fire_and_run_the_jobs(tmp_path: Path, s
         assert err.count("serving ticks on") >= 1, err
         runs = log.read_text().split()
         assert len(runs) >= 4 and set(runs) == {"2"}
+
+
+def test_a_paused_schedule_shows_no_next_run(app: JobsApp, url: str) -> None:
+    app.schedule_every("cleanup", 1, name="cleanup")
+    assert run("schedules", "pause", "cleanup", "--url", url)[0] == 0
+    time.sleep(1.2)  # its stored next run is in the past by now
+    code, out, _ = run("schedules", "--url", url)
+    assert code == 0
+    row = out.splitlines()[1].split()
+    assert row[0] == "cleanup"
+    assert row[-4:] == ["-", "-", "once", "paused"]  # NEXT RUN and LAST RUN are '-'
+    [listed] = json.loads(run("schedules", "--url", url, "--json")[1])
+    assert listed["paused"] is True and listed["next_run_at"] is None
+    assert run("schedules", "--url", url, "resume", "cleanup")[0] == 0
+    [listed] = json.loads(run("schedules", "--url", url, "--json")[1])
+    assert listed["next_run_at"] > time.time()

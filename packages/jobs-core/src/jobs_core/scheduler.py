@@ -118,7 +118,8 @@ class Schedule:
     ``kind`` is ``at``, ``every``, ``daily`` or ``cron``; ``description`` says
     when it fires in words; ``last_run_at`` is the latest tick that was
     claimed (``None`` before the first); ``next_run_at`` is when a scheduler
-    looks at it next (``None`` once a one-shot has fired).
+    looks at it next (``None`` once a one-shot has fired, and while the
+    schedule is paused: :meth:`Scheduler.resume` sets it from the next tick).
     """
 
     name: str
@@ -165,6 +166,14 @@ class Schedule:
 
 def _utc(value: float | None) -> dt.datetime | None:
     return None if value is None else dt.datetime.fromtimestamp(value, dt.timezone.utc)
+
+
+def _utc_text(value: float) -> str:
+    """``value`` (a Unix time) as ``YYYY-MM-DD HH:MM:SS`` in UTC, for log lines."""
+    try:
+        return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    except (OverflowError, OSError, ValueError):
+        return f"{value:.3f}"
 
 
 @dataclass(frozen=True)
@@ -567,7 +576,14 @@ class Scheduler:
                 "schedule %r: tick %.3f dropped, its unique key is held by an unfinished job", name, tick
             )
             return False
-        log.debug("schedule %r: tick %.3f enqueued %s", name, tick, message.id)
+        log.info(
+            "schedule %r: fired for %s UTC: job %s %s on queue %r",
+            name,
+            _utc_text(tick),
+            message.name,
+            message.id,
+            message.queue,
+        )
         return True
 
     def _hold(self, name: str, tick: float, message: Message) -> None:
@@ -678,7 +694,7 @@ def _schedule(record: ScheduleRecord) -> Schedule:
         description=spec.describe(),
         missed=definition.missed,
         timezone=spec.timezone,
-        next_run_at=record.next_run_at,
+        next_run_at=None if record.paused else record.next_run_at,
         last_run_at=record.last_tick,
         paused=record.paused,
         updated_at=record.updated_at,
