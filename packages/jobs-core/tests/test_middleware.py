@@ -102,11 +102,35 @@ def test_logging_middleware_logs_success_and_failure(app: JobsApp, caplog: pytes
     app.register_plugin(LoggingMiddleware())
     app.dispatch(Record, 1)
     app.dispatch(Fails, None)
-    with caplog.at_level(logging.INFO, logger="jobs_core.middleware"):
+    with caplog.at_level(logging.DEBUG, logger="jobs_core.middleware"):
         assert app.work() == 2
     text = caplog.text
     assert f"job {Record.job_name}" in text and "done in" in text
     assert f"job {Fails.job_name}" in text and "failed after" in text and "KeyError" in text
+
+
+class FailsTwice(Job):
+    max_retries = 1
+    retry_delay = 0.0
+    jitter = False
+
+    def handle(self, payload: Any) -> None:
+        raise KeyError("missing")
+
+
+def test_with_logging_middleware_each_failure_is_logged_once(
+    app: JobsApp, caplog: pytest.LogCaptureFixture
+) -> None:
+    app.register_plugin(LoggingMiddleware())
+    ident = app.dispatch(FailsTwice, None)
+    with caplog.at_level(logging.INFO, logger="jobs_core"):
+        assert app.work() == 2  # the first attempt is retried at once; the second fails for good
+    about_it = [r for r in caplog.records if ident in r.getMessage()]
+    assert [(r.levelname, r.name) for r in about_it] == [
+        ("INFO", "jobs_core.worker"),
+        ("WARNING", "jobs_core.worker"),
+    ], [r.getMessage() for r in about_it]
+    assert "retrying" in about_it[0].getMessage() and "failed for good" in about_it[1].getMessage()
 
 
 def test_unregistering_middleware_restores_the_direct_path(app: JobsApp) -> None:

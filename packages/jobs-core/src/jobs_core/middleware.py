@@ -50,7 +50,11 @@ def has_middleware(manager: pluggy.PluginManager) -> bool:
 
 
 class LoggingMiddleware:
-    """Logs each job run: start at DEBUG, success at INFO, failure at WARNING.
+    """Logs each job run: start at DEBUG, success at INFO with its duration.
+
+    A failed attempt is reported once, by the worker (a retry at INFO, a job
+    failed for good at WARNING); this middleware adds only its duration, at
+    DEBUG, so a failure is not logged twice.
 
     Example::
 
@@ -78,7 +82,7 @@ class LoggingMiddleware:
             raise
         except Exception as exc:
             elapsed = time.perf_counter() - started
-            self.log.warning(
+            self.log.debug(
                 "job %s %s attempt %d failed after %.3fs: %s: %s",
                 message.name,
                 message.id,
