@@ -39,3 +39,17 @@ def test_jobs_core_readme_example_runs_as_written(tmp_path: pathlib.Path) -> Non
     )
     assert result.returncode == 0, result.stderr
     assert "sending to ada@example.com" in result.stdout
+
+
+def test_the_install_from_a_checkout_names_installable_packages() -> None:
+    blocks = re.findall(r"```text\n(.*?)```", README.read_text(), flags=re.S)
+    paths = [
+        word.strip('"').split("[", 1)[0]
+        for block in blocks
+        for line in block.splitlines()
+        if line.startswith("pip install ./")
+        for word in line.split("#", 1)[0].split("&&", 1)[0].split()[2:]
+    ]
+    assert {"./packages/jobs-core", "./packages/jobs-database", "./packages/jobs-kafka"} <= set(paths)
+    for path in paths:
+        assert (ROOT / path / "pyproject.toml").is_file(), f"README installs {path}, which is not a package"

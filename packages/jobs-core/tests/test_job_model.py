@@ -154,3 +154,29 @@ def test_job_instance_copies_so_overrides_do_not_leak() -> None:
     assert isinstance(job_instance(SendEmail), SendEmail)
     with pytest.raises(ConfigurationError):
         job_instance("not a job")  # type: ignore[arg-type]
+
+
+def test_a_celery_style_delay_call_that_dispatches_nothing_warns() -> None:
+    import gc
+    import warnings
+
+    from jobs_core import JobsApp
+    from jobs_core.errors import JobNotDispatchedWarning
+
+    @job(name="model.send_report", queue="reports")
+    def send_report(payload: object) -> None:
+        return None
+
+    with pytest.warns(JobNotDispatchedWarning, match=r"send_report\.delay\(5\) configured a job that was"):
+        send_report.delay(5)  # the Celery habit: queues nothing
+
+    with JobsApp("memory://", load_plugins=False) as app, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        app.dispatch(send_report.delay(5), {"n": 1})
+        template = send_report.delay(60)
+        app.dispatch_many(template, [{"n": 2}, {"n": 3}])
+        del template
+        app.schedule_every(send_report.delay(1), 3600, {"n": 4}, name="hourly")
+        gc.collect()
+        assert app.stats("reports")["delayed"] == 3
+    assert [w for w in caught if issubclass(w.category, JobNotDispatchedWarning)] == []

@@ -206,3 +206,11 @@ class SkipJob(JobsError):
 
     The message is acknowledged and counted as processed.
     """
+
+
+class JobNotDispatchedWarning(UserWarning):
+    """A job configured with ``delay(seconds)`` was dropped without being dispatched.
+
+    ``delay()`` sets the delay of a later dispatch and queues nothing (unlike
+    Celery's ``task.delay(...)``): pass the job to ``Jobs.dispatch``.
+    """

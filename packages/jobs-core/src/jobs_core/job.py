@@ -14,14 +14,16 @@ import copy
 import functools
 import inspect
 import operator
+import sys
 import time
+import warnings
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core import options
 from jobs_core.context import job_context
-from jobs_core.errors import ConfigurationError
+from jobs_core.errors import ConfigurationError, JobNotDispatchedWarning
 from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy
 from jobs_core.serializer import check_each, check_json
 
@@ -126,8 +128,16 @@ class Job:
         return self
 
     def delay(self, seconds: float) -> Job:
-        """Make the job available ``seconds`` after dispatch."""
+        """Make the job available ``seconds`` after dispatch.
+
+        This configures a dispatch; it queues nothing (unlike Celery's
+        ``task.delay``): ``Jobs.dispatch(send_email.delay(60), payload)``. A
+        job configured this way and dropped without being dispatched raises
+        a :class:`~jobs_core.errors.JobNotDispatchedWarning` when it is
+        garbage collected.
+        """
         self._overrides["delay"] = options.seconds("delay()", seconds)
+        _watch_for_dispatch(self, f"delay({seconds!r})")
         return self
 
     def priority(self, level: int) -> Job:
@@ -202,6 +212,7 @@ class Job:
         comes as a :class:`~jobs_core.message.MessageBatch`, whose messages are
         built as they are first read.
         """
+        _dispatched(self)
         now = time.time() if now is None else now
         settings = _class_settings(type(self))
         overrides = self._overrides
@@ -237,6 +248,7 @@ class Job:
         return MessageBatch(common, payloads)
 
     def __copy__(self) -> Job:
+        _dispatched(self)  # copied to make a dispatch (or a schedule) from it
         clone = object.__new__(type(self))
         clone.__dict__.update(self.__dict__)
         clone._overrides = dict(self._overrides)
@@ -246,6 +258,35 @@ class Job:
     def __repr__(self) -> str:
         extra = "".join(f" {k}={v!r}" for k, v in sorted(self._overrides.items()))
         return f"<{type(self).__qualname__} {type(self).job_name!r}{extra}>"
+
+
+_WATCH = "_jobs_not_dispatched"
+
+
+def _watch_for_dispatch(job: Job, call: str) -> None:
+    """Warn when ``job`` is garbage collected without having been dispatched."""
+    if _WATCH not in job.__dict__:
+        finalizer = weakref.finalize(job, _never_dispatched, type(job).__qualname__, call)
+        finalizer.atexit = False
+        job.__dict__[_WATCH] = finalizer
+
+
+def _dispatched(job: Job) -> None:
+    finalizer = job.__dict__.pop(_WATCH, None)
+    if finalizer is not None:
+        finalizer.detach()
+
+
+def _never_dispatched(name: str, call: str) -> None:
+    if sys.is_finalizing():
+        return
+    warnings.warn(
+        f"{name}.{call} configured a job that was never dispatched: delay() sets the delay of a "
+        f"dispatch and queues nothing; use Jobs.dispatch(job.{call}, payload) or "
+        "Jobs.dispatch_later(seconds, job, payload)",
+        JobNotDispatchedWarning,
+        stacklevel=3,
+    )
 
 
 _FLUENT_METHODS = (

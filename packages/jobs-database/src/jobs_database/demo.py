@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         "--progress",
         "0.5",
     ]
-    print("starting: jobs " + " ".join(command[3:]), flush=True)
+    print("starting: jobsctl " + " ".join(command[3:]), flush=True)
     status = subprocess.call(command)
     if status != 0:
         return status
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         for failed in app.failed_jobs():
             reason = failed.error.splitlines()[0]
             print(f"failed job {failed.id} ({failed.name}, {failed.attempts} attempts): {reason}")
-        print(f"inspect it with: jobs stats --url {url}   |   jobs failed --url {url}")
+        # jobsctl, not jobs: a shell's own `jobs` built-in would answer instead.
+        print(f"inspect it with: jobsctl stats --url {url}   |   jobsctl failed --url {url}")
     finally:
         app.close()
     return 0
