@@ -1,7 +1,7 @@
 """Every check of the workspace: ``nox`` runs them all, ``nox -s NAME`` one.
 
 Sessions: lint, typecheck, tests, conformance (one per driver and backend),
-packaging, docs, bench (not run by default).
+packaging, docs, bench and bench-peers (not run by default).
 """
 
 from __future__ import annotations
@@ -163,3 +163,12 @@ def bench(session: nox.Session) -> None:
     session.install("orjson")
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
+
+
+@nox.session(name="bench-peers", default=False)
+def bench_peers(session: nox.Session) -> None:
+    """This project against peer libraries on the same backends; figures go to docs/performance.md."""
+    peers = ROOT / "benchmarks" / "peers"
+    session.install("-r", str(peers / "requirements.txt"))
+    session.install(*_editable(f"{PACKAGES / 'jobs-core'}[fast]", DATABASE, KAFKA))
+    session.run("python", str(peers / "run.py"), *session.posargs)
