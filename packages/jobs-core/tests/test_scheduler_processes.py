@@ -3,7 +3,7 @@
 The memory driver lives in one process, so this test needs a store that
 processes share: the SQLite backend of ``jobs-database``, reached through the
 ``jobs.drivers`` entry point by URL (jobs-core never imports a driver). Each
-process runs :func:`~jobs_core.scheduler.run_scheduler` on an every-second
+process runs :func:`~jobs_core.scheduler_runner.run_scheduler` on an every-second
 schedule for five seconds and reports every tick it enqueued.
 """
 
@@ -32,7 +32,8 @@ CHILD = r"""
 import json, sys
 from jobs_core.config import JobsConfig
 from jobs_core.plugins import DriverRegistry
-from jobs_core.scheduler import TICK_HEADER, Scheduler, run_scheduler
+from jobs_core.scheduler import TICK_HEADER, Scheduler
+from jobs_core.scheduler_runner import run_scheduler
 
 driver = JobsConfig.parse(sys.argv[1]).create_driver(DriverRegistry())
 sent = []

@@ -35,7 +35,7 @@ from jobs_core.middleware import EXECUTION_PLUGIN_NAME, ExecutionPlugin
 from jobs_core.plugins import DriverRegistry, create_plugin_manager
 from jobs_core.queue import Queue
 from jobs_core.registry import Registry
-from jobs_core.scheduler import AppScheduling
+from jobs_core.scheduling import AppScheduling
 
 if TYPE_CHECKING:
     from jobs_core.worker import Worker
@@ -61,7 +61,7 @@ class JobsApp(AppScheduling):
     ``jobs.plugins`` are loaded as well.
 
     Scheduling (``schedule_at``, ``schedule_every``, ``schedule_cron``, ...)
-    comes from :class:`~jobs_core.scheduler.AppScheduling`.
+    comes from :class:`~jobs_core.scheduling.AppScheduling`.
     """
 
     def __init__(

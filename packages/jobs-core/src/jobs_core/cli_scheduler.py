@@ -22,7 +22,8 @@ from jobs_core.cli_output import F, emit_json, json_option, print_table, short_t
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.driver import Capability
 from jobs_core.errors import UnsupportedOperation
-from jobs_core.scheduler import Schedule, SchedulerThread, run_scheduler
+from jobs_core.schedule_data import Schedule
+from jobs_core.scheduler_runner import SchedulerThread, run_scheduler
 
 #: Default seconds between looks at the store for schedules declared elsewhere.
 DEFAULT_POLL_INTERVAL = 1.0

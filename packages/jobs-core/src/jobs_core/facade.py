@@ -1,6 +1,6 @@
 """``Jobs``: the facade over one default :class:`~jobs_core.app.JobsApp`.
 
-The methods carry the origin system's names in snake_case::
+Every method is the default app's method of the same name::
 
     from jobs_core import Jobs
 
@@ -17,20 +17,37 @@ The default app is created on first use from ``$JOBS_URL`` (else
 
 from __future__ import annotations
 
-import datetime as dt
+import inspect
 import threading
-from collections.abc import Iterable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from jobs_core.app import JobsApp
 from jobs_core.events import Callback
 from jobs_core.job import Job, JobFunction, JobLike
 from jobs_core.message import FailedJob
-from jobs_core.schedule import Missed
-from jobs_core.scheduler import JobTarget, Schedule
+from jobs_core.schedule_data import Schedule
 
 _lock = threading.Lock()
 _default: list[JobsApp] = []
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def on_default_app(method: Callable[Concatenate[JobsApp, P], R]) -> Callable[P, R]:
+    """A facade function from an app method: the same call, on the default app."""
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(Jobs.app(), *args, **kwargs)
+
+    call.__name__ = getattr(method, "__name__", "call")
+    call.__qualname__ = f"Jobs.{call.__name__}"
+    call.__doc__ = method.__doc__
+    signature = inspect.signature(method)
+    parameters = list(signature.parameters.values())[1:]  # without the app
+    call.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
+    return call
 
 
 class Jobs:
@@ -161,74 +178,11 @@ class Jobs:
         """Register a plugin object (middleware, event hooks) with the default app."""
         Jobs.app().register_plugin(plugin, name)
 
-    @staticmethod
-    def schedule_at(
-        job: JobTarget,
-        when: dt.datetime | float,
-        payload: Any = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-    ) -> str:
-        """Run ``job`` once at ``when`` (an aware datetime or a Unix timestamp); return the schedule name."""
-        return Jobs.app().schedule_at(job, when, payload, name=name, queue=queue)
-
-    @staticmethod
-    def schedule_in(
-        job: JobTarget,
-        delay: float | dt.timedelta,
-        payload: Any = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-    ) -> str:
-        """Run ``job`` once, ``delay`` seconds (or a timedelta) from now; return the schedule name."""
-        return Jobs.app().schedule_in(job, delay, payload, name=name, queue=queue)
-
-    @staticmethod
-    def schedule_every(
-        job: JobTarget,
-        interval: float | dt.timedelta,
-        payload: Any = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        missed: Missed | str = Missed.ONCE,
-    ) -> str:
-        """Run ``job`` every ``interval`` seconds (or a timedelta); return the schedule name."""
-        return Jobs.app().schedule_every(job, interval, payload, name=name, queue=queue, missed=missed)
-
-    @staticmethod
-    def schedule_daily(
-        job: JobTarget,
-        payload: Any = None,
-        queue: str | None = None,
-        time: str | dt.time = "00:00",
-        *,
-        timezone: str | dt.tzinfo | None = None,
-        name: str | None = None,
-        missed: Missed | str = Missed.ONCE,
-    ) -> str:
-        """Run ``job`` every day at ``time`` (``"HH:MM"``) in ``timezone``; return the schedule name."""
-        return Jobs.app().schedule_daily(
-            job, payload, queue, time, timezone=timezone, name=name, missed=missed
-        )
-
-    @staticmethod
-    def schedule_cron(
-        job: JobTarget,
-        expression: str,
-        payload: Any = None,
-        *,
-        timezone: str | dt.tzinfo | None = None,
-        name: str | None = None,
-        queue: str | None = None,
-        missed: Missed | str = Missed.ONCE,
-    ) -> str:
-        """Run ``job`` on a five-field cron expression in ``timezone``; return the schedule name."""
-        return Jobs.app().schedule_cron(
-            job, expression, payload, timezone=timezone, name=name, queue=queue, missed=missed
-        )
+    schedule_at = staticmethod(on_default_app(JobsApp.schedule_at))
+    schedule_in = staticmethod(on_default_app(JobsApp.schedule_in))
+    schedule_every = staticmethod(on_default_app(JobsApp.schedule_every))
+    schedule_daily = staticmethod(on_default_app(JobsApp.schedule_daily))
+    schedule_cron = staticmethod(on_default_app(JobsApp.schedule_cron))
 
     @staticmethod
     def schedules() -> list[Schedule]:

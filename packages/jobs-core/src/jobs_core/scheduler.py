@@ -19,27 +19,28 @@ its own), so an enqueue retried after an ambiguous failure is not stored twice.
 Schedules are stored as JSON that holds the message to enqueue (job name,
 payload, queue and every per-dispatch setting of the job), so a scheduler
 process fires them without importing the job's code.
+
+This module holds the :class:`Scheduler` alone (over 400 lines: declaring,
+listing and firing share its driver, clock and held ticks); what a schedule
+is lives in :mod:`jobs_core.schedule_data`, running one in
+:mod:`jobs_core.scheduler_runner`, and the app's and facade's methods, made
+from the scheduler's, in :mod:`jobs_core.scheduling`.
 """
 
 from __future__ import annotations
 
 import builtins
 import datetime as dt
-import hashlib
-import json
 import logging
-import re
-import signal
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from types import FrameType
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
 
 from jobs_core.driver import Capability, Driver
-from jobs_core.errors import ConfigurationError, InvalidName, JobsError, ScheduleError, ScheduleNotFound
-from jobs_core.job import Job, JobFunction, job_instance
+from jobs_core.errors import ConfigurationError, JobsError, ScheduleError, ScheduleNotFound
+from jobs_core.job import Job, job_instance
 from jobs_core.message import Message, ScheduleRecord, new_id, validate_queue_name
 from jobs_core.registry import Registry
 from jobs_core.schedule import (
@@ -49,180 +50,44 @@ from jobs_core.schedule import (
     Missed,
     Spec,
     interval_seconds,
-    spec_from_dict,
     timestamp,
+)
+from jobs_core.schedule_data import (
+    DATA_VERSION,
+    SCHEDULE_HEADER,
+    SCHEDULE_NAME_PATTERN,
+    TEMPLATE_SKIP,
+    TICK_HEADER,
+    Definition,
+    JobTarget,
+    Schedule,
+    default_name,
+    schedule_view,
+    stored_spec,
+    utc_text,
+    validate_schedule_name,
 )
 from jobs_core.serializer import check_json
 
-if TYPE_CHECKING:
-    from jobs_core.queue import Queue
 
 log = logging.getLogger("jobs_core.scheduler")
-
-#: Version of the JSON a scheduler keeps in ``ScheduleRecord.data``.
-DATA_VERSION = 1
-#: Header naming the schedule that enqueued a message.
-SCHEDULE_HEADER = "jobs.schedule"
-#: Header holding the tick (Unix timestamp) that enqueued a message.
-TICK_HEADER = "jobs.schedule_tick"
-
-SCHEDULE_NAME_PATTERN = re.compile(r"\A[A-Za-z0-9_][A-Za-z0-9._:@/+=-]{0,199}\Z")
-"""Schedule names: 1 to 200 characters of letters, digits and ``._:@/+=-``,
-not starting with punctuation other than ``_``."""
 
 Enqueue = Callable[[list[Message]], object]
 """What a scheduler calls to store the messages of a tick (``Queue.enqueue``,
 ``Driver.enqueue``): returns a list of ids, ``None`` for a dropped duplicate."""
 
-JobTarget = type[Job] | Job | JobFunction | str
-"""A job as schedules accept it: a class, a configured instance, a ``@job``
-function, or a registered job name."""
-
-_TEMPLATE_SKIP = ("v", "id", "payload", "available_at", "created_at", "attempts", "last_error")
-
-
-def validate_schedule_name(name: object) -> str:
-    """Return ``name`` if it is a valid schedule name, else raise :class:`InvalidName`."""
-    if not isinstance(name, str) or not SCHEDULE_NAME_PATTERN.fullmatch(name):
-        raise InvalidName(
-            f"invalid schedule name {name!r}: use 1-200 characters of letters, digits or "
-            "'._:@/+=-', starting with a letter, digit or '_'"
-        )
-    return name
-
-
-def default_name(job_name: str, spec: Spec, payload: Any) -> str:
-    """The name a schedule gets when none is given.
-
-    Derived from the job name, the spec's identity and the payload, so that
-    declaring the same schedule again (at every start-up) finds the stored
-    one instead of adding another: ``myapp.jobs.report:cron:3f2a9c0d1e2b``.
-    """
-    digest = hashlib.sha256(
-        json.dumps(
-            {"job": job_name, "spec": spec.identity(), "payload": payload},
-            sort_keys=True,
-            separators=(",", ":"),
-        ).encode()
-    ).hexdigest()[:12]
-    prefix = re.sub(r"[^A-Za-z0-9._:@/+=-]", "_", job_name)[:160]
-    if not prefix or not (prefix[0].isalnum() or prefix[0] == "_"):
-        prefix = f"_{prefix}"[:160]
-    return f"{prefix}:{spec.identity()['kind']}:{digest}"
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A stored schedule, as :meth:`Scheduler.list` reports it.
-
-    ``kind`` is ``at``, ``every``, ``daily`` or ``cron``; ``description`` says
-    when it fires in words; ``last_run_at`` is the latest tick that was
-    claimed (``None`` before the first); ``next_run_at`` is when a scheduler
-    looks at it next (``None`` once a one-shot has fired, and while the
-    schedule is paused: :meth:`Scheduler.resume` sets it from the next tick).
-    """
-
-    name: str
-    job: str
-    payload: Any
-    queue: str
-    kind: str
-    description: str
-    missed: Missed
-    timezone: str | None
-    next_run_at: float | None
-    last_run_at: float | None
-    paused: bool
-    updated_at: float
-    spec: Spec = field(repr=False, compare=False)
-
-    @property
-    def next_run(self) -> dt.datetime | None:
-        """``next_run_at`` as an aware UTC datetime."""
-        return _utc(self.next_run_at)
-
-    @property
-    def last_run(self) -> dt.datetime | None:
-        """``last_run_at`` as an aware UTC datetime."""
-        return _utc(self.last_run_at)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (what ``jobs schedules --json`` prints)."""
-        return {
-            "name": self.name,
-            "job": self.job,
-            "payload": self.payload,
-            "queue": self.queue,
-            "kind": self.kind,
-            "description": self.description,
-            "missed": self.missed.value,
-            "timezone": self.timezone,
-            "next_run_at": self.next_run_at,
-            "last_run_at": self.last_run_at,
-            "paused": self.paused,
-            "updated_at": self.updated_at,
-        }
-
-
-def _utc(value: float | None) -> dt.datetime | None:
-    return None if value is None else dt.datetime.fromtimestamp(value, dt.timezone.utc)
-
-
-def _utc_text(value: float) -> str:
-    """``value`` (a Unix time) as ``YYYY-MM-DD HH:MM:SS`` in UTC, for log lines."""
-    try:
-        return dt.datetime.fromtimestamp(value, dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
-    except (OverflowError, OSError, ValueError):
-        return f"{value:.3f}"
-
-
-@dataclass(frozen=True)
-class _Definition:
-    """The parsed ``data`` of a schedule record."""
-
-    spec: Spec
-    job: str
-    payload: Any
-    template: Mapping[str, Any]
-    delay: float
-    missed: Missed
-
-    def to_data(self, created_at: float) -> dict[str, Any]:
-        return {
-            "v": DATA_VERSION,
-            "spec": self.spec.to_dict(),
-            "job": self.job,
-            "payload": self.payload,
-            "message": dict(self.template),
-            "delay": self.delay,
-            "missed": self.missed.value,
-            "created_at": created_at,
-        }
-
-    @classmethod
-    def from_data(cls, name: str, data: Mapping[str, Any]) -> _Definition:
-        try:
-            if data.get("v") != DATA_VERSION:
-                raise ScheduleError(f"unsupported data version {data.get('v')!r}")
-            template = data["message"]
-            if not isinstance(template, Mapping) or not isinstance(data["job"], str):
-                raise ScheduleError("message template is not an object")
-            return cls(
-                spec=spec_from_dict(data["spec"]),
-                job=data["job"],
-                payload=data.get("payload"),
-                template=template,
-                delay=float(data.get("delay") or 0.0),
-                missed=Missed.parse(data.get("missed", Missed.ONCE.value)),
-            )
-        except ScheduleError as exc:
-            raise ScheduleError(
-                f"schedule {name!r} is stored in a form this version cannot read: {exc}"
-            ) from exc
-        except Exception as exc:  # odd stored data (numbers out of range, deep nesting) stays with it
-            raise ScheduleError(
-                f"schedule {name!r} is stored in a form this version cannot read: {exc!r}"
-            ) from exc
+__all__ = [
+    "DATA_VERSION",
+    "SCHEDULE_HEADER",
+    "SCHEDULE_NAME_PATTERN",
+    "TICK_HEADER",
+    "Enqueue",
+    "JobTarget",
+    "Schedule",
+    "Scheduler",
+    "default_name",
+    "validate_schedule_name",
+]
 
 
 class Scheduler:
@@ -386,7 +251,7 @@ class Scheduler:
         self.driver.validate([message.replace(available_at=time.time() + delay)])
         name = validate_schedule_name(name) if name is not None else default_name(message.name, spec, payload)
         existing = self._find(name)
-        old_spec = _stored_spec(existing)
+        old_spec = stored_spec(existing)
         same = old_spec is not None and old_spec.identity() == spec.identity()
         if same and isinstance(old_spec, Every):
             spec = old_spec  # keep the rhythm of a re-declared interval
@@ -396,8 +261,8 @@ class Scheduler:
             next_run_at = spec.at
         else:
             next_run_at = spec.next_after(now)
-        template = {k: v for k, v in message.to_dict().items() if k not in _TEMPLATE_SKIP}
-        definition = _Definition(
+        template = {k: v for k, v in message.to_dict().items() if k not in TEMPLATE_SKIP}
+        definition = Definition(
             spec=spec,
             job=message.name,
             payload=payload,
@@ -441,7 +306,7 @@ class Scheduler:
 
     def get(self, name: str) -> Schedule:
         """The schedule called ``name``; :class:`ScheduleNotFound` if there is none."""
-        return _schedule(self._get(name))
+        return schedule_view(self._get(name))
 
     def pause(self, name: str) -> None:
         """Stop firing ``name`` until :meth:`resume`. Raises :class:`ScheduleNotFound`."""
@@ -455,7 +320,7 @@ class Scheduler:
         Raises :class:`ScheduleNotFound`.
         """
         record = self._get(name)
-        spec = _Definition.from_data(name, record.data).spec
+        spec = Definition.from_data(name, record.data).spec
         now = self.clock()
         next_run_at = spec.at if isinstance(spec, At) else spec.next_after(now)
         self.driver.save_schedule(
@@ -498,7 +363,7 @@ class Scheduler:
             upcoming: float | None = record.next_run_at
             if record.next_run_at <= now:
                 try:
-                    definition = _Definition.from_data(record.name, record.data)
+                    definition = Definition.from_data(record.name, record.data)
                 except ScheduleError as exc:
                     log.error("%s; it is skipped", exc)
                     continue
@@ -509,7 +374,7 @@ class Scheduler:
         self._next_due = next_due
         return enqueued
 
-    def _fire(self, record: ScheduleRecord, definition: _Definition, now: float) -> tuple[int, float | None]:
+    def _fire(self, record: ScheduleRecord, definition: Definition, now: float) -> tuple[int, float | None]:
         assert record.next_run_at is not None
         spec = definition.spec
         policy = definition.missed
@@ -540,7 +405,7 @@ class Scheduler:
             self.driver.advance_schedule(record.name, record.next_run_at, next_run_at)
         return enqueued, next_run_at
 
-    def _enqueue(self, name: str, definition: _Definition, tick: float, now: float) -> bool:
+    def _enqueue(self, name: str, definition: Definition, tick: float, now: float) -> bool:
         message = self._tick_message(name, definition, tick, now)
         for attempt in range(1, self.enqueue_attempts + 1):
             outcome = self._store(name, tick, message, final=attempt == self.enqueue_attempts)
@@ -579,7 +444,7 @@ class Scheduler:
         log.info(
             "schedule %r: fired for %s UTC: job %s %s on queue %r",
             name,
-            _utc_text(tick),
+            utc_text(tick),
             message.name,
             message.id,
             message.queue,
@@ -618,7 +483,7 @@ class Scheduler:
                 log.info("schedule %r: tick %.3f enqueued after a backend failure", name, tick)
         return stored
 
-    def _tick_message(self, name: str, definition: _Definition, tick: float, now: float) -> Message:
+    def _tick_message(self, name: str, definition: Definition, tick: float, now: float) -> Message:
         data = dict(definition.template)
         headers = dict(data.get("headers") or {})
         headers[SCHEDULE_HEADER] = name
@@ -667,228 +532,7 @@ class Scheduler:
         schedules = []
         for record in self.driver.schedules():
             try:
-                schedules.append(_schedule(record))
+                schedules.append(schedule_view(record))
             except ScheduleError as exc:
                 log.error("%s", exc)
         return schedules
-
-
-def _stored_spec(record: ScheduleRecord | None) -> Spec | None:
-    if record is None:
-        return None
-    try:
-        return _Definition.from_data(record.name, record.data).spec
-    except ScheduleError:
-        return None
-
-
-def _schedule(record: ScheduleRecord) -> Schedule:
-    definition = _Definition.from_data(record.name, record.data)
-    spec = definition.spec
-    return Schedule(
-        name=record.name,
-        job=definition.job,
-        payload=definition.payload,
-        queue=str(definition.template.get("queue", "default")),
-        kind=str(spec.identity()["kind"]),
-        description=spec.describe(),
-        missed=definition.missed,
-        timezone=spec.timezone,
-        next_run_at=None if record.paused else record.next_run_at,
-        last_run_at=record.last_tick,
-        paused=record.paused,
-        updated_at=record.updated_at,
-        spec=spec,
-    )
-
-
-class SchedulerThread(threading.Thread):
-    """Runs a scheduler in a daemon thread (``jobs worker --with-scheduler``).
-
-    ``start()`` it, and ``stop()`` it at shutdown.
-    """
-
-    def __init__(self, scheduler: Scheduler, poll_interval: float = 1.0) -> None:
-        super().__init__(name="jobs-scheduler", daemon=True)
-        self.scheduler = scheduler
-        self.poll_interval = poll_interval
-        self.stop_event = threading.Event()
-
-    def run(self) -> None:
-        """The thread's body: :meth:`Scheduler.run` until stopped."""
-        self.scheduler.run(self.stop_event, self.poll_interval)
-
-    def stop(self, timeout: float | None = 10.0) -> None:
-        """Ask the loop to stop and wait up to ``timeout`` seconds for it."""
-        self.stop_event.set()
-        if self.is_alive():
-            self.join(timeout)
-
-
-def run_scheduler(
-    scheduler: Scheduler,
-    *,
-    stop_event: threading.Event | None = None,
-    poll_interval: float = 1.0,
-    handle_signals: bool = False,
-) -> None:
-    """Run ``scheduler`` in this thread until ``stop_event`` is set.
-
-    With ``handle_signals`` (the ``jobs scheduler`` command), SIGTERM and
-    SIGINT stop the loop after the current tick and the previous handlers are
-    restored on return; this needs the main thread.
-    """
-    stop = stop_event if stop_event is not None else threading.Event()
-    previous: dict[signal.Signals, Any] = {}
-    if handle_signals:
-
-        def on_signal(signum: int, frame: FrameType | None) -> None:
-            log.info("received signal %d; stopping the scheduler", signum)
-            stop.set()
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            previous[sig] = signal.signal(sig, on_signal)
-    try:
-        scheduler.run(stop, poll_interval)
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-
-
-class AppScheduling:
-    """The scheduling methods of :class:`~jobs_core.app.JobsApp`.
-
-    The app's scheduler works on the app's driver and stores each tick's job
-    through the app's :class:`~jobs_core.queue.Queue`, so ``job.queued``
-    fires for scheduled jobs as for dispatched ones. Job classes and
-    functions given here are registered on the app, as dispatch does.
-    """
-
-    if TYPE_CHECKING:
-
-        @property
-        def driver(self) -> Driver:
-            """The app's driver."""
-
-        @property
-        def queue(self) -> Queue:
-            """The app's queue."""
-
-        registry: Registry
-
-    _scheduler: Scheduler | None = None
-
-    @property
-    def scheduler(self) -> Scheduler:
-        """The :class:`Scheduler` of this app (rebuilt when the driver changes)."""
-        scheduler = self._scheduler
-        if scheduler is None or scheduler.driver is not self.driver:
-            scheduler = self._scheduler = Scheduler(
-                self.driver, self._enqueue_scheduled, registry=self.registry
-            )
-        return scheduler
-
-    def _enqueue_scheduled(self, messages: builtins.list[Message]) -> builtins.list[str | None]:
-        return self.queue.enqueue(messages)
-
-    def _schedulable(self, job: JobTarget) -> JobTarget:
-        if not isinstance(job, str):
-            self.registry.register(job)
-        return job
-
-    def schedule_at(
-        self,
-        job: JobTarget,
-        when: dt.datetime | float,
-        payload: Any = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-    ) -> str:
-        """Run ``job`` once at ``when``; see :meth:`Scheduler.schedule_at`."""
-        return self.scheduler.schedule_at(self._schedulable(job), when, payload, name=name, queue=queue)
-
-    def schedule_in(
-        self,
-        job: JobTarget,
-        delay: float | dt.timedelta,
-        payload: Any = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-    ) -> str:
-        """Run ``job`` once, ``delay`` seconds from now; see :meth:`Scheduler.schedule_in`."""
-        return self.scheduler.schedule_in(self._schedulable(job), delay, payload, name=name, queue=queue)
-
-    def schedule_every(
-        self,
-        job: JobTarget,
-        interval: float | dt.timedelta,
-        payload: Any = None,
-        *,
-        name: str | None = None,
-        queue: str | None = None,
-        missed: Missed | str = Missed.ONCE,
-    ) -> str:
-        """Run ``job`` every ``interval`` seconds; see :meth:`Scheduler.schedule_every`."""
-        return self.scheduler.schedule_every(
-            self._schedulable(job), interval, payload, name=name, queue=queue, missed=missed
-        )
-
-    def schedule_daily(
-        self,
-        job: JobTarget,
-        payload: Any = None,
-        queue: str | None = None,
-        time: str | dt.time = "00:00",
-        *,
-        timezone: str | dt.tzinfo | None = None,
-        name: str | None = None,
-        missed: Missed | str = Missed.ONCE,
-    ) -> str:
-        """Run ``job`` every day at ``time``; see :meth:`Scheduler.schedule_daily`."""
-        return self.scheduler.schedule_daily(
-            self._schedulable(job), payload, queue, time, timezone=timezone, name=name, missed=missed
-        )
-
-    def schedule_cron(
-        self,
-        job: JobTarget,
-        expression: str,
-        payload: Any = None,
-        *,
-        timezone: str | dt.tzinfo | None = None,
-        name: str | None = None,
-        queue: str | None = None,
-        missed: Missed | str = Missed.ONCE,
-    ) -> str:
-        """Run ``job`` on a cron expression; see :meth:`Scheduler.schedule_cron`."""
-        return self.scheduler.schedule_cron(
-            self._schedulable(job),
-            expression,
-            payload,
-            timezone=timezone,
-            name=name,
-            queue=queue,
-            missed=missed,
-        )
-
-    def schedules(self) -> builtins.list[Schedule]:
-        """Every stored schedule, by name."""
-        return self.scheduler.list()
-
-    def pause_schedule(self, name: str) -> None:
-        """Stop firing schedule ``name`` until resumed (:class:`ScheduleNotFound` if unknown)."""
-        self.scheduler.pause(name)
-
-    def resume_schedule(self, name: str) -> None:
-        """Fire schedule ``name`` again from its next tick."""
-        self.scheduler.resume(name)
-
-    def remove_schedule(self, name: str) -> bool:
-        """Delete schedule ``name``; ``False`` if there was none."""
-        return self.scheduler.remove(name)
-
-    def run_scheduler(self, stop_event: threading.Event | None = None, poll_interval: float = 1.0) -> None:
-        """Fire this app's schedules in this thread until ``stop_event`` is set."""
-        run_scheduler(self.scheduler, stop_event=stop_event, poll_interval=poll_interval)
