@@ -33,7 +33,6 @@ from typing import TYPE_CHECKING
 from jobs_core.errors import NoCurrentJob
 
 if TYPE_CHECKING:
-    from jobs_core.job import Job
     from jobs_core.message import Message
 
 
@@ -90,7 +89,7 @@ def current_job() -> JobContext:
     return JobContext.of(message)
 
 
-def job_context(job: Job) -> JobContext:
+def job_context(job: object) -> JobContext:
     """The run ``job`` (an instance) belongs to; :class:`NoCurrentJob` if it is not being run."""
     message: Message | None = getattr(job, _MESSAGE_ATTRIBUTE, None)
     if message is None:
@@ -102,7 +101,7 @@ def job_context(job: Job) -> JobContext:
     return JobContext.of(message)
 
 
-def enter_job(job: Job, message: Message) -> contextvars.Token[Message | None]:
+def enter_job(job: object, message: Message) -> contextvars.Token[Message | None]:
     """Mark ``job`` as running ``message`` in this context (the worker calls this).
 
     Returns the token for :func:`leave_job`. In a task of its own (an

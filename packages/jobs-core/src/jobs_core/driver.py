@@ -27,6 +27,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from jobs_core.distributions import distribution_version
 from jobs_core.errors import DriverClosed, PayloadTooLarge, UnsupportedOperation
 from jobs_core.message import (
     Delivery,
@@ -127,8 +128,6 @@ class Driver(abc.ABC):
     @property
     def version(self) -> str:
         """Version of the distribution that provides this driver."""
-        from jobs_core.plugins import distribution_version
-
         return distribution_version(type(self).__module__)
 
     def supports(self, capability: Capability) -> bool:

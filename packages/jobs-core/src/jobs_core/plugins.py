@@ -13,27 +13,23 @@ from __future__ import annotations
 import functools
 import logging
 import threading
-from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from importlib import metadata
 from typing import Any
 
 import pluggy
 
+from jobs_core.distributions import (
+    ENTRY_POINT_GROUP,
+    distribution_name,
+    distribution_version,
+)
 from jobs_core.driver import Driver
 from jobs_core.errors import DriverLoadError, DriverNotFound
 from jobs_core.hookspecs import PROJECT_NAME, DriverSpec
 from jobs_core.urls import base_scheme
 
-ENTRY_POINT_GROUP = "jobs.drivers"
-
 log = logging.getLogger("jobs_core.plugins")
-
-
-@functools.lru_cache(maxsize=1)
-def _packages_distributions() -> Mapping[str, list[str]]:
-    """``importlib.metadata.packages_distributions()``, computed once (it scans every distribution)."""
-    return metadata.packages_distributions()
 
 
 def create_plugin_manager() -> pluggy.PluginManager:
@@ -41,31 +37,6 @@ def create_plugin_manager() -> pluggy.PluginManager:
     manager = pluggy.PluginManager(PROJECT_NAME)
     manager.add_hookspecs(DriverSpec)
     return manager
-
-
-@functools.cache
-def _distributions_of(top: str) -> tuple[str, ...]:
-    """Names of the distributions that provide the top-level package ``top``.
-
-    Editable installs often record no files, so the distributions whose
-    ``jobs.drivers`` entry points point into ``top`` count too.
-    """
-    names = list(_packages_distributions().get(top, []))
-    if not names:
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            if entry_point.value.split(":", 1)[0].split(".", 1)[0] == top and entry_point.dist is not None:
-                names.append(entry_point.dist.name)
-    return tuple(names)
-
-
-def distribution_version(module_name: str) -> str:
-    """Version of the installed distribution that contains ``module_name``."""
-    for dist in _distributions_of(module_name.split(".", 1)[0]):
-        try:
-            return metadata.version(dist)
-        except metadata.PackageNotFoundError:  # pragma: no cover - broken metadata
-            continue
-    return "unknown"
 
 
 @dataclass(frozen=True)
@@ -223,7 +194,11 @@ class DriverRegistry:
             return sorted(self._drivers.values(), key=lambda info: info.name)
 
 
-def distribution_name(module_name: str) -> str:
-    """Name of the distribution that installed ``module_name`` (or ``"unknown"``)."""
-    names: Iterable[str] = _distributions_of(module_name.split(".", 1)[0])
-    return next(iter(names), "unknown")
+__all__ = [
+    "ENTRY_POINT_GROUP",
+    "DriverInfo",
+    "DriverRegistry",
+    "create_plugin_manager",
+    "distribution_name",
+    "distribution_version",
+]

@@ -1,0 +1,508 @@
+"""The state of a worker and what it does with one delivery: reserve, run, settle.
+
+:class:`WorkerCore` holds a worker's options and bookkeeping (held leases,
+acknowledgements sent in batches, releases) and runs one delivery to its
+outcome: success (acknowledged within ``ack_interval``), a retry, or the
+failed store. :class:`~jobs_core.worker_pool.PooledWorker` adds running many
+at once; :class:`~jobs_core.worker.Worker` adds the run loop and signals.
+Over 400 lines: the settling of an outcome and the bookkeeping it updates
+share one lock and one set of counters.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
+
+import pluggy
+
+from jobs_core.context import enter_job, leave_job
+from jobs_core.driver import Driver
+from jobs_core.errors import ConfigurationError, JobNotRegistered, JobsError, Retry, SkipJob
+from jobs_core.events import EventEmitter
+from jobs_core.executor import Executor, describe_error, is_async_job
+from jobs_core.job import Job
+from jobs_core.message import Delivery, Message, validate_queue_name
+from jobs_core.middleware import has_middleware
+from jobs_core.registry import Registry
+from jobs_core.run import JobRun
+
+log = logging.getLogger("jobs_core.worker")
+
+_PROCESSING = "jobs_job_processing"
+_PROCESSED = "jobs_job_processed"
+_FAILED = "jobs_job_failed"
+_RETRYING = "jobs_job_retrying"
+_DEAD = "jobs_job_dead"
+
+#: Acknowledgements wait at most this long (seconds) before they are flushed (by default).
+ACK_FLUSH_INTERVAL = 0.05
+#: Largest default prefetch window of a pooled worker (at least ``4 * concurrency``).
+POOLED_PREFETCH = 200
+#: Seconds of work the adaptive prefetch window of a pooled worker aims to hold.
+PREFETCH_SECONDS = 0.25
+#: Default upper bound of deliveries reserved per round trip with concurrency 1.
+DEFAULT_INLINE_PREFETCH = 100
+
+
+@runtime_checkable
+class Service(Protocol):
+    """Something that runs beside a worker (a scheduler, a metrics exporter).
+
+    ``start(stop_event)`` is called when the worker starts and must return
+    promptly (start a thread); the service stops when ``stop_event`` is set;
+    ``join(timeout)`` waits for it.
+    """
+
+    def start(self, stop_event: threading.Event) -> None:
+        """Start running until ``stop_event`` is set."""
+
+    def join(self, timeout: float | None = None) -> None:
+        """Wait for the service to stop."""
+
+
+class _ThreadService:
+    """Runs a callable ``fn(stop_event)`` in a daemon thread."""
+
+    def __init__(self, function: Callable[[threading.Event], object]) -> None:
+        self.function = function
+        self.thread: threading.Thread | None = None
+
+    def start(self, stop_event: threading.Event) -> None:
+        self.thread = threading.Thread(
+            target=self.function, args=(stop_event,), name=f"jobs-service-{self.function!r}", daemon=True
+        )
+        self.thread.start()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """Counts since the worker started.
+
+    ``processed``: succeeded (or skipped); ``retried``: failed attempts put
+    back; ``failed``: jobs sent to the failed store; ``released``: deliveries
+    given back unrun at shutdown; ``in_flight``: held right now.
+    """
+
+    processed: int
+    retried: int
+    failed: int
+    released: int
+    in_flight: int
+    elapsed: float
+
+    @property
+    def handled(self) -> int:
+        """Jobs run to an outcome: processed + retried + failed."""
+        return self.processed + self.retried + self.failed
+
+
+class _ForcedStop(BaseException):
+    """Raised in the worker's thread by a second signal to stop an inline job."""
+
+
+class WorkerApp(Protocol):
+    """What a worker uses of its app (:class:`~jobs_core.app.JobsApp` is one)."""
+
+    @property
+    def driver(self) -> Driver:
+        """The backend."""
+
+    @property
+    def registry(self) -> Registry:
+        """The jobs this process can run."""
+
+    @property
+    def events(self) -> EventEmitter:
+        """Event hooks."""
+
+    @property
+    def plugin_manager(self) -> pluggy.PluginManager:
+        """Middleware and plugins."""
+
+
+class WorkerCore:
+    """A worker's options, state and the settling of one delivery (see :class:`~jobs_core.worker.Worker`)."""
+
+    def __init__(
+        self,
+        app: WorkerApp,
+        queues: Sequence[str] = ("default",),
+        *,
+        concurrency: int = 1,
+        prefetch: int | None = None,
+        lease: float = 30.0,
+        grace: float = 30.0,
+        max_jobs: int | None = None,
+        stop_when_empty: bool = False,
+        poll_interval: float = 1.0,
+        empty_wait: float | None = None,
+        ack_interval: float = ACK_FLUSH_INTERVAL,
+        install_signal_handlers: bool = True,
+        services: Sequence[Service | Callable[[threading.Event], object]] = (),
+    ) -> None:
+        if not queues:
+            raise ConfigurationError("a worker needs at least one queue")
+        self.queues = [validate_queue_name(q) for q in queues]
+        _check_int("concurrency", concurrency, 1)
+        if prefetch is not None:
+            _check_int("prefetch", prefetch, 0)
+        if max_jobs is not None:
+            _check_int("max_jobs", max_jobs, 0)
+        for what, value in (
+            ("lease", lease),
+            ("grace", grace),
+            ("poll_interval", poll_interval),
+            ("empty_wait", 0.0 if empty_wait is None else empty_wait),
+            ("ack_interval", ack_interval),
+        ):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
+                raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
+        if lease <= 0:
+            raise ConfigurationError(f"lease must be > 0 seconds, got {lease!r}")
+        self.app = app
+        self.concurrency = concurrency
+        self.prefetch = (
+            prefetch
+            if prefetch is not None
+            else (DEFAULT_INLINE_PREFETCH if concurrency == 1 else max(4 * concurrency, POOLED_PREFETCH))
+        )
+        #: Whether the pooled prefetch window follows the pace of the jobs (no prefetch given).
+        self._adaptive = prefetch is None and concurrency > 1
+        self._window = concurrency * 4 if self._adaptive else self.prefetch
+        self.ack_interval = float(ack_interval)
+        self.lease = float(lease)
+        self.grace = float(grace)
+        self.max_jobs = max_jobs
+        self.stop_when_empty = stop_when_empty
+        self.poll_interval = float(poll_interval)
+        self.empty_wait = float(app.driver.reserve_settle_time if empty_wait is None else empty_wait)
+        self.install_signal_handlers = install_signal_handlers
+        self.services: list[Service] = [s if isinstance(s, Service) else _ThreadService(s) for s in services]
+
+        self.driver = app.driver
+        self.registry = app.registry
+        self.events = app.events
+        self.executor = Executor()
+        self._lock = threading.Lock()
+        self._cv = threading.Condition(self._lock)  # the main loop waits here for room
+        self._work = threading.Condition(self._lock)  # runner threads wait here for deliveries
+        self._held: dict[str, Delivery] = {}
+        self._released: set[str] = set()
+        self._acks: list[Delivery] = []
+        self._processed_events: list[tuple[Message, Any, float]] = []
+        self._last_flush = time.monotonic()
+        self._ack_thread: threading.Thread | None = None
+        self._ready: collections.deque[Delivery] = collections.deque()
+        self._async_ready: collections.deque[tuple[Delivery, Job]] = collections.deque()
+        self._running: dict[str, Delivery] = {}
+        self._threads: list[threading.Thread] = []
+        self._idle_runners = 0
+        self._reserver_waiting = False
+        self._low_water = 1
+        self._done_count = 0
+        self._tick_seconds = 0.0
+        self._paced_at = 0.0
+        self._paced_count = 0
+        self._reserved_total = 0
+        self._processed = self._retried = self._failed = self._released_count = 0
+        self._started = time.monotonic()
+        self._stopping = False
+        self._force = False
+        self._stop_at = 0.0
+        self._closing = False
+        self._in_job = False
+        self._signal_main = False
+        self._refresh_hooks()
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was requested (signal or :meth:`stop`)."""
+        return self._stopping
+
+    # -- bookkeeping shared by both modes -------------------------------------
+
+    def _refresh_hooks(self) -> None:
+        events = self.events
+        events.refresh()
+        self._emit_processing = events.listens(_PROCESSING)
+        self._emit_processed = events.listens(_PROCESSED)
+        self._middleware = has_middleware(self.app.plugin_manager)
+
+    def _held_now(self) -> list[Delivery]:
+        with self._lock:
+            return list(self._held.values())
+
+    def _lost(self, delivery: Delivery) -> None:
+        with self._lock:
+            if self._held.pop(delivery.receipt, None) is None:
+                return  # finished meanwhile: not a lost lease
+        log.warning(
+            "lease of job %s (%s) was lost; another worker may run it", delivery.id, delivery.message.name
+        )
+
+    def _take_ready(self) -> list[Delivery]:
+        """Take every delivery not started yet (both kinds)."""
+        with self._lock:
+            waiting = list(self._ready)
+            waiting += [delivery for delivery, _ in self._async_ready]
+            self._ready.clear()
+            self._async_ready.clear()
+        return waiting
+
+    def _tick(self) -> None:
+        """Housekeeping, every heartbeat tick: late acks, prefetched jobs at a
+        stop request, and the grace deadline.
+        """
+        # Flush one tick early, so that no finished job waits longer than ack_interval.
+        if self._acks and time.monotonic() - self._last_flush >= self.ack_interval - self._tick_seconds:
+            self._flush_acks()
+        if self._stopping and (self._ready or self._async_ready):
+            self._release(self._take_ready())
+        if (
+            self._stopping
+            and self._in_job
+            and self.concurrency == 1
+            and self._signal_main
+            and (self._force or time.monotonic() - self._stop_at >= self.grace)
+        ):
+            # An inline job outlived the grace period: interrupt the main thread.
+            self._force = True
+            main = threading.main_thread().ident
+            if main is not None:
+                signal.pthread_kill(main, signal.SIGINT)
+
+    def _flush_acks(self) -> None:
+        with self._lock:
+            batch, self._acks = self._acks, []
+            events, self._processed_events = self._processed_events, []
+            self._last_flush = time.monotonic()
+            for delivery in batch:
+                self._held.pop(delivery.receipt, None)
+        if not batch:
+            return
+        try:
+            self.driver.ack_many(batch)
+        except Exception as exc:
+            log.error("could not acknowledge %d finished jobs (will try again): %s", len(batch), exc)
+            with self._lock:
+                self._acks[:0] = batch
+                self._processed_events[:0] = events
+                for delivery in batch:
+                    self._held[delivery.receipt] = delivery
+            return
+        for message, result, duration in events:
+            self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
+
+    def _flush_acks_behind(self) -> None:
+        """Acknowledge the finished batch on a helper thread while this one reserves the next.
+
+        The ack's round trip then overlaps the next claim and the jobs it
+        brings. One flush is in flight at a time: the previous one is waited
+        for first. Only for drivers that say it pays
+        (:attr:`~jobs_core.driver.Driver.ack_in_background`); others ack here.
+        """
+        self._wait_for_acks()
+        if not self._acks:
+            return
+        if not self.driver.ack_in_background:
+            self._flush_acks()
+            return
+        thread = threading.Thread(target=self._flush_acks, name="jobs-acks", daemon=True)
+        self._ack_thread = thread
+        thread.start()
+
+    def _wait_for_acks(self) -> None:
+        thread, self._ack_thread = self._ack_thread, None
+        if thread is not None:
+            thread.join()
+
+    def _flush_acks_now(self) -> None:
+        """Wait for an ack in flight, then acknowledge whatever is left."""
+        self._wait_for_acks()
+        self._flush_acks()
+
+    def _release(self, deliveries: Sequence[Delivery]) -> None:
+        """Give deliveries back unrun, without counting an attempt."""
+        for delivery in deliveries:
+            with self._lock:
+                if delivery.receipt in self._released or delivery.receipt not in self._held:
+                    continue
+                self._released.add(delivery.receipt)
+                self._held.pop(delivery.receipt, None)
+                self._released_count += 1
+            try:
+                self.driver.release(delivery)
+            except Exception as exc:
+                log.error("could not give back job %s (its lease will expire): %s", delivery.id, exc)
+
+    def _reserve(self, limit: int) -> list[Delivery]:
+        timeout = 0.0 if self.stop_when_empty else self.poll_interval
+        try:
+            deliveries = self.driver.reserve(self.queues, limit, self.lease, timeout)
+            if not deliveries and self.stop_when_empty and self.empty_wait > 0:
+                # Confirm the queue is empty: a broker may still be fetching records.
+                deliveries = self.driver.reserve(self.queues, limit, self.lease, self.empty_wait)
+        except JobsError as exc:
+            if self.stop_when_empty or not exc.retryable:
+                raise
+            log.warning("reserving failed, trying again: %s", exc)
+            self._sleep(min(5.0, max(0.5, self.poll_interval)))
+            return []
+        if deliveries:
+            self._refresh_hooks()
+            with self._lock:
+                for delivery in deliveries:
+                    self._held[delivery.receipt] = delivery
+                self._reserved_total += len(deliveries)
+        return deliveries
+
+    def _sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self._stopping and time.monotonic() < deadline:
+            time.sleep(min(0.1, seconds))
+
+    # -- running one job ----------------------------------------------------
+
+    def _process(self, delivery: Delivery) -> None:
+        """Run one delivery in this thread, to its outcome."""
+        message = delivery.message
+        try:
+            cls = self.registry.get(message.name)
+            job = cls()
+        except JobNotRegistered as exc:
+            self._dead(delivery, exc, f"JobNotRegistered: {exc}")
+            return
+        except Exception as exc:
+            self._failure(delivery, exc)
+            return
+        if self._emit_processing:
+            self.events.emit(_PROCESSING, message=message)
+        started = time.perf_counter()
+        entered = enter_job(job, message)
+        try:
+            self._in_job = True
+            if self._middleware:
+                result = self.app.plugin_manager.hook.jobs_run_job(
+                    run=JobRun(message, job, message.payload, delivery)
+                )
+            elif message.timeout is None and not is_async_job(cls):
+                result = job.handle(message.payload)
+            else:
+                result = self.executor.execute(JobRun(message, job, message.payload, delivery))
+            self._in_job = False
+        except _ForcedStop:
+            self._in_job = False
+            self._release([delivery])
+            raise
+        except KeyboardInterrupt:
+            self._in_job = False
+            self._release([delivery])
+            raise
+        except BaseException as exc:
+            self._in_job = False
+            self._failure(delivery, exc)
+            return
+        finally:
+            leave_job(entered)
+        self._success(delivery, result, time.perf_counter() - started)
+
+    def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
+        with self._lock:
+            if delivery.receipt in self._released:
+                return
+            self._acks.append(delivery)
+            if self._emit_processed:
+                self._processed_events.append((delivery.message, result, duration))
+            self._processed += 1
+
+    def _failure(self, delivery: Delivery, error: BaseException) -> None:
+        """Retry or fail a delivery whose attempt failed; never raises.
+
+        Whatever goes wrong while settling it (an event listener, an error
+        that cannot be described) is logged, and the delivery still goes to
+        the failed store, so no single job can stop the worker.
+        """
+        try:
+            self._settle_failure(delivery, error)
+        except Exception as trouble:
+            log.exception(
+                "settling the failed attempt of job %s failed; moving it to the failed store", delivery.id
+            )
+            with self._lock:
+                if delivery.receipt not in self._held:
+                    return  # already settled before the trouble
+            self._dead(
+                delivery, trouble, f"{type(error).__name__} (the failure could not be handled: {trouble!r})"
+            )
+
+    def _settle_failure(self, delivery: Delivery, error: BaseException) -> None:
+        if isinstance(error, SkipJob):
+            self._success(delivery, None, 0.0)
+            return
+        message = delivery.message
+        with self._lock:
+            if delivery.receipt in self._released:
+                return
+        summary, full = describe_error(error)
+        if message.attempts >= message.max_retries:
+            self._dead(delivery, error, full)
+            return
+        if isinstance(error, Retry) and error.delay is not None:
+            delay = max(0.0, float(error.delay))
+        else:
+            delay = message.retry.delay_for(message.attempts + 1)
+        try:
+            self.driver.retry(delivery, delay, full)
+        except JobsError as exc:
+            if exc.retryable:  # the backend is away: the lease expires and the job comes back
+                with self._lock:
+                    self._held.pop(delivery.receipt, None)
+                    self._retried += 1
+                log.error(
+                    "could not put job %s back for a retry (its lease will expire): %s", message.id, exc
+                )
+                return
+            # The backend refuses the retried message for good (too large with its error text,
+            # say): running it again would fail the same way forever, so it goes to the failed store.
+            self._dead(delivery, error, f"{full}\n\n(could not be put back for a retry: {exc})")
+            return
+        except Exception as exc:
+            log.error("could not put job %s back for a retry (its lease will expire): %s", message.id, exc)
+        with self._lock:
+            self._held.pop(delivery.receipt, None)
+            self._retried += 1
+        log.info("job %s %s failed (%s); retrying in %.1fs", message.name, message.id, summary, delay)
+        self.events.emit(_FAILED, message=message, error=error, will_retry=True)
+        self.events.emit(_RETRYING, message=message, delay=delay, error=error)
+
+    def _dead(self, delivery: Delivery, error: BaseException, text: str) -> None:
+        message = delivery.message
+        with self._lock:
+            self._held.pop(delivery.receipt, None)
+            self._failed += 1
+        try:
+            self.driver.fail(delivery, text)
+        except Exception as exc:
+            log.error("could not move job %s to the failed store (lease will expire): %s", message.id, exc)
+        log.warning("job %s %s failed for good: %s", message.name, message.id, text.split("\n", 1)[0])
+        if isinstance(error, JobNotRegistered):
+            self.events.emit(_DEAD, message=message, error=str(error))
+            return
+        self.events.emit(_FAILED, message=message, error=error, will_retry=False)
+        self.events.emit(_DEAD, message=message, error=error)
+
+
+def _check_int(what: str, value: object, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(f"{what} must be an int >= {minimum}, got {value!r}")

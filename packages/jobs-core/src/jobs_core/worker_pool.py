@@ -1,0 +1,259 @@
+"""Running many jobs at once: runner threads for sync jobs, the event loop for async ones.
+
+:class:`PooledWorker` reserves batches and hands them out: sync jobs to runner
+threads (started as they are needed, at most ``concurrency``), ``async def``
+jobs to the event loop, where each runs as a task, at most ``concurrency`` at
+once of both kinds together; its prefetch window follows the jobs' pace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from jobs_core.context import enter_job
+from jobs_core.executor import Executor, bind_executor, is_async_job
+from jobs_core.job import Job
+from jobs_core.message import Delivery
+from jobs_core.run import JobRun
+from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, log
+
+
+class PooledWorker(WorkerCore):
+    """A worker that runs up to ``concurrency`` jobs at once (see :class:`~jobs_core.worker.Worker`)."""
+
+    # -- concurrency > 1: a pool of threads and the event loop ----------------
+    #
+    # The worker's thread reserves batches and hands them out: sync jobs to
+    # runner threads (started as they are needed, at most ``concurrency``),
+    # ``async def`` jobs to the event loop, where each runs as a task. At most
+    # ``concurrency`` jobs run at once, of both kinds together. Threads are
+    # woken only when there is something for them: a runner when a delivery
+    # waits and no runner is free, the reserving thread when the prefetch
+    # window is at least half empty.
+
+    def _has_room(self) -> bool:
+        """Whether the reserving thread should reserve more (call holding the lock)."""
+        queued = len(self._ready) + len(self._async_ready)
+        free = self.concurrency + self._window - queued - len(self._running)
+        return free > 0 and (queued == 0 or free >= self._low_water)
+
+    def _adapt_window(self) -> None:
+        """Size the prefetch window to about :data:`PREFETCH_SECONDS` of work at the recent pace."""
+        now = time.monotonic()
+        elapsed = now - self._paced_at
+        if elapsed < 0.2:
+            return
+        done = self._done_count
+        rate = (done - self._paced_count) / elapsed
+        self._paced_at, self._paced_count = now, done
+        self._window = max(self.concurrency, min(self.prefetch, int(rate * PREFETCH_SECONDS)))
+        self._low_water = max(1, self._window // 2)
+
+    def _run_pooled(self) -> None:
+        # Reserve in batches: while deliveries are still waiting locally, wait
+        # until at least half of the prefetch window is free.
+        self._low_water = max(1, self._window // 2)
+        self._paced_at, self._paced_count = time.monotonic(), 0
+        try:
+            while not self._stopping:
+                if self._adaptive:
+                    self._adapt_window()
+                capacity = self.concurrency + self._window
+                with self._cv:
+                    while not self._stopping and not self._has_room():
+                        self._reserver_waiting = True
+                        self._cv.wait(self.poll_interval or 0.1)
+                        self._reserver_waiting = False
+                    queued = len(self._ready) + len(self._async_ready)
+                    room = capacity - queued - len(self._running)
+                    if self.max_jobs is not None:
+                        room = min(room, self.max_jobs - self._reserved_total)
+                    idle = not queued and not self._running
+                if self.stopping:
+                    break
+                if room <= 0:
+                    if idle:
+                        break
+                    with self._cv:
+                        self._cv.wait(0.05)
+                    continue
+                deliveries = self._reserve(room)
+                if deliveries:
+                    self._hand_out(deliveries)
+                elif self.stop_when_empty:
+                    if idle:
+                        break
+                    with self._cv:
+                        self._cv.wait(0.05)
+        finally:
+            self._drain()
+
+    def _hand_out(self, deliveries: Sequence[Delivery]) -> None:
+        """Queue reserved deliveries for the runner threads or the event loop."""
+        threaded: list[Delivery] = []
+        on_loop: list[tuple[Delivery, Job]] = []
+        for delivery in deliveries:
+            job = self._async_job(delivery)
+            if job is None:
+                threaded.append(delivery)
+            else:
+                on_loop.append((delivery, job))
+        with self._cv:
+            if threaded:
+                self._ready.extend(threaded)
+                wake = min(len(threaded), self._idle_runners)
+                if wake:
+                    self._work.notify(wake)
+                missing = min(len(self._ready) - self._idle_runners, self.concurrency - len(self._threads))
+                for _ in range(missing):
+                    thread = threading.Thread(
+                        target=self._runner, name=f"jobs-runner-{len(self._threads)}", daemon=True
+                    )
+                    self._threads.append(thread)
+                    thread.start()
+            if on_loop:
+                self._async_ready.extend(on_loop)
+        if on_loop:
+            self.executor.call_soon(self._start_async)
+
+    def _async_job(self, delivery: Delivery) -> Job | None:
+        """The job of ``delivery`` if it runs on the event loop, else ``None`` (a runner thread runs it)."""
+        if self._middleware:
+            return None  # middleware hooks are sync: the job runs through them on a thread
+        try:
+            cls = self.registry.get(delivery.message.name)
+            if not is_async_job(cls):
+                return None
+            return cls()
+        except Exception:
+            return None  # a runner thread reports it (unregistered, cannot be built)
+
+    def _start_async(self) -> None:
+        """On the event loop: start waiting async jobs while fewer than ``concurrency`` run."""
+        with self._lock:
+            if self._stopping:
+                return
+            starting = self._next_async(self.concurrency - len(self._running))
+        for delivery, job in starting:
+            self.executor.spawn(self._run_async(delivery, job))
+
+    def _next_async(self, free: int) -> list[tuple[Delivery, Job]]:
+        """Take up to ``free`` waiting async jobs and count them as running (call holding the lock)."""
+        starting = [self._async_ready.popleft() for _ in range(max(0, min(free, len(self._async_ready))))]
+        for delivery, _ in starting:
+            self._running[delivery.receipt] = delivery
+        return starting
+
+    def _runner(self) -> None:
+        restore = bind_executor(self.executor)
+        try:
+            while True:
+                with self._work:
+                    while not self._closing and not (
+                        self._ready and len(self._running) < self.concurrency and not self._stopping
+                    ):
+                        self._idle_runners += 1
+                        self._work.wait(0.5)
+                        self._idle_runners -= 1
+                    if self._closing:
+                        return
+                    delivery = self._ready.popleft()
+                    self._running[delivery.receipt] = delivery
+                try:
+                    self._process(delivery)
+                except BaseException:
+                    log.exception("worker thread failed while running job %s", delivery.id)
+                self._finished(delivery, on_loop=False)
+        finally:
+            restore()
+
+    def _finished(self, delivery: Delivery, on_loop: bool, outcome: tuple[Any, float] | None = None) -> None:
+        """A job has run (in a runner thread, or on the loop): free its place, wake who can use it.
+
+        ``outcome`` (result, duration) records a success in the same step (the loop's path).
+        On the loop, the async jobs waiting for the place start here too.
+        """
+        start_async = False
+        starting: list[tuple[Delivery, Job]] = []
+        with self._cv:
+            if outcome is not None and delivery.receipt not in self._released:
+                self._acks.append(delivery)
+                if self._emit_processed:
+                    self._processed_events.append((delivery.message, *outcome))
+                self._processed += 1
+            self._running.pop(delivery.receipt, None)
+            self._done_count += 1
+            free = self.concurrency - len(self._running)
+            if free > 0:
+                if self._ready and self._idle_runners:
+                    self._work.notify()
+                if self._async_ready and not self._stopping:
+                    if on_loop:
+                        starting = self._next_async(free)
+                    else:
+                        start_async = True
+            if self._reserver_waiting and self._has_room():
+                self._cv.notify()
+        for waiting, job in starting:
+            self.executor.spawn(self._run_async(waiting, job))
+        if start_async:
+            self.executor.call_soon(self._start_async)
+
+    def _drain(self) -> None:
+        """Stop: give back what has not started, wait for running jobs up to the grace period."""
+        waiting = self._take_ready()
+        with self._cv:
+            self._work.notify_all()
+        self._release(waiting)
+        deadline = (self._stop_at if self._stopping else time.monotonic()) + self.grace
+        running: list[Delivery] = []
+        while True:
+            with self._cv:
+                if not self._running:
+                    break
+                if self._force or time.monotonic() >= deadline:
+                    running = list(self._running.values())
+                    break
+                self._cv.wait(0.1)
+        if running:
+            log.warning("giving back %d jobs still running after the grace period", len(running))
+            self._release(running)
+            self.executor.cancel_all()
+        with self._cv:
+            self._closing = True
+            self._work.notify_all()
+            self._cv.notify_all()
+
+    async def _run_async(self, delivery: Delivery, job: Job) -> None:
+        """Run one ``async def`` job on the event loop (pooled workers), to its outcome.
+
+        A failed attempt is settled on a helper thread (it makes a backend
+        round trip), so the loop keeps running the other jobs meanwhile.
+        """
+        message = delivery.message
+        enter_job(job, message)  # this task's own context: nothing to undo
+        outcome: tuple[Any, float] | None = None
+        try:
+            if self._emit_processing:
+                self.events.emit(_PROCESSING, message=message)
+            started = time.perf_counter()
+            try:
+                if message.timeout is None:
+                    result = await job.handle(message.payload)
+                else:
+                    result = await Executor.run_coroutine(JobRun(message, job, message.payload, delivery))
+            except asyncio.CancelledError:
+                self._release([delivery])
+                return
+            except BaseException as exc:
+                await asyncio.get_running_loop().run_in_executor(None, self._failure, delivery, exc)
+                return
+            outcome = (result, time.perf_counter() - started)
+        except Exception:
+            log.exception("handling the outcome of job %s failed", delivery.id)
+        finally:
+            self._finished(delivery, on_loop=True, outcome=outcome)
