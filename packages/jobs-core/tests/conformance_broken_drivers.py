@@ -163,3 +163,27 @@ class MalformedRecordsCrashReserve(MemoryDriver):
         if message is None:
             raise RuntimeError(f"cannot decode a record: {error}")
         super()._to_failed(rec, message, error, now)  # type: ignore[arg-type]
+
+
+class PruneStopsAtTenThousand(MemoryDriver):
+    """Prune removes at most 10,000 records per call (a limit of the backend's bulk delete)."""
+
+    def prune(self, older_than: float) -> int:
+        with self._store.condition:
+            cutoff = time.time() - older_than
+            old = [i for i, f in self._store.failed.items() if f.failed_at < cutoff][:10_000]
+            for ident in old:
+                del self._store.failed[ident]
+            removed = len(old)
+            while self._store.completed and removed < 10_000 and self._store.completed[0][0] < cutoff:
+                self._store.completed.popleft()
+                removed += 1
+            return removed
+
+
+class EnqueueReplacesAnExistingId(MemoryDriver):
+    """An enqueue reusing the id of an unfinished job stores it again, over the first."""
+
+    def _insert(self, message: Message, body: bytes, now: float) -> str | None:
+        self._store.records.pop(message.id, None)
+        return super()._insert(message, body, now)

@@ -96,6 +96,13 @@ CATCHES: dict[str, list[str]] = {
         "test_bad_input::test_an_oversized_payload_raises_and_stores_nothing",
         "test_bad_input::test_enqueue_to_an_invalid_queue_name_raises_invalid_name",
     ],
+    "PruneStopsAtTenThousand": [
+        "test_stats_admin::test_prune_of_more_than_ten_thousand_finished_jobs_in_one_call",
+    ],
+    "EnqueueReplacesAnExistingId": [
+        "test_enqueue::test_an_enqueue_reusing_an_unfinished_id_stores_nothing_and_returns_the_id",
+        "test_enqueue::test_an_enqueue_reusing_the_id_of_a_delayed_or_retried_job_changes_nothing",
+    ],
     "MalformedRecordsCrashReserve": [
         "test_bad_input::test_a_malformed_record_does_not_block_the_messages_behind_it",
         "test_bad_input::test_a_malformed_record_ends_in_the_failed_store_with_the_reason",

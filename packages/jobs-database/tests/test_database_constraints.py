@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from jobs_core import Message
 from jobs_database import DatabaseDriver, DatabaseSettings
 from jobs_database.engine import create_engine
-from jobs_database.schema import Tables, build_tables, upgrade
+from jobs_database.schema import SCHEMA_VERSION, Tables, build_tables, upgrade
 
 NAN = math.nan
 INF = math.inf
@@ -150,7 +150,7 @@ def test_upgrading_moves_impossible_rows_to_the_failed_store_with_the_reason(
 
     driver = DatabaseDriver(db_url)
     try:
-        assert driver.upgrade_schema() == (4, 5)
+        assert driver.upgrade_schema() == (4, SCHEMA_VERSION)
         stats = driver.stats("q")
         assert (stats.pending, stats.delayed, stats.reserved, stats.failed) == (1, 0, 0, len(old))
         failed = {entry.id: entry for entry in driver.failed(limit=100)}
@@ -191,5 +191,28 @@ def test_upgrading_keeps_every_sound_row_and_its_lease(
         assert driver.failed() == []
         got = driver.reserve(["q"], limit=10)
         assert [d.message.name for d in got] == ["w2", "w1", "w0"]
+    finally:
+        driver.close()
+
+
+def test_upgrading_to_version_6_keeps_one_job_per_id_and_refuses_no_enqueue(
+    db_url: str, raw: tuple[sa.Engine, Tables]
+) -> None:
+    """Rows repeating an id (stored before ids were checked): the earliest is the job."""
+    engine, tables = raw
+    assert upgrade(engine, tables, target=5) == (0, 5)
+    first = Message(name="first", payload=1, queue="q")
+    other = Message(name="other", payload=2, queue="q")
+    with engine.begin() as conn:
+        insert(conn, tables, row(first))
+        insert(conn, tables, row(first.replace(payload="repeat")))
+        insert(conn, tables, row(other))
+        insert(conn, tables, row(first.replace(payload="again")))
+    driver = DatabaseDriver(db_url)
+    try:
+        assert driver.upgrade_schema() == (5, 6)
+        assert driver.enqueue([first.replace(payload="later")]) == [first.id]
+        got = driver.reserve(["q"], limit=10, lease=30)
+        assert [(d.id, d.message.payload) for d in got] == [(first.id, 1), (other.id, 2)]
     finally:
         driver.close()

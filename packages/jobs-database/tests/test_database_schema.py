@@ -186,14 +186,17 @@ def test_jobs_db_upgrade_is_a_command_of_the_jobs_cli(tmp_path: Path) -> None:
 
 
 def test_postgresql_finds_jobs_through_the_claim_index_alone(postgresql_driver: DatabaseDriver) -> None:
-    """Version 4: no primary-key index to maintain per insert; leases still name their rows."""
+    """Version 4: no primary-key index to maintain per insert; leases still name their rows.
+
+    Version 6 adds the unique index on ``id`` (a repeated enqueue stores nothing).
+    """
     driver, prefix = postgresql_driver, postgresql_driver.tables.prefix
     driver.enqueue([Message(name="n", queue="q", payload=i) for i in range(3)])
     with driver.engine.connect() as conn:
         inspector = sa.inspect(conn)
         assert inspector.get_pk_constraint(f"{prefix}jobs")["constrained_columns"] == []
         indexes = {i["name"] for i in inspector.get_indexes(f"{prefix}jobs")}
-        assert indexes == {f"{prefix}jobs_claim", f"{prefix}jobs_unique"}
+        assert indexes == {f"{prefix}jobs_claim", f"{prefix}jobs_unique", f"{prefix}jobs_id"}
         collation = conn.execute(
             sa.text(
                 "SELECT collation_name FROM information_schema.columns "

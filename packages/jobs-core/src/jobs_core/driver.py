@@ -6,17 +6,25 @@ default that raises :class:`~jobs_core.errors.UnsupportedOperation`; a driver
 that implements one lists its :class:`Capability` in ``capabilities``, and the
 conformance suite tests exactly what is declared.
 
-Contract summary (the conformance suite is the executable form):
+Contract summary (the conformance suite is the executable form; the guide
+``docs/writing-a-driver.md`` answers the finer questions):
 
-* ``enqueue`` is durable when it returns; a batch is atomic where the backend allows.
+* ``enqueue`` is durable when it returns: the backend acknowledged the write
+  under its own durability settings, which the driver never lowers for
+  enqueues. A batch is atomic where the backend allows (``ATOMIC_BATCH``).
 * ``reserve`` returns up to ``limit`` due messages, each leased to the caller
   alone until ``lease`` seconds pass; higher ``priority`` first, then the
   earliest ``available_at``, then enqueue order; queues are served in the
   order given. It may wait up to ``timeout`` seconds for work.
 * A lease that ends without ``ack``/``retry``/``fail``/``release`` makes the
-  message available again (at-least-once delivery).
-* ``ack`` is idempotent. Operations on a delivery whose lease was lost to
-  another worker do nothing and return ``False`` where they return a value.
+  message available again (at-least-once delivery), in its old place in line.
+* ``ack`` is idempotent. Operations on a delivery whose lease was taken by
+  another reserve do nothing and return ``False`` where they return a value.
+  Between the end of a lease and the next reserve of that message, an
+  operation of the old holder either takes effect whole or does nothing.
+* "Now" is the caller's wall clock, :func:`time.time` (Unix seconds): due
+  times, lease ends, ``failed_at`` and the ``prune`` cutoff are all read from
+  it, never from a server's clock. ``timeout`` is a duration.
 """
 
 from __future__ import annotations
@@ -79,6 +87,9 @@ class Capability(str, enum.Enum):
     #: backend, not only for the process that held it (which, without this
     #: capability, gets it again; others get it once that process is gone).
     LEASE_HANDOFF = "lease_handoff"
+    #: ``enqueue`` of a message whose id is stored and unfinished stores
+    #: nothing and returns the id (a producer may safely send again).
+    IDEMPOTENT_ENQUEUE = "idempotent_enqueue"
 
 
 class Driver(abc.ABC):
@@ -223,8 +234,18 @@ class Driver(abc.ABC):
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Store ``messages``; durable when this returns.
 
+        Called by every dispatch, with one message or a batch (a bulk
+        dispatch passes a :class:`~jobs_core.message.MessageBatch`). Call
+        :meth:`validate` first, so that a bad batch stores nothing.
+
         Returns, for each message in order, its id, or ``None`` if it was
-        dropped because its ``unique_key`` is held by an unfinished message.
+        dropped because its ``unique_key`` is held by an unfinished message
+        (keys are global to the backend, across queues). With
+        ``IDEMPOTENT_ENQUEUE``, a message whose id is already stored and
+        unfinished (waiting, delayed or reserved; also earlier in the same
+        batch) is not stored again and leaves the stored one untouched, and
+        its id is returned; once that job finished, the id may be enqueued
+        as a new job. Without it, such a message may be stored a second time.
         Raises :class:`~jobs_core.errors.InvalidName`,
         :class:`~jobs_core.errors.PayloadTooLarge` (nothing is written), or
         :class:`~jobs_core.errors.BackendUnavailable`.
@@ -236,17 +257,33 @@ class Driver(abc.ABC):
     ) -> list[Delivery]:
         """Lease up to ``limit`` due messages from ``queues`` (served in order).
 
-        Waits up to ``timeout`` seconds when nothing is due. Records that
-        cannot be decoded are moved to the failed store with the reason (when
-        the driver has one) and are not returned.
+        Called by a worker's fetch loop with the queues it serves, how many
+        jobs it has room for, the lease length and how long it may wait.
+        Waits up to ``timeout`` seconds when nothing is due. Returns one
+        :class:`~jobs_core.message.Delivery` per leased message: a fresh
+        ``receipt`` naming this lease, ``lease_expires_at`` (wall clock), and a
+        ``handle`` that is the driver's own locator of the stored record (the
+        later operations find the record by it, never by the id in the
+        body, which for a record written by other means may differ). The
+        delivered message's ``queue`` is the queue it was reserved from.
+        Records that cannot be decoded are moved to the failed store with the
+        reason (when the driver has one) and are not returned.
         """
 
     @abc.abstractmethod
     def ack(self, delivery: Delivery) -> None:
-        """Mark the delivery done. Idempotent; ignored if the lease was lost."""
+        """Mark the delivery done. Idempotent; ignored if the lease was lost.
+
+        Called by a worker when the job returned. Unique keys the job held are
+        released; with ``COMPLETED_COUNT`` the job is counted completed.
+        """
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack several deliveries; drivers override this to batch the round trip."""
+        """Ack several deliveries; drivers override this to batch the round trip.
+
+        Called by a worker for the jobs it finished within ``ack_interval``;
+        the same contract as :meth:`ack` for each delivery.
+        """
         for delivery in deliveries:
             self.ack(delivery)
 
@@ -254,17 +291,30 @@ class Driver(abc.ABC):
     def retry(self, delivery: Delivery, delay: float, error: str) -> None:
         """Put the message back after ``delay`` seconds with ``attempts + 1``
         and ``last_error = error``.
+
+        Called by a worker when a job raised and has retries left. The message
+        is due at now + ``delay`` and takes its place in line by that time:
+        behind the messages already due. It keeps its id and unique key.
+        Ignored if the lease was lost.
         """
 
     @abc.abstractmethod
     def release(self, delivery: Delivery, delay: float = 0.0) -> None:
-        """Give the message back unrun, without counting an attempt (shutdown)."""
+        """Give the message back unrun, without counting an attempt.
+
+        Called by a worker that stops (shutdown) with leased jobs it will not
+        run. With ``delay`` 0 the message is due at once and keeps its old
+        place in line (ahead of messages enqueued after it); with a delay it
+        is due at now + ``delay``. Ignored if the lease was lost.
+        """
 
     @abc.abstractmethod
     def extend(self, delivery: Delivery, lease: float) -> bool:
         """Renew the lease for ``lease`` more seconds from now.
 
-        Returns ``False`` if the lease had already been lost.
+        Called by a worker's heartbeat while a job runs. Returns ``True`` if
+        the lease is held until now + ``lease``, ``False`` if it had already
+        been lost (the worker then knows another may run the job).
         """
 
     @abc.abstractmethod
@@ -272,14 +322,23 @@ class Driver(abc.ABC):
         """Finish the message as failed with ``attempts + 1``: into the failed
         store (with ``error``, which holds the traceback) when the driver has
         one, otherwise dropped.
+
+        Called by a worker when a job used up its retries, or cannot run at
+        all (an unknown name). Unique keys are released. Ignored if the lease
+        was lost.
         """
 
     def enqueue_in(self, transaction: Any, messages: Sequence[Message]) -> list[str | None]:
         """Store ``messages`` inside the caller's open transaction (outbox pattern).
 
-        ``transaction`` is the driver's native transaction object (for the
-        database driver, a SQLAlchemy ``Connection`` or ``Session``). The
-        messages exist if and only if the caller commits it.
+        ``transaction`` is the driver's native transaction object, passed
+        through unchanged from ``dispatch(..., transaction=...)``: for the
+        database driver a SQLAlchemy ``Connection`` or ``Session``; for a
+        non-SQL backend, whatever its client groups writes with (a Redis
+        ``MULTI`` pipeline the caller executes). The messages exist if and
+        only if the caller commits it. Returns what :meth:`enqueue` returns;
+        an object of the wrong kind raises
+        :class:`~jobs_core.errors.ConfigurationError` naming its type.
         """
         raise UnsupportedOperation(self.name, Capability.TRANSACTIONAL_ENQUEUE.value)
 
@@ -325,11 +384,23 @@ class Driver(abc.ABC):
     def prune(self, older_than: float) -> int:
         """Remove completed and failed records finished more than ``older_than``
         seconds ago; return how many were removed.
+
+        Called by ``jobs prune`` and by housekeeping. The count is of jobs:
+        each completed job (``COMPLETED_COUNT``) and each failed-store entry
+        (malformed records included) finished before now - ``older_than``
+        counts one, however the backend stores them, and one call removes
+        them all, however many. Unfinished messages and schedules are never
+        removed.
         """
         raise UnsupportedOperation(self.name, Capability.PRUNE.value)
 
     def inject_raw(self, queue: str, body: bytes) -> None:
-        """Write ``body`` as-is onto ``queue`` (tests of malformed input)."""
+        """Write ``body`` as-is onto ``queue`` (tests of malformed input).
+
+        The record is stored under an id of the driver's choosing; if
+        ``body`` decodes, its delivery carries the id written in it and the
+        queue it is on, and is handled by its ``handle`` like any other.
+        """
         raise UnsupportedOperation(self.name, Capability.RAW_INJECTION.value)
 
     # -- schedules (optional) ------------------------------------------------
@@ -392,6 +463,12 @@ class Driver(abc.ABC):
     def ping(self) -> None:
         """Check that the backend answers; raise
         :class:`~jobs_core.errors.BackendUnavailable` if not.
+
+        Required of every driver (the default only checks the driver is
+        open: override it with one cheap round trip). Called once when
+        ``jobs worker`` and ``jobs scheduler`` start, so that a backend that is
+        down is reported at once; after :meth:`close` it raises
+        :class:`~jobs_core.errors.DriverClosed`.
         """
         self.check_open()
 

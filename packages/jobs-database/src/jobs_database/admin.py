@@ -186,7 +186,11 @@ class AdminOperations:
             else:
                 values = self._rows([Message(name="", id=entry.id, queue=row.queue)], [b""], now)[0]
                 values["body"] = row.body
-            conn.execute(self._insert_stmt, values)
+            try:
+                with conn.begin_nested():
+                    conn.execute(self._insert_stmt, values)
+            except sa.exc.IntegrityError:
+                pass  # a job with this id was enqueued again meanwhile and is unfinished: it stands
             return True
 
         done = self._run("retry_failed", move)

@@ -7,11 +7,17 @@ streamed with binary ``COPY ... FROM STDIN`` (psycopg 3);
 on SQLite and MySQL/MariaDB they go through the DBAPI cursor's
 ``executemany`` (which PyMySQL turns into multi-row inserts). Both run
 on the caller's connection, inside its transaction.
+
+A row whose id is already in the jobs table is skipped (the enqueue of an
+unfinished job's id is a repeat): the inserts say ``ON CONFLICT (id) DO
+NOTHING`` (MySQL: ``ON DUPLICATE KEY UPDATE id = id``). ``COPY`` cannot skip
+rows, so it runs under a savepoint; if it meets a stored id, the batch is
+inserted again with ``INSERT ... ON CONFLICT``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import sqlalchemy as sa
@@ -22,11 +28,14 @@ from jobs_database.schema import Tables
 
 BytesBinaryDumper: Any
 PsycopgConnection: Any
+UniqueViolation: Any
 try:
     from psycopg import Connection as PsycopgConnection
+    from psycopg.errors import UniqueViolation
     from psycopg.types.string import BytesBinaryDumper
 except ImportError:  # pragma: no cover - PostgreSQL support not installed
     BytesBinaryDumper = PsycopgConnection = None
+    UniqueViolation = ()
 
 COLUMNS = ("id", "queue", "priority", "visible_at", "state", "created_at", "body")
 #: PostgreSQL types of :data:`COLUMNS`, for binary ``COPY``.
@@ -47,7 +56,7 @@ class BulkInsert:
             self._sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
             arrays = ", ".join(f"%({c})s::{t}[]" for c, t in zip(COLUMNS, PG_TYPES, strict=True))
             notify = (
-                "RETURNING queue, visible_at) "
+                "ON CONFLICT (id) DO NOTHING RETURNING queue, visible_at) "
                 "SELECT q.queue, pg_notify(%(channel)s, q.queue) FROM "
                 "(SELECT DISTINCT queue FROM ins WHERE %(notify)s AND visible_at <= %(now)s) AS q"
             )
@@ -65,7 +74,8 @@ class BulkInsert:
             )
         else:
             mark = "?" if backend == "sqlite" else "%s"
-            self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+            skip = "ON CONFLICT (id) DO NOTHING" if backend == "sqlite" else "ON DUPLICATE KEY UPDATE id = id"
+            self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(COLUMNS))}) {skip}"
 
     def insert(
         self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify_channel: str | None, now: float
@@ -105,7 +115,7 @@ class BulkInsert:
                 woken |= self._insert(conn, rows[start : start + SMALL_BATCH], notify_channel, now)
             return woken
         if self.backend == "postgresql":
-            self._copy(dbapi, rows)
+            self._copy_or_insert(conn, rows, notify_channel, now)
             return set()
         cursor = dbapi.cursor()
         try:
@@ -122,7 +132,34 @@ class BulkInsert:
         transaction) and propagates.
         """
         with dbapi_errors(conn, self._sql):
-            self._copy(conn.connection.dbapi_connection, rows)
+            self._copy_or_insert(conn, rows, None, 0.0)
+
+    def _copy_or_insert(
+        self, conn: sa.Connection, rows: Iterable[tuple[Any, ...]], notify_channel: str | None, now: float
+    ) -> None:
+        """``COPY`` ``rows`` under a savepoint; if one repeats a stored id, insert them skipping it."""
+        dbapi: Any = conn.connection.dbapi_connection
+        sent: list[tuple[Any, ...]] = []
+
+        def keep(rows: Iterable[tuple[Any, ...]]) -> Iterator[tuple[Any, ...]]:
+            for row in rows:
+                sent.append(row)
+                yield row
+
+        kept = keep(rows)
+        with dbapi.cursor() as cursor:
+            cursor.execute("SAVEPOINT jobs_copy")
+            try:
+                self._copy(dbapi, kept)
+            except UniqueViolation:
+                cursor.execute("ROLLBACK TO SAVEPOINT jobs_copy")
+            else:
+                cursor.execute("RELEASE SAVEPOINT jobs_copy")
+                return
+        for _ in kept:  # the rows the COPY had not read yet
+            pass
+        for start in range(0, len(sent), SMALL_BATCH):
+            self._insert(conn, sent[start : start + SMALL_BATCH], notify_channel, now)
 
     def _copy(self, dbapi: Any, rows: Iterable[tuple[Any, ...]]) -> None:
         with dbapi.cursor() as cursor:

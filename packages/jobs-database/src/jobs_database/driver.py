@@ -65,6 +65,7 @@ _ALL = frozenset(
         Capability.TRANSACTIONAL_ENQUEUE,
         Capability.RAW_INJECTION,
         Capability.LEASE_HANDOFF,
+        Capability.IDEMPOTENT_ENQUEUE,
     }
 )
 
@@ -388,7 +389,9 @@ class DatabaseDriver(AdminOperations, Driver):
         return ids
 
     def _insert_keyed(self, conn: sa.Connection, row: dict[str, Any], now: float) -> bool:
-        """Insert a row with a unique key, unless an unfinished job holds the key; whether it was."""
+        """Insert a row with a unique key, unless an unfinished job holds the key; whether it was
+        (or its id is an unfinished job's already: a repeated enqueue, stored once).
+        """
         jobs = self.tables.jobs
         conn.execute(
             sa.update(jobs)
@@ -403,7 +406,8 @@ class DatabaseDriver(AdminOperations, Driver):
             with conn.begin_nested():
                 conn.execute(self._insert_stmt, row)
         except sa.exc.IntegrityError:
-            return False
+            stored = conn.execute(sa.select(jobs.c.seq).where(jobs.c.id == row["id"]).limit(1)).first()
+            return stored is not None
         return True
 
     def _stream(self, conn: sa.Connection, messages: Sequence[Message]) -> list[str | None]:
@@ -589,6 +593,8 @@ class DatabaseDriver(AdminOperations, Driver):
             except MalformedMessage as exc:
                 malformed.append((handle, receipt, body, f"malformed message: {exc}"))
                 continue
+            if message.queue != handle[1]:  # a row written by other means, naming another queue
+                message = message.replace(queue=handle[1])
             deliveries.append(
                 (
                     (-message.priority, message.available_at, handle[0]),

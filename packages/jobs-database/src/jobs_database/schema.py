@@ -138,6 +138,8 @@ def build_tables(prefix: str) -> Tables:
         postgresql_where=has_key,
         sqlite_where=has_key,
     )
+    # One unfinished job per id: an enqueue repeating an id stores nothing (schema version 6).
+    sa.Index(f"{prefix}jobs_id", jobs.c.id, unique=True)
     completed = sa.Table(
         f"{prefix}completed",
         md,
@@ -221,7 +223,7 @@ def _v1(conn: sa.Connection, t: Tables) -> None:
     """
     for table in (t.version, t.schedules):
         table.create(conn, checkfirst=True)
-    _as_of_v1(t.jobs, ("lease_until",), ()).create(conn, checkfirst=True)
+    _as_of_v1(t.jobs, ("lease_until",), (f"{t.prefix}jobs_id",)).create(conn, checkfirst=True)
     _as_of_v1(t.failed, (), (f"{t.prefix}failed_queue",)).create(conn, checkfirst=True)
 
 
@@ -321,6 +323,7 @@ def _v5(conn: sa.Connection, t: Tables) -> None:
     for index in t.jobs.indexes:
         conn.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
     t.jobs.create(conn)
+    conn.execute(sa.text(f"DROP INDEX IF EXISTS {t.prefix}jobs_id"))  # version 6 adds it
     names = ", ".join(c.name for c in t.jobs.columns)
     conn.execute(sa.text(f"INSERT INTO {jobs} ({names}) SELECT {names} FROM {old}"))
     conn.execute(sa.text(f"DROP TABLE {old}"))
@@ -373,8 +376,27 @@ def _impossible(row: Any) -> str:
     return "; ".join(problems) or "breaks the jobs table's constraints"
 
 
+def _v6(conn: sa.Connection, t: Tables) -> None:
+    """Version 6: a unique index on the jobs table's ``id``.
+
+    An enqueue of a message whose id belongs to an unfinished job then stores
+    nothing (``IDEMPOTENT_ENQUEUE``). Rows that repeat the id of an earlier
+    row (stored by earlier versions, which did not check) are deleted first:
+    the earliest row of each id is the job, and is kept.
+    """
+    jobs = t.jobs.name
+    conn.execute(
+        sa.text(
+            f"DELETE FROM {jobs} WHERE seq NOT IN "
+            f"(SELECT keep FROM (SELECT MIN(seq) AS keep FROM {jobs} GROUP BY id) AS earliest)"
+        )
+    )
+    index = next(i for i in t.jobs.indexes if i.name == f"{t.prefix}jobs_id")
+    index.create(conn)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -98,6 +98,7 @@ class MemoryDriver(Driver):
             Capability.ATOMIC_BATCH,
             Capability.RAW_INJECTION,
             Capability.LEASE_HANDOFF,
+            Capability.IDEMPOTENT_ENQUEUE,
         }
     )
 
@@ -141,6 +142,8 @@ class MemoryDriver(Driver):
 
     def _insert(self, message: Message, body: bytes, now: float) -> str | None:
         store = self._store
+        if message.id in store.records:
+            return message.id  # the job with this id is stored and unfinished: nothing to add
         if message.unique_key is not None:
             held = store.unique.get(message.unique_key)
             if held is not None:
@@ -194,7 +197,8 @@ class MemoryDriver(Driver):
                 )
 
     def _owned(self, delivery: Delivery) -> _Record | None:
-        rec = self._store.records.get(delivery.id)
+        # The handle is the record's key; a raw record's body may carry another id.
+        rec = self._store.records.get(delivery.handle if delivery.handle is not None else delivery.id)
         if rec is None or rec.state != RESERVED or rec.receipt != delivery.receipt:
             return None
         return rec
@@ -273,6 +277,8 @@ class MemoryDriver(Driver):
                         except MalformedMessage as exc:
                             self._to_failed(rec, None, f"malformed message: {exc}", now)
                             continue
+                        if message.queue != queue:  # a raw record naming another queue
+                            message = message.replace(queue=queue)
                         rec.state = RESERVED
                         rec.receipt = uuid.uuid4().hex
                         rec.lease_expires_at = now + lease
@@ -419,7 +425,7 @@ class MemoryDriver(Driver):
             if entry.message is not None:
                 message = replace(entry.message, attempts=0, available_at=now)
                 self._insert(replace(message, unique_key=None), message.encode(), now)
-            else:
+            elif entry.id not in self._store.records:
                 rec = _Record(
                     id=entry.id,
                     queue=entry.queue,

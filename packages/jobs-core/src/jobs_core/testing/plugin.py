@@ -10,12 +10,19 @@ Fixtures:
 
 ``jobs_driver_url``
     The configured URL (the suite is skipped when none is given).
+``jobs_namespace``
+    This run's namespace (session scope): ``--jobs-namespace``, the ini
+    setting ``jobs_namespace`` or ``$JOBS_CONFORMANCE_NAMESPACE``, else
+    ``conformance_<10 hex digits>``, new for each run. Letters, digits and
+    ``_`` only, so it fits a table, key or topic prefix.
 ``jobs_backend_url``
     The URL every driver of one test is built with. All drivers built for
     one test must share one backend, because tests with a second worker
-    build a second driver. It is the configured URL, except that a bare
+    build a second driver. It is the configured URL with ``{namespace}``
+    replaced by the run's namespace (``redis://host/0?prefix={namespace}``:
+    a run on a shared server touches only its own keys), except that a bare
     ``scheme://`` (an in-process driver's private store) becomes
-    ``scheme://conformance-<hex>``: in-process drivers follow the ``memory``
+    ``scheme://<namespace>-<hex>``: in-process drivers follow the ``memory``
     convention that ``scheme://NAME`` shares one store among the drivers of a
     process. Override this fixture if that convention does not fit a driver.
 ``jobs_driver_options``
@@ -33,6 +40,12 @@ Fixtures:
 
 Marker ``@pytest.mark.jobs_requires(Capability.DELAY, ...)`` skips a test, with
 the missing capability named, when the driver does not declare it.
+
+Hook ``pytest_jobs_cleanup(config, url, namespace)``: implement it in a
+``conftest.py`` or a plugin module (``-p acme_jobs.testing``) to remove what
+the run left on a shared server (the tables, keys or topics of
+``namespace``). It is called once, at the end of a run that built drivers
+(also one that failed or was interrupted), with the URL as the drivers got it.
 
 Tests poll rather than assert on one call, waiting up to
 ``$JOBS_CONFORMANCE_TIMEOUT`` seconds (default 10) for what should happen; a
@@ -57,6 +70,7 @@ that matches no collected test is reported as a warning.
 from __future__ import annotations
 
 import os
+import re
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -74,8 +88,38 @@ QueueFactory = Callable[[], str]
 """What ``jobs_queue_factory`` is: ``factory() -> fresh queue name``."""
 
 
+#: Environment variable naming the run's namespace (see ``jobs_namespace``).
+NAMESPACE_VARIABLE = "JOBS_CONFORMANCE_NAMESPACE"
+_NAMESPACE = re.compile(r"[A-Za-z0-9_]{1,40}")
+#: Where the run keeps its namespace and the backend URLs drivers were built with.
+_NAMESPACE_KEY = pytest.StashKey[str]()
+_USED_KEY = pytest.StashKey[dict[str, None]]()
+
+
+class CleanupSpec:
+    """The hook the conformance plugin adds (see :func:`pytest_jobs_cleanup`)."""
+
+    @staticmethod
+    @pytest.hookspec
+    def pytest_jobs_cleanup(config: pytest.Config, url: str, namespace: str) -> None:
+        """Remove what this run left on the backend at ``url``.
+
+        Called once at the end of the run (passed, failed or interrupted) for
+        each backend URL that drivers were built with, after every driver was
+        closed; ``url`` has ``{namespace}`` already replaced by ``namespace``.
+        Implement it in a ``conftest.py`` or a plugin module passed with
+        ``-p`` for a driver tested against a shared server (drop the tables,
+        keys or topics of ``namespace``). An exception fails the run.
+        """
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    """Declare ``pytest_jobs_cleanup``."""
+    pluginmanager.add_hookspecs(CleanupSpec)
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    """Add ``--jobs-driver`` and the ``jobs_driver`` ini setting."""
+    """Add ``--jobs-driver``, ``--jobs-namespace`` and their ini settings."""
     group = parser.getgroup("jobs", "jobs driver conformance")
     group.addoption(
         "--jobs-driver",
@@ -84,7 +128,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="URL",
         help="URL of the jobs driver to test (also: ini jobs_driver, env JOBS_DRIVER_URL)",
     )
+    group.addoption(
+        "--jobs-namespace",
+        dest="jobs_namespace",
+        default=None,
+        metavar="NAME",
+        help="namespace of this run, put in place of {namespace} in the driver URL "
+        f"(also: ini jobs_namespace, env {NAMESPACE_VARIABLE}; default: conformance_<hex>, new each run)",
+    )
     parser.addini("jobs_driver", "URL of the jobs driver to test", default="")
+    parser.addini("jobs_namespace", "namespace of this run (see --jobs-namespace)", default="")
     parser.addini(
         "jobs_xfail",
         "known driver bugs, one 'TEST: REASON' per line; each TEST becomes a strict xfail",
@@ -94,11 +147,30 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Declare the ``jobs_requires`` marker."""
+    """Declare the ``jobs_requires`` marker; settle the run's namespace."""
     config.addinivalue_line(
         "markers",
         "jobs_requires(*capabilities): skip unless the driver under test declares them",
     )
+    name = str(
+        config.getoption("jobs_namespace")
+        or config.getini("jobs_namespace")
+        or os.environ.get(NAMESPACE_VARIABLE, "")
+        or f"conformance_{uuid.uuid4().hex[:10]}"
+    )
+    if not _NAMESPACE.fullmatch(name):
+        raise pytest.UsageError(f"jobs namespace {name!r}: use 1 to 40 letters, digits and '_'")
+    config.stash[_NAMESPACE_KEY] = name
+    config.stash[_USED_KEY] = {}
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Call ``pytest_jobs_cleanup`` for each backend URL the run's drivers were built with."""
+    config = session.config
+    used = config.stash.get(_USED_KEY, {})
+    for url in list(used):
+        config.hook.pytest_jobs_cleanup(config=config, url=url, namespace=config.stash[_NAMESPACE_KEY])
+    used.clear()
 
 
 def configured_url(config: pytest.Config) -> str | None:
@@ -189,18 +261,25 @@ def jobs_driver_url(request: pytest.FixtureRequest) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def jobs_namespace(pytestconfig: pytest.Config) -> str:
+    """The run's namespace: put in place of ``{namespace}`` in the driver URL."""
+    return pytestconfig.stash[_NAMESPACE_KEY]
+
+
 @pytest.fixture
-def jobs_backend_url(jobs_driver_url: str) -> str:
+def jobs_backend_url(jobs_driver_url: str, jobs_namespace: str) -> str:
     """The URL all drivers of this test are built with (one shared backend).
 
-    A bare ``scheme://`` names an in-process driver's private store; it
-    becomes ``scheme://conformance-<hex>`` so that the test's drivers share
-    one store. Override for a driver whose bare URL means something else.
+    ``{namespace}`` in the configured URL becomes the run's namespace. A bare
+    ``scheme://`` names an in-process driver's private store; it becomes
+    ``scheme://<namespace>-<hex>`` so that the test's drivers share one
+    store. Override for a driver whose bare URL means something else.
     """
     scheme, sep, rest = jobs_driver_url.partition("://")
     if sep and not rest:
-        return f"{scheme}://conformance-{uuid.uuid4().hex[:12]}"
-    return jobs_driver_url
+        return f"{scheme}://{jobs_namespace}-{uuid.uuid4().hex[:12]}"
+    return jobs_driver_url.replace("{namespace}", jobs_namespace)
 
 
 @pytest.fixture
@@ -211,7 +290,7 @@ def jobs_driver_options() -> dict[str, Any]:
 
 @pytest.fixture
 def jobs_driver_factory(
-    jobs_backend_url: str, jobs_driver_options: dict[str, Any]
+    jobs_backend_url: str, jobs_driver_options: dict[str, Any], pytestconfig: pytest.Config
 ) -> Iterator[DriverFactory]:
     """Build drivers on this test's backend; closes them after the test."""
     built: list[Driver] = []
@@ -220,6 +299,7 @@ def jobs_driver_factory(
         cls = driver_class(jobs_backend_url)
         driver = cls.from_config(jobs_backend_url, {**jobs_driver_options, **overrides})
         built.append(driver)
+        pytestconfig.stash[_USED_KEY][jobs_backend_url] = None
         return driver
 
     yield make
@@ -251,11 +331,13 @@ def jobs_queue(jobs_queue_factory: QueueFactory) -> str:
 
 @pytest.fixture(autouse=True)
 def _jobs_requires(request: pytest.FixtureRequest) -> None:
-    marker = request.node.get_closest_marker("jobs_requires")
-    if marker is None:
+    # Every jobs_requires mark applies: the module's and the test's.
+    required = [c for m in request.node.iter_markers("jobs_requires") for c in m.args]
+    if not required:
         return
     driver: Driver = request.getfixturevalue("jobs_driver")
-    missing = [c for c in marker.args if isinstance(c, Capability) and c not in driver.capabilities]
+    declared = driver.capabilities
+    missing = [c for c in dict.fromkeys(required) if isinstance(c, Capability) and c not in declared]
     if missing:
         names = ", ".join(c.value for c in missing)
         pytest.skip(f"driver {driver.name!r} does not declare capability {names}")

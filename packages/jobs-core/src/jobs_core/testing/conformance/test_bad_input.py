@@ -6,6 +6,7 @@ import pytest
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidName, PayloadNotJSON, PayloadTooLarge, SerializationError
+from jobs_core.message import new_id
 from jobs_core.testing.conformance._helpers import (
     assert_nothing,
     enqueue_one,
@@ -153,3 +154,32 @@ def test_every_malformed_record_at_the_head_of_a_queue_is_failed_and_the_jobs_be
     got = payloads(reserve_until(jobs_driver, [jobs_queue], 2))
     assert sorted(got) == ["first behind", "second behind"]
     assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue, limit=100)) == len(MALFORMED))
+
+
+@pytest.mark.jobs_requires(Capability.RAW_INJECTION)
+@pytest.mark.parametrize("operation", ["ack", "retry", "fail"])
+def test_a_readable_raw_record_is_delivered_and_finished_like_any_job(
+    jobs_driver: Driver, jobs_queue: str, operation: str
+) -> None:
+    """A record written by another producer: its delivery carries the id in its body and
+    the queue it is on, and ack, retry and fail act on the stored record (found by the
+    delivery's handle, whatever id the driver stored it under).
+    """
+    ident = new_id()
+    body = b'{"v":1,"id":"%s","name":"conformance.job","queue":"elsewhere","payload":7}' % ident.encode()
+    jobs_driver.inject_raw(jobs_queue, body)
+    (delivery,) = reserve_until(jobs_driver, [jobs_queue], 1, lease=1.0)
+    assert (delivery.id, delivery.queue, delivery.message.payload) == (ident, jobs_queue, 7)
+    if operation == "ack":
+        jobs_driver.ack(delivery)
+    elif operation == "retry":
+        jobs_driver.retry(delivery, 0.0, "again")
+        (again,) = reserve_until(jobs_driver, [jobs_queue], 1, lease=1.0)
+        assert (again.id, again.queue, again.message.attempts) == (ident, jobs_queue, 1)
+        jobs_driver.ack(again)
+    else:
+        jobs_driver.fail(delivery, "gave up")
+        if jobs_driver.supports(Capability.FAILED_STORE):
+            (entry,) = jobs_driver.failed(queue=jobs_queue)
+            assert (entry.id, entry.queue, entry.payload) == (ident, jobs_queue, 7)
+    assert_nothing(jobs_driver, [jobs_queue], wait=1.5)  # finished: not redelivered when the lease ends

@@ -147,3 +147,80 @@ def test_a_message_without_timeout_keeps_none(jobs_driver: Driver, jobs_queue: s
     got = reserve_one(jobs_driver, jobs_queue).message
     assert got.timeout is None
     assert got.name == "conformance.other"
+
+
+@pytest.mark.jobs_requires(Capability.IDEMPOTENT_ENQUEUE)
+def test_an_enqueue_reusing_an_unfinished_id_stores_nothing_and_returns_the_id(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    """A producer that sends again (a lost reply, a restart) gets the job once."""
+    first = message(jobs_queue, "first")
+    assert jobs_driver.enqueue([first]) == [first.id]
+    again = first.replace(payload="second")
+    other = message(jobs_queue, "other")
+    assert jobs_driver.enqueue([again, other, again]) == [first.id, other.id, first.id]
+    got = reserve_until(jobs_driver, [jobs_queue], 3, timeout=2.0)
+    assert payloads(got) == ["first", "other"]
+    held = got[0]
+    # reserved: still the same job, its lease untouched
+    assert jobs_driver.enqueue([again]) == [first.id]
+    assert jobs_driver.extend(held, 30.0) is True
+    assert_nothing(jobs_driver, [jobs_queue])
+    jobs_driver.ack(held)
+    jobs_driver.ack(got[1])
+    # finished: the id may be used again, as a new job
+    assert jobs_driver.enqueue([again]) == [first.id]
+    back = reserve_one(jobs_driver, jobs_queue)
+    assert (back.id, back.message.payload, back.message.attempts) == (first.id, "second", 0)
+
+
+@pytest.mark.jobs_requires(Capability.IDEMPOTENT_ENQUEUE)
+def test_a_large_batch_repeating_a_stored_id_stores_every_other_message(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    """However the driver writes a large batch (a streamed COPY, a pipeline), one repeat skips one."""
+    stored = message(jobs_queue, "stored")
+    enqueue_one(jobs_driver, stored)
+    batch = messages(jobs_queue, 300)
+    batch[150] = stored.replace(payload="repeat")
+    assert jobs_driver.enqueue(batch) == [m.id for m in batch]
+    got = reserve_until(jobs_driver, [jobs_queue], 301, limit=100, timeout=3.0)
+    assert len(got) == 300
+    assert payloads(got)[0] == "stored"
+    assert sorted(ids(got)) == sorted(m.id for m in batch)
+
+
+@pytest.mark.jobs_requires(Capability.IDEMPOTENT_ENQUEUE, Capability.DELAY)
+def test_an_enqueue_reusing_the_id_of_a_delayed_or_retried_job_changes_nothing(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    later = message(jobs_queue, "later", available_at=time.time() + 1.0)
+    enqueue_one(jobs_driver, later)
+    assert jobs_driver.enqueue([later.replace(available_at=time.time(), payload="now")]) == [later.id]
+    assert_nothing(jobs_driver, [jobs_queue])
+    first = reserve_one(jobs_driver, jobs_queue)
+    assert first.message.payload == "later"
+    jobs_driver.retry(first, 1.0, "again")
+    assert jobs_driver.enqueue([later.replace(available_at=time.time())]) == [later.id]
+    assert_nothing(jobs_driver, [jobs_queue])
+    again = reserve_one(jobs_driver, jobs_queue)
+    assert (again.message.attempts, again.message.last_error) == (1, "again")
+    jobs_driver.ack(again)
+    assert_nothing(jobs_driver, [jobs_queue])
+
+
+def test_an_enqueue_reusing_an_id_is_accepted_and_the_job_runs(jobs_driver: Driver, jobs_queue: str) -> None:
+    """Every driver: sending a message again returns its id and never loses it.
+
+    With ``IDEMPOTENT_ENQUEUE`` it runs once; without, it may run twice, each
+    time with the same id (as a redelivery would).
+    """
+    sent = message(jobs_queue, "twice")
+    assert jobs_driver.enqueue([sent]) == [sent.id]
+    assert jobs_driver.enqueue([sent]) == [sent.id]
+    got = reserve_until(jobs_driver, [jobs_queue], 2, timeout=2.0)
+    assert got, "the job was lost"
+    assert {(d.id, d.message.payload) for d in got} == {(sent.id, "twice")}
+    if jobs_driver.supports(Capability.IDEMPOTENT_ENQUEUE):
+        assert len(got) == 1
+    jobs_driver.ack_many(got)

@@ -175,3 +175,71 @@ def test_a_stale_receipt_is_ignored_by_the_same_reserver(
     jobs_driver: Driver, jobs_queue: str, operation: str
 ) -> None:
     _stale_receipt_is_ignored(jobs_driver, jobs_driver, jobs_queue, operation)
+
+
+@pytest.mark.parametrize("operation", ["ack", "retry", "fail", "release", "extend"])
+def test_an_operation_on_an_ended_lease_takes_effect_whole_or_not_at_all(
+    jobs_driver_factory: DriverFactory, jobs_queue: str, operation: str
+) -> None:
+    """Between the end of a lease and the next reserve, the old holder's call is a race.
+
+    A driver may honour it (the job finished late is not run again) or ignore
+    it (as for a lost lease); either way the job is never both finished and
+    handed out again, never handed out twice, and once another reserve took
+    it, the old receipt changes nothing.
+    """
+    slow = jobs_driver_factory()
+    # Without LEASE_HANDOFF an ended lease frees the message for its own process only.
+    other = jobs_driver_factory() if slow.supports(Capability.LEASE_HANDOFF) else slow
+    ident = enqueue_one(slow, message(jobs_queue, "late"))
+    stale = reserve_one(slow, jobs_queue, lease=SHORT_LEASE)
+    time.sleep(SHORT_LEASE + 0.3)
+    extended = None
+    if operation == "ack":
+        slow.ack(stale)
+    elif operation == "retry":
+        slow.retry(stale, 0.0, "late retry")
+    elif operation == "fail":
+        slow.fail(stale, "late failure")
+    elif operation == "release":
+        slow.release(stale)
+    else:
+        extended = slow.extend(stale, 30.0)
+        assert isinstance(extended, bool)
+    got = reserve_until(other, [jobs_queue], 2, lease=30, timeout=2.0)
+    assert len(got) <= 1, "the job was handed out twice"
+    failed = []
+    if other.supports(Capability.FAILED_STORE):
+        failed = [f.id for f in other.failed(queue=jobs_queue)]
+    if operation in ("ack", "fail") or extended:
+        # finished (or held again) by the late call, or not: never both
+        assert len(got) + len(failed) <= 1
+        if extended:
+            assert got == [], "extend returned True, yet the job went to another worker"
+            assert slow.extend(stale, 30.0) is True
+            return
+    else:
+        assert len(got) == 1, "the job is neither held nor available"
+        assert failed == []
+    if operation == "fail" and other.supports(Capability.FAILED_STORE):
+        assert len(got) + len(failed) == 1, "the job is neither failed nor available"
+        assert failed in ([], [ident])
+    if got:
+        fresh = got[0]
+        assert fresh.id == ident
+        assert fresh.message.attempts in ((0, 1) if operation == "retry" else (0,))
+        # the old receipt no longer changes anything
+        slow.ack(stale)
+        slow.fail(stale, "stale")
+        assert slow.extend(stale, 30.0) is False
+        assert other.extend(fresh, 30.0) is True
+        other.ack(fresh)
+    assert_nothing(other, [jobs_queue])
+
+
+def test_a_message_whose_lease_ended_keeps_its_place_in_line(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 3))
+    reserve_one(jobs_driver, jobs_queue, lease=SHORT_LEASE)
+    time.sleep(SHORT_LEASE + 0.2)
+    got = reserve_until(jobs_driver, [jobs_queue], 3, limit=1)
+    assert [d.message.payload for d in got] == [{"n": 0}, {"n": 1}, {"n": 2}]

@@ -43,6 +43,7 @@ BEHAVIOURAL = {
     Capability.ATOMIC_BATCH,
     Capability.COMPLETED_COUNT,
     Capability.LEASE_HANDOFF,
+    Capability.IDEMPOTENT_ENQUEUE,
 }
 
 

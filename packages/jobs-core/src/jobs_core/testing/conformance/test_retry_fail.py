@@ -13,6 +13,7 @@ from jobs_core.testing.conformance._helpers import (
     enqueue_one,
     message,
     reserve_one,
+    reserve_until,
 )
 from jobs_core.testing.plugin import QueueFactory
 
@@ -160,3 +161,25 @@ def test_forget_failed_deletes_one_entry(jobs_driver: Driver, jobs_queue: str) -
     assert jobs_driver.forget_failed(drop) is True
     assert jobs_driver.forget_failed(drop) is False
     assert [f.id for f in jobs_driver.failed(queue=jobs_queue)] == [keep]
+
+
+def test_a_released_message_keeps_its_place_in_line(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue, "first"))
+    held = reserve_one(jobs_driver, jobs_queue)
+    enqueue_one(jobs_driver, message(jobs_queue, "second"))
+    jobs_driver.release(held)
+    assert reserve_one(jobs_driver, jobs_queue).message.payload == "first"
+    assert reserve_one(jobs_driver, jobs_queue).message.payload == "second"
+
+
+@pytest.mark.jobs_requires(Capability.DELAY)
+def test_a_message_released_with_a_delay_goes_behind_the_waiting_ones(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue, "first"))
+    held = reserve_one(jobs_driver, jobs_queue)
+    jobs_driver.release(held, delay=0.3)
+    enqueue_one(jobs_driver, message(jobs_queue, "second"))
+    time.sleep(0.5)
+    got = reserve_until(jobs_driver, [jobs_queue], 2, limit=1)
+    assert [d.message.payload for d in got] == ["second", "first"]

@@ -195,6 +195,42 @@ def test_prune_leaves_unfinished_messages(jobs_driver: Driver, jobs_queue: str) 
     assert len(reserve_until(jobs_driver, [jobs_queue], 1)) == 1
 
 
+@pytest.mark.jobs_requires(Capability.PRUNE)
+def test_prune_of_more_than_ten_thousand_finished_jobs_in_one_call(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    """One call removes every old record and counts each job once, however many there are."""
+    keeps_completed = jobs_driver.supports(Capability.COMPLETED_COUNT)
+    if not (keeps_completed or jobs_driver.supports(Capability.FAILED_STORE)):
+        pytest.skip("the driver keeps no finished records (neither completed_count nor failed_store)")
+    total, batch = 10_050, 1_000
+    jobs_driver.prune(0.0)
+    for start in range(0, total, batch):
+        jobs_driver.enqueue(messages(jobs_queue, min(batch, total - start)))
+    # Finished as workers finish them, a few hundred at a time: acked in small batches
+    # where completed jobs are kept, failed otherwise (and 50 failed either way).
+    to_fail = 50 if keeps_completed else total
+    finished = 0
+    while finished < total:
+        got = reserve_until(jobs_driver, [jobs_queue], min(500, total - finished), limit=500)
+        assert got, f"only {finished} of {total} jobs arrived"
+        failing, got = got[: max(0, to_fail)], got[max(0, to_fail) :]
+        for delivery in failing:
+            jobs_driver.fail(delivery, "pruned later")
+        for start in range(0, len(got), 10):
+            jobs_driver.ack_many(got[start : start + 10])
+        to_fail -= len(failing)
+        finished += len(failing) + len(got)
+    time.sleep(0.3)
+    assert jobs_driver.prune(0.1) == total
+    assert jobs_driver.prune(0.0) == 0
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        assert jobs_driver.failed(queue=jobs_queue) == []
+    if jobs_driver.supports(Capability.STATS):
+        stats = jobs_driver.stats(jobs_queue)
+        assert (stats.failed, stats.completed) == (0, 0 if keeps_completed else None)
+
+
 @pytest.mark.jobs_requires(Capability.PURGE)
 def test_purge_removes_a_message_whose_lease_ran_out(jobs_driver: Driver, jobs_queue: str) -> None:
     enqueue_one(jobs_driver, message(jobs_queue))

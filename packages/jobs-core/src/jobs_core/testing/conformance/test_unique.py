@@ -15,7 +15,7 @@ from jobs_core.testing.conformance._helpers import (
     reserve_one,
     reserve_until,
 )
-from jobs_core.testing.plugin import DriverFactory
+from jobs_core.testing.plugin import DriverFactory, QueueFactory
 
 pytestmark = pytest.mark.jobs_requires(Capability.UNIQUE)
 
@@ -88,3 +88,31 @@ def test_the_key_is_held_across_driver_instances(jobs_driver_factory: DriverFact
     one, two = jobs_driver_factory(), jobs_driver_factory()
     enqueue_one(one, message(jobs_queue, "first", unique_key=key))
     assert two.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
+
+
+def test_a_key_is_held_across_queues(jobs_driver: Driver, jobs_queue_factory: QueueFactory) -> None:
+    """Unique keys are global to the backend, not per queue."""
+    first, second = jobs_queue_factory(), jobs_queue_factory()
+    key = f"report-{first}"
+    enqueue_one(jobs_driver, message(first, "first", unique_key=key))
+    assert jobs_driver.enqueue([message(second, "second", unique_key=key)]) == [None]
+    assert_nothing(jobs_driver, [second])
+
+
+def test_the_key_is_held_while_a_lease_runs_out(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key))
+    reserve_one(jobs_driver, jobs_queue, lease=0.3)
+    time.sleep(0.5)
+    assert jobs_driver.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 2, timeout=1.5)) == ["first"]
+
+
+@pytest.mark.jobs_requires(Capability.PURGE)
+def test_the_key_is_free_again_after_purge(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key))
+    assert jobs_driver.purge(jobs_queue) == 1
+    second = message(jobs_queue, "second", unique_key=key)
+    assert jobs_driver.enqueue([second]) == [second.id]
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 2, timeout=1.5)) == ["second"]
