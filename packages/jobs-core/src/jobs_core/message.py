@@ -2,30 +2,63 @@
 
 :class:`Message` is the job as the backend stores it; :class:`Delivery` is a
 message leased to one worker; :class:`FailedJob` is an entry of the failed
-store; :class:`QueueStats` is what ``stats`` reports. All are plain data and
-encode to JSON.
+store. All are plain data and encode to JSON. :class:`MessageBatch` holds
+the messages of one bulk dispatch, encoded as they are read (it and
+:class:`Message` share the envelope's encoding, hence one module of some 500
+lines). Ids (:mod:`jobs_core.ids`), retry policies
+(:mod:`jobs_core.retry_policy`), the checks of fields read back
+(:mod:`jobs_core.fields`) and what ``stats`` reports
+(:mod:`jobs_core.records`) live beside it and are importable from here too.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-import random
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Literal, overload
+from typing import Any, overload
 
-from jobs_core import limits, serializer
+from jobs_core import serializer
 from jobs_core.errors import InvalidName, MalformedMessage
+from jobs_core.fields import (
+    MAX_PRIORITY,
+    MAX_RETRIES,
+    MAX_TIMESTAMP,
+    MIN_PRIORITY,
+    check_count,
+    check_priority,
+    check_seconds,
+    check_timestamp,
+)
+from jobs_core.ids import ID_LENGTH, new_id, new_ids
+from jobs_core.records import QueueStats, ScheduleRecord
+from jobs_core.retry_policy import _DEFAULT_POLICY, Backoff, RetryPolicy, _policy_dict, retry_policy
+
+__all__ = [
+    "DEFAULT_MAX_RETRIES",
+    "ENCODED_KEY",
+    "ENVELOPE_VERSION",
+    "ID_LENGTH",
+    "QUEUE_NAME_PATTERN",
+    "Backoff",
+    "Delivery",
+    "FailedJob",
+    "Message",
+    "MessageBatch",
+    "QueueStats",
+    "RetryPolicy",
+    "ScheduleRecord",
+    "new_id",
+    "new_ids",
+    "retry_policy",
+    "validate_queue_name",
+]
 
 #: Version of the JSON envelope written by :meth:`Message.encode`.
 ENVELOPE_VERSION = 1
-#: Characters in a message id made by :func:`new_id` or :func:`new_ids`.
-ID_LENGTH = 32
 #: Retries after the first failed attempt, unless the job or the dispatch says otherwise.
 DEFAULT_MAX_RETRIES = 3
 
@@ -33,8 +66,6 @@ QUEUE_NAME_PATTERN = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")
 """Queue names: 1 to 100 characters of ``A-Z a-z 0-9 . _ -``, starting with a
 letter or digit, and nothing else (no trailing newline). Safe as a SQL value,
 a Kafka topic suffix and a file name."""
-
-Backoff = Literal["fixed", "exponential"]
 
 
 def validate_queue_name(name: object) -> str:
@@ -46,117 +77,6 @@ def validate_queue_name(name: object) -> str:
         )
     return name
 
-
-def new_id() -> str:
-    """A new message id: 32 hex characters, time-ordered (UUIDv7 layout)."""
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    rand_a = rand >> 68  # 12 bits
-    rand_b = rand & ((1 << 62) - 1)  # 62 bits
-    return f"{millis & 0xFFFFFFFFFFFF:012x}7{rand_a:03x}{(0b10 << 62) | rand_b:016x}"
-
-
-#: Byte maps that set the version nibble (7) and the variant bits (10) of an id.
-_VERSION_BITS = bytes((i & 0x0F) | 0x70 for i in range(256))
-_VARIANT_BITS = bytes((i & 0x3F) | 0x80 for i in range(256))
-
-
-def new_ids(count: int) -> list[str]:
-    """``count`` new message ids at once (bulk dispatch): the layout of :func:`new_id`.
-
-    They share the current millisecond; 74 random bits each keep them unique.
-    The ids are laid out as one buffer of 16 bytes each, whose fixed bytes are
-    set a column at a time (extended slices), then hex-encoded in one call.
-    """
-    if count <= 0:
-        return []
-    stamp = ((time.time_ns() // 1_000_000) & 0xFFFFFFFFFFFF).to_bytes(6, "big")
-    raw = bytearray(os.urandom(16 * count))
-    for column in range(6):
-        raw[column::16] = stamp[column : column + 1] * count
-    raw[6::16] = raw[6::16].translate(_VERSION_BITS)
-    raw[8::16] = raw[8::16].translate(_VARIANT_BITS)
-    text = raw.hex()
-    return [text[i : i + 32] for i in range(0, 32 * count, 32)]
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """How long to wait before each retry.
-
-    ``fixed`` waits ``delay`` seconds every time; ``exponential`` waits
-    ``delay * 2 ** (attempt - 1)``, capped at ``max_delay``. With ``jitter``
-    the wait is drawn uniformly from its upper half, so that a burst of
-    failures does not retry in lockstep.
-    """
-
-    backoff: Backoff = "exponential"
-    delay: float = 1.0
-    max_delay: float = 3600.0
-    jitter: bool = True
-
-    def delay_for(self, attempt: int) -> float:
-        """Seconds to wait before retrying after failed attempt number ``attempt`` (1-based)."""
-        base = self.delay
-        if self.backoff == "exponential":
-            base = self.delay * (2 ** max(0, min(attempt - 1, 62)))
-        base = min(base, self.max_delay)
-        if self.jitter and base > 0:
-            base = random.uniform(base / 2, base)
-        return max(0.0, base)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form."""
-        return dict(_policy_dict(self))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RetryPolicy:
-        """Inverse of :meth:`to_dict`; raises :class:`MalformedMessage` on bad data."""
-        if data == _DEFAULT_POLICY_DICT:
-            return _DEFAULT_POLICY
-        try:
-            get = data.get
-            return _policy_from_values(
-                get("backoff", "exponential"),
-                get("delay", 1.0),
-                get("max_delay", 3600.0),
-                get("jitter", True),
-            )
-        except (TypeError, ValueError, AttributeError, OverflowError) as exc:
-            raise MalformedMessage(f"invalid retry policy: {exc}") from exc
-
-
-@functools.lru_cache(maxsize=256)
-def _policy_dict(policy: RetryPolicy) -> dict[str, Any]:
-    """The JSON form of a policy, computed once per distinct policy (read only)."""
-    return {
-        "backoff": policy.backoff,
-        "delay": policy.delay,
-        "max_delay": policy.max_delay,
-        "jitter": policy.jitter,
-    }
-
-
-def retry_policy(backoff: Backoff, delay: float, max_delay: float, jitter: bool) -> RetryPolicy:
-    """A shared, validated :class:`RetryPolicy` for these values (cached)."""
-    return _policy_from_values(backoff, delay, max_delay, jitter)
-
-
-@functools.lru_cache(maxsize=256)
-def _policy_from_values(backoff: object, delay: object, max_delay: object, jitter: object) -> RetryPolicy:
-    """A policy from envelope values, validated and built once per distinct tuple."""
-    if backoff not in ("fixed", "exponential"):
-        raise ValueError(f"unknown backoff {backoff!r}")
-    return RetryPolicy(
-        backoff=backoff,
-        delay=_seconds("retry delay", delay),
-        max_delay=_seconds("max retry delay", max_delay),
-        jitter=bool(jitter),
-    )
-
-
-_DEFAULT_POLICY = RetryPolicy()
-_DEFAULT_POLICY_DICT = _DEFAULT_POLICY.to_dict()
 
 #: Where a message built with a known encoding keeps it (outside the dataclass
 #: fields: ``replace`` and ``__init__`` build messages without it).
@@ -332,22 +252,22 @@ class Message:
             created_at = get("created_at")
             if created_at is None:
                 created_at = time.time()
-            elif not (type(created_at) is float and 0.0 <= created_at <= _MAX_TIMESTAMP):
-                created_at = _timestamp("created_at", created_at)
+            elif not (type(created_at) is float and 0.0 <= created_at <= MAX_TIMESTAMP):
+                created_at = check_timestamp("created_at", created_at)
             available_at = get("available_at")
             if available_at is None:
                 available_at = created_at
-            elif not (type(available_at) is float and 0.0 <= available_at <= _MAX_TIMESTAMP):
-                available_at = _timestamp("available_at", available_at)
+            elif not (type(available_at) is float and 0.0 <= available_at <= MAX_TIMESTAMP):
+                available_at = check_timestamp("available_at", available_at)
             attempts = get("attempts", 0)
-            if not (type(attempts) is int and 0 <= attempts <= _MAX_RETRIES):
-                attempts = _count("attempts", attempts)
+            if not (type(attempts) is int and 0 <= attempts <= MAX_RETRIES):
+                attempts = check_count("attempts", attempts)
             max_retries = get("max_retries", DEFAULT_MAX_RETRIES)
-            if not (type(max_retries) is int and 0 <= max_retries <= _MAX_RETRIES):
-                max_retries = _count("max_retries", max_retries)
+            if not (type(max_retries) is int and 0 <= max_retries <= MAX_RETRIES):
+                max_retries = check_count("max_retries", max_retries)
             priority = get("priority", 0)
-            if not (type(priority) is int and _MIN_PRIORITY <= priority <= _MAX_PRIORITY):
-                priority = _priority(priority)
+            if not (type(priority) is int and MIN_PRIORITY <= priority <= MAX_PRIORITY):
+                priority = check_priority(priority)
             message = object.__new__(cls)
             message.__dict__.update(
                 name=name,
@@ -357,12 +277,12 @@ class Message:
                 attempts=attempts,
                 max_retries=max_retries,
                 retry=RetryPolicy.from_dict(retry) if retry else _DEFAULT_POLICY,
-                timeout=None if timeout is None else _seconds("timeout", timeout),
+                timeout=None if timeout is None else check_seconds("timeout", timeout),
                 priority=priority,
                 available_at=available_at,
                 created_at=created_at,
                 unique_key=unique_key,
-                unique_ttl=None if unique_ttl is None else _seconds("unique_ttl", unique_ttl),
+                unique_ttl=None if unique_ttl is None else check_seconds("unique_ttl", unique_ttl),
                 headers=headers,
                 last_error=last_error,
             )
@@ -387,57 +307,6 @@ class Message:
             raise MalformedMessage("message nested too deeply to decode") from None
         except Exception as exc:  # any other surprise from odd data stays with this record
             raise MalformedMessage(f"cannot decode message: {type(exc).__name__}: {exc}") from exc
-
-
-_MAX_TIMESTAMP = limits.MAX_TIMESTAMP
-_MAX_RETRIES = limits.MAX_RETRIES
-_MIN_PRIORITY, _MAX_PRIORITY = limits.MIN_PRIORITY, limits.MAX_PRIORITY
-
-
-def _count(what: str, value: object) -> int:
-    """An envelope count (``attempts``, ``max_retries``): an int, 0 to ``MAX_RETRIES``."""
-    if type(value) is float and value.is_integer():
-        value = int(value)
-    if type(value) is not int:
-        raise ValueError(f"{what} must be an integer, got {value!r}")
-    if not 0 <= value <= limits.MAX_RETRIES:
-        raise ValueError(f"{what} must be between 0 and {limits.MAX_RETRIES}, got {value!r}")
-    return value
-
-
-def _priority(value: object) -> int:
-    """An envelope priority: a 32-bit signed int."""
-    if type(value) is float and value.is_integer():
-        value = int(value)
-    if type(value) is int and limits.MIN_PRIORITY <= value <= limits.MAX_PRIORITY:
-        return value
-    raise ValueError(
-        f"priority must be an integer between {limits.MIN_PRIORITY} and {limits.MAX_PRIORITY}, got {value!r}"
-    )
-
-
-def _number(value: object) -> float:
-    if type(value) is float:
-        return value
-    if type(value) is int:
-        return float(value)  # OverflowError for a huge int: a MalformedMessage
-    raise TypeError(f"expected a number, got {type(value).__name__}")
-
-
-def _seconds(what: str, value: object) -> float:
-    """An envelope duration: finite, from 0 to :data:`~jobs_core.limits.MAX_SECONDS`."""
-    seconds = _number(value)
-    if not 0.0 <= seconds <= limits.MAX_SECONDS:  # False for NaN too
-        raise ValueError(f"{what} must be between 0 and {limits.MAX_SECONDS:.0f} seconds, got {value!r}")
-    return seconds
-
-
-def _timestamp(what: str, value: object) -> float:
-    """An envelope time: a finite Unix timestamp from 0 to :data:`~jobs_core.limits.MAX_TIMESTAMP`."""
-    stamp = value if type(value) is float else _number(value)
-    if not 0.0 <= stamp <= limits.MAX_TIMESTAMP:
-        raise ValueError(f"{what} must be a Unix time from 0 to {limits.MAX_TIMESTAMP:.0f}, got {value!r}")
-    return stamp
 
 
 def _envelope_parts(cls: type[Message], common: dict[str, Any]) -> tuple[bytes, bytes, bytes] | None:
@@ -662,50 +531,3 @@ class FailedJob:
             "error": self.error,
             "failed_at": self.failed_at,
         }
-
-
-@dataclass(frozen=True)
-class QueueStats:
-    """Counts for one queue, or for all queues.
-
-    ``completed`` is ``None`` when the driver keeps no record of finished jobs.
-    """
-
-    pending: int = 0
-    delayed: int = 0
-    reserved: int = 0
-    completed: int | None = 0
-    failed: int = 0
-
-    def to_dict(self) -> dict[str, int | None]:
-        """A plain mapping with the five counts."""
-        return dataclasses.asdict(self)
-
-    def __add__(self, other: QueueStats) -> QueueStats:
-        completed = (
-            None if self.completed is None or other.completed is None else self.completed + other.completed
-        )
-        return QueueStats(
-            pending=self.pending + other.pending,
-            delayed=self.delayed + other.delayed,
-            reserved=self.reserved + other.reserved,
-            completed=completed,
-            failed=self.failed + other.failed,
-        )
-
-
-@dataclass(frozen=True)
-class ScheduleRecord:
-    """A persisted schedule, as drivers store it.
-
-    Drivers treat ``data`` as opaque JSON owned by the scheduler; they index
-    ``name`` (unique), ``next_run_at`` and ``paused``, and keep ``last_tick``
-    (the latest tick claimed) for :meth:`~jobs_core.driver.Driver.claim_tick`.
-    """
-
-    name: str
-    data: Mapping[str, Any]
-    next_run_at: float | None = None
-    paused: bool = False
-    last_tick: float | None = None
-    updated_at: float = field(default_factory=time.time)

@@ -69,7 +69,6 @@ from jobs_core.schedule_data import (
 )
 from jobs_core.serializer import check_json
 
-
 log = logging.getLogger("jobs_core.scheduler")
 
 Enqueue = Callable[[list[Message]], object]
