@@ -6,6 +6,10 @@ Commands: ``worker``, ``scheduler``, ``schedules``, ``stats``, ``failed``,
 JSON with ``--json``. A user error (bad URL, unknown driver or queue)
 prints one line to stderr and exits with status 2; a backend error exits
 with status 1.
+
+Some 450 lines of click declarations, one per command; the worker's and the
+scheduler's bodies live in :mod:`jobs_core.cli_worker` and
+:mod:`jobs_core.cli_scheduler`, the output helpers in :mod:`jobs_core.cli_output`.
 """
 
 from __future__ import annotations

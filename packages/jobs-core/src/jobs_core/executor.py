@@ -12,6 +12,9 @@
   under :func:`asyncio.wait_for`; at the deadline it is cancelled.
 
 A job stopped at its deadline raises :class:`~jobs_core.errors.JobTimeout`.
+
+Just over 400 lines: the three ways of running a job share the shutdown
+(cancelling tasks, killing children) that this module's :class:`Executor` owns.
 """
 
 from __future__ import annotations
