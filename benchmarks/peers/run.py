@@ -309,7 +309,7 @@ def _ratio_line(
     return f"| {backend} | {label} | " + " | ".join(cells) + " |"
 
 
-def tables(results: list[tuple[Entry, str, dict[str, Any]]]) -> str:
+def tables(results: list[tuple[Entry, str, dict[str, Any]]], drain_jobs: int) -> str:
     out = ["| backend | library | " + " | ".join(t for _, t, _, _ in COLUMNS) + " |"]
     out.append("|---|---|" + "---:|" * len(COLUMNS))
     for entry, ver, figures in results:
@@ -317,6 +317,10 @@ def tables(results: list[tuple[Entry, str, dict[str, Any]]]) -> str:
             cells = [f"not measured: {figures['error']}"] + [""] * (len(COLUMNS) - 1)
         else:
             cells = [fmt.format(figures[key]) if key in figures else "failed" for key, _, fmt, _ in COLUMNS]
+            for index, (key, _, _, _) in enumerate(COLUMNS):
+                ran = figures.get(key.replace("_per_s", "_jobs"))
+                if isinstance(ran, str) and ran != f"{drain_jobs} of {drain_jobs}":
+                    cells[index] += f" ({ran} jobs)"  # a smaller drain, or stopped at the time bound
         out.append(f"| {entry.backend} | {entry.library} ({ver}) | " + " | ".join(cells) + " |")
 
     out += ["", "| backend | ratio | " + " | ".join(t for _, t, _, _ in COLUMNS) + " |"]
@@ -379,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         payload = [{"backend": e.backend, "library": e.library, "version": v, **f} for e, v, f in results]
         Path(args.json).write_text(json.dumps({"machine": machine(), "results": payload}, indent=2))
     print(f"Machine: {machine()}\n")
-    print(tables(results))
+    print(tables(results, args.drain_jobs))
     print(f"\n(worker logs in {scratch})")
     return 0
 
