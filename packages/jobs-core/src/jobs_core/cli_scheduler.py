@@ -83,9 +83,15 @@ def scheduler(url: str | None, imports: Sequence[str], poll_interval: float, log
             app.register_module(module)
         app.driver.ping()
         count = len(app.schedules())
-        _say(f"firing {count} schedule{'s' if count != 1 else ''} on {app.config.display_url}")
         started = time.monotonic()
-        run_scheduler(app.scheduler, poll_interval=poll_interval, handle_signals=True)
+        run_scheduler(
+            app.scheduler,
+            poll_interval=poll_interval,
+            handle_signals=True,
+            on_start=lambda: _say(
+                f"firing {count} schedule{'s' if count != 1 else ''} on {app.config.display_url}"
+            ),
+        )
         _say(f"stopped after {time.monotonic() - started:.1f}s")
     finally:
         app.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -43,12 +44,15 @@ def run_scheduler(
     stop_event: threading.Event | None = None,
     poll_interval: float = 1.0,
     handle_signals: bool = False,
+    on_start: Callable[[], object] | None = None,
 ) -> None:
     """Run ``scheduler`` in this thread until ``stop_event`` is set.
 
     With ``handle_signals`` (the ``jobs scheduler`` command), SIGTERM and
     SIGINT stop the loop after the current tick and the previous handlers are
-    restored on return; this needs the main thread.
+    restored on return; this needs the main thread. ``on_start`` is called
+    once the handlers are in place, before the first tick (the command prints
+    its start line there).
     """
     stop = stop_event if stop_event is not None else threading.Event()
     previous: dict[signal.Signals, Any] = {}
@@ -61,6 +65,8 @@ def run_scheduler(
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, on_signal)
     try:
+        if on_start is not None:
+            on_start()  # once the signals are handled: a stop from now on is graceful
         scheduler.run(stop, poll_interval)
     finally:
         for signum, handler in previous.items():
