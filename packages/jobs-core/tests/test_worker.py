@@ -471,3 +471,32 @@ def test_a_huge_error_text_is_clipped_keeping_its_head_and_tail(app: JobsApp) ->
     assert failed.error.startswith("ValueError: start xxx")
     assert "characters cut" in failed.error
     assert failed.error.rstrip().endswith("end")
+
+
+FINISHED: list[tuple[str, float]] = []
+
+
+class Spin(Job):
+    def handle(self, payload: Any) -> None:
+        end = time.monotonic() + payload["seconds"]
+        while time.monotonic() < end:
+            pass
+        FINISHED.append(("spin", time.monotonic()))
+
+
+class Quick(Job):
+    def handle(self, payload: Any) -> None:
+        FINISHED.append(("quick", time.monotonic()))
+
+
+def test_a_long_job_does_not_hold_up_the_jobs_behind_it_on_a_pooled_worker(app: JobsApp) -> None:
+    """Fast jobs that never wait run on one thread; one long job must not stall the rest."""
+    FINISHED.clear()
+    app.dispatch_many(Quick, range(300))  # fast, CPU-only jobs: the worker learns they never wait
+    app.dispatch(Spin, {"seconds": 1.5})
+    app.dispatch_many(Quick, range(5))
+    worker = app.worker(concurrency=2, stop_when_empty=True, install_signal_handlers=False)
+    assert worker.run() == 306
+    spin_done = next(at for kind, at in FINISHED if kind == "spin")
+    last_quick = max(at for kind, at in FINISHED if kind == "quick")
+    assert last_quick < spin_done, "the jobs behind the long one waited for it"

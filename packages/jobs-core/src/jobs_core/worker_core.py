@@ -47,6 +47,9 @@ ACK_FLUSH_INTERVAL = 0.05
 POOLED_PREFETCH = 200
 #: Seconds of work the adaptive prefetch window of a pooled worker aims to hold.
 PREFETCH_SECONDS = 0.25
+#: Seconds without a finished job after which a pooled worker wakes another
+#: runner for the jobs waiting (one runner may be kept busy by a long job).
+STALLED_SECONDS = 0.02
 #: Default upper bound of deliveries reserved per round trip with concurrency 1.
 DEFAULT_INLINE_PREFETCH = 100
 
@@ -211,6 +214,8 @@ class WorkerCore:
         self._reserver_waiting = False
         self._low_water = 1
         self._done_count = 0
+        self._last_finish = 0.0
+        self._blocked_seconds = 1.0  # until measured: assume jobs wait, wake every runner
         self._tick_seconds = 0.0
         self._paced_at = 0.0
         self._paced_count = 0
@@ -269,6 +274,10 @@ class WorkerCore:
             self._flush_acks()
         if self._stopping and (self._ready or self._async_ready):
             self._release(self._take_ready())
+        if self._ready and self._idle_runners and time.monotonic() - self._last_finish >= STALLED_SECONDS:
+            # Jobs wait while every busy runner is in a long job: wake another.
+            with self._work:
+                self._work.notify()
         if (
             self._stopping
             and self._in_job

@@ -21,6 +21,11 @@ from jobs_core.message import Delivery
 from jobs_core.run import JobRun
 from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, log
 
+#: Seconds a sync job must wait on average (I/O, sleep) for its runner to wake
+#: more threads: jobs that only compute take turns under the GIL, so waking
+#: others for them costs thread switches and gains nothing.
+BLOCKING_JOB_SECONDS = 0.0001
+
 
 class PooledWorker(WorkerCore):
     """A worker that runs up to ``concurrency`` jobs at once (see :class:`~jobs_core.worker.Worker`)."""
@@ -106,9 +111,16 @@ class PooledWorker(WorkerCore):
             if threaded:
                 self._ready.extend(threaded)
                 wake = min(len(threaded), self._idle_runners)
+                busy = len(self._threads) - self._idle_runners
+                if self._blocked_seconds < BLOCKING_JOB_SECONDS and self._threads:
+                    # The recent jobs hardly wait on anything: under the GIL another
+                    # thread would only take turns with the busy one, so one runs them.
+                    wake = 0 if busy else min(wake, 1)
                 if wake:
                     self._work.notify(wake)
                 missing = min(len(self._ready) - self._idle_runners, self.concurrency - len(self._threads))
+                if self._blocked_seconds < BLOCKING_JOB_SECONDS and self._threads:
+                    missing = 0
                 for _ in range(missing):
                     thread = threading.Thread(
                         target=self._runner, name=f"jobs-runner-{len(self._threads)}", daemon=True
@@ -157,16 +169,20 @@ class PooledWorker(WorkerCore):
                         self._ready and len(self._running) < self.concurrency and not self._stopping
                     ):
                         self._idle_runners += 1
-                        self._work.wait(0.5)
+                        self._work.wait(5.0)  # woken when there is work; the timeout is a backstop
                         self._idle_runners -= 1
                     if self._closing:
                         return
                     delivery = self._ready.popleft()
                     self._running[delivery.receipt] = delivery
+                wall, cpu = time.perf_counter(), time.thread_time()
                 try:
                     self._process(delivery)
                 except BaseException:
                     log.exception("worker thread failed while running job %s", delivery.id)
+                # How long the job waited (I/O, sleep, locks): what more threads can overlap.
+                blocked = (time.perf_counter() - wall) - (time.thread_time() - cpu)
+                self._blocked_seconds += (blocked - self._blocked_seconds) * 0.2
                 self._finished(delivery, on_loop=False)
         finally:
             restore()
@@ -187,9 +203,14 @@ class PooledWorker(WorkerCore):
                 self._processed += 1
             self._running.pop(delivery.receipt, None)
             self._done_count += 1
+            self._last_finish = time.monotonic()
             free = self.concurrency - len(self._running)
             if free > 0:
-                if self._ready and self._idle_runners:
+                if (
+                    self._ready
+                    and self._idle_runners
+                    and (on_loop or self._blocked_seconds >= BLOCKING_JOB_SECONDS)
+                ):
                     self._work.notify()
                 if self._async_ready and not self._stopping:
                     if on_loop:
