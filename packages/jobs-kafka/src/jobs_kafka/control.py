@@ -74,12 +74,17 @@ class ControlLog:
         self.claims: dict[int, bool] = {}
         self.purges: dict[str, float] = {}
         self.lock = threading.Lock()
-        self.reader = LogReader(settings, self.topic, self._apply)
+        self.reader = LogReader(settings, self.topic, self._apply, recreate=self._recreate)
         self._last_read = 0.0
 
     def ensure(self) -> None:
         """Create the topic if needed."""
         self.admin.ensure([self.topic], compacted=True, partitions=1)
+
+    def _recreate(self) -> None:
+        """Create the topic again (the brokers lost it)."""
+        self.admin.forget(self.topic)
+        self.ensure()
 
     def _apply(self, record: Any) -> None:
         key = (record.key() or b"").decode("utf-8", "replace")

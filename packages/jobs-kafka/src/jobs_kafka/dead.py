@@ -97,11 +97,16 @@ class DeadLetters:
         #: Entries stored cut: ``id -> (size, sha256, origin)``.
         self.cut: dict[str, tuple[int, str, Origin | None]] = {}
         self.lock = threading.Lock()
-        self.reader = LogReader(settings, self.topic, self._apply)
+        self.reader = LogReader(settings, self.topic, self._apply, recreate=self._recreate)
 
     def ensure(self) -> None:
         """Create the topic if needed."""
         self.admin.ensure([self.topic], compacted=True, partitions=1)
+
+    def _recreate(self) -> None:
+        """Create the topic again (the brokers lost it)."""
+        self.admin.forget(self.topic)
+        self.ensure()
 
     # -- writing -------------------------------------------------------------
 

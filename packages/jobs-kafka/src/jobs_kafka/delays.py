@@ -11,8 +11,18 @@ partition, the lowest offset not yet forwarded. Since every record of a tier
 waits the same ``T``, records mostly leave in the order they were written;
 within the window they leave in due order whatever their order in the log.
 A job is therefore never runnable before its ``available_at``, and it is
-late by about one forwarding hop per tier it passes through. A crash
-between forwarding and committing forwards the record again (at least once).
+late by about one forwarding hop per tier it passes through. An offset is
+committed only once every record below it was forwarded and acknowledged by
+the brokers; a crash between forwarding and committing forwards the record
+again (at least once).
+
+A tier partition whose log went back (records served below the offset
+already read: the log was re-created or truncated, and the client started
+again from its beginning) or that is read beyond the end of its log (a
+broker that lost its data answers such a fetch with nothing) starts its
+bookkeeping afresh, with a warning: the records held in memory are written
+again to their tier (their log is gone), the partition is read from its
+start, and no offset of the old log is ever committed over the new one.
 
 Every queue has its own tiers (``<prefix><queue>__delay-5s``...). Their
 forwarder runs in a background thread of every process that reserves from
@@ -33,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from jobs_core.errors import JobsError
 from jobs_core.message import Message
 
@@ -47,6 +57,8 @@ log = logging.getLogger("jobs_kafka.delays")
 QUEUE_HEADER = "jobs.queue"
 #: Header holding when the record first entered the tiers (``purge`` drops older ones).
 DELAYED_AT_HEADER = "jobs.delayed-at"
+#: Seconds between checks that no tier partition is read from beyond the end of its log.
+RESET_CHECK_INTERVAL = 1.0
 
 Key = tuple[str, int]
 DeadLetter = Callable[[str, bytes | None, str, tuple[str, int, int]], None]
@@ -91,6 +103,10 @@ class _Window:
     done: set[int] = field(default_factory=set)
     committed: int | None = None
     paused: bool = False
+    #: The group's committed offset when the partition was assigned (where reading starts), if any.
+    start: int | None = None
+    #: Whether the last check found the partition read from beyond the end of its log.
+    beyond: bool = False
 
     def finish(self, offset: int) -> None:
         self.done.add(offset)
@@ -128,6 +144,7 @@ class DelayForwarder:
         self._next: dict[Key, int] = {}
         self._stop = threading.Event()
         self._lost = False
+        self._last_check = 0.0
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
@@ -183,10 +200,18 @@ class DelayForwarder:
                     log.warning("closing the delay forwarder consumer: %s", exc)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        starts: dict[Key, int] = {}
+        if partitions:
+            try:
+                for tp in consumer.committed(partitions, timeout=self.settings.timeout):
+                    if tp.offset >= 0:
+                        starts[(tp.topic, tp.partition)] = tp.offset
+            except KafkaException as exc:
+                log.debug("committed offsets of the new tier assignment unknown: %s", exc)
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if key not in self._windows:  # a partition assigned again keeps its unforwarded records
-                self._windows[key] = _Window()
+                self._windows[key] = _Window(start=starts.get(key))
                 self._next.pop(key, None)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
@@ -222,6 +247,9 @@ class DelayForwarder:
         for tp in partitions:
             self._windows.pop((tp.topic, tp.partition), None)
             self._next.pop((tp.topic, tp.partition), None)
+        # Before anything more is forwarded: a producer that outlived the brokers' state may
+        # have its writes acknowledged and dropped (see Writer.renew_all).
+        self.writer.renew_all(f"delay forwarder group {self.group} forgot this member")
 
     def _step(self, consumer: Any) -> None:
         now = time.time()
@@ -230,7 +258,10 @@ class DelayForwarder:
         if heads:
             wait = max(0.0, min(wait, min(heads) - now))
         for message in consumer.consume(500, wait):
-            self._read(message)
+            self._read(consumer, message)
+        if time.monotonic() - self._last_check >= RESET_CHECK_INTERVAL:
+            self._check_ends(consumer)
+            self._last_check = time.monotonic()
         now = time.time()
         forwards: list[Record] = []
         finished: list[tuple[Key, int]] = []
@@ -250,7 +281,7 @@ class DelayForwarder:
             self._commit(consumer)
         self._pace(consumer)
 
-    def _read(self, message: Any) -> None:
+    def _read(self, consumer: Any, message: Any) -> None:
         error = message.error()
         if error is not None:
             if error.code() not in (KafkaError._PARTITION_EOF, KafkaError.UNKNOWN_TOPIC_OR_PART):
@@ -259,8 +290,14 @@ class DelayForwarder:
         key = (message.topic(), message.partition())
         window = self._windows.get(key)
         offset = message.offset()
-        if window is None or offset < self._next.get(key, -1):
+        if window is None:
             return
+        expected = self._next.get(key, window.start)
+        if expected is not None and offset < expected:
+            # The client went back to an earlier offset on its own: the log was reset
+            # (re-created, truncated, or a broker lost it) under auto.offset.reset. Skipping
+            # these records as already seen would lose them, and commit the old position.
+            window = self._reset(consumer, key, expected, f"the brokers served offset {offset}")
         self._next[key] = offset + 1
         window.unfinished.append(offset)
         try:
@@ -275,6 +312,69 @@ class DelayForwarder:
             window.finish(offset)
             return
         heapq.heappush(window.heap, (leave_at, offset, message, decoded))
+
+    def _reset(self, consumer: Any, key: Key, expected: int, what: str) -> _Window:
+        """Start the bookkeeping of tier partition ``key`` afresh: its log was reset.
+
+        The records held unforwarded belong to a log that is gone: they are
+        written again (to their tier, or to the queue if due) before anything
+        of the new log is read or committed.
+        """
+        log.warning(
+            "kafka offset reset on delay tier %s[%d] (group %s): expected offset %d, %s; "
+            "the log was truncated or re-created (a broker lost its data?): "
+            "writing its %d held records again and reading it from its start",
+            key[0],
+            key[1],
+            self.group,
+            expected,
+            what,
+            len(self._windows[key].heap) if key in self._windows else 0,
+        )
+        old = self._windows.get(key)
+        self.writer.renew_all(f"the log of {key[0]}[{key[1]}] was reset")
+        if old is not None and old.heap:
+            now = time.time()
+            records = [self._forward(m, d, now) for _, _, m, d in sorted(old.heap)]
+            kept = [r for r in records if r is not None]
+            if kept:
+                self.admin.ensure(r.topic for r in kept)
+                self.writer.send(kept)
+        window = _Window()
+        self._windows[key] = window
+        self._next.pop(key, None)
+        if old is not None and old.paused:
+            consumer.resume([TopicPartition(*key)])
+        return window
+
+    def _check_ends(self, consumer: Any) -> None:
+        """Find tier partitions read from beyond the end of their log, and read them from the start.
+
+        Kafka answers such a fetch with ``OFFSET_OUT_OF_RANGE`` (the client then
+        goes back by itself and :meth:`_read` notices); a broker that does not
+        would leave the partition, and every delayed job written to it, waiting
+        for ever. The end is the high watermark of the last fetch response,
+        seen twice in a row a second apart.
+        """
+        for key, window in list(self._windows.items()):
+            position = self._next.get(key, window.start)
+            if position is None or position <= 0:
+                continue
+            try:
+                _, high = consumer.get_watermark_offsets(TopicPartition(*key), cached=True)
+            except KafkaException:
+                continue
+            if high is None or high < 0 or position <= high:
+                window.beyond = False
+                continue
+            if not window.beyond:
+                window.beyond = True
+                continue
+            self._reset(consumer, key, position, f"the log ends at {high}")
+            try:
+                consumer.seek(TopicPartition(key[0], key[1], OFFSET_BEGINNING))
+            except KafkaException as exc:
+                log.warning("seek of %s[%d] to its start failed: %s", key[0], key[1], exc)
 
     def _pace(self, consumer: Any) -> None:
         limit = self.settings.max_in_flight

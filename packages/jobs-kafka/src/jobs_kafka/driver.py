@@ -298,7 +298,11 @@ class KafkaDriver(Driver):
         return True
 
     def _recreate(self, topics: Sequence[str]) -> None:
-        """Create ``topics`` again if they vanished (a broker lost its data); forget what was created."""
+        """After a consumer group forgot a member: new producer identities (see
+        :meth:`Writer.renew_all`), and ``topics`` created again if they vanished
+        (a broker lost its data).
+        """
+        self.writer.renew_all(f"the consumer group of {', '.join(topics)} forgot this member")
         for topic in topics:
             self.admin.forget(topic)
         self.admin.ensure(topics)

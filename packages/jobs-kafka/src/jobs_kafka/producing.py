@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -14,6 +16,8 @@ from jobs_core.errors import BackendUnavailable, OperationTimedOut, PayloadTooLa
 from jobs_kafka.settings import KafkaSettings
 
 Headers = list[tuple[str, str | bytes | None]]
+
+log = logging.getLogger("jobs_kafka.producer")
 
 #: librdkafka's default ``message.max.bytes``: the largest record a producer sends.
 DEFAULT_MESSAGE_MAX_BYTES = 1_000_000
@@ -133,8 +137,11 @@ class Writer:
                 self._bulk = Producer(config)
             return self._bulk
 
-    def _renew(self, producer: Producer) -> None:
-        """Replace ``producer`` (if it is still in use) by a new one with a new identity."""
+    def _renew(self, producer: Producer, purge: bool = True) -> None:
+        """Replace ``producer`` (if it is still in use) by a new one with a new identity.
+
+        ``purge=False`` for a producer stopped by a fatal error, which must not be used again.
+        """
         with self._lock:
             if self._closed:
                 return
@@ -145,10 +152,39 @@ class Writer:
             else:
                 return
             # Records still queued in the old producer failed or will; other threads may
-            # still wait on it, so it is only purged, and dropped when the next one retires.
-            self._retired = [producer]
-        producer.purge(in_queue=True, in_flight=False)
-        producer.poll(0)
+            # still wait on it, so it is only purged, and kept until the writer closes
+            # (destroying a client that another thread still flushes crashes the process).
+            self._retired.append(producer)
+        if purge:
+            with contextlib.suppress(KafkaException):
+                producer.purge(in_queue=True, in_flight=False)
+                producer.poll(0)
+
+    def renew_all(self, reason: str) -> None:
+        """Replace every producer by a new one with a new identity, and fail what the old ones hold.
+
+        Called when the brokers lost their state (a member the group forgot, a
+        log that was re-created): a broker that keeps nothing across a restart
+        hands out producer ids again, and a surviving producer whose id was
+        given to another one has its writes acknowledged as duplicates and
+        dropped. Every record still queued or in flight in an old producer is
+        reported failed to its caller (it is written again, never taken as
+        stored), so nothing is committed on the strength of such an ack.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            old = [p for p in (self.producer, self._bulk) if p is not None]
+            self.producer = Producer(self.settings.producer_config(**self._overrides))
+            self._bulk = None
+            self._retired += old
+        log.warning(
+            "replacing the kafka producers for %s (new identities): %s", self.settings.display(), reason
+        )
+        for producer in old:
+            with contextlib.suppress(KafkaException):  # a producer stopped by a fatal error
+                producer.purge(in_queue=True, in_flight=True)
+                producer.poll(0)
 
     def send(self, records: Sequence[Record]) -> list[tuple[str, int, int]]:
         """Write ``records``; return the ``(topic, partition, offset)`` of each, in delivery order."""
@@ -246,7 +282,7 @@ class Writer:
                         produce(topic, value, None, partition, report)
                         break
                     except BufferError:
-                        producer.poll(0.05)
+                        self._poll(producer, 0.05)
                         if time.monotonic() > deadline:
                             self._renew(producer)
                             raise self._timed_out_count(len(producer)) from None
@@ -254,7 +290,7 @@ class Writer:
                         raise self._refused(exc, len(value)) from exc
         total = sum(counts.values())
         while total:
-            left = producer.flush(max(0.0, min(deadline - time.monotonic(), 1.0)))
+            left = self._flush(producer, max(0.0, min(deadline - time.monotonic(), 1.0)))
             if failed:
                 raise self._failure(producer, failed[0], len(failed), total)
             if left == 0:
@@ -266,10 +302,32 @@ class Writer:
 
     def _make_room(self, producer: Producer, batch: _Reports, deadline: float) -> None:
         """The producer's queue is full: serve delivery reports until it has room."""
-        producer.poll(0.05)
+        self._poll(producer, 0.05)
         if time.monotonic() > deadline:
             self._renew(producer)
             raise self._timed_out(batch)
+
+    def _flush(self, producer: Producer, timeout: float) -> int:
+        """``producer.flush``; a fatal producer error replaces the producer and raises
+        :class:`~jobs_core.errors.BackendUnavailable` (the records were not stored).
+        """
+        try:
+            return int(producer.flush(timeout))
+        except KafkaException as exc:
+            raise self._fatal(producer, exc) from exc
+
+    def _poll(self, producer: Producer, timeout: float) -> None:
+        """``producer.poll``, with fatal errors handled as in :meth:`_flush`."""
+        try:
+            producer.poll(timeout)
+        except KafkaException as exc:
+            raise self._fatal(producer, exc) from exc
+
+    def _fatal(self, producer: Producer, exc: KafkaException) -> BackendUnavailable:
+        # A fatal error (an identity the brokers refuse, such as a sequence out of order after
+        # a broker lost its state) stops the producer for good: the next send uses a new one.
+        self._renew(producer, purge=False)
+        return BackendUnavailable(f"kafka producer for {self.settings.display()} failed: {exc}")
 
     def _refused(self, exc: KafkaException, size: int) -> BackendUnavailable | PayloadTooLarge:
         error = exc.args[0] if exc.args else None
@@ -284,7 +342,7 @@ class Writer:
             if remaining <= 0:
                 self._renew(producer)
                 raise self._timed_out(batch)
-            producer.flush(min(remaining, 1.0))
+            self._flush(producer, min(remaining, 1.0))
         if batch.failed:
             raise self._failure(producer, batch.failed[0], len(batch.failed), batch.total)
 
@@ -320,6 +378,9 @@ class Writer:
             self._closed = True
             bulk = self._bulk
             self._retired = []
-        self.producer.flush(self.settings.timeout)
-        if bulk is not None:
-            bulk.flush(self.settings.timeout)
+        for producer in (self.producer, bulk):
+            if producer is not None:
+                try:
+                    producer.flush(self.settings.timeout)
+                except KafkaException as exc:
+                    log.warning("closing a kafka producer: %s", exc)
