@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jobs_core.driver import Capability, Driver
@@ -183,3 +185,60 @@ def test_a_readable_raw_record_is_delivered_and_finished_like_any_job(
             (entry,) = jobs_driver.failed(queue=jobs_queue)
             assert (entry.id, entry.queue, entry.payload) == (ident, jobs_queue, 7)
     assert_nothing(jobs_driver, [jobs_queue], wait=1.5)  # finished: not redelivered when the lease ends
+
+
+@pytest.mark.jobs_requires(Capability.RAW_INJECTION, Capability.FAILED_STORE)
+def test_a_malformed_record_in_the_failed_store_keeps_its_bytes_and_counts_no_attempt(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    before = time.time()
+    jobs_driver.inject_raw(jobs_queue, MALFORMED["not-json"])
+    enqueue_one(jobs_driver, message(jobs_queue, "behind"))
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 1)) == ["behind"]
+    assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue)) == 1)
+    (entry,) = jobs_driver.failed(queue=jobs_queue)
+    assert (entry.name, entry.payload, entry.attempts, entry.message) == ("", None, 0, None)
+    assert entry.raw is not None and "this is not json {" in entry.raw
+    assert before - 1.0 <= entry.failed_at <= time.time() + 1.0
+
+
+@pytest.mark.jobs_requires(Capability.RAW_INJECTION, Capability.FAILED_STORE, Capability.RETRY_FAILED)
+@pytest.mark.parametrize("kind", ["not-json", "empty"])
+def test_retry_failed_puts_a_malformed_record_back_as_it_was(
+    jobs_driver: Driver, jobs_queue: str, kind: str
+) -> None:
+    """Its bytes go back unchanged (a fixed consumer may read them); still unreadable, it fails again."""
+    jobs_driver.inject_raw(jobs_queue, MALFORMED[kind])
+    enqueue_one(jobs_driver, message(jobs_queue, "behind"))
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 1)) == ["behind"]
+    assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue)) == 1)
+    (entry,) = jobs_driver.failed(queue=jobs_queue)
+    assert jobs_driver.retry_failed(entry.id) is True
+    assert_nothing(jobs_driver, [jobs_queue])  # read again, failed again: never handed out
+    assert wait_for(lambda: len(jobs_driver.failed(queue=jobs_queue)) == 1)
+    (again,) = jobs_driver.failed(queue=jobs_queue)
+    assert again.raw == entry.raw
+    assert "malformed" in again.error.lower()
+    assert isinstance(again.id, str) and again.id
+    assert jobs_driver.forget_failed(again.id) is True
+    assert jobs_driver.failed(queue=jobs_queue) == []
+
+
+@pytest.mark.jobs_requires(Capability.RAW_INJECTION)
+def test_a_raw_record_takes_its_place_in_line_behind_earlier_messages(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue, "first"))
+    body = b'{"v":1,"id":"%s","name":"conformance.job","queue":"q","payload":"raw"}' % new_id().encode()
+    jobs_driver.inject_raw(jobs_queue, body)
+    enqueue_one(jobs_driver, message(jobs_queue, "last"))
+    got = reserve_until(jobs_driver, [jobs_queue], 3, limit=1)
+    assert payloads(got) == ["first", "raw", "last"]
+    if jobs_driver.supports(Capability.STATS):
+        assert jobs_queue in jobs_driver.queues()
+
+
+@pytest.mark.jobs_requires(Capability.RAW_INJECTION, Capability.STATS)
+def test_queues_lists_a_queue_holding_only_a_raw_record(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.inject_raw(jobs_queue, MALFORMED["not-json"])
+    assert jobs_queue in jobs_driver.queues()

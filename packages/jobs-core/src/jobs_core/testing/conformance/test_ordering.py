@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from jobs_core.driver import Capability, Driver
@@ -59,3 +61,12 @@ def test_reserve_returns_at_most_limit(jobs_driver: Driver, jobs_queue: str) -> 
     jobs_driver.enqueue(messages(jobs_queue, 10))
     for _ in range(3):
         assert len(jobs_driver.reserve([jobs_queue], limit=4, lease=60, timeout=2.0)) <= 4
+
+
+def test_enqueue_order_breaks_ties_between_messages_due_at_the_same_time(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    """A bulk dispatch gives every message one due time: they still come out in order."""
+    due = time.time() - 1.0
+    jobs_driver.enqueue([message(jobs_queue, n, available_at=due, created_at=due) for n in range(6)])
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 6, limit=1)) == list(range(6))

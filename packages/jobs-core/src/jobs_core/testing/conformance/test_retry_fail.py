@@ -12,6 +12,7 @@ from jobs_core.testing.conformance._helpers import (
     assert_nothing,
     enqueue_one,
     message,
+    payloads,
     reserve_one,
     reserve_until,
 )
@@ -43,12 +44,14 @@ def test_each_retry_counts_one_more_attempt(jobs_driver: Driver, jobs_queue: str
 @pytest.mark.jobs_requires(Capability.DELAY)
 def test_retry_with_a_delay_holds_the_message_until_due(jobs_driver: Driver, jobs_queue: str) -> None:
     enqueue_one(jobs_driver, message(jobs_queue))
-    jobs_driver.retry(reserve_one(jobs_driver, jobs_queue), 1.5, "later")
-    retried_at = time.time()
+    held = reserve_one(jobs_driver, jobs_queue)
+    retried_at = time.time()  # the delay counts from the call, however long it takes
+    jobs_driver.retry(held, 1.5, "later")
     assert_nothing(jobs_driver, [jobs_queue], wait=0.8)
     again = reserve_one(jobs_driver, jobs_queue)
     assert time.time() >= retried_at + 1.5 - 0.05
     assert again.message.attempts == 1
+    assert again.message.available_at >= retried_at + 1.5 - 0.05, "the delivered message says when it was due"
 
 
 def test_a_retried_message_goes_behind_the_waiting_ones(jobs_driver: Driver, jobs_queue: str) -> None:
@@ -82,6 +85,9 @@ def test_release_with_a_delay_holds_the_message(jobs_driver: Driver, jobs_queue:
     again = reserve_one(jobs_driver, jobs_queue)
     assert time.time() >= released_at + 1.5 - 0.05
     assert again.message.attempts == 0
+    assert again.message.available_at >= released_at + 1.5 - 0.05, (
+        "the delivered message says when it was due"
+    )
 
 
 def test_a_failed_message_is_not_delivered_again(jobs_driver: Driver, jobs_queue: str) -> None:
@@ -105,6 +111,8 @@ def test_fail_keeps_the_job_in_the_failed_store_with_the_error(jobs_driver: Driv
     assert entry.attempts == 2
     assert TRACEBACK in entry.error
     assert before - 1.0 <= entry.failed_at <= time.time() + 1.0
+    if entry.message is not None:  # the message as it failed
+        assert (entry.message.attempts, entry.message.last_error) == (2, TRACEBACK)
 
 
 @pytest.mark.jobs_requires(Capability.FAILED_STORE)
@@ -148,6 +156,18 @@ def test_retry_failed_puts_the_job_back_with_its_attempts_reset(jobs_driver: Dri
 
 
 @pytest.mark.jobs_requires(Capability.RETRY_FAILED)
+def test_a_job_put_back_by_retry_failed_goes_behind_the_waiting_ones(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    ident = enqueue_one(jobs_driver, message(jobs_queue, "failed first"))
+    jobs_driver.fail(reserve_one(jobs_driver, jobs_queue), "no")
+    enqueue_one(jobs_driver, message(jobs_queue, "waiting"))
+    assert jobs_driver.retry_failed(ident) is True
+    got = reserve_until(jobs_driver, [jobs_queue], 2, limit=1)
+    assert payloads(got) == ["waiting", "failed first"]
+
+
+@pytest.mark.jobs_requires(Capability.RETRY_FAILED)
 def test_retry_failed_of_an_unknown_id_returns_false(jobs_driver: Driver) -> None:
     assert jobs_driver.retry_failed("0123456789abcdef0123456789abcdef") is False
 
@@ -183,3 +203,35 @@ def test_a_message_released_with_a_delay_goes_behind_the_waiting_ones(
     time.sleep(0.5)
     got = reserve_until(jobs_driver, [jobs_queue], 2, limit=1)
     assert [d.message.payload for d in got] == ["second", "first"]
+
+
+def test_a_retry_without_delay_is_due_at_once(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue, "again"))
+    jobs_driver.retry(reserve_one(jobs_driver, jobs_queue), 0.0, "now")
+    got = reserve_until(jobs_driver, [jobs_queue], 1, timeout=0.7 + jobs_driver.reserve_settle_time)
+    assert payloads(got) == ["again"], "a retry with no delay was held back"
+
+
+@pytest.mark.jobs_requires(Capability.FAILED_STORE)
+def test_failed_lists_fifty_by_default(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue([message(jobs_queue, n) for n in range(51)])
+    for delivery in reserve_until(jobs_driver, [jobs_queue], 51):
+        jobs_driver.fail(delivery, "no")
+    assert len(jobs_driver.failed(queue=jobs_queue, limit=100)) == 51
+    assert len(jobs_driver.failed(queue=jobs_queue)) == 50
+
+
+@pytest.mark.jobs_requires(Capability.FAILED_STORE)
+def test_a_job_failing_again_under_its_id_is_listed_once_as_the_newest(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    first = message(jobs_queue, "first")
+    enqueue_one(jobs_driver, first)
+    jobs_driver.fail(reserve_one(jobs_driver, jobs_queue), "first failure")
+    enqueue_one(jobs_driver, message(jobs_queue, "other"))
+    jobs_driver.fail(reserve_one(jobs_driver, jobs_queue), "other failure")
+    enqueue_one(jobs_driver, first.replace(payload="second"))  # the id is free once it failed
+    jobs_driver.fail(reserve_one(jobs_driver, jobs_queue), "second failure")
+    listed = jobs_driver.failed(queue=jobs_queue)
+    assert [f.payload for f in listed] == ["second", "other"]
+    assert listed[0].id == first.id and "second failure" in listed[0].error

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -233,3 +234,20 @@ def test_advance_schedule_can_end_a_schedule(jobs_driver: Driver, name: str) -> 
 def test_advance_schedule_of_a_missing_schedule_returns_false(jobs_driver: Driver, name: str) -> None:
     assert jobs_driver.advance_schedule(name, None, NEXT_RUN) is False
     assert stored(jobs_driver, name) is None
+
+
+def test_a_saved_schedule_is_a_copy(jobs_driver: Driver, name: str) -> None:
+    """Changing the record's data after saving it changes nothing stored."""
+    data: dict[str, Any] = {"job": "conformance.job", "every": 60}
+    jobs_driver.save_schedule(record(name, data=data, next_run_at=NEXT_RUN))
+    data["every"] = 1
+    got = stored(jobs_driver, name)
+    assert got is not None and got.data == {"job": "conformance.job", "every": 60}
+
+
+def test_advance_schedule_records_when_it_moved(jobs_driver: Driver, name: str) -> None:
+    jobs_driver.save_schedule(record(name, next_run_at=NEXT_RUN, updated_at=1_700_000_000.0))
+    before = time.time()
+    assert jobs_driver.advance_schedule(name, NEXT_RUN, NEXT_RUN + 60) is True
+    got = stored(jobs_driver, name)
+    assert got is not None and before - 1.0 <= got.updated_at <= time.time() + 1.0

@@ -56,6 +56,14 @@ def test_stats_count_reserved(jobs_driver: Driver, jobs_queue: str) -> None:
 
 
 @stats_required
+def test_a_released_message_counts_as_pending(jobs_driver: Driver, jobs_queue: str) -> None:
+    enqueue_one(jobs_driver, message(jobs_queue))
+    jobs_driver.release(reserve_one(jobs_driver, jobs_queue, lease=30))
+    stats = stats_become(jobs_driver, jobs_queue, pending=1, reserved=0)
+    assert (stats.pending, stats.reserved) == (1, 0)
+
+
+@stats_required
 def test_stats_count_completed_where_kept(jobs_driver: Driver, jobs_queue: str) -> None:
     jobs_driver.enqueue(messages(jobs_queue, 2))
     jobs_driver.ack_many(reserve_until(jobs_driver, [jobs_queue], 2))
@@ -83,10 +91,25 @@ def test_stats_of_one_queue_ignore_other_queues(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
     mine, other = jobs_queue_factory(), jobs_queue_factory()
-    jobs_driver.enqueue(messages(other, 4))
+    jobs_driver.enqueue(messages(other, 6))
     jobs_driver.enqueue(messages(mine, 1))
     assert stats_become(jobs_driver, mine, pending=1).pending == 1
-    assert stats_become(jobs_driver, other, pending=4).pending == 4
+    assert stats_become(jobs_driver, other, pending=6).pending == 6
+    finished = reserve_until(jobs_driver, [other], 2)
+    jobs_driver.ack(finished[0])
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        jobs_driver.fail(finished[1], "no")
+    else:
+        jobs_driver.ack(finished[1])
+    stats = stats_become(jobs_driver, other, pending=4, reserved=0)
+    assert (stats.pending, stats.reserved) == (4, 0)
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        assert stats_become(jobs_driver, other, failed=1).failed == 1
+    if jobs_driver.supports(Capability.COMPLETED_COUNT):
+        assert stats_become(jobs_driver, other, completed=1).completed == 1
+    mine_now = jobs_driver.stats(mine)
+    assert (mine_now.pending, mine_now.reserved, mine_now.failed) == (1, 0, 0)
+    assert mine_now.completed in (0, None)
 
 
 @stats_required
@@ -256,3 +279,33 @@ def test_stats_by_queue_agree_with_stats_of_each_queue(
     assert by_queue[second] == jobs_driver.stats(second)
     assert (by_queue[untouched].pending, by_queue[untouched].delayed) == (0, 0)
     assert sorted(jobs_driver.stats_by_queue()) == sorted(jobs_driver.queues())
+
+
+@stats_required
+def test_stats_by_queue_give_every_count_of_the_queues_asked_for(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    busy, quiet, unasked = jobs_queue_factory(), jobs_queue_factory(), jobs_queue_factory()
+    jobs_driver.enqueue(messages(unasked, 2))
+    jobs_driver.enqueue(messages(busy, 8))
+    got = reserve_until(jobs_driver, [busy], 7)
+    assert len(got) == 7
+    jobs_driver.ack_many(got[:2])
+    for delivery in got[2:4]:
+        if jobs_driver.supports(Capability.FAILED_STORE):
+            jobs_driver.fail(delivery, "no")
+        else:
+            jobs_driver.ack(delivery)
+    jobs_driver.release(got[6])  # waiting again, though its lease had not run out
+    stats_become(jobs_driver, busy, pending=2, reserved=2)
+    by_queue = jobs_driver.stats_by_queue([busy, quiet])
+    assert list(by_queue) == [busy, quiet]
+    assert by_queue[busy] == jobs_driver.stats(busy)
+    counts = by_queue[busy]
+    assert (counts.pending, counts.delayed, counts.reserved) == (2, 0, 2)
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        assert counts.failed == 2
+    if jobs_driver.supports(Capability.COMPLETED_COUNT):
+        assert counts.completed == 2
+    assert by_queue[quiet] == jobs_driver.stats(quiet)
+    assert (by_queue[quiet].pending, by_queue[quiet].reserved, by_queue[quiet].failed) == (0, 0, 0)

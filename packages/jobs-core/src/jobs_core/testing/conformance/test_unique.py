@@ -116,3 +116,38 @@ def test_the_key_is_free_again_after_purge(jobs_driver: Driver, jobs_queue: str)
     second = message(jobs_queue, "second", unique_key=key)
     assert jobs_driver.enqueue([second]) == [second.id]
     assert payloads(reserve_until(jobs_driver, [jobs_queue], 2, timeout=1.5)) == ["second"]
+
+
+def test_a_key_with_a_ttl_is_held_until_the_ttl_passes(jobs_driver: Driver, jobs_queue: str) -> None:
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "first", unique_key=key, unique_ttl=30.0))
+    assert jobs_driver.enqueue([message(jobs_queue, "second", unique_key=key)]) == [None]
+
+
+def test_a_key_taken_over_after_its_ttl_stays_with_the_new_holder(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    """The old holder finishing later does not free the key its successor holds."""
+    key = f"report-{jobs_queue}"
+    enqueue_one(jobs_driver, message(jobs_queue, "old", unique_key=key, unique_ttl=0.3))
+    old = reserve_one(jobs_driver, jobs_queue)
+    time.sleep(0.5)
+    new = message(jobs_queue, "new", unique_key=key)
+    assert jobs_driver.enqueue([new]) == [new.id]
+    jobs_driver.ack(old)
+    assert jobs_driver.enqueue([message(jobs_queue, "third", unique_key=key)]) == [None]
+    jobs_driver.ack(reserve_one(jobs_driver, jobs_queue))
+    last = message(jobs_queue, "last", unique_key=key)
+    assert jobs_driver.enqueue([last]) == [last.id]
+
+
+@pytest.mark.jobs_requires(Capability.RETRY_FAILED)
+def test_a_job_put_back_by_retry_failed_holds_no_key(jobs_driver: Driver, jobs_queue: str) -> None:
+    """The key was freed when the job failed, and may have a new holder: the retried job does not take it."""
+    key = f"report-{jobs_queue}"
+    ident = enqueue_one(jobs_driver, message(jobs_queue, "failed", unique_key=key))
+    jobs_driver.fail(reserve_one(jobs_driver, jobs_queue), "no")
+    assert jobs_driver.retry_failed(ident) is True
+    fresh = message(jobs_queue, "fresh", unique_key=key)
+    assert jobs_driver.enqueue([fresh]) == [fresh.id]
+    assert sorted(payloads(reserve_until(jobs_driver, [jobs_queue], 2))) == ["failed", "fresh"]
