@@ -194,16 +194,16 @@ def test_a_large_batch_repeating_a_stored_id_stores_every_other_message(
 def test_an_enqueue_reusing_the_id_of_a_delayed_or_retried_job_changes_nothing(
     jobs_driver: Driver, jobs_queue: str
 ) -> None:
-    later = message(jobs_queue, "later", available_at=time.time() + 2.0)
+    later = message(jobs_queue, "later", available_at=time.time() + 1.0)
     enqueue_one(jobs_driver, later)
     assert jobs_driver.enqueue([later.replace(available_at=time.time(), payload="now")]) == [later.id]
     assert jobs_driver.reserve([jobs_queue], limit=2, lease=30, timeout=0) == []
-    first = reserve_one(jobs_driver, jobs_queue)
+    first = reserve_one(jobs_driver, jobs_queue, timeout=delivery_timeout() + 1.0)
     assert first.message.payload == "later"
-    jobs_driver.retry(first, 2.0, "again")
+    jobs_driver.retry(first, 1.0, "again")
     assert jobs_driver.enqueue([later.replace(available_at=time.time())]) == [later.id]
     assert jobs_driver.reserve([jobs_queue], limit=2, lease=30, timeout=0) == []
-    again = reserve_one(jobs_driver, jobs_queue)
+    again = reserve_one(jobs_driver, jobs_queue, timeout=delivery_timeout() + 1.0)
     assert (again.message.attempts, again.message.last_error) == (1, "again")
     jobs_driver.ack(again)
     assert_nothing(jobs_driver, [jobs_queue])
