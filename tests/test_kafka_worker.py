@@ -1,8 +1,10 @@
 """The kafka driver under real ``jobs worker`` processes, against a Kafka-protocol broker.
 
 * Two workers in one group drain 5,000 jobs that record their id; one is
-  killed with SIGKILL midway. Every id is recorded, and the ids run twice are
-  no more than the killed worker had in flight (fetched, not yet committed).
+  killed with SIGKILL midway. Every id is recorded, and the ids recorded twice
+  are no more than the killed worker's running jobs and the work it finished
+  within the worker's ack interval and the driver's commit interval (50 ms
+  each): jobs it had fetched but not run are run once, elsewhere.
 * A job dispatched with a 3 s delay runs after 3 s and not before, while
   undelayed jobs dispatched after it run at once.
 * A poison record written straight to a queue topic ends in ``jobs failed``
@@ -17,6 +19,7 @@ named by ``JOBS_KAFKA_BOOTSTRAP``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import signal
@@ -40,6 +43,12 @@ from jobs_kafka.testing.broker import ENV_BOOTSTRAP, FAST_TEST_SETTINGS, TansuBr
 TOTAL = 5000
 PREFETCH = 50
 CONCURRENCY = 4
+#: Seconds each job of the SIGKILL test takes.
+JOB_SECONDS = 0.02
+#: The worker's default acknowledgement interval (``Worker(ack_interval=...)``).
+ACK_INTERVAL = 0.05
+#: The kafka driver's default ``commit_interval``.
+COMMIT_INTERVAL = 0.05
 
 JOBS_MODULE = textwrap.dedent(
     """
@@ -159,7 +168,7 @@ def test_two_workers_drain_and_a_killed_one_loses_nothing(bootstrap: str, tmp_pa
     # ~200 jobs/s per worker: one worker alone would take 25 s, long enough for
     # the second to join the group (a rebalance or two) before the first has
     # run everything
-    env = {**_env(tmp_path), "KAFKA_JOB_SECONDS": "0.02"}
+    env = {**_env(tmp_path), "KAFKA_JOB_SECONDS": str(JOB_SECONDS)}
     out = tmp_path / "recorded.txt"
     _run(
         f"""
@@ -184,7 +193,6 @@ def test_two_workers_drain_and_a_killed_one_loses_nothing(bootstrap: str, tmp_pa
             assert victim.poll() is None and survivor.poll() is None, "a worker exited early"
             time.sleep(0.02)
         victim.send_signal(signal.SIGKILL)
-        killed_at = time.time()
         victim.wait(timeout=30)
 
         deadline = time.monotonic() + 180
@@ -206,10 +214,17 @@ def test_two_workers_drain_and_a_killed_one_loses_nothing(bootstrap: str, tmp_pa
     for pid, _, ident in lines:
         first_run.setdefault(ident, pid)
     assert all(first_run[ident] == victim.pid for ident in twice), "only the killed worker's jobs run again"
-    # In flight when killed: what it had prefetched or was running, and what it had
-    # finished but not yet committed (acks are flushed every 0.5 s, commits every 0.2 s).
-    recent = sum(1 for pid, at, _ in lines if pid == victim.pid and at >= killed_at - 1.0)
-    assert len(twice) <= PREFETCH + CONCURRENCY + recent
+    # Only ids recorded twice count: the jobs the killed worker had fetched (prefetched,
+    # leased) but not finished are not duplicates, they run once, on the survivor. What
+    # runs again is what it finished and had not committed: a job finishes, the worker
+    # acknowledges it within ACK_INTERVAL, the driver commits it within COMMIT_INTERVAL
+    # (plus a tick of slack for a commit in flight), and up to CONCURRENCY finished jobs
+    # above a partition's first unfinished offset (jobs finish out of order).
+    window = ACK_INTERVAL + COMMIT_INTERVAL + 0.025
+    bound = CONCURRENCY + math.ceil(CONCURRENCY * window / JOB_SECONDS)
+    victim_ran = sum(1 for pid, _, _ in lines if pid == victim.pid)
+    print(f"{len(twice)} duplicates (bound {bound}); the killed worker ran {victim_ran} jobs")
+    assert len(twice) <= bound, f"{len(twice)} duplicates, more than {bound}"
 
 
 def test_a_worker_joining_and_one_leaving_a_busy_group_lose_no_job(bootstrap: str, tmp_path: Path) -> None:

@@ -7,7 +7,7 @@ partition, at most ``max_in_flight`` unfinished ones each: while every window
 is full it takes nothing from librdkafka's queue (librdkafka keeps
 prefetching), and a window full for ``PAUSE_AFTER`` seconds has its partition
 paused. It commits, per partition, the lowest unfinished offset every
-``commit_interval``. Worker threads take leases from the buffers and finish
+``commit_interval`` (50 ms by default). Worker threads take leases from the buffers and finish
 them; the thread never runs jobs.
 
 On revoke, a partition stops handing out records, waits up to
@@ -337,6 +337,9 @@ class QueueConsumer:
     def _run(self) -> None:
         consumer = self._consumer
         last_commit = last_check = time.monotonic()
+        # Never wait for records past the next commit: finished work is committed
+        # within commit_interval of being acknowledged.
+        poll_wait = min(0.05, self.settings.commit_interval)
         try:
             while True:
                 with self.cond:
@@ -367,7 +370,7 @@ class QueueConsumer:
                         log.debug("seek of %s[%d] skipped: %s", tp.topic, tp.partition, exc)
                 room = self._room()
                 if room > 0:
-                    messages = consumer.consume(min(room, FETCH_BATCH), 0.05)
+                    messages = self._fetch(consumer, min(room, FETCH_BATCH), poll_wait)
                     if messages:
                         self._buffer(messages)
                 else:
@@ -407,6 +410,22 @@ class QueueConsumer:
                     self.parts.clear()
                     self._stopping = True
                     self.cond.notify_all()
+
+    @staticmethod
+    def _fetch(consumer: Any, limit: int, timeout: float) -> list[Any]:
+        """Up to ``limit`` records: waits up to ``timeout`` for the first one only.
+
+        ``consume(n, timeout)`` waits until it has ``n`` records or the timeout
+        passed, so a lone job waited the whole timeout (50 ms) in librdkafka's
+        queue; ``poll`` returns at the first, and the rest already fetched follow
+        without waiting.
+        """
+        first = consumer.poll(timeout)
+        if first is None:
+            return []
+        if limit <= 1:
+            return [first]
+        return [first, *consumer.consume(limit - 1, 0)]
 
     def _buffer(self, messages: list[Any]) -> None:
         added = False

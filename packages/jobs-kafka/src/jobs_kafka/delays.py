@@ -257,7 +257,8 @@ class DelayForwarder:
         heads = [w.heap[0][0] for w in self._windows.values() if w.heap]
         if heads:
             wait = max(0.0, min(wait, min(heads) - now))
-        for message in consumer.consume(500, wait):
+        first = consumer.poll(wait)  # returns at the first record (consume waits for all 500)
+        for message in [] if first is None else [first, *consumer.consume(499, 0)]:
             self._read(consumer, message)
         if time.monotonic() - self._last_check >= RESET_CHECK_INTERVAL:
             self._check_ends(consumer)

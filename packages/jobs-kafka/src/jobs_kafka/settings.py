@@ -138,8 +138,9 @@ class KafkaSettings:
     max_in_flight: int = 2000
     #: Seconds a revoked partition waits for its running jobs before it is given up.
     rebalance_grace: float = 5.0
-    #: Seconds between asynchronous commits of finished work.
-    commit_interval: float = 0.2
+    #: Seconds between asynchronous commits of finished work: what a killed worker's
+    #: partitions run again beyond its unfinished jobs (with the worker's ack_interval).
+    commit_interval: float = 0.05
     #: Most seconds an empty ``reserve`` waits beyond its timeout while a partition
     #: is not known to be read to its end (a fetch in flight).
     reserve_min_wait: float = 1.0
