@@ -131,9 +131,27 @@ def test_stats_without_a_queue_cover_every_queue(
 
 
 @stats_required
-def test_queues_lists_a_queue_that_held_messages(jobs_driver: Driver, jobs_queue: str) -> None:
+def test_queues_lists_a_queue_that_held_messages(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    acked, failed = jobs_queue_factory(), jobs_queue_factory()
+    enqueue_one(jobs_driver, message(acked))
+    assert acked in jobs_driver.queues()
+    enqueue_one(jobs_driver, message(failed))
+    jobs_driver.ack(reserve_one(jobs_driver, acked))
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        jobs_driver.fail(reserve_one(jobs_driver, failed), "no")
+    # still listed once every job finished (stats of it are still asked for)
+    assert {acked, failed} <= set(jobs_driver.queues())
+
+
+@stats_required
+def test_a_message_whose_lease_ran_out_counts_as_pending(jobs_driver: Driver, jobs_queue: str) -> None:
     enqueue_one(jobs_driver, message(jobs_queue))
-    assert jobs_queue in jobs_driver.queues()
+    reserve_one(jobs_driver, jobs_queue, lease=0.3)
+    time.sleep(0.5)
+    stats = stats_become(jobs_driver, jobs_queue, pending=1, reserved=0)
+    assert (stats.pending, stats.reserved) == (1, 0)
 
 
 @pytest.mark.jobs_requires(Capability.PURGE)
@@ -230,7 +248,7 @@ def test_prune_of_more_than_ten_thousand_finished_jobs_in_one_call(
     jobs_driver.prune(0.0)
     for start in range(0, total, batch):
         jobs_driver.enqueue(messages(jobs_queue, min(batch, total - start)))
-    # Finished as workers finish them, a few hundred at a time: acked in small batches
+    # Finished as workers finish them, a few hundred at a time: acked in batches of 4
     # where completed jobs are kept, failed otherwise (and 50 failed either way).
     to_fail = 50 if keeps_completed else total
     finished = 0
@@ -240,8 +258,8 @@ def test_prune_of_more_than_ten_thousand_finished_jobs_in_one_call(
         failing, got = got[: max(0, to_fail)], got[max(0, to_fail) :]
         for delivery in failing:
             jobs_driver.fail(delivery, "pruned later")
-        for start in range(0, len(got), 10):
-            jobs_driver.ack_many(got[start : start + 10])
+        for start in range(0, len(got), 4):
+            jobs_driver.ack_many(got[start : start + 4])
         to_fail -= len(failing)
         finished += len(failing) + len(got)
     time.sleep(0.3)

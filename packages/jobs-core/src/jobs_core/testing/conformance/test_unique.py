@@ -151,3 +151,12 @@ def test_a_job_put_back_by_retry_failed_holds_no_key(jobs_driver: Driver, jobs_q
     fresh = message(jobs_queue, "fresh", unique_key=key)
     assert jobs_driver.enqueue([fresh]) == [fresh.id]
     assert sorted(payloads(reserve_until(jobs_driver, [jobs_queue], 2))) == ["failed", "fresh"]
+
+
+@pytest.mark.jobs_requires(Capability.IDEMPOTENT_ENQUEUE)
+def test_an_enqueue_repeating_a_key_holders_id_returns_the_id(jobs_driver: Driver, jobs_queue: str) -> None:
+    """A repeat of the job that holds the key is that job (its id), not a duplicate dropped (``None``)."""
+    held = message(jobs_queue, "held", unique_key=f"report-{jobs_queue}")
+    assert jobs_driver.enqueue([held]) == [held.id]
+    assert jobs_driver.enqueue([held]) == [held.id]
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 2, timeout=1.5)) == ["held"]
