@@ -219,6 +219,7 @@ def test_failed_lists_fifty_by_default(jobs_driver: Driver, jobs_queue: str) -> 
         jobs_driver.fail(delivery, "no")
     assert len(jobs_driver.failed(queue=jobs_queue, limit=100)) == 51
     assert len(jobs_driver.failed(queue=jobs_queue)) == 50
+    assert jobs_driver.failed(queue=jobs_queue, limit=0) == []
 
 
 @pytest.mark.jobs_requires(Capability.FAILED_STORE)

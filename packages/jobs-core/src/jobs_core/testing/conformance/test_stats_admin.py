@@ -152,6 +152,8 @@ def test_a_message_whose_lease_ran_out_counts_as_pending(jobs_driver: Driver, jo
     time.sleep(0.5)
     stats = stats_become(jobs_driver, jobs_queue, pending=1, reserved=0)
     assert (stats.pending, stats.reserved) == (1, 0)
+    by_queue = jobs_driver.stats_by_queue([jobs_queue])[jobs_queue]
+    assert (by_queue.pending, by_queue.reserved) == (1, 0)
 
 
 @pytest.mark.jobs_requires(Capability.PURGE)

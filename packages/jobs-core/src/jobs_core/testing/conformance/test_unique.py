@@ -76,6 +76,7 @@ def test_a_duplicate_within_one_batch_is_dropped(jobs_driver: Driver, jobs_queue
     first, second = message(jobs_queue, 1, unique_key=key), message(jobs_queue, 2, unique_key=key)
     plain = message(jobs_queue, 3)
     assert jobs_driver.enqueue([first, second, plain]) == [first.id, None, plain.id]
+    assert payloads(reserve_until(jobs_driver, [jobs_queue], 3, timeout=1.5)) == [1, 3]
 
 
 def test_different_keys_do_not_collide(jobs_driver: Driver, jobs_queue: str) -> None:
