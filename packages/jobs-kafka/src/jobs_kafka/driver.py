@@ -421,14 +421,14 @@ class KafkaDriver(Driver):
     # -- administration ----------------------------------------------------------
 
     def queues(self) -> list[str]:
-        """Queues with a topic under this prefix.
+        """Queues with a topic under this prefix (a queue topic, or delay tiers holding its delayed jobs).
 
         The next ``stats`` calls (for these queues, or all) within
         :data:`STATS_MAX_AGE` seconds are answered from one batch of requests.
         """
         self.check_open()
         topics = self.admin.list_topics()
-        found = sorted(q for q in (self.names.queue_of(topic) for topic in topics) if q)
+        found = sorted({q for q in (self.names.owner_of(topic) for topic in topics) if q})
         with self._close_lock:
             self._listed = (time.monotonic(), frozenset(found))
         return found

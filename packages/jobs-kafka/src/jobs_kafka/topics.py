@@ -83,6 +83,14 @@ class TopicNames:
         rest = topic[len(self.prefix) :]
         return None if RESERVED_MARK in rest or not rest else rest
 
+    def owner_of(self, topic: str) -> str | None:
+        """The queue a queue topic or one of its delay tiers belongs to (``None`` otherwise)."""
+        queue = self.queue_of(topic)
+        if queue is not None or self.tier_of(topic) is None:
+            return queue
+        rest = topic[len(self.prefix) : topic.rindex("__delay-")]
+        return None if RESERVED_MARK in rest or not rest else rest
+
     def tier_for(self, remaining: float) -> float:
         """The largest tier not exceeding ``remaining`` (the smallest tier if none)."""
         chosen = self.tiers[0]
