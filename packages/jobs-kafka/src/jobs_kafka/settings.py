@@ -27,6 +27,16 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from jobs_core.errors import ConfigurationError, InvalidName, InvalidURL
 from jobs_core.urls import is_secret_key, redact_text, redact_url, split_credentials
 
+from jobs_kafka.topic_settings import (
+    QueueTopicSettings,
+    TopicSpec,
+    as_bool,
+    check_replicas,
+    is_topic_key,
+    parse_topic_settings,
+    topic_spec,
+)
+
 #: The librdkafka settings without a dot that may be passed through.
 DOTLESS_LIBRDKAFKA = frozenset({"acks", "debug", "retries", "partitioner"})
 
@@ -148,6 +158,18 @@ class KafkaSettings:
     join_timeout: float = 30.0
     #: librdkafka settings passed through to every client.
     config: Mapping[str, str] = field(default_factory=dict)
+    #: Kafka topic configs of every queue topic (``topic_config.retention.ms=...``).
+    topic_config: Mapping[str, str] = field(default_factory=dict)
+    #: Each queue's own topic settings (``queue[emails].partitions=12``).
+    queue_topics: Mapping[str, QueueTopicSettings] = field(default_factory=dict)
+    #: Add partitions to an existing queue topic with fewer than asked (else a warning).
+    grow_partitions: bool = False
+
+    def topic_spec(self, queue: str) -> TopicSpec:
+        """Partitions, replication factor and Kafka configs of the topic of ``queue``."""
+        return topic_spec(
+            queue, self.partitions, self.replication_factor, self.topic_config, self.queue_topics
+        )
 
     @property
     def bootstrap(self) -> str:
@@ -271,15 +293,19 @@ class KafkaSettings:
             else:
                 values[key] = value
         own: dict[str, Any] = {}
+        topic_values: dict[str, Any] = {}
         for key, value in values.items():
             if key == "brokers":
                 own["brokers"] = _parse_brokers(value)
+            elif is_topic_key(key):
+                topic_values[key] = value
             elif "." in key or key in DOTLESS_LIBRDKAFKA:
                 config[key] = value if isinstance(value, str) else str(value).lower()
             elif key in _CONVERTERS:
                 own[key] = _CONVERTERS[key](value)
             else:
-                known = ", ".join(sorted([*_CONVERTERS, "brokers", "config"]))
+                topic_keys = ["topic_config.<config>", "queue[<queue>].<setting>"]
+                known = ", ".join(sorted([*_CONVERTERS, "brokers", "config", *topic_keys]))
                 raise ConfigurationError(
                     f"unknown kafka setting {key!r}; the driver's settings are {known}, "
                     "and librdkafka settings contain a dot (session.timeout.ms)"
@@ -294,7 +320,12 @@ class KafkaSettings:
                     f"librdkafka setting {reserved} is managed by the kafka driver"
                     + ("; use group_id" if reserved == "group.id" else "")
                 )
-        return cls(config=config, **own)
+        own.update(parse_topic_settings(topic_values))
+        settings = cls(config=config, **own)
+        for queue in {"all queues", *settings.queue_topics}:
+            spec = settings.topic_spec(queue)
+            check_replicas(spec.replication_factor, spec.config, f"the topic of {queue}")
+        return settings
 
 
 def _secret_options(options: Mapping[str, Any]) -> list[tuple[str, Any]]:
@@ -342,4 +373,5 @@ _CONVERTERS: dict[str, Any] = {
     "commit_interval": lambda v: _as_float("commit_interval", v, 0.001),
     "reserve_min_wait": lambda v: _as_float("reserve_min_wait", v, 0.0),
     "join_timeout": lambda v: _as_float("join_timeout", v, 0.0),
+    "grow_partitions": lambda v: as_bool("grow_partitions", v),
 }

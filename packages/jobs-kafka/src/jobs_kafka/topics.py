@@ -13,18 +13,34 @@ the driver's own topics.
 
 from __future__ import annotations
 
+import logging
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient
-from confluent_kafka.cimpl import NewTopic
-from jobs_core.errors import BackendUnavailable, InvalidName, OperationTimedOut
+from confluent_kafka.admin._config import AlterConfigOpType, ConfigEntry, ConfigResource
+from confluent_kafka.admin._resource import ResourceType
+from confluent_kafka.cimpl import NewPartitions, NewTopic
+from jobs_core.errors import (
+    BackendError,
+    BackendUnavailable,
+    ConfigurationError,
+    InvalidName,
+    OperationTimedOut,
+    UnsupportedOperation,
+)
 from jobs_core.message import validate_queue_name
 
 from jobs_kafka.settings import KafkaSettings
 
 RESERVED_MARK = "__"
+
+log = logging.getLogger("jobs_kafka.topics")
+
+#: Error codes of a broker that does not implement an admin request.
+_UNSUPPORTED = (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION, KafkaError.INVALID_REQUEST)
 
 
 def check_queue(queue: str) -> str:
@@ -105,6 +121,7 @@ class TopicAdmin:
 
     def __init__(self, settings: KafkaSettings) -> None:
         self.settings = settings
+        self.names = TopicNames(settings)
         self.client = AdminClient(settings.admin_config())
         self._known: set[str] = set()
         self._lock = threading.Lock()
@@ -120,16 +137,7 @@ class TopicAdmin:
         if not wanted:
             return
         timeout = self.settings.timeout
-        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"} if compacted else {}
-        new = [
-            NewTopic(
-                topic,
-                num_partitions=partitions or self.settings.partitions,
-                replication_factor=self.settings.replication_factor,
-                config=config,
-            )
-            for topic in wanted
-        ]
+        new = [self._new_topic(topic, compacted, partitions) for topic in wanted]
         try:
             futures = self.client.create_topics(new, operation_timeout=timeout, request_timeout=timeout)
         except KafkaException as exc:
@@ -140,7 +148,9 @@ class TopicAdmin:
             except KafkaException as exc:
                 error = exc.args[0] if exc.args else None
                 if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                    pass
+                    queue = self.names.queue_of(topic)
+                    if queue is not None and not compacted and partitions is None:
+                        self._check_existing(queue, topic)
                 elif isinstance(error, KafkaError) and error.code() in (
                     KafkaError._TIMED_OUT,
                     KafkaError.REQUEST_TIMED_OUT,
@@ -179,3 +189,183 @@ class TopicAdmin:
         """Drop ``topic`` from the cache of created topics."""
         with self._lock:
             self._known.discard(topic)
+
+    def _new_topic(self, topic: str, compacted: bool, partitions: int | None) -> NewTopic:
+        """A queue topic by its queue's settings; the driver's own topics by the driver's."""
+        queue = self.names.queue_of(topic)
+        if queue is not None and not compacted and partitions is None:
+            spec = self.settings.topic_spec(queue)
+            return NewTopic(
+                topic,
+                num_partitions=spec.partitions,
+                replication_factor=spec.replication_factor,
+                config=dict(spec.config),
+            )
+        config = {"cleanup.policy": "compact", "min.compaction.lag.ms": "3600000"} if compacted else {}
+        return NewTopic(
+            topic,
+            num_partitions=partitions or self.settings.partitions,
+            replication_factor=self.settings.replication_factor,
+            config=config,
+        )
+
+    def _check_existing(self, queue: str, topic: str) -> None:
+        """Compare an existing queue topic with its settings: grow it when asked, else warn."""
+        spec = self.settings.topic_spec(queue)
+        own = self.settings.queue_topics.get(queue)
+        setting = f"queue[{queue}].partitions" if own is not None and own.partitions else "partitions"
+        have = len(self.describe([topic]).get(topic, {}).get("partitions", []))
+        if have and spec.partitions > have:
+            if self.settings.grow_partitions:
+                self.grow(topic, spec.partitions)
+                log.warning(
+                    "kafka topic %s grew from %d to %d partitions (%s=%d, grow_partitions=true); "
+                    "jobs of one key written before and after may run out of order until the old "
+                    "partitions are drained",
+                    topic,
+                    have,
+                    spec.partitions,
+                    setting,
+                    spec.partitions,
+                )
+            else:
+                log.warning(
+                    "kafka topic %s has %d partition%s, fewer than %s=%d: the setting is not applied "
+                    "to an existing topic; add grow_partitions=true to the URL or run "
+                    "`jobs kafka topics alter %s --partitions %d` to add partitions",
+                    topic,
+                    have,
+                    "" if have == 1 else "s",
+                    setting,
+                    spec.partitions,
+                    queue,
+                    spec.partitions,
+                )
+        elif spec.partitions < have:
+            log.info(
+                "kafka topic %s has %d partitions, more than %s=%d: Kafka cannot remove partitions, "
+                "the topic keeps %d",
+                topic,
+                have,
+                setting,
+                spec.partitions,
+                have,
+            )
+        if spec.config:
+            current = self.configs([topic]).get(topic, {})
+            differing = {k: v for k, v in spec.config.items() if current.get(k) != v}
+            if differing:
+                log.warning(
+                    "kafka topic %s has %s where the URL asks %s: settings are not applied to an "
+                    "existing topic; run `jobs kafka topics alter %s %s` to apply them",
+                    topic,
+                    ", ".join(f"{k}={current.get(k, '(broker default)')}" for k in differing),
+                    ", ".join(f"{k}={v}" for k, v in differing.items()),
+                    queue,
+                    " ".join(f"--config {k}={v}" for k, v in differing.items()),
+                )
+
+    def _result(self, future: Any, what: str) -> Any:
+        """Wait for an admin future; Kafka errors as jobs errors naming ``what``."""
+        try:
+            return future.result(timeout=self.settings.timeout + 1)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            code = error.code() if isinstance(error, KafkaError) else None
+            if code in _UNSUPPORTED:
+                raise UnsupportedOperation(
+                    "kafka", what, f"the brokers {self.settings.display()} refused it ({exc})"
+                ) from exc
+            if code in (
+                KafkaError.INVALID_CONFIG,
+                KafkaError.POLICY_VIOLATION,
+                KafkaError.INVALID_PARTITIONS,
+            ):
+                raise ConfigurationError(
+                    f"kafka brokers {self.settings.display()} refused {what}: {exc}"
+                ) from exc
+            if code in (KafkaError._TIMED_OUT, KafkaError.REQUEST_TIMED_OUT):
+                raise OperationTimedOut(
+                    f"kafka brokers {self.settings.display()} did not finish {what} "
+                    f"within {self.settings.timeout:g} s"
+                ) from exc
+            raise BackendError(f"kafka brokers {self.settings.display()} failed {what}: {exc}") from exc
+        except TimeoutError as exc:
+            raise OperationTimedOut(
+                f"kafka brokers {self.settings.display()} did not finish {what} "
+                f"within {self.settings.timeout:g} s"
+            ) from exc
+
+    def describe(self, topics: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Partitions (id, leader, replicas, in-sync replicas) of the existing ``topics``."""
+        try:
+            metadata = self.client.list_topics(timeout=self.settings.timeout)
+        except KafkaException as exc:
+            raise self.unavailable("reading topic metadata", exc) from exc
+        found: dict[str, dict[str, Any]] = {}
+        for topic in topics:
+            meta = metadata.topics.get(topic)
+            if meta is None or (meta.error is not None and meta.error.code() != KafkaError.NO_ERROR):
+                continue
+            parts = [meta.partitions[p] for p in sorted(meta.partitions)]
+            found[topic] = {
+                "partitions": [
+                    {"id": p.id, "leader": p.leader, "replicas": list(p.replicas), "isr": list(p.isrs)}
+                    for p in parts
+                ],
+                "replication_factor": max((len(p.replicas) for p in parts), default=0),
+            }
+        return found
+
+    def configs(self, topics: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The configs the brokers report for each topic (defaults included where they list them)."""
+        if not topics:
+            return {}
+        try:
+            futures = self.client.describe_configs(
+                [ConfigResource(ResourceType.TOPIC, t) for t in topics], request_timeout=self.settings.timeout
+            )
+        except KafkaException as exc:
+            raise self.unavailable("describing topic configs", exc) from exc
+        found: dict[str, dict[str, str]] = {}
+        for resource, future in futures.items():
+            entries = self._result(future, f"DescribeConfigs of {resource.name}")
+            found[resource.name] = {k: v.value for k, v in entries.items() if v.value is not None}
+        return found
+
+    def alter(self, topic: str, set_configs: Mapping[str, str], delete: Iterable[str] = ()) -> None:
+        """Set and delete (back to the broker default) configs of ``topic`` (IncrementalAlterConfigs)."""
+        entries = [
+            ConfigEntry(k, v, incremental_operation=AlterConfigOpType.SET) for k, v in set_configs.items()
+        ] + [ConfigEntry(k, None, incremental_operation=AlterConfigOpType.DELETE) for k in delete]
+        if not entries:
+            return
+        resource = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=entries)
+        try:
+            futures = self.client.incremental_alter_configs([resource], request_timeout=self.settings.timeout)
+        except KafkaException as exc:
+            raise self.unavailable(f"altering the configs of {topic}", exc) from exc
+        for future in futures.values():
+            self._result(future, f"IncrementalAlterConfigs of {topic}")
+
+    def grow(self, topic: str, count: int) -> None:
+        """Add partitions to ``topic`` up to ``count`` (Kafka cannot remove partitions)."""
+        have = len(self.describe([topic]).get(topic, {}).get("partitions", []))
+        if not have:
+            raise ConfigurationError(f"kafka topic {topic} does not exist on {self.settings.display()}")
+        if count < have:
+            raise ConfigurationError(
+                f"kafka topic {topic} has {have} partitions; Kafka cannot remove partitions, "
+                f"so it cannot have {count}"
+            )
+        if count == have:
+            return
+        timeout = self.settings.timeout
+        try:
+            futures = self.client.create_partitions(
+                [NewPartitions(topic, count)], operation_timeout=timeout, request_timeout=timeout
+            )
+        except KafkaException as exc:
+            raise self.unavailable(f"adding partitions to {topic}", exc) from exc
+        for future in futures.values():
+            self._result(future, f"CreatePartitions of {topic} (from {have} to {count} partitions)")
