@@ -113,7 +113,7 @@ def test_topic_settings_are_validated_with_errors_naming_the_setting() -> None:
     cases = {
         "topic_config.retention.msx=1": "unknown Kafka topic config 'retention.msx'",
         "topic_config.cleanup.policy=compact": "queue topics must use cleanup.policy=delete",
-        "queue[a].retention.ms=soon": "retention.ms in queue[a].retention.ms must be an integer",
+        "queue[a].retention.ms=soon": "queue[a].retention.ms (Kafka topic config retention.ms) must be",
         "queue[a].partitions=0": "queue[a].partitions must be at least 1",
         "queue[a__b].partitions=2": "invalid queue name 'a__b'",
         "queue[a]partitions=2": "queue[<queue>].partitions",

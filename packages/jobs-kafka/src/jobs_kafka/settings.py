@@ -31,6 +31,7 @@ from jobs_kafka.topic_settings import (
     QueueTopicSettings,
     TopicSpec,
     as_bool,
+    as_int,
     check_replicas,
     is_topic_key,
     parse_topic_settings,
@@ -84,14 +85,7 @@ DEFAULT_TIERS = (1.0, 5.0, 30.0, 300.0, 3600.0)
 log = logging.getLogger("jobs_kafka")
 
 
-def _as_int(name: str, value: object, minimum: int) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise ConfigurationError(f"kafka setting {name} must be an integer, got {value!r}") from None
-    if number < minimum:
-        raise ConfigurationError(f"kafka setting {name} must be at least {minimum}, got {number}")
-    return number
+_as_int = as_int
 
 
 def _as_float(name: str, value: object, minimum: float) -> float:

@@ -89,16 +89,35 @@ def is_topic_key(key: str) -> bool:
     return key in ("topic_config", "queue_topics") or key.startswith(_ALL_PREFIX) or key.startswith("queue[")
 
 
+_BOOLS = {
+    "1": True,
+    "true": True,
+    "yes": True,
+    "on": True,
+    "0": False,
+    "false": False,
+    "no": False,
+    "off": False,
+}
+
+
 def as_bool(name: str, value: object) -> bool:
-    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``) as a bool."""
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ConfigurationError(f"kafka setting {name} must be true or false, got {value!r}")
+    """``true``/``false`` (also ``1``/``0``, ``yes``/``no``, ``on``/``off``) as a bool."""
+    found = value if isinstance(value, bool) else _BOOLS.get(str(value).strip().lower())
+    if found is None:
+        raise ConfigurationError(f"kafka setting {name} must be true or false, got {value!r}")
+    return found
+
+
+def as_int(name: str, value: object, minimum: int) -> int:
+    """An integer setting of at least ``minimum``."""
+    try:
+        number = int(str(value))
+    except ValueError:
+        raise ConfigurationError(f"kafka setting {name} must be an integer, got {value!r}") from None
+    if number < minimum:
+        raise ConfigurationError(f"kafka setting {name} must be at least {minimum}, got {number}")
+    return number
 
 
 def check_topic_config(name: str, value: object, where: str) -> str:
@@ -118,27 +137,12 @@ def check_topic_config(name: str, value: object, where: str) -> str:
         )
     if name.endswith((".ms", ".bytes", ".messages")) or name == "min.insync.replicas":
         minimum = 1 if name in ("min.insync.replicas", "segment.bytes", "max.message.bytes") else -1
-        try:
-            number = int(text)
-        except ValueError:
-            raise ConfigurationError(
-                f"Kafka topic config {name} in {where} must be an integer, got {value!r}"
-            ) from None
-        if number < minimum:
-            raise ConfigurationError(
-                f"Kafka topic config {name} in {where} must be at least {minimum}, got {number}"
-            )
+        as_int(f"{where} (Kafka topic config {name})", text, minimum)
     return text
 
 
 def _count(name: str, value: object, minimum: int) -> int:
-    try:
-        number = int(str(value))
-    except ValueError:
-        raise ConfigurationError(f"kafka setting {name} must be an integer, got {value!r}") from None
-    if number < minimum and not (name.endswith("replication_factor") and number == -1):
-        raise ConfigurationError(f"kafka setting {name} must be at least {minimum}, got {number}")
-    return number
+    return -1 if name.endswith("replication_factor") and str(value) == "-1" else as_int(name, value, minimum)
 
 
 def parse_topic_settings(values: Mapping[str, Any]) -> dict[str, Any]:
