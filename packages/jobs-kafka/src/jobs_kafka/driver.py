@@ -22,6 +22,7 @@ from jobs_kafka.consuming import Handle
 from jobs_kafka.control import ControlLog
 from jobs_kafka.dead import DeadLetters, Origin, clip
 from jobs_kafka.delays import DelayForwarder, delayed_at, delayed_record
+from jobs_kafka.group_admin import warn_if_renamed
 from jobs_kafka.groups import ConsumerSet
 from jobs_kafka.logs import read_record
 from jobs_kafka.offsets import PartitionOffsets, probe_groups
@@ -321,6 +322,10 @@ class KafkaDriver(Driver):
                     purged_before=self.control.purged_before,
                 )
                 self._forwarders[queue] = forwarder
+                # A new group_id reads the queue from its start: warn if another group did not.
+                threading.Thread(
+                    target=warn_if_renamed, args=(self.admin, queue), name="jobs-kafka-groups", daemon=True
+                ).start()
             return forwarder
 
     def _delivery(self, record: Fetched, receipt: str, generation: int, lease: float) -> Delivery | None:

@@ -265,7 +265,7 @@ class TopicAdmin:
                     " ".join(f"--config {k}={v}" for k, v in differing.items()),
                 )
 
-    def _result(self, future: Any, what: str) -> Any:
+    def future_result(self, future: Any, what: str) -> Any:
         """Wait for an admin future; Kafka errors as jobs errors naming ``what``."""
         try:
             return future.result(timeout=self.settings.timeout + 1)
@@ -317,8 +317,8 @@ class TopicAdmin:
             }
         return found
 
-    def configs(self, topics: Sequence[str]) -> dict[str, dict[str, str]]:
-        """The configs the brokers report for each topic (defaults included where they list them)."""
+    def config_entries(self, topics: Sequence[str]) -> dict[str, dict[str, ConfigEntry]]:
+        """The config entries (value, source) the brokers report for each topic."""
         if not topics:
             return {}
         try:
@@ -327,11 +327,17 @@ class TopicAdmin:
             )
         except KafkaException as exc:
             raise self.unavailable("describing topic configs", exc) from exc
-        found: dict[str, dict[str, str]] = {}
-        for resource, future in futures.items():
-            entries = self._result(future, f"DescribeConfigs of {resource.name}")
-            found[resource.name] = {k: v.value for k, v in entries.items() if v.value is not None}
-        return found
+        return {
+            resource.name: dict(self.future_result(future, f"DescribeConfigs of {resource.name}"))
+            for resource, future in futures.items()
+        }
+
+    def configs(self, topics: Sequence[str]) -> dict[str, dict[str, str]]:
+        """The config values the brokers report for each topic (defaults included where they list them)."""
+        return {
+            topic: {k: v.value for k, v in entries.items() if v.value is not None}
+            for topic, entries in self.config_entries(topics).items()
+        }
 
     def alter(self, topic: str, set_configs: Mapping[str, str], delete: Iterable[str] = ()) -> None:
         """Set and delete (back to the broker default) configs of ``topic`` (IncrementalAlterConfigs)."""
@@ -346,7 +352,7 @@ class TopicAdmin:
         except KafkaException as exc:
             raise self.unavailable(f"altering the configs of {topic}", exc) from exc
         for future in futures.values():
-            self._result(future, f"IncrementalAlterConfigs of {topic}")
+            self.future_result(future, f"IncrementalAlterConfigs of {topic}")
 
     def grow(self, topic: str, count: int) -> None:
         """Add partitions to ``topic`` up to ``count`` (Kafka cannot remove partitions)."""
@@ -368,4 +374,4 @@ class TopicAdmin:
         except KafkaException as exc:
             raise self.unavailable(f"adding partitions to {topic}", exc) from exc
         for future in futures.values():
-            self._result(future, f"CreatePartitions of {topic} (from {have} to {count} partitions)")
+            self.future_result(future, f"CreatePartitions of {topic} (from {have} to {count} partitions)")
