@@ -4,14 +4,22 @@ from __future__ import annotations
 
 import json
 import logging
+import pathlib
+import re
+import shlex
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from click.testing import CliRunner
 from jobs_core.cli import cli
 from jobs_kafka import KafkaDriver
+from jobs_kafka.settings import KafkaSettings
+from jobs_kafka.testing.broker import FAST_TEST_SETTINGS
+from jobs_kafka.topic_settings import TopicSpec
 
 from .conftest import ON_TANSU
 from .helpers import jobs, reserve_until
@@ -168,3 +176,67 @@ def test_a_group_that_committed_before_is_not_warned_about(
         assert [d.message.payload for d in reserve_until(again, ["emails"], 4)] == [1, 2, 3, 4]
         time.sleep(1.0)  # the check runs in the background
     assert group_warnings(caplog) == []
+
+
+DOCS = pathlib.Path(__file__).resolve().parents[3] / "docs" / "drivers" / "kafka.md"
+
+
+def docs_section() -> str:
+    """The queue-topics section of docs/drivers/kafka.md."""
+    text = DOCS.read_text()
+    start = text.index("## Queue topics: settings")
+    return text[start : text.index("\n## ", start + 1)]
+
+
+def test_the_docs_url_example_parses_to_the_settings_it_describes() -> None:
+    (block,) = re.findall(r"^```\n(kafka://.*?)^```", docs_section(), flags=re.S | re.M)
+    settings = KafkaSettings.parse("".join(block.split()), {})
+    assert settings.topic_spec("emails") == TopicSpec(
+        24, 3, {"retention.ms": "86400000", "min.insync.replicas": "2"}
+    )
+    assert settings.topic_spec("other") == TopicSpec(
+        6, 3, {"retention.ms": "604800000", "min.insync.replicas": "2"}
+    )
+
+
+def test_the_docs_console_examples_run_as_written(kafka_bootstrap: str) -> None:
+    tag = uuid.uuid4().hex[:8]
+    prefix, app, again = f"d{tag}-", f"app{tag}", f"new{tag}"
+    fast = "&" + urlencode(FAST_TEST_SETTINGS) if ON_TANSU else ""
+
+    def url(group: str) -> str:
+        return f"kafka://{kafka_bootstrap}?group_id={group}&topic_prefix={prefix}&timeout=10{fast}"
+
+    # The state the examples show: group app finished 2 of 5 jobs of emails
+    # (a topic created with retention.ms=5000), and queue later holds a delayed job.
+    setup = KafkaDriver(url(app) + "&topic_config.retention.ms=5000")
+    setup.enqueue(jobs("emails", 5))
+    setup.enqueue(jobs("later", 1, available_at=time.time() + 600))
+    done = reserve_until(setup, ["emails"], 2)
+    for delivery in done:
+        setup.ack(delivery)
+    setup.close()
+    topics_block, groups_block = re.findall(r"^```console\n(.*?)^```", docs_section(), flags=re.S | re.M)
+    # The groups example renames app to a new group_id: "old-app" is app, "app" the new one.
+    for block, old, new in ((topics_block, "old-app", app), (groups_block, app, again)):
+        commands = re.split(r"^\$ ", block, flags=re.M)[1:]
+        for command in commands:
+            line, _, sample = command.partition("\n")
+            words = shlex.split(line.replace("...", f'"{url(new)}"'))
+            words = [url(new) if w == "kafka://broker:9092?group_id=app" else w for w in words]
+            words = [old if w == "old-app" else w for w in words]
+            assert words[:2] == ["jobs", "kafka"], line
+            result = CliRunner().invoke(cli, words[1:])
+            expected = sample.replace("old-app.", "\0.").replace("app.", f"{new}.").replace("\0.", f"{old}.")
+            expected = expected.replace("jobs-", prefix)
+            if expected.startswith("jobs: error:"):
+                assert result.exit_code == 2, (line, result.output)
+                assert " ".join(expected.split()) in " ".join(result.output.split()), (line, result.output)
+                continue
+            assert result.exit_code == 0, (line, result.output)
+            shown = [" ".join(row.split()) for row in result.output.splitlines()]
+            for row in expected.strip().splitlines():
+                normal = " ".join(row.split())
+                # The samples' tables are the test broker's (replicas, leader 111, configs shown).
+                if ON_TANSU or normal.startswith("topic ") or " now starts where " in normal:
+                    assert normal in shown, (line, normal, result.output)

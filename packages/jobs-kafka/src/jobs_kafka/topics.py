@@ -40,7 +40,7 @@ RESERVED_MARK = "__"
 log = logging.getLogger("jobs_kafka.topics")
 
 #: Error codes of a broker that does not implement an admin request.
-_UNSUPPORTED = (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION, KafkaError.INVALID_REQUEST)
+_UNSUPPORTED = (KafkaError._UNSUPPORTED_FEATURE, KafkaError.UNSUPPORTED_VERSION)
 
 
 def check_queue(queue: str) -> str:
