@@ -95,6 +95,8 @@ def test_create_and_alter_the_queue_topics(kafka_url: Callable[..., str]) -> Non
     assert code == 2 and "queue 'missing' has no topic" in text
     code, text = run("topics", "alter", "audit", "--url", url)
     assert code == 2 and "nothing to alter" in text
+    code, text = run("topics", "create", "other", "--url", url, "--replication-factor", "0")
+    assert code == 2 and "--replication-factor must be at least 1, or -1" in text
 
 
 def test_alter_partitions_grows_the_topic_or_names_the_broker_that_cannot(

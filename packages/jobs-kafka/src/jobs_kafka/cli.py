@@ -220,6 +220,8 @@ def create(
     as_json: bool,
 ) -> None:
     """Create the topics of QUEUE... with the URL's topic settings and these options."""
+    if replication_factor == 0:
+        raise ConfigurationError("--replication-factor must be at least 1, or -1 for the broker's default")
     admin = _admin(url)
     extra = _configs(configs, "create")
     results: list[dict[str, Any]] = []
@@ -230,16 +232,16 @@ def create(
         config = {**spec.config, **extra}
         check_replicas(replicas, config, f"the topic of {queue}")
         topic = admin.names.queue(queue)
-        results.append(
-            {"queue": queue, "topic": topic, "created": _create(admin, topic, count, replicas, config)}
-        )
+        created = _create(admin, topic, count, replicas, config)
+        if not created:  # what it has, not what was asked
+            count = len(admin.describe([topic]).get(topic, {"partitions": []})["partitions"])
+        results.append({"queue": queue, "topic": topic, "created": created, "partitions": count})
     if as_json:
         emit_json(results)
         return
     for result in results:
-        shape = admin.describe([result["topic"]]).get(result["topic"], {"partitions": []})
         state = "created" if result["created"] else "already exists:"
-        click.echo(f"topic {result['topic']} {state} {_plural(len(shape['partitions']), 'partition')}")
+        click.echo(f"topic {result['topic']} {state} {_plural(result['partitions'], 'partition')}")
 
 
 def _create(admin: TopicAdmin, topic: str, partitions: int, replicas: int, config: dict[str, str]) -> bool:

@@ -280,6 +280,7 @@ class TopicAdmin:
                 KafkaError.INVALID_CONFIG,
                 KafkaError.POLICY_VIOLATION,
                 KafkaError.INVALID_PARTITIONS,
+                KafkaError.INVALID_REPLICATION_FACTOR,
             ):
                 raise ConfigurationError(
                     f"kafka brokers {self.settings.display()} refused {what}: {exc}"
