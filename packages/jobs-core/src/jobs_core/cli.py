@@ -1,11 +1,11 @@
 """The ``jobs`` command line (also ``python -m jobs_core``).
 
 Commands: ``worker``, ``scheduler``, ``schedules``, ``stats``, ``failed``,
-``retry``, ``purge``, ``prune`` and ``drivers``. Each takes ``--url``
-(default: ``$JOBS_URL``); reporting commands print tables for people and
-JSON with ``--json``. A user error (bad URL, unknown driver or queue)
-prints one line to stderr and exits with status 2; a backend error exits
-with status 1.
+``retry``, ``purge``, ``prune`` and ``drivers``. Each but ``drivers`` needs
+``--url`` or ``$JOBS_URL`` (``memory://`` only when given); reporting
+commands print tables for people and JSON with ``--json``. A user error
+(bad URL, unknown driver or queue, no URL) prints one line to stderr and
+exits with status 2; a backend error exits with status 1.
 
 Some 450 lines of click declarations, one per command; the worker's and the
 scheduler's bodies live in :mod:`jobs_core.cli_worker` and
@@ -27,7 +27,7 @@ import click
 
 from jobs_core import __version__
 from jobs_core.app import JobsApp
-from jobs_core.cli_output import emit_json, json_option, print_table, short_time, url_option
+from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.driver import Capability
@@ -101,8 +101,8 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def _app(url: str | None) -> JobsApp:
-    return JobsApp(url, load_plugins=False) if url else JobsApp(load_plugins=False)
+def _app(url: str | None, command: str) -> JobsApp:
+    return JobsApp(require_url(url, command), load_plugins=False)
 
 
 def _check_queue(app: JobsApp, queue: str) -> None:
@@ -228,7 +228,7 @@ cli.add_command(schedules)
 @json_option
 def stats(url: str | None, queues: Sequence[str], as_json: bool) -> None:
     """Counts per queue: pending, delayed, reserved, completed, failed (one snapshot)."""
-    app = _app(url)
+    app = _app(url, "stats")
     names = list(queues)
     for name in names:
         _check_queue(app, name)
@@ -269,7 +269,7 @@ def _sum(items: Any) -> dict[str, int | None]:
 @json_option
 def failed(url: str | None, limit: int, offset: int, queue: str | None, as_json: bool) -> None:
     """List failed jobs, newest first."""
-    app = _app(url)
+    app = _app(url, "failed")
     if queue is not None:
         _check_queue(app, queue)
     entries = app.failed_jobs(limit=limit, offset=offset, queue=queue)
@@ -299,7 +299,7 @@ def retry(url: str | None, ids: Sequence[str], retry_all: bool, queue: str | Non
     """Put failed jobs back on their queues: by ID, or --all."""
     if bool(ids) == retry_all:
         raise click.UsageError("give failed job IDs or --all (not both)")
-    app = _app(url)
+    app = _app(url, "retry")
     if retry_all:
         if queue is not None:
             _check_queue(app, queue)
@@ -335,7 +335,7 @@ def retry(url: str | None, ids: Sequence[str], retry_all: bool, queue: str | Non
 @json_option
 def purge(url: str | None, queue: str, yes: bool, as_json: bool) -> None:
     """Remove the waiting (pending and delayed) jobs of QUEUE."""
-    app = _app(url)
+    app = _app(url, "purge")
     _check_queue(app, queue)
     if not yes:
         click.confirm(
@@ -369,7 +369,7 @@ def parse_duration(text: str) -> float:
 def prune(url: str | None, older_than: str, as_json: bool) -> None:
     """Remove completed and failed records older than DURATION."""
     seconds = parse_duration(older_than)
-    app = _app(url)
+    app = _app(url, "prune")
     count = app.prune(seconds)
     if as_json:
         emit_json({"pruned": count, "older_than": seconds})

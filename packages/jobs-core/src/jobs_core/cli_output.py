@@ -14,18 +14,40 @@ from typing import Any, TypeVar
 
 import click
 
+from jobs_core.errors import ConfigurationError
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 def url_option(function: F) -> F:
-    """``--url`` (default ``$JOBS_URL``, else ``memory://``)."""
+    """``--url`` (default ``$JOBS_URL``; required, see :func:`require_url`)."""
     return click.option(
         "--url",
         envvar="JOBS_URL",
         show_envvar=True,
         metavar="URL",
-        help="Backend URL, e.g. sqlite:///jobs.db or postgresql://host/db.",
+        help="Backend URL, e.g. sqlite:///jobs.db, postgresql://host/db or kafka://host:9092 (required).",
     )(function)
+
+
+def missing_url(command: str) -> ConfigurationError:
+    """The error of ``jobs COMMAND`` run with neither ``--url`` nor ``JOBS_URL``.
+
+    Another process never sees an in-memory queue, so a command does not fall
+    back to one: ``memory://`` is used only when asked for.
+    """
+    return ConfigurationError(
+        f"jobs {command} needs a backend: pass --url URL or set JOBS_URL "
+        "(e.g. sqlite:///jobs.db, postgresql://host/db, kafka://host:9092; "
+        "--url memory:// for a queue that lives only in this process)"
+    )
+
+
+def require_url(url: str | None, command: str) -> str:
+    """``url`` (from ``--url`` or ``JOBS_URL``); raises :func:`missing_url` when there is none."""
+    if not url:
+        raise missing_url(command)
+    return url
 
 
 def json_option(function: F) -> F:

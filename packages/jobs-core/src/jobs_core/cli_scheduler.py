@@ -18,8 +18,9 @@ from collections.abc import Sequence
 import click
 
 from jobs_core.app import JobsApp
-from jobs_core.cli_output import F, emit_json, json_option, print_table, short_time, url_option
+from jobs_core.cli_output import F, emit_json, json_option, print_table, require_url, short_time, url_option
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
+from jobs_core.config import ENV_URL
 from jobs_core.driver import Capability
 from jobs_core.errors import UnsupportedOperation
 from jobs_core.schedule_data import Schedule
@@ -44,13 +45,15 @@ def poll_interval_option(function: F) -> F:
     )(function)
 
 
-def _app(url: str | None, load_plugins: bool = False) -> JobsApp:
+def _app(url: str | None, command: str, load_plugins: bool = False) -> JobsApp:
     """An app for ``url`` whose driver keeps schedules.
 
-    Raises :class:`~jobs_core.errors.UnsupportedOperation` before connecting
-    when the driver does not declare ``schedules``.
+    Raises :class:`~jobs_core.errors.ConfigurationError` when there is no
+    ``url`` (``jobs COMMAND`` names ``--url`` and ``JOBS_URL``), and
+    :class:`~jobs_core.errors.UnsupportedOperation` before connecting when
+    the driver does not declare ``schedules``.
     """
-    app = JobsApp(url, load_plugins=load_plugins) if url else JobsApp(load_plugins=load_plugins)
+    app = JobsApp(require_url(url, command), load_plugins=load_plugins)
     cls = app.config.driver_class(app.drivers)
     if Capability.SCHEDULES not in cls.capabilities:
         raise UnsupportedOperation(cls.name, Capability.SCHEDULES.value, "scheduling")
@@ -77,7 +80,7 @@ def _app(url: str | None, load_plugins: bool = False) -> JobsApp:
 def scheduler(url: str | None, imports: Sequence[str], poll_interval: float, log_level: str) -> None:
     """Fire the stored schedules until SIGTERM/SIGINT (run as many as you like)."""
     logging.getLogger("jobs_core").setLevel(log_level.upper())
-    app = _app(url, load_plugins=True)
+    app = _app(url, "scheduler", load_plugins=True)
     try:
         for module in imports:
             app.register_module(module)
@@ -124,7 +127,7 @@ def list_schedules(ctx: click.Context, url: str | None, as_json: bool) -> None:
 
 
 def _list(url: str | None, as_json: bool) -> None:
-    app = _app(url)
+    app = _app(url, "schedules")
     try:
         found = app.schedules()
     finally:
@@ -156,7 +159,7 @@ def _row(schedule: Schedule) -> list[str]:
 
 def _change(ctx: click.Context, url: str | None, as_json: bool, name: str, action: str) -> None:
     url, as_json = _settings(ctx, url, as_json)
-    app = _app(url)
+    app = _app(url, f"schedules {action}")
     try:
         if action == "pause":
             app.pause_schedule(name)
@@ -214,7 +217,7 @@ def worker_with_scheduler(options: WorkerOptions, poll_interval: float = DEFAULT
     process. Returns the worker's exit status.
     """
     if options.processes > 1:
-        app = _app(options.url, load_plugins=True)
+        app = _app(options.url or os.environ.get(ENV_URL), "worker --with-scheduler", load_plugins=True)
         thread = SchedulerThread(app.scheduler, poll_interval)
         thread.start()
         try:
@@ -222,6 +225,6 @@ def worker_with_scheduler(options: WorkerOptions, poll_interval: float = DEFAULT
         finally:
             thread.stop()
             app.close()
-    app = _app(options.url, load_plugins=True)
+    app = _app(options.url or os.environ.get(ENV_URL), "worker --with-scheduler", load_plugins=True)
     scheduler = app.scheduler
     return run_worker(options, services=[lambda stop: scheduler.run(stop, poll_interval)], app=app)

@@ -27,6 +27,7 @@ from typing import Any
 import click
 
 from jobs_core.app import JobsApp
+from jobs_core.cli_output import missing_url
 from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
 from jobs_core.facade import set_default_app
@@ -200,6 +201,11 @@ def run_worker(
 ) -> int:
     """Run one worker with ``options`` until it stops; return the exit status (0).
 
+    The backend is ``options.url``, else ``JOBS_URL``, else what an
+    ``--import``/``--plugin`` module configured with ``Jobs.configure``;
+    with none of them it raises :class:`~jobs_core.errors.ConfigurationError`
+    naming ``--url`` and ``JOBS_URL`` (an in-memory queue is served only when
+    asked for, ``--url memory://``); a given ``app`` is served as it is.
     ``services`` run beside the worker (see :class:`~jobs_core.worker.Service`).
     While it runs, the worker's app is the default app of the ``Jobs``
     facade, from before ``--plugin`` and ``--import`` modules are imported.
@@ -207,10 +213,17 @@ def run_worker(
     backend errors (the CLI prints them as one line).
     """
     logging.getLogger("jobs_core").setLevel(options.log_level.upper())
-    app = app or (JobsApp(options.url) if options.url else JobsApp())
+    unconfigured: JobsConfig | None = None
+    if app is None:
+        app = JobsApp(options.url) if options.url else JobsApp()
+        if not (options.url or os.environ.get(ENV_URL)):
+            # Only an imported module's own configuration may name the backend now.
+            unconfigured = app.config
     previous = set_default_app(app)
     try:
         prepare_app(app, options)
+        if app.config is unconfigured:
+            raise missing_url("worker")
         if not len(app.registry):
             raise ConfigurationError(
                 "no jobs are registered: pass --import MODULE with the module(s) that define your jobs"
