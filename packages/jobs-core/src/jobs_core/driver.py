@@ -273,6 +273,19 @@ class Driver(abc.ABC):
         reason (when the driver has one) and are not returned.
         """
 
+    def settled(self, queues: Sequence[str], timeout: float) -> bool:
+        """Whether ``reserve`` on ``queues`` now sees every message stored before this call.
+
+        Waits up to ``timeout`` seconds for it. A worker told to stop when its
+        queues are empty stops only once this is ``True`` and a ``reserve``
+        still finds nothing. The default is ``True`` at once (``reserve`` sees
+        every stored message); a broker-backed driver answers ``False`` while
+        it is still joining its consumer group or fetching, and raises
+        :class:`~jobs_core.errors.OperationTimedOut` when it cannot know
+        within its own time limit.
+        """
+        return True
+
     @abc.abstractmethod
     def ack(self, delivery: Delivery) -> None:
         """Mark the delivery done. Idempotent; ignored if the lease was lost.

@@ -84,7 +84,9 @@ class Worker(PooledWorker):
     ``max_jobs``
         Stop after handling this many jobs.
     ``stop_when_empty``
-        Stop as soon as no job is due (instead of waiting for work).
+        Stop as soon as no job is due (instead of waiting for work): once the
+        driver sees every message stored so far
+        (:meth:`~jobs_core.driver.Driver.settled`) and still reserves nothing.
     ``poll_interval``
         Longest wait for work per reserve call, in seconds (1).
     ``empty_wait``

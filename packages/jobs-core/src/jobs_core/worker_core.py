@@ -52,6 +52,9 @@ PREFETCH_SECONDS = 0.25
 STALLED_SECONDS = 0.02
 #: Default upper bound of deliveries reserved per round trip with concurrency 1.
 DEFAULT_INLINE_PREFETCH = 100
+#: Longest wait, in seconds, of one :meth:`~jobs_core.driver.Driver.settled` call of a
+#: worker told to stop when empty (it asks again until the driver has settled).
+SETTLE_STEP = 1.0
 
 
 @runtime_checkable
@@ -359,9 +362,8 @@ class WorkerCore:
         timeout = 0.0 if self.stop_when_empty else self.poll_interval
         try:
             deliveries = self.driver.reserve(self.queues, limit, self.lease, timeout)
-            if not deliveries and self.stop_when_empty and self.empty_wait > 0:
-                # Confirm the queue is empty: a broker may still be fetching records.
-                deliveries = self.driver.reserve(self.queues, limit, self.lease, self.empty_wait)
+            if not deliveries and self.stop_when_empty:
+                deliveries = self._confirm_empty(limit)
         except JobsError as exc:
             if self.stop_when_empty or not exc.retryable:
                 raise
@@ -375,6 +377,22 @@ class WorkerCore:
                     self._held[delivery.receipt] = delivery
                 self._reserved_total += len(deliveries)
         return deliveries
+
+    def _confirm_empty(self, limit: int) -> list[Delivery]:
+        """With ``stop_when_empty``, after an empty reserve: what is due after all, or nothing.
+
+        Nothing is due only once the driver sees every message stored so far
+        (:meth:`~jobs_core.driver.Driver.settled`: a broker's consumer group
+        may still be joining, or fetching) and a reserve of ``empty_wait``
+        seconds still finds nothing.
+        """
+        while not self._stopping:
+            settled = self.driver.settled(self.queues, SETTLE_STEP)
+            wait = self.empty_wait if settled else 0.0
+            deliveries = self.driver.reserve(self.queues, limit, self.lease, wait)
+            if deliveries or settled:
+                return deliveries
+        return []
 
     def _sleep(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds

@@ -298,6 +298,39 @@ class KafkaDriver(Driver):
             self.consumer.wait(0.05)
         return True
 
+    def settled(self, queues: Sequence[str], timeout: float) -> bool:
+        """Whether the groups of ``queues`` assigned their partitions and each one
+        assigned here was read to its end (the end its fetch reported, past
+        every record this process wrote); waits up to ``timeout`` for it.
+
+        Joins the groups first, like :meth:`join`, and raises
+        ``OperationTimedOut`` when a group assigns nothing within
+        ``join_timeout``: a worker told to stop when empty stops only once
+        its queues are read to their ends, however long the join takes.
+        """
+        self.check_open()
+        topics = [self.names.queue(check_queue(q)) for q in queues]
+        if not topics:
+            return True
+        self.admin.ensure(topics)
+        self.consumer.want(topics)
+        for queue in queues:
+            self._forwarder(queue).start()
+        deadline = time.monotonic() + max(0.0, timeout)
+        while True:
+            joined = self.consumer.joined(topics)
+            if joined and self.consumer.caught_up(topics):
+                return True
+            if not joined and self.consumer.waiting_for_join(topics) > self.settings.join_timeout:
+                raise OperationTimedOut(
+                    f"kafka consumer groups of {', '.join(queues)} on {self.settings.display()} "
+                    f"assigned no partitions within {self.settings.join_timeout:g} s"
+                )
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.consumer.wait(min(remaining, 0.05))
+
     def _recreate(self, topics: Sequence[str]) -> None:
         """After a consumer group forgot a member: new producer identities (see
         :meth:`Writer.renew_all`), and ``topics`` created again if they vanished

@@ -78,6 +78,13 @@ _PRODUCER_ONLY = (
     "max.in.flight",
 )
 
+#: Consumer-group timing: a dead worker's partitions move within about 7 s (its
+#: session expires after 6 s, the smallest Kafka accepts by default, and the
+#: others hear of the rebalance within a heartbeat). No ``group.instance.id``:
+#: a static member's partitions wait the whole session timeout even when it stops
+#: cleanly. Either may be overridden like any librdkafka setting.
+GROUP_DEFAULTS: dict[str, int] = {"session.timeout.ms": 6000, "heartbeat.interval.ms": 500}
+
 PREFIX_PATTERN = re.compile(r"^[A-Za-z0-9._-]{0,100}$")
 COMPRESSIONS = ("none", "gzip", "snappy", "lz4", "zstd")
 DEFAULT_TIERS = (1.0, 5.0, 30.0, 300.0, 3600.0)
@@ -222,6 +229,7 @@ class KafkaSettings:
             "auto.offset.reset": "earliest",
             "partition.assignment.strategy": "cooperative-sticky",
             "enable.partition.eof": True,
+            **GROUP_DEFAULTS,
         }
         conf.update(self._passthrough(_PRODUCER_ONLY))
         conf.update(overrides)
