@@ -219,6 +219,9 @@ class WorkerCore:
         self._done_count = 0
         self._last_finish = 0.0
         self._blocked_seconds = 1.0  # until measured: assume jobs wait, wake every runner
+        self._last_wall = 1.0  # seconds the last sync job took (the next one is measured fully)
+        #: Names of the registered sync jobs met so far (their deliveries go to threads).
+        self._sync_names: set[str] = set()
         self._tick_seconds = 0.0
         self._paced_at = 0.0
         self._paced_count = 0

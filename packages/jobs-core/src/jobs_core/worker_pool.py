@@ -63,6 +63,7 @@ class PooledWorker(WorkerCore):
         # until at least half of the prefetch window is free.
         self._low_water = max(1, self._window // 2)
         self._paced_at, self._paced_count = time.monotonic(), 0
+        short = False
         try:
             while not self._stopping:
                 if self._adaptive:
@@ -86,9 +87,19 @@ class PooledWorker(WorkerCore):
                     with self._cv:
                         self._cv.wait(0.05)
                     continue
+                if short and self._acks:
+                    # The last reserve found less than it asked for: the backend may
+                    # hold work back until finished jobs are acknowledged (a window of
+                    # unfinished records), so acknowledge them now, not at the next tick.
+                    self._flush_acks()
                 deliveries = self._reserve(room)
+                short = len(deliveries) < room
                 if deliveries:
                     self._hand_out(deliveries)
+                    if self._run_here() and time.monotonic() - self._last_flush >= self.ack_interval / 2:
+                        # As the inline worker does: acknowledge from this thread, before the
+                        # heartbeat tick would, so that the two do not contend for the backend.
+                        self._flush_acks_behind()
                 elif self.stop_when_empty:
                     if idle:
                         break
@@ -97,12 +108,80 @@ class PooledWorker(WorkerCore):
         finally:
             self._drain()
 
+    def _run_here(self) -> bool:
+        """Run waiting sync jobs on this, the reserving, thread while they only compute; whether it ran any.
+
+        Jobs that hardly wait on anything gain nothing from more threads under
+        the GIL, and handing each to a runner costs two thread switches; so
+        while the recent jobs' blocked time stays under
+        :data:`BLOCKING_JOB_SECONDS`, the reserving thread runs the batch it
+        reserved, one job at a time, as the inline worker does, and reserves
+        the next batch when it is done. A job that turns out to block raises
+        the measure and sends the next jobs to the runners; meanwhile the
+        stall check of the heartbeat tick wakes runners for the jobs waiting
+        behind it.
+        """
+        with self._cv:
+            chunk = self._take_here()
+        ran = bool(chunk)
+        while chunk:
+            self._run_timed(chunk)
+            with self._cv:
+                after = self._finish_locked(chunk, on_loop=False)
+                chunk = self._take_here()
+            self._after_finish(*after)
+        return ran
+
+    def _take_here(self) -> list[Delivery]:
+        """The next sync job for the reserving thread (none or one), counted as running (lock held).
+
+        One at a time: the jobs behind it stay where a runner can take them if it blocks.
+        """
+        if (
+            not self._ready
+            or len(self._running) >= self.concurrency
+            or self._stopping
+            or not self._threads
+            or self._blocked_seconds >= BLOCKING_JOB_SECONDS
+        ):
+            return []
+        delivery = self._ready.popleft()
+        self._running[delivery.receipt] = delivery
+        return [delivery]
+
+    def _run_timed(self, deliveries: Sequence[Delivery]) -> None:
+        """Run sync jobs one after the other on this thread; update the measure of how long jobs wait.
+
+        The thread's CPU clock is read (a system call) only around jobs that
+        follow long ones: jobs shorter than :data:`BLOCKING_JOB_SECONDS` on
+        average cannot have waited longer than that, so their wall time stands in.
+        """
+        sample = self._last_wall >= BLOCKING_JOB_SECONDS
+        cpu = time.thread_time() if sample else 0.0
+        wall = time.perf_counter()
+        for delivery in deliveries:
+            try:
+                self._process(delivery)
+            except BaseException:
+                log.exception("worker thread failed while running job %s", delivery.id)
+        wall = (time.perf_counter() - wall) / len(deliveries)
+        self._last_wall = wall
+        if sample:
+            # How long the jobs waited (I/O, sleep, locks): what more threads can overlap.
+            blocked = wall - (time.thread_time() - cpu) / len(deliveries)
+        elif wall < BLOCKING_JOB_SECONDS:
+            blocked = wall
+        else:
+            return  # long and not measured: the next ones are
+        self._blocked_seconds += (blocked - self._blocked_seconds) * 0.2
+
     def _hand_out(self, deliveries: Sequence[Delivery]) -> None:
         """Queue reserved deliveries for the runner threads or the event loop."""
         threaded: list[Delivery] = []
         on_loop: list[tuple[Delivery, Job]] = []
+        sync_names = self._sync_names
         for delivery in deliveries:
-            job = self._async_job(delivery)
+            job = None if delivery.message.name in sync_names else self._async_job(delivery)
             if job is None:
                 threaded.append(delivery)
             else:
@@ -111,11 +190,11 @@ class PooledWorker(WorkerCore):
             if threaded:
                 self._ready.extend(threaded)
                 wake = min(len(threaded), self._idle_runners)
-                busy = len(self._threads) - self._idle_runners
                 if self._blocked_seconds < BLOCKING_JOB_SECONDS and self._threads:
                     # The recent jobs hardly wait on anything: under the GIL another
-                    # thread would only take turns with the busy one, so one runs them.
-                    wake = 0 if busy else min(wake, 1)
+                    # thread would only take turns with the busy one, and the
+                    # reserving thread runs them itself (_run_here).
+                    wake = 0
                 if wake:
                     self._work.notify(wake)
                 missing = min(len(self._ready) - self._idle_runners, self.concurrency - len(self._threads))
@@ -139,6 +218,7 @@ class PooledWorker(WorkerCore):
         try:
             cls = self.registry.get(delivery.message.name)
             if not is_async_job(cls):
+                self._sync_names.add(delivery.message.name)
                 return None
             return cls()
         except Exception:
@@ -175,50 +255,63 @@ class PooledWorker(WorkerCore):
                         return
                     delivery = self._ready.popleft()
                     self._running[delivery.receipt] = delivery
-                wall, cpu = time.perf_counter(), time.thread_time()
-                try:
-                    self._process(delivery)
-                except BaseException:
-                    log.exception("worker thread failed while running job %s", delivery.id)
-                # How long the job waited (I/O, sleep, locks): what more threads can overlap.
-                blocked = (time.perf_counter() - wall) - (time.thread_time() - cpu)
-                self._blocked_seconds += (blocked - self._blocked_seconds) * 0.2
-                self._finished(delivery, on_loop=False)
+                self._run_timed((delivery,))
+                with self._cv:
+                    after = self._finish_locked((delivery,), on_loop=False)
+                self._after_finish(*after)
         finally:
             restore()
 
     def _finished(self, delivery: Delivery, on_loop: bool, outcome: tuple[Any, float] | None = None) -> None:
-        """A job has run (in a runner thread, or on the loop): free its place, wake who can use it.
+        """An async job has run on the loop: free its place, wake who can use it.
 
-        ``outcome`` (result, duration) records a success in the same step (the loop's path).
-        On the loop, the async jobs waiting for the place start here too.
+        ``outcome`` (result, duration) records a success in the same step.
+        The async jobs waiting for the place start here too.
+        """
+        with self._cv:
+            after = self._finish_locked((delivery,), on_loop, outcome)
+        self._after_finish(*after)
+
+    def _finish_locked(
+        self, deliveries: Sequence[Delivery], on_loop: bool, outcome: tuple[Any, float] | None = None
+    ) -> tuple[list[tuple[Delivery, Job]], bool]:
+        """Free the places of jobs that have run (call holding the lock); returns what to do after it.
+
+        That is: the async jobs to start on the loop, and whether to ask the
+        loop to start some.
         """
         start_async = False
         starting: list[tuple[Delivery, Job]] = []
-        with self._cv:
-            if outcome is not None and delivery.receipt not in self._released:
+        if outcome is not None:
+            (delivery,) = deliveries
+            if delivery.receipt not in self._released:
                 self._acks.append(delivery)
                 if self._emit_processed:
                     self._processed_events.append((delivery.message, *outcome))
                 self._processed += 1
+        for delivery in deliveries:
             self._running.pop(delivery.receipt, None)
-            self._done_count += 1
-            self._last_finish = time.monotonic()
-            free = self.concurrency - len(self._running)
-            if free > 0:
-                if (
-                    self._ready
-                    and self._idle_runners
-                    and (on_loop or self._blocked_seconds >= BLOCKING_JOB_SECONDS)
-                ):
-                    self._work.notify()
-                if self._async_ready and not self._stopping:
-                    if on_loop:
-                        starting = self._next_async(free)
-                    else:
-                        start_async = True
-            if self._reserver_waiting and self._has_room():
-                self._cv.notify()
+        self._done_count += len(deliveries)
+        self._last_finish = time.monotonic()
+        free = self.concurrency - len(self._running)
+        if free > 0:
+            if (
+                self._ready
+                and self._idle_runners
+                and (on_loop or self._blocked_seconds >= BLOCKING_JOB_SECONDS)
+            ):
+                self._work.notify()
+            if self._async_ready and not self._stopping:
+                if on_loop:
+                    starting = self._next_async(free)
+                else:
+                    start_async = True
+        if self._reserver_waiting and self._has_room():
+            self._cv.notify()
+        return starting, start_async
+
+    def _after_finish(self, starting: list[tuple[Delivery, Job]], start_async: bool) -> None:
+        """Act on what :meth:`_finish_locked` found, without the lock."""
         for waiting, job in starting:
             self.executor.spawn(self._run_async(waiting, job))
         if start_async:

@@ -298,13 +298,20 @@ class MemoryDriver(Driver):
 
     def ack(self, delivery: Delivery) -> None:
         """Finish the message; ignored if not held by this delivery."""
-        with self._store.condition:
-            rec = self._owned(delivery)
-            if rec is None:
-                return
-            del self._store.records[rec.id]
-            self._release_unique(rec)
-            self._store.completed.append((time.time(), rec.queue))
+        self.ack_many((delivery,))
+
+    def ack_many(self, deliveries: Sequence[Delivery]) -> None:
+        """Finish several messages under one lock (each ignored if not held by its delivery)."""
+        store = self._store
+        with store.condition:
+            now = time.time()
+            for delivery in deliveries:
+                rec = self._owned(delivery)
+                if rec is None:
+                    continue
+                del store.records[rec.id]
+                self._release_unique(rec)
+                store.completed.append((now, rec.queue))
 
     def retry(self, delivery: Delivery, delay: float, error: str) -> None:
         """Back on the queue after ``delay`` with ``attempts + 1``."""
