@@ -38,8 +38,9 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
+from jobs_core import options
 from jobs_core.distributions import distribution_version
-from jobs_core.errors import DriverClosed, PayloadTooLarge, UnsupportedOperation
+from jobs_core.errors import ConfigurationError, DriverClosed, PayloadTooLarge, UnsupportedOperation
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -93,6 +94,18 @@ class Capability(str, enum.Enum):
     #: ``enqueue`` of a message whose id is stored and unfinished stores
     #: nothing and returns the id (a producer may safely send again).
     IDEMPOTENT_ENQUEUE = "idempotent_enqueue"
+    #: Messages of one ``key`` start in the order they were stored, at most
+    #: their ``key_concurrency`` at once (a driver without it stores the key
+    #: and ignores it).
+    ORDERED_KEYS = "ordered_keys"
+
+
+def _check_key(key: object, concurrency: object) -> None:
+    """Raise :class:`~jobs_core.errors.ConfigurationError` for a bad ordering key or concurrency."""
+    if key is None:
+        raise ConfigurationError(f"message key_concurrency {concurrency!r} given without a key")
+    options.ordering_key("message key", key)
+    options.key_concurrency("message key_concurrency", concurrency)
 
 
 class Driver(abc.ABC):
@@ -183,6 +196,8 @@ class Driver(abc.ABC):
                 self.require(Capability.PRIORITY, "a message with a non-zero priority")
             if message.unique_key is not None:
                 self.require(Capability.UNIQUE, "a message with a unique_key")
+            if message.key is not None or message.key_concurrency != 1:
+                _check_key(message.key, message.key_concurrency)
             body = message.encode()
             if len(body) > self.max_message_bytes:
                 raise PayloadTooLarge(len(body), self.max_message_bytes, self.name)
@@ -220,6 +235,8 @@ class Driver(abc.ABC):
             self.require(Capability.PRIORITY, "a message with a non-zero priority")
         if common["unique_key"] is not None:
             self.require(Capability.UNIQUE, "a message with a unique_key")
+        if common["key"] is not None or common["key_concurrency"] != 1:
+            _check_key(common["key"], common["key_concurrency"])
 
     def check_sizes(self, bodies: Sequence[bytes]) -> None:
         """Raise :class:`~jobs_core.errors.PayloadTooLarge` for the first body over the limit.

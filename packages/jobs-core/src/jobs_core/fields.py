@@ -36,6 +36,33 @@ def check_priority(value: object) -> int:
     )
 
 
+def check_key(value: object) -> str | None:
+    """An envelope ordering key: ``None``, or 1 to :data:`~jobs_core.limits.MAX_KEY` characters."""
+    if value is None:
+        return None
+    if type(value) is str and 0 < len(value) <= limits.MAX_KEY:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            pass  # a lone surrogate
+        else:
+            return value
+    raise ValueError(
+        f"key must be a string of 1 to {limits.MAX_KEY} characters (no lone surrogates), got {value!r:.80}"
+    )
+
+
+def check_key_concurrency(value: object) -> int:
+    """An envelope ``key_concurrency``: an int from 1 to :data:`~jobs_core.limits.MAX_KEY_CONCURRENCY`."""
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int and 1 <= value <= limits.MAX_KEY_CONCURRENCY:
+        return value
+    raise ValueError(
+        f"key_concurrency must be an integer from 1 to {limits.MAX_KEY_CONCURRENCY}, got {value!r}"
+    )
+
+
 def as_number(value: object) -> float:
     """A JSON number as a float (``TypeError`` for anything else; ``OverflowError`` for a huge int)."""
     if type(value) is float:

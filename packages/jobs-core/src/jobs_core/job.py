@@ -158,6 +158,21 @@ class Job:
         self._overrides["unique_ttl"] = checked_ttl
         return self
 
+    def key(self, key: str, concurrency: int = 1) -> Job:
+        """Order this job after the earlier jobs of ``key`` (an entity: ``"customer-42"``).
+
+        On a driver with :attr:`~jobs_core.driver.Capability.ORDERED_KEYS`,
+        the jobs of one key start in the order they were dispatched, at most
+        ``concurrency`` of them running at once (give every job of a key the
+        same value). On Kafka the key is the record key, so it picks the
+        partition. Other drivers store the key and do not order by it.
+        """
+        checked_key = options.ordering_key("key()", key)
+        checked_concurrency = options.key_concurrency("key() concurrency", concurrency)
+        self._overrides["key"] = checked_key
+        self._overrides["key_concurrency"] = checked_concurrency
+        return self
+
     # legacy setters --------------------------------------------------------
 
     def set_max_retries(self, count: int) -> Job:
@@ -178,8 +193,10 @@ class Job:
         """The effective value of one setting: the override, else the class default."""
         if key in self._overrides:
             return self._overrides[key]
-        if key in ("delay", "unique_key", "unique_ttl"):
+        if key in ("delay", "unique_key", "unique_ttl", "key"):
             return None
+        if key == "key_concurrency":
+            return 1
         if key == "priority":
             return self.default_priority
         return getattr(type(self), key)
@@ -237,6 +254,8 @@ class Job:
             "unique_key": settings.get("unique_key"),
             "unique_ttl": settings.get("unique_ttl"),
             "last_error": None,
+            "key": settings.get("key"),
+            "key_concurrency": settings.get("key_concurrency", 1),
         }
         if headers:
             headers = options.headers("headers", headers)
@@ -300,6 +319,7 @@ _FLUENT_METHODS = (
     "delay",
     "priority",
     "unique",
+    "key",
     "set_max_retries",
     "set_retry_delay",
     "set_timeout",
@@ -415,6 +435,10 @@ class JobFunction:
     def unique(self, key: str, ttl: float | None = None) -> Job:
         """A new job instance with a unique key."""
         return self.new().unique(key, ttl)
+
+    def key(self, key: str, concurrency: int = 1) -> Job:
+        """A new job instance with an ordering key (see :meth:`Job.key`)."""
+        return self.new().key(key, concurrency)
 
     def __repr__(self) -> str:
         return f"<job {self.job_name!r}>"

@@ -39,6 +39,12 @@ MAX_UNIQUE_KEY = 255
 #: Characters in a job name (a database column holds it).
 MAX_JOB_NAME = 255
 
+#: Characters in an ordering key (``Job.key``): on Kafka, the record key.
+MAX_KEY = 255
+
+#: Jobs of one ordering key that may run at once: 32-bit, like the counts above.
+MAX_KEY_CONCURRENCY = 2**31 - 1
+
 #: Characters of an error text kept with a failed attempt (the summary line and
 #: the end of the traceback are kept; the middle is cut). Every backend's
 #: error column and a Kafka dead-letter record hold this much.

@@ -29,6 +29,8 @@ from jobs_core.fields import (
     MAX_TIMESTAMP,
     MIN_PRIORITY,
     check_count,
+    check_key,
+    check_key_concurrency,
     check_priority,
     check_seconds,
     check_timestamp,
@@ -95,6 +97,9 @@ class Message:
     ``attempts`` counts attempts that failed (incremented by ``retry`` and
     ``fail``); the worker gives up once it exceeds ``max_retries``.
     ``priority``: higher runs first. Times are Unix timestamps in seconds.
+    ``key`` is the ordering key (``None``: none); on a driver with
+    :attr:`~jobs_core.driver.Capability.ORDERED_KEYS`, jobs of one key start
+    in the order they were stored, at most ``key_concurrency`` at once.
     """
 
     name: str
@@ -112,6 +117,8 @@ class Message:
     unique_ttl: float | None = None
     headers: Mapping[str, str] = field(default_factory=dict)
     last_error: str | None = None
+    key: str | None = None
+    key_concurrency: int = 1
 
     def replace(self, **changes: Any) -> Message:
         """A copy with ``changes`` applied."""
@@ -136,6 +143,8 @@ class Message:
             "unique_ttl": self.unique_ttl,
             "headers": dict(self.headers),
             "last_error": self.last_error,
+            "key": self.key,
+            "key_concurrency": self.key_concurrency,
         }
 
     def envelope(self) -> dict[str, Any]:
@@ -173,6 +182,10 @@ class Message:
             data["headers"] = dict(self.headers)
         if self.last_error is not None:
             data["last_error"] = self.last_error
+        if self.key is not None:
+            data["key"] = self.key
+        if self.key_concurrency != 1:
+            data["key_concurrency"] = self.key_concurrency
         return data
 
     def encode(self) -> bytes:
@@ -268,6 +281,11 @@ class Message:
             priority = get("priority", 0)
             if not (type(priority) is int and MIN_PRIORITY <= priority <= MAX_PRIORITY):
                 priority = check_priority(priority)
+            key = get("key")
+            key_concurrency = get("key_concurrency", 1)
+            if key is not None or type(key_concurrency) is not int or key_concurrency != 1:
+                key = check_key(key)
+                key_concurrency = check_key_concurrency(key_concurrency)
             message = object.__new__(cls)
             message.__dict__.update(
                 name=name,
@@ -285,6 +303,8 @@ class Message:
                 unique_ttl=None if unique_ttl is None else check_seconds("unique_ttl", unique_ttl),
                 headers=headers,
                 last_error=last_error,
+                key=key,
+                key_concurrency=key_concurrency,
             )
             return message
         except (TypeError, ValueError, OverflowError) as exc:

@@ -22,6 +22,8 @@ from typing import Any
 from jobs_core.errors import ConfigurationError
 from jobs_core.limits import (
     MAX_JOB_NAME,
+    MAX_KEY,
+    MAX_KEY_CONCURRENCY,
     MAX_PRIORITY,
     MAX_RETRIES,
     MAX_SECONDS,
@@ -35,6 +37,8 @@ __all__ = [
     "headers",
     "jitter",
     "job_name",
+    "key_concurrency",
+    "ordering_key",
     "priority",
     "queue",
     "retries",
@@ -119,6 +123,31 @@ def unique_key(option: str, value: object) -> str:
     raise ConfigurationError(
         f"{option} must be a string of 1 to {MAX_UNIQUE_KEY} characters, got {_short(value)}"
     )
+
+
+def ordering_key(option: str, value: object) -> str:
+    """An ordering key: a string of 1 to :data:`~jobs_core.limits.MAX_KEY` characters that UTF-8 can hold."""
+    if isinstance(value, str) and 0 < len(value) <= MAX_KEY:
+        try:
+            value.encode()
+        except UnicodeEncodeError:
+            pass  # a lone surrogate: no backend can store it
+        else:
+            return str(value)
+    raise ConfigurationError(
+        f"{option} must be a string of 1 to {MAX_KEY} characters (no lone surrogates), got {_short(value)}"
+    )
+
+
+def key_concurrency(option: str, value: object) -> int:
+    """Jobs of one ordering key that may run at once: an int from 1 to
+    :data:`~jobs_core.limits.MAX_KEY_CONCURRENCY`.
+    """
+    if type(value) is int and 1 <= value <= MAX_KEY_CONCURRENCY:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_KEY_CONCURRENCY:
+        return int(value)
+    raise ConfigurationError(f"{option} must be an int from 1 to {MAX_KEY_CONCURRENCY}, got {_short(value)}")
 
 
 def unique_ttl(option: str, value: object) -> float | None:

@@ -31,6 +31,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from jobs_core.errors import BackendUnavailable
 
+from jobs_kafka.keys import key_concurrency
 from jobs_kafka.partitions import Fetched, Lease, PartitionState
 from jobs_kafka.settings import KafkaSettings
 
@@ -171,11 +172,11 @@ class QueueConsumer:
                 while len(taken) < limit and progress:
                     progress = False
                     for state in states:
-                        record = state.pop_ready()
+                        record = state.pop_runnable()
                         if record is None:
                             continue
                         receipt = f"{state.generation}.{next(self._receipts)}"
-                        state.leases[record.offset] = Lease(receipt, expires_at, record)
+                        state.lease(record, receipt, expires_at)
                         taken.append((record, receipt, state.generation))
                         progress = True
                         if len(taken) >= limit:
@@ -219,7 +220,7 @@ class QueueConsumer:
             if owned is None:
                 return False
             state, _ = owned
-            del state.leases[handle[2]]
+            state.unlease(handle[2])
             state.finish(handle[2])
             self.cond.notify_all()
             return True
@@ -231,7 +232,7 @@ class QueueConsumer:
                 owned = self._owned(handle, receipt)
                 if owned is not None:
                     state, _ = owned
-                    del state.leases[handle[2]]
+                    state.unlease(handle[2])
                     state.finish(handle[2])
             self.cond.notify_all()
 
@@ -242,7 +243,7 @@ class QueueConsumer:
             if owned is None:
                 return False
             state, lease = owned
-            del state.leases[handle[2]]
+            state.unlease(handle[2])
             state.push_back(lease.record)
             self.cond.notify_all()
             return True
@@ -286,6 +287,7 @@ class QueueConsumer:
                 if state is None or state.revoking:
                     continue
                 handled.add(key)
+                state.unblock()
                 kept = []
                 while (record := state.pop_ready()) is not None:
                     if record.offset < target:
@@ -453,7 +455,13 @@ class QueueConsumer:
                     # The client went back to an earlier offset on its own: the log was reset
                     # (truncated, re-created, or a broker lost it) under auto.offset.reset.
                     state = self._reset(key, expected, f"the brokers served offset {offset}")
-                if state.add(Fetched(key[0], key[1], offset, message.value())):
+                record_key = message.key()
+                if record_key is None:
+                    fetched = Fetched(key[0], key[1], offset, message.value())
+                else:  # an ordering key: see partitions.py
+                    limit = key_concurrency(message.headers())
+                    fetched = Fetched(key[0], key[1], offset, message.value(), record_key, limit)
+                if state.add(fetched):
                     added = True
             if added:
                 self.cond.notify_all()

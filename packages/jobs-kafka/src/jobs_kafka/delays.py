@@ -47,6 +47,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from jobs_core.errors import JobsError
 from jobs_core.message import Message
 
+from jobs_kafka.keys import key_headers, record_key
 from jobs_kafka.producing import Record, Writer
 from jobs_kafka.settings import KafkaSettings
 from jobs_kafka.topics import TopicAdmin, TopicNames
@@ -87,6 +88,7 @@ def delayed_record(names: TopicNames, message: Message, body: bytes, now: float,
     return Record(
         names.tier_topic(message.queue, tier),
         body,
+        key=record_key(message),
         headers=[
             (QUEUE_HEADER, message.queue.encode()),
             (DELAYED_AT_HEADER, repr(delayed_at).encode()),
@@ -411,5 +413,5 @@ class DelayForwarder:
         if entered < self.purged_before(decoded.queue):
             return None
         if decoded.available_at <= now:
-            return Record(self.names.queue(decoded.queue), value)
+            return Record(self.names.queue(decoded.queue), value, record_key(decoded), key_headers(decoded))
         return delayed_record(self.names, decoded, value, now, entered)

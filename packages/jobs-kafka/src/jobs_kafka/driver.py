@@ -24,6 +24,7 @@ from jobs_kafka.dead import DeadLetters, Origin, clip
 from jobs_kafka.delays import DelayForwarder, delayed_at, delayed_record
 from jobs_kafka.group_admin import warn_if_renamed
 from jobs_kafka.groups import ConsumerSet
+from jobs_kafka.keys import key_headers, key_of_record, record_key
 from jobs_kafka.logs import read_record
 from jobs_kafka.offsets import PartitionOffsets, probe_groups
 from jobs_kafka.partitions import Fetched
@@ -72,6 +73,7 @@ class KafkaDriver(Driver):
             Capability.SCHEDULES,
             Capability.BLOCKING_RESERVE,
             Capability.RAW_INJECTION,
+            Capability.ORDERED_KEYS,
         }
     )
 
@@ -123,8 +125,15 @@ class KafkaDriver(Driver):
                 topic = topics.get(message.queue)
                 if topic is None:
                     topic = topics[message.queue] = self.names.queue(message.queue)
-                records.append(Record(topic, body))
+                if message.key is None:
+                    records.append(Record(topic, body))
+                else:
+                    records.append(Record(topic, body, record_key(message), key_headers(message)))
         return records
+
+    def _queue_record(self, message: Message, body: bytes) -> Record:
+        """The record of ``message`` in its queue topic (with its ordering key)."""
+        return Record(self.names.queue(message.queue), body, record_key(message), key_headers(message))
 
     def _send(self, records: list[Record]) -> None:
         self._changed()
@@ -151,7 +160,8 @@ class KafkaDriver(Driver):
         for queue in queues:
             check_queue(queue)
         bodies = self.validate(messages)
-        if len(queues) == 1 and max(m.available_at for m in messages) <= time.time():
+        keyed = any(m.key is not None for m in messages)
+        if len(queues) == 1 and not keyed and max(m.available_at for m in messages) <= time.time():
             # The bulk path: one topic, nothing delayed, no object per record.
             topic = self.names.queue(next(iter(queues)))
             self.admin.ensure([topic])
@@ -165,7 +175,7 @@ class KafkaDriver(Driver):
         """A bulk dispatch: one queue and one due time for all, no message object per job."""
         self._changed()
         queue = check_queue(batch.common["queue"])
-        if batch.common["available_at"] > time.time():
+        if batch.common["available_at"] > time.time() or batch.common["key"] is not None:
             self._send(self._records(batch, self.validate(batch)))
             return list(batch.ids())
         # Checked whole first (sizes included), then encoded and produced a chunk
@@ -243,20 +253,23 @@ class KafkaDriver(Driver):
                 self.consumer.wait(0.02)
                 continue
             taken = self.consumer.take(topics, limit - len(found), lease)
+            postponed: list[tuple[Delivery, bytes]] = []
             for index, (record, receipt, generation) in enumerate(taken):
                 try:
-                    delivery = self._delivery(record, receipt, generation, lease)
+                    delivery = self._delivery(record, receipt, generation, lease, postponed)
                 except BaseException:
                     # A poison record could not be moved to the dead-letter topic (the
                     # brokers are down): hand everything back unrun, for the next reserve.
                     for later, later_receipt, later_generation in taken[index:]:
                         handle = (later.topic, later.partition, later.offset, later_generation)
                         self.consumer.give_back(handle, later_receipt)
-                    for held in found:
+                    for held in [*found, *(d for d, _ in postponed)]:
                         self.consumer.give_back(self._handle(held), held.receipt)
                     raise
                 if delivery is not None:
                     found.append(delivery)
+            if postponed:
+                self._postpone(postponed, found)
             if found or self._closed:
                 return found
             now = time.monotonic()
@@ -361,13 +374,23 @@ class KafkaDriver(Driver):
                 ).start()
             return forwarder
 
-    def _delivery(self, record: Fetched, receipt: str, generation: int, lease: float) -> Delivery | None:
+    def _delivery(
+        self,
+        record: Fetched,
+        receipt: str,
+        generation: int,
+        lease: float,
+        postponed: list[tuple[Delivery, bytes]],
+    ) -> Delivery | None:
+        """The delivery of a leased record; ``None`` for a malformed one (moved to the
+        failed store) or one not due yet (added to ``postponed`` with the body to delay).
+        """
         handle: Handle = (record.topic, record.partition, record.offset, generation)
         queue = self._queue_of.get(record.topic)
         if queue is None:
             queue = self._queue_of[record.topic] = self.names.queue_of(record.topic) or ""
         try:
-            message = Message.decode(record.value or b"")
+            message = original = Message.decode(record.value or b"")
             if message.queue != queue:
                 message = message.replace(queue=queue)
         except Exception as exc:  # whatever fails on one record fails that record alone
@@ -375,7 +398,36 @@ class KafkaDriver(Driver):
             self._dead_letter_raw(queue, record.value, reason, handle[:3])
             self.consumer.finish(handle, receipt)
             return None
-        return Delivery(message, receipt, time.time() + lease, handle)
+        if record.key is not None and message.key is None:
+            # Written by another service with a record key only: the job keeps it (a retry
+            # goes to the same partition).
+            key = key_of_record(record.key)
+            if key is not None:
+                message = message.replace(key=key, key_concurrency=record.limit)
+        delivery = Delivery(message, receipt, time.time() + lease, handle)
+        due = message.available_at
+        if due > message.created_at and due > time.time():
+            # Not due yet (written to the queue topic by another service): it waits in the
+            # delay tiers, as it is unless the driver changed it; the records behind it run.
+            raw = record.value if message is original else None
+            postponed.append((delivery, message.encode() if raw is None else raw))
+            return None
+        return delivery
+
+    def _postpone(self, postponed: list[tuple[Delivery, bytes]], found: list[Delivery]) -> None:
+        """Move records not due yet to the delay tiers, then finish them in the queue topic.
+
+        A failed write hands them and ``found`` back unrun (they are read again).
+        """
+        now = time.time()
+        try:
+            self._send([delayed_record(self.names, d.message, body, now, now) for d, body in postponed])
+        except BaseException:
+            for held in [*found, *(d for d, _ in postponed)]:
+                self.consumer.give_back(self._handle(held), held.receipt)
+            raise
+        self.consumer.finish_many([(self._handle(d), d.receipt) for d, _ in postponed])
+        log.debug("%d records of queue topics not due yet moved to the delay tiers", len(postponed))
 
     def _dead_letter_raw(self, queue: str, value: bytes | None, reason: str, origin: Origin) -> None:
         self.dead.write([self.dead.raw_record(queue, value, reason, origin)])
@@ -614,12 +666,12 @@ class KafkaDriver(Driver):
             body = self._original(failed_id, *cut)
             if entry.name:  # a job that failed: its original record, attempts reset
                 original = Message.decode(body).replace(attempts=0, available_at=time.time())
-                self._send([Record(self.names.queue(original.queue), original.encode())])
+                self._send([self._queue_record(original, original.encode())])
             else:  # an undecodable record: its bytes as they were
                 self._send([Record(self.names.queue(check_queue(entry.queue)), body)])
         elif entry.message is not None:
             message = entry.message.replace(attempts=0, available_at=time.time())
-            self._send([Record(self.names.queue(message.queue), message.encode())])
+            self._send([self._queue_record(message, message.encode())])
         else:
             check_queue(entry.queue)
             self._send([Record(self.names.queue(entry.queue), (entry.raw or "").encode())])

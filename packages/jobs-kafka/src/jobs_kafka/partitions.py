@@ -4,10 +4,17 @@ A partition's records are handed out in offset order and may finish in any
 order. The offset committed for a partition is the lowest offset not yet
 finished (or the next offset to fetch when all are finished), so a crash
 replays only unfinished work and never skips any.
+
+A record with a key (an ordering key: every record of a key is in one
+partition) is handed out only while fewer than its ``limit`` records of that
+key are leased, and never before an earlier record of its key: a record
+that must wait is set aside with its key (:attr:`PartitionState.blocked`),
+and the records of other keys behind it are handed out meanwhile.
 """
 
 from __future__ import annotations
 
+import bisect
 import heapq
 from collections import deque
 from dataclasses import dataclass, field
@@ -21,6 +28,10 @@ class Fetched(NamedTuple):
     partition: int
     offset: int
     value: bytes | None
+    #: The record key: the ordering key of the job (``None``: none).
+    key: bytes | None = None
+    #: Records of ``key`` that may be leased at once (the job's ``key_concurrency``).
+    limit: int = 1
 
 
 @dataclass
@@ -55,6 +66,10 @@ class PartitionState:
     #: Since when (monotonic) the window is full, while it is.
     full_since: float | None = None
     revoking: bool = False
+    #: Leased records per key (keys with none are left out).
+    running: dict[bytes, int] = field(default_factory=dict)
+    #: Records set aside until an earlier record of their key finishes, per key, by offset.
+    blocked: dict[bytes, list[tuple[int, Fetched]]] = field(default_factory=dict)
 
     def add(self, record: Fetched) -> bool:
         """Buffer a fetched record; ``False`` if it was already seen (a re-fetch)."""
@@ -76,6 +91,61 @@ class PartitionState:
     def push_back(self, record: Fetched) -> None:
         """Make a leased record ready again (lease expired or released)."""
         heapq.heappush(self.returned, (record.offset, record))
+
+    def pop_runnable(self) -> Fetched | None:
+        """The lowest ready record that may run now, or ``None``.
+
+        A keyed record whose key has ``limit`` records leased, or an earlier
+        record waiting, is set aside in :attr:`blocked` (it keeps its place
+        in the key's line); the records behind it are looked at next.
+        """
+        while True:
+            if self.returned:
+                record = heapq.heappop(self.returned)[1]
+            elif self.ready:
+                record = self.ready.popleft()
+            else:
+                return None
+            key = record.key
+            if key is None:
+                return record
+            waiting = self.blocked.get(key)
+            if self.running.get(key, 0) < record.limit and (not waiting or waiting[0][0] > record.offset):
+                return record
+            if waiting is None:
+                waiting = self.blocked[key] = []
+            bisect.insort(waiting, (record.offset, record), key=_first)
+
+    def lease(self, record: Fetched, receipt: str, expires_at: float) -> None:
+        """Lease ``record`` (popped by :meth:`pop_runnable`)."""
+        self.leases[record.offset] = Lease(receipt, expires_at, record)
+        key = record.key
+        if key is not None:
+            self.running[key] = self.running.get(key, 0) + 1
+
+    def unlease(self, offset: int) -> Lease:
+        """End the lease of ``offset`` (finished, given back or expired); its key's next record may run."""
+        lease = self.leases.pop(offset)
+        key = lease.record.key
+        if key is not None:
+            count = self.running[key] - 1
+            if count:
+                self.running[key] = count
+            else:
+                del self.running[key]
+            waiting = self.blocked.get(key)
+            if waiting:
+                self.push_back(waiting.pop(0)[1])
+                if not waiting:
+                    del self.blocked[key]
+        return lease
+
+    def unblock(self) -> None:
+        """Make every set-aside record ready again (before a purge looks at all of them)."""
+        for waiting in self.blocked.values():
+            for item in waiting:
+                heapq.heappush(self.returned, item)
+        self.blocked.clear()
 
     def finish(self, offset: int) -> None:
         """Mark ``offset`` done and advance the committable prefix."""
@@ -99,7 +169,7 @@ class PartitionState:
         """Return expired leases to the ready heap; how many."""
         expired = [offset for offset, lease in self.leases.items() if lease.expires_at <= now]
         for offset in expired:
-            self.push_back(self.leases.pop(offset).record)
+            self.push_back(self.unlease(offset).record)
         return len(expired)
 
     def next_expiry(self) -> float | None:
@@ -108,8 +178,13 @@ class PartitionState:
 
     def pending_here(self) -> int:
         """Records fetched here that are neither leased nor done."""
-        return len(self.ready) + len(self.returned)
+        waiting = sum(map(len, self.blocked.values())) if self.blocked else 0
+        return len(self.ready) + len(self.returned) + waiting
 
     def done_uncommitted(self) -> int:
         """Records finished here whose offsets are not committable yet (out of order)."""
         return len(self.done)
+
+
+def _first(item: tuple[int, Fetched]) -> int:
+    return item[0]

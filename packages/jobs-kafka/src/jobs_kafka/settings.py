@@ -212,6 +212,8 @@ class KafkaSettings:
             "acks": "all",
             "compression.type": self.compression,
             "linger.ms": 5,
+            # Keyed records land where a Java producer puts them (its default partitioner).
+            "partitioner": "murmur2_random",
             "message.timeout.ms": timeout_ms,
             "socket.connection.setup.timeout.ms": timeout_ms,
         }

@@ -44,6 +44,7 @@ BEHAVIOURAL = {
     Capability.COMPLETED_COUNT,
     Capability.LEASE_HANDOFF,
     Capability.IDEMPOTENT_ENQUEUE,
+    Capability.ORDERED_KEYS,  # a keyed message is stored everywhere; only the order is promised
 }
 
 
