@@ -97,8 +97,8 @@ class KafkaDriver(Driver):
         self._close_lock = threading.Lock()
         self._listed: tuple[float, frozenset[str]] = (-STATS_MAX_AGE, frozenset())
         self._last_measure: _Measure | None = None
-        #: A worker told to stop when the queue is empty confirms it this long: enough
-        #: for the consumer group to form on a first ``reserve`` and fetch once.
+        #: A worker told to stop when the queue is empty, once :meth:`settled` (its groups
+        #: joined, its partitions read to their ends), still waits this long for more.
         self.reserve_settle_time = 1.5
 
     @classmethod
