@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import pathlib
+import re
 import threading
 import time
 import uuid
@@ -11,9 +13,12 @@ from typing import Any
 
 from confluent_kafka import Producer
 from jobs_core import JobsApp, job
+from jobs_core.message import Message
 from jobs_kafka import KafkaDriver
 
 from .helpers import reserve_until
+
+DOCS = pathlib.Path(__file__).resolve().parents[3] / "docs" / "drivers" / "kafka.md"
 
 
 def _write(bootstrap: str, topic: str, *records: tuple[bytes | None, dict[str, Any]]) -> None:
@@ -99,3 +104,29 @@ def test_a_record_due_later_without_created_at_waits_too(driver: KafkaDriver, ka
     _write(kafka_bootstrap, driver.names.queue("late"), (None, _envelope("x", 1, "late", available_at=due)))
     got = reserve_until(driver, ["late"], 1, timeout=20)
     assert got and time.time() >= due and got[0].message.available_at == due
+
+
+def _docs_section() -> str:
+    text = DOCS.read_text()
+    return text[
+        text.index("## Jobs written by other services") : text.index("## Failures and the dead-letter topic")
+    ]
+
+
+def test_the_documented_envelope_and_python_producer_write_a_job_that_waits_for_its_due_time(
+    driver: KafkaDriver, kafka_bootstrap: str
+) -> None:
+    section = _docs_section()
+    (record,) = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    documented = Message.decode(record.encode())
+    assert (documented.name, documented.queue, documented.key) == ("billing.charge", "billing", "customer-42")
+    assert documented.available_at - documented.created_at == 3600
+    (example,) = re.findall(r"```python\n(.*?)```", section, re.DOTALL)
+    topic = driver.names.queue("billing")
+    assert driver.join(["billing"], timeout=30)
+    exec(example.replace("localhost:9092", kafka_bootstrap).replace('"jobs-billing"', repr(topic)), {})
+    assert driver.reserve(["billing"], limit=1, lease=60, timeout=2.0) == []  # due in an hour
+    deadline = time.monotonic() + 20
+    while driver.stats("billing").delayed != 1 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert (driver.stats("billing").delayed, driver.stats("billing").pending) == (1, 0)
