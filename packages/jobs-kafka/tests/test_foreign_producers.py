@@ -55,7 +55,7 @@ def test_a_record_due_later_runs_at_its_due_time_and_the_records_behind_it_at_on
         thread = threading.Thread(target=worker.run)
         thread.start()
         now = time.time()
-        due = now + 3.0
+        due = now + 5.0
         topic = driver.names.queue("billing")
         _write(
             kafka_bootstrap,
@@ -73,7 +73,7 @@ def test_a_record_due_later_runs_at_its_due_time_and_the_records_behind_it_at_on
         app.close()
     assert ran["later"] >= due, f"ran {due - ran['later']:.3f} s before its due time"
     assert ran["now"] < due, "the due record waited behind the one due later"
-    assert ran["now"] - written < 2.5, f"the due record ran {ran['now'] - written:.2f} s after it was written"
+    assert ran["now"] - written < 4.0, f"the due record ran {ran['now'] - written:.2f} s after it was written"
 
 
 def test_the_smallest_envelope_runs_at_once_and_a_record_key_orders_its_jobs(
