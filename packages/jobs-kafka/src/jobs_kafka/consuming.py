@@ -607,7 +607,11 @@ class QueueConsumer:
         except KafkaException as exc:
             # A commit refused during a rebalance is retried by the next one, or
             # the records are redelivered to the partition's next owner.
-            log.warning("kafka commit of %d partitions failed: %s", len(offsets), exc)
+            log.warning(
+                "kafka commit of %d partitions failed: %s; those still held here will be committed again",
+                len(offsets),
+                exc,
+            )
             with self.cond:
                 for tp in offsets:
                     failed = self.parts.get((tp.topic, tp.partition))
@@ -615,8 +619,31 @@ class QueueConsumer:
                         failed.committed = None
 
     def _on_commit(self, error: KafkaError | None, partitions: list[TopicPartition]) -> None:
-        if error is not None:
-            log.warning("kafka asynchronous commit failed: %s", error)
+        """An asynchronous commit's outcome (on the poll thread): a refused one is made again.
+
+        A commit sent just before a rebalance carries the old generation and is
+        refused (``ILLEGAL_GENERATION``, ``REBALANCE_IN_PROGRESS``, ...). The
+        partitions it named are marked uncommitted, so the next commit of the
+        ones still held here sends their offsets again with the new
+        generation; the ones given up were committed by the revoke.
+        """
+        failed = [tp for tp in partitions if error is not None or tp.error is not None]
+        if not failed:
+            return
+        again = 0
+        with self.cond:
+            for tp in failed:
+                state = self.parts.get((tp.topic, tp.partition))
+                if state is not None and state.committed == tp.offset:
+                    state.committed = None
+                    again += 1
+        reason = error if error is not None else failed[0].error
+        log.info(
+            "kafka commit of %d partitions refused (%s): %d will be committed again",
+            len(failed),
+            reason,
+            again,
+        )
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         starts: dict[Key, int] = {}
