@@ -322,3 +322,33 @@ def test_after_a_bulk_dispatch_an_empty_reserve_means_this_process_read_all_it_w
         assert sorted(d.id for d in got) == sorted(i for i in ids if i is not None)
         driver.ack_many(got)
     assert driver.stats("spread").pending == 0
+
+
+def test_a_partition_paused_when_it_was_taken_away_is_fetched_when_it_comes_back(
+    make_driver: Callable[..., KafkaDriver],
+) -> None:
+    # librdkafka keeps a partition's pause across a revoke and a later assignment.
+    settings = {"partitions": 2, "max_in_flight": 5, "rebalance_grace": 0.5}
+    first = make_driver(**settings)
+    first.enqueue(jobs("paused", 100))
+    held = reserve_until(first, ["paused"], 10)
+    assert len(held) == 10  # both windows full: after PAUSE_AFTER both partitions are paused
+    time.sleep(1.5)
+    assert first.reserve(["paused"], limit=10, timeout=0.2) == []
+    second = make_driver(**settings)
+    deadline = time.monotonic() + 30
+    taken: list[Delivery] = []
+    while not taken and time.monotonic() < deadline:
+        taken = second.reserve(["paused"], limit=5, timeout=0.2)
+        first.reserve(["paused"], limit=0)  # keeps the first member polling its group
+    assert taken, "the joining member got no partition"
+    second.ack_many(taken)
+    second.close()  # its partition goes back to the first member, still paused in librdkafka
+    first.ack_many(held)
+    done = {d.message.payload for d in [*held, *taken]}
+    deadline = time.monotonic() + 30
+    while len(done) < 100 and time.monotonic() < deadline:
+        batch = first.reserve(["paused"], limit=50, timeout=0.2)
+        done |= {d.message.payload for d in batch}
+        first.ack_many(batch)
+    assert done == set(range(100)), f"{100 - len(done)} jobs never fetched again"

@@ -654,6 +654,7 @@ class QueueConsumer:
                         starts[(tp.topic, tp.partition)] = tp.offset
             except KafkaException as exc:
                 log.debug("committed offsets of the new assignment unknown: %s", exc)
+        fresh: list[TopicPartition] = []
         with self.cond:
             for tp in partitions:
                 key = (tp.topic, tp.partition)
@@ -662,6 +663,16 @@ class QueueConsumer:
                     continue  # assigned again while held: its records and leases stay as they are
                 self.parts[key] = PartitionState(tp.topic, tp.partition, next(self._generation))
                 self.parts[key].start = starts.get(key)
+                fresh.append(TopicPartition(tp.topic, tp.partition))
+        if fresh:
+            # librdkafka keeps a partition's pause across a revoke and a later assignment,
+            # while its bookkeeping here starts afresh (not paused): resume it, or a
+            # partition paused when it was taken away would never be fetched again.
+            try:
+                consumer.resume(fresh)
+            except KafkaException as exc:
+                log.debug("resuming the new assignment: %s", exc)
+        with self.cond:
             self._joined |= self._subscribed
             if self._wanted <= self._subscribed:
                 self._join_started = None
