@@ -38,6 +38,9 @@ from jobs_core.message import Message
 
 log = logging.getLogger("jobs_core.events")
 
+#: Hooks that are not events but that the emitter calls the same way (cached, errors logged).
+CALLED_HOOKS = ("jobs_message_headers",)
+
 #: Public event names, mapped to the hooks that carry them.
 EVENTS: dict[str, str] = {
     "job.queued": "jobs_job_queued",
@@ -183,7 +186,7 @@ class EventEmitter:
     def refresh(self) -> None:
         """Re-read which plugins implement each event hook."""
         impls: dict[str, list[_Impl]] = {}
-        for name in EVENTS.values():
+        for name in (*EVENTS.values(), *CALLED_HOOKS):
             hook = getattr(self.manager.hook, name)
             found = [
                 (impl.function, tuple(impl.argnames))
@@ -204,6 +207,22 @@ class EventEmitter:
                 function(**{arg: kwargs[arg] for arg in argnames})
             except Exception:
                 log.exception("event hook %s of %r raised; the job is not affected", hook, function)
+
+    def collect(self, hook: str, **kwargs: Any) -> list[tuple[Callable[..., Any], Any]]:
+        """Call every implementation of ``hook``; ``(function, result)`` for each result not ``None``.
+
+        An implementation that raises is logged and left out.
+        """
+        results: list[tuple[Callable[..., Any], Any]] = []
+        for function, argnames in self._impls.get(hook, ()):
+            try:
+                result = function(**{arg: kwargs[arg] for arg in argnames})
+            except Exception:
+                log.exception("hook %s of %r raised; its result is ignored", hook, function)
+                continue
+            if result is not None:
+                results.append((function, result))
+        return results
 
     def listen(self, event: str, callback: Callback) -> None:
         """Call ``callback(JobEvent)`` on every ``event`` (a dotted name)."""

@@ -11,7 +11,7 @@ subset of a hook's arguments, so new ones never break old plugins.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from jobs_core.driver import Driver
     from jobs_core.message import Message
     from jobs_core.run import JobRun
+    from jobs_core.worker import Worker
 
 PROJECT_NAME = "jobs"
 
@@ -49,6 +50,45 @@ class DriverSpec:
         Called once, when the plugin is loaded: lazily, the first time a URL
         scheme or driver name that the plugin's entry point answers to is
         asked for, or when every driver is listed (``jobs drivers``).
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def jobs_message_headers(self, message: Message, driver: Driver) -> Mapping[str, str] | None:
+        """Headers to add to a message before it is stored.
+
+        :param message: the message about to be enqueued (dispatch, bulk
+            dispatch, a schedule firing), its own headers included.
+        :param driver: the driver it is about to be stored with.
+        :returns: a mapping of strings to strings to add to the message's
+            headers, or ``None`` to add nothing. A header the message
+            already has is kept, never overwritten; the results of every
+            implementation are merged.
+
+        Called in the dispatching process, once per message, just before
+        the driver's ``enqueue``; the worker sees the headers in
+        ``message.headers`` (and ``current_job().headers``). Tracing plugins
+        use it to carry a trace context from the dispatcher to the worker.
+        An exception, or a value that is not a mapping of strings to
+        strings, is logged and the message is stored without that
+        implementation's headers. When no plugin implements it, dispatch
+        does not call it at all.
+
+        .. versionadded:: 0.1
+        """
+
+    @hookspec
+    def jobs_worker_started(self, worker: Worker) -> None:
+        """A worker started running (``Worker.run``, ``jobs worker``, ``Jobs.work``).
+
+        :param worker: the :class:`~jobs_core.worker.Worker`; ``worker.app``,
+            ``worker.driver`` and ``worker.queues`` say what it serves.
+
+        Called once per ``run``, in the worker's process and thread, before
+        it reserves its first job. Plugins use it to start per-process
+        services (a metrics endpoint) or to watch the queues the worker
+        serves. An exception is logged and the worker runs on.
 
         .. versionadded:: 0.1
         """

@@ -7,7 +7,8 @@ messages from jobs is the app's business (:mod:`jobs_core.app`).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from jobs_core.driver import Capability, Driver
@@ -16,6 +17,9 @@ from jobs_core.events import EventEmitter
 from jobs_core.message import FailedJob, Message, QueueStats, validate_queue_name
 
 _QUEUED = "jobs_job_queued"
+_HEADERS = "jobs_message_headers"
+
+log = logging.getLogger("jobs_core.queue")
 
 
 class Queue:
@@ -37,16 +41,36 @@ class Queue:
         """
         if not messages:
             return []
+        events = self.events
+        if events is not None and events.listens(_HEADERS):
+            messages = [self._with_plugin_headers(events, message) for message in messages]
         if transaction is None:
             ids = self.driver.enqueue(messages)
         else:
             ids = self.driver.enqueue_in(transaction, messages)
-        events = self.events
         if events is not None and events.listens(_QUEUED):
             for message, ident in zip(messages, ids, strict=True):
                 if ident is not None:
                     events.emit(_QUEUED, message=message, driver=self.driver)
         return ids
+
+    def _with_plugin_headers(self, events: EventEmitter, message: Message) -> Message:
+        """``message`` with the headers ``jobs_message_headers`` implementations add (its own win)."""
+        added: dict[str, str] = {}
+        for function, result in events.collect(_HEADERS, message=message, driver=self.driver):
+            if not isinstance(result, Mapping) or not all(
+                type(k) is str and type(v) is str for k, v in result.items()
+            ):
+                log.error(
+                    "jobs_message_headers of %r returned %r, not a mapping of strings to strings",
+                    function,
+                    result,
+                )
+                continue
+            added.update(result)
+        if not added:
+            return message
+        return message.replace(headers={**added, **message.headers})
 
     # -- inspection ---------------------------------------------------------
 

@@ -145,6 +145,10 @@ class Worker(PooledWorker):
         for service in self.services:
             service.start(stop_services)
         try:
+            self.app.plugin_manager.hook.jobs_worker_started(worker=self)
+        except Exception:
+            log.exception("a jobs_worker_started hook raised; the worker runs on")
+        try:
             if self.concurrency == 1:
                 self._run_inline()
             else:
