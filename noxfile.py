@@ -26,6 +26,7 @@ EXAMPLE_DRIVER = ROOT / "tests" / "fixtures" / "jobs-example-driver"
 CORE = f"{PACKAGES / 'jobs-core'}[testing]"
 DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
 KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
+OTEL = str(PACKAGES / "jobs-otel")
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
@@ -72,7 +73,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
     session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL)))
     session.run("mypy")
 
 
@@ -81,7 +82,7 @@ def tests(session: nox.Session) -> None:
     """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
     # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir()]
     paths.append(str(ROOT / "tests"))

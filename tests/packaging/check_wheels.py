@@ -6,6 +6,7 @@ Checks, in an environment that has never seen the source tree:
 - every wheel installs (jobs-core with its ``testing`` extra);
 - the public names import;
 - the ``jobs.drivers`` entry points hold ``memory`` (and each driver package's schemes);
+- the ``jobs.plugins`` entry points of plugin packages (jobs-otel) load into a new app;
 - the pytest plugin is discovered and the conformance suite collects from the wheel;
 - the ``jobs`` console script (and its unshadowed twin ``jobsctl``) runs.
 """
@@ -25,7 +26,11 @@ from importlib.metadata import entry_points
 from jobs_core import Job, job, DriverSpec, Driver, Capability, hookimpl
 names = sorted(ep.name for ep in entry_points(group="jobs.drivers"))
 plugins = sorted(ep.name for ep in entry_points(group="pytest11"))
-print(json.dumps({"drivers": names, "pytest11": plugins}))
+app_plugins = sorted(ep.name for ep in entry_points(group="jobs.plugins"))
+from jobs_core import JobsApp
+loaded = sorted(n.split(":", 1)[1] for n, _ in JobsApp("memory://").plugin_manager.list_name_plugin()
+                if n.startswith("jobs.plugins:"))
+print(json.dumps({"drivers": names, "pytest11": plugins, "plugins": app_plugins, "loaded": loaded}))
 """
 
 EXPECTED_SCHEMES = {
@@ -33,6 +38,9 @@ EXPECTED_SCHEMES = {
     "jobs_database": {"sqlite", "postgresql", "mysql"},
     "jobs_kafka": {"kafka"},
 }
+
+#: Entry points of the group ``jobs.plugins`` each plugin package must declare.
+EXPECTED_PLUGINS = {"jobs_otel": {"otel"}}
 
 
 def run(*args: str, cwd: str | None = None) -> str:
@@ -71,6 +79,11 @@ def main() -> None:
         if missing:
             raise SystemExit(
                 f"entry points missing from jobs.drivers: {sorted(missing)} (found {sorted(drivers)})"
+            )
+        wanted = set().union(*(EXPECTED_PLUGINS.get(w.name.split("-", 1)[0], set()) for w in others))
+        if not wanted <= set(report["plugins"]) or not wanted <= set(report["loaded"]):
+            raise SystemExit(
+                f"jobs.plugins entry points {sorted(wanted)} not declared or not loaded into an app: {report}"
             )
         if "jobs" not in report["pytest11"]:
             raise SystemExit(f"pytest plugin not registered: pytest11 = {report['pytest11']}")

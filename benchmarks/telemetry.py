@@ -1,0 +1,118 @@
+"""Drain throughput with jobs-otel active against without: ``python benchmarks/telemetry.py``.
+
+Each round queues ``--jobs`` no-op jobs and drains them with one worker
+(concurrency 1, in this process), once on an app without the plugin and
+once on an app with :class:`jobs_otel.TelemetryPlugin` recording: an SDK
+tracer provider whose batch processor hands every span to an exporter that
+drops it, and an SDK meter provider read by a Prometheus reader (as
+``JOBS_METRICS_PORT`` sets up). The rounds alternate so that both see the
+same machine; the medians are printed as a Markdown table.
+
+    python benchmarks/telemetry.py --backend sqlite --jobs 5000 --rounds 5
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from jobs_core import job
+from jobs_core.app import JobsApp
+from jobs_otel import TelemetryPlugin
+from opentelemetry.exporter.prometheus import PrometheusMetricReader
+from opentelemetry.metrics import NoOpMeterProvider
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import NoOpTracerProvider
+
+
+@job(name="bench.telemetry_noop")
+def noop(payload: Any) -> None:
+    """Does nothing, or blocks for ``payload`` seconds."""
+    if payload:
+        time.sleep(payload)
+
+
+class DroppingExporter(SpanExporter):
+    """Counts the spans it is given and keeps none."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        self.count += len(spans)
+        return SpanExportResult.SUCCESS
+
+
+def drain(app: JobsApp, jobs: int, work: float = 0.0) -> tuple[float, float]:
+    """Queue ``jobs`` jobs, drain them; (jobs/s of the drain, jobs/s of the dispatch)."""
+    started = time.perf_counter()
+    for start in range(0, jobs, 1000):
+        app.dispatch_many(noop, [work] * (min(jobs, start + 1000) - start))
+    queued = time.perf_counter()
+    handled = app.worker("default", stop_when_empty=True, install_signal_handlers=False).run()
+    drained = time.perf_counter()
+    assert handled == jobs, f"drained {handled} of {jobs} jobs"
+    return jobs / (drained - queued), jobs / (queued - started)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--backend", choices=["sqlite", "memory"], default="sqlite")
+    parser.add_argument("--jobs", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--work-ms", type=float, default=0.0, help="milliseconds each job blocks (default: none)"
+    )
+    args = parser.parse_args(argv)
+
+    exporter = DroppingExporter()
+    tracer_provider = TracerProvider()
+    tracer_provider.add_span_processor(BatchSpanProcessor(exporter, max_queue_size=100_000))
+    meter_provider = MeterProvider(metric_readers=[PrometheusMetricReader()])
+    telemetry = TelemetryPlugin(tracer_provider=tracer_provider, meter_provider=meter_provider)
+
+    work = args.work_ms / 1000
+    installed = TelemetryPlugin(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    setups: dict[str, list[object]] = {
+        "without jobs-otel": [],
+        "installed, no OpenTelemetry SDK set up": [installed],
+        "active: SDK traces and Prometheus metrics": [telemetry],
+    }
+    results: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite:///{Path(tmp) / 'telemetry-bench.db'}" if args.backend == "sqlite" else "memory://"
+        apps = {name: JobsApp(url, load_plugins=False, plugins=plugins) for name, plugins in setups.items()}
+        for app in apps.values():
+            drain(app, 200)  # warm up: schema, imports
+        for _ in range(args.rounds):
+            for name, app in apps.items():
+                results[name].append(drain(app, args.jobs, work))
+        for app in apps.values():
+            app.close()
+    tracer_provider.force_flush()
+
+    assert exporter.count >= 2 * args.jobs * args.rounds, "the spans were not recorded"
+    base = statistics.median(r[0] for r in results["without jobs-otel"])
+    base_dispatch = statistics.median(r[1] for r in results["without jobs-otel"])
+    kind = f"jobs of {args.work_ms:g} ms" if work else "no-op jobs"
+    print(f"{args.backend}, {args.jobs} {kind}, median of {args.rounds} rounds, concurrency 1\n")
+    print("| | drain (jobs/s) | vs without | dispatch_many (jobs/s) | vs without |")
+    print("|---|---:|---:|---:|---:|")
+    for name, runs in results.items():
+        rate = statistics.median(r[0] for r in runs)
+        dispatch = statistics.median(r[1] for r in runs)
+        change, dispatch_change = rate / base - 1, dispatch / base_dispatch - 1
+        print(f"| {name} | {rate:,.0f} | {change:+.1%} | {dispatch:,.0f} | {dispatch_change:+.1%} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
