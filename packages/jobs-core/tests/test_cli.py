@@ -182,9 +182,25 @@ class Slow(Job):
         note(f"done {payload['n']}")
 
 
+class Spin(Job):
+    # Computes (never waits) for seconds: a worker runs such jobs on its reserving thread.
+
+    max_retries = 0
+
+    def handle(self, payload):
+        if payload["seconds"]:
+            note(f"start {payload['n']}")
+        end = time.monotonic() + payload["seconds"]
+        while time.monotonic() < end:
+            pass
+
+
 _app = JobsApp(os.environ["JOBS_URL"])
 _count = int(os.environ.get("JOBS_TEST_COUNT", "0"))
 _app.dispatch_many(Slow, [{"n": n, "seconds": float(os.environ["JOBS_TEST_SECONDS"])} for n in range(_count)])
+if os.environ.get("JOBS_TEST_SPIN"):
+    _app.dispatch_many(Spin, [{"n": 1000 + n, "seconds": 0} for n in range(300)])
+    _app.dispatch(Spin, {"n": 2000, "seconds": float(os.environ["JOBS_TEST_SPIN"])})
 if os.environ.get("JOBS_TEST_BAD"):
     _app.driver.enqueue([Slow().to_message({"n": -1, "seconds": 0}).replace(name="nobody.Knows")])
     _app.driver.inject_raw("default", b"{not json")
@@ -207,7 +223,9 @@ atexit.register(_report)
 
 
 class WorkerProcess:
-    def __init__(self, tmp: pathlib.Path, *args: str, count: int, seconds: float, bad: bool = False) -> None:
+    def __init__(
+        self, tmp: pathlib.Path, *args: str, count: int, seconds: float, bad: bool = False, spin: float = 0
+    ) -> None:
         (tmp / "cli_test_jobs.py").write_text(textwrap.dedent(JOB_MODULE))
         self.log = tmp / "log.txt"
         self.report_path = tmp / "report.json"
@@ -222,6 +240,8 @@ class WorkerProcess:
         )
         if bad:
             env["JOBS_TEST_BAD"] = "1"
+        if spin:
+            env["JOBS_TEST_SPIN"] = str(spin)
         command = [sys.executable, "-m", "jobs_core", "worker", "--import", "cli_test_jobs", *args]
         self.process = subprocess.Popen(
             command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
@@ -295,6 +315,27 @@ def test_a_second_signal_stops_at_once(tmp_path: pathlib.Path) -> None:
     report = worker.report()
     assert sorted(item["n"] for item in report["left"]) == [0, 1]
     assert all(item["attempts"] == 0 for item in report["left"])
+
+
+@pytest.mark.parametrize("signals", [1, 2])
+def test_a_long_computing_job_of_a_pooled_worker_is_given_back_at_the_grace_period_or_a_second_signal(
+    tmp_path: pathlib.Path, signals: int
+) -> None:
+    # 300 jobs that only compute teach the worker to run them on its reserving thread;
+    # the long one behind them must still be stopped like any other.
+    worker = WorkerProcess(tmp_path, "--concurrency", "2", "--grace", "1", count=0, seconds=0, spin=60)
+    worker.wait_for_starts(1)
+    worker.process.send_signal(signal.SIGTERM)
+    if signals == 2:
+        time.sleep(0.2)
+        worker.process.send_signal(signal.SIGINT)
+    code, err, took = worker.finish(timeout=20)
+    assert code == 0, err
+    assert took < 10
+    report = worker.report()
+    assert [item["n"] for item in report["left"]] == [2000]
+    assert report["left"][0]["attempts"] == 0
+    assert report["stats"]["completed"] == 300
 
 
 def test_the_worker_survives_unknown_and_undecodable_messages(tmp_path: pathlib.Path) -> None:

@@ -195,7 +195,7 @@ class Worker(PooledWorker):
         if not self._force:
             log.warning("received %s again: stopping now", signal.Signals(signum).name)
         self._force = True
-        if self._in_job and self.concurrency == 1:
+        if (self._in_job and self.concurrency == 1) or self._here:
             raise _ForcedStop()
 
     # -- concurrency 1: inline ------------------------------------------------

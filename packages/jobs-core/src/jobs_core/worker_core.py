@@ -220,6 +220,8 @@ class WorkerCore:
         self._last_finish = 0.0
         self._blocked_seconds = 1.0  # until measured: assume jobs wait, wake every runner
         self._last_wall = 1.0  # seconds the last sync job took (the next one is measured fully)
+        #: Whether the thread that called run() is inside a job (a pooled worker's reserving thread).
+        self._here = False
         #: Names of the registered sync jobs met so far (their deliveries go to threads).
         self._sync_names: set[str] = set()
         self._tick_seconds = 0.0
@@ -286,12 +288,11 @@ class WorkerCore:
                 self._work.notify()
         if (
             self._stopping
-            and self._in_job
-            and self.concurrency == 1
+            and ((self._in_job and self.concurrency == 1) or self._here)
             and self._signal_main
             and (self._force or time.monotonic() - self._stop_at >= self.grace)
         ):
-            # An inline job outlived the grace period: interrupt the main thread.
+            # A job of the main thread outlived the grace period: interrupt it.
             self._force = True
             main = threading.main_thread().ident
             if main is not None:

@@ -19,7 +19,7 @@ from jobs_core.executor import Executor, bind_executor, is_async_job
 from jobs_core.job import Job
 from jobs_core.message import Delivery
 from jobs_core.run import JobRun
-from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, log
+from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, _ForcedStop, log
 
 #: Seconds a sync job must wait on average (I/O, sleep) for its runner to wake
 #: more threads: jobs that only compute take turns under the GIL, so waking
@@ -96,7 +96,11 @@ class PooledWorker(WorkerCore):
                 short = len(deliveries) < room
                 if deliveries:
                     self._hand_out(deliveries)
-                    if self._run_here() and time.monotonic() - self._last_flush >= self.ack_interval / 2:
+                    try:
+                        ran = self._run_here()
+                    except (_ForcedStop, KeyboardInterrupt):
+                        break  # stopped at once: the interrupted job was given back
+                    if ran and time.monotonic() - self._last_flush >= self.ack_interval / 2:
                         # As the inline worker does: acknowledge from this thread, before the
                         # heartbeat tick would, so that the two do not contend for the backend.
                         self._flush_acks_behind()
@@ -125,10 +129,14 @@ class PooledWorker(WorkerCore):
             chunk = self._take_here()
         ran = bool(chunk)
         while chunk:
-            self._run_timed(chunk)
-            with self._cv:
-                after = self._finish_locked(chunk, on_loop=False)
-                chunk = self._take_here()
+            try:
+                self._here = True  # a forced stop interrupts this thread's job (see _tick)
+                self._run_timed(chunk)
+            finally:
+                self._here = False
+                with self._cv:
+                    after = self._finish_locked(chunk, on_loop=False)
+                    chunk = self._take_here()
             self._after_finish(*after)
         return ran
 
@@ -162,6 +170,8 @@ class PooledWorker(WorkerCore):
         for delivery in deliveries:
             try:
                 self._process(delivery)
+            except (_ForcedStop, KeyboardInterrupt):
+                raise  # a forced stop of the reserving thread's job: _process gave it back
             except BaseException:
                 log.exception("worker thread failed while running job %s", delivery.id)
         wall = (time.perf_counter() - wall) / len(deliveries)
