@@ -12,7 +12,8 @@ A backend module (``database.py``, ``kafka.py``) builds its URL and calls
 * drain: one worker process (``jobs_core`` :class:`Worker`, concurrency 1,
   default prefetch) runs ``jobs`` pre-queued no-op jobs until the queue is
   empty; jobs/s of wall time inside the worker, and its CPU time per job;
-  then the same at concurrency 4;
+  then the same at concurrency 4 and 8 (and, where a backend names them,
+  at concurrency 8 with settings of its own, e.g. Kafka's ``max_in_flight=8``);
 * I/O-bound jobs: ``io_jobs`` ``async def`` jobs that sleep 10 ms, drained by
   one worker process at concurrency 200, and a quarter as many sync jobs
   sleeping 10 ms at concurrency 32 (the ceilings: 20,000 and 3,200 jobs/s).
@@ -88,6 +89,8 @@ class Backend:
     prepare_worker: Callable[[JobsApp, str], dict[str, Any]] = field(
         default=lambda app, queue: (app.driver.ping(), {})[1]
     )
+    #: Extra no-op drains at concurrency 8: figure name -> URL query the worker adds.
+    extra_drains: dict[str, str] = field(default_factory=dict)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -223,6 +226,11 @@ def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, fl
             app, backend, url, scratch, "noop", jobs, 4
         )
         figures["drain_c4_ratio"] = figures["drain_c4_per_s"] / figures["drain_per_s"]
+        figures["drain_c8_per_s"], _ = _drain(app, backend, url, scratch, "noop", jobs, 8)
+        figures["drain_c8_ratio"] = figures["drain_c8_per_s"] / figures["drain_per_s"]
+        for name, query in backend.extra_drains.items():
+            varied = url + ("&" if "?" in url else "?") + query
+            figures[name], _ = _drain(app, backend, varied, scratch, "noop", jobs, 8)
         io_jobs = int(options.get("io_jobs") or 0)
         if io_jobs:
             figures["io_async_per_s"], _ = _drain(app, backend, url, scratch, "sleep_async", io_jobs, 200)

@@ -30,7 +30,11 @@ def _join(app: JobsApp, queue: str) -> dict[str, Any]:
 
 
 BACKEND = harness.Backend(
-    worker_script=__file__, purge_after_enqueue=False, create_queue_first=True, prepare_worker=_join
+    worker_script=__file__,
+    purge_after_enqueue=False,
+    create_queue_first=True,
+    prepare_worker=_join,
+    extra_drains={"drain_c8_mif8_per_s": "max_in_flight=8"},
 )
 
 

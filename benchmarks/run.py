@@ -45,6 +45,9 @@ COLUMNS = [
     ("drain_c4_per_s", "drain, concurrency 4 (jobs/s)", "{:,.0f}"),
     ("drain_c4_ratio", "concurrency 4 / 1", "{:.0%}"),
     ("cpu_c4_us_per_job", "worker CPU per job, concurrency 4 (µs)", "{:.0f}"),
+    ("drain_c8_per_s", "drain, concurrency 8 (jobs/s)", "{:,.0f}"),
+    ("drain_c8_ratio", "concurrency 8 / 1", "{:.0%}"),
+    ("drain_c8_mif8_per_s", "drain, concurrency 8, max_in_flight=8 (jobs/s)", "{:,.0f}"),
     ("io_async_per_s", "async 10 ms jobs, concurrency 200 (jobs/s)", "{:,.0f}"),
     ("io_sync_per_s", "sync 10 ms jobs, concurrency 32 (jobs/s)", "{:,.0f}"),
 ]
