@@ -50,9 +50,9 @@ class PooledWorker(WorkerCore):
         """Size the prefetch window to about :data:`PREFETCH_SECONDS` of work at the recent pace."""
         now = time.monotonic()
         elapsed = now - self._paced_at
-        if elapsed < 0.2:
-            return
         done = self._done_count
+        if elapsed < 0.2 and (elapsed < 0.01 or done - self._paced_count < 4 * self._window):
+            return  # every 0.2 s, sooner while fast jobs outrun a small window (at the start)
         rate = (done - self._paced_count) / elapsed
         self._paced_at, self._paced_count = now, done
         self._window = max(self.concurrency, min(self.prefetch, int(rate * PREFETCH_SECONDS)))
