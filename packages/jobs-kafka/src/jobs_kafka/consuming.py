@@ -32,6 +32,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaExcepti
 from jobs_core.errors import BackendUnavailable
 
 from jobs_kafka.keys import key_concurrency
+from jobs_kafka.offsets import assignment_starts, resume_fresh
 from jobs_kafka.partitions import Fetched, Lease, PartitionState
 from jobs_kafka.settings import KafkaSettings
 
@@ -646,14 +647,7 @@ class QueueConsumer:
         )
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        starts: dict[Key, int] = {}
-        if partitions:
-            try:
-                for tp in consumer.committed(partitions, timeout=self.settings.timeout):
-                    if tp.offset >= 0:
-                        starts[(tp.topic, tp.partition)] = tp.offset
-            except KafkaException as exc:
-                log.debug("committed offsets of the new assignment unknown: %s", exc)
+        starts = assignment_starts(consumer, partitions, self.settings.timeout)
         fresh: list[TopicPartition] = []
         with self.cond:
             for tp in partitions:
@@ -664,14 +658,7 @@ class QueueConsumer:
                 self.parts[key] = PartitionState(tp.topic, tp.partition, next(self._generation))
                 self.parts[key].start = starts.get(key)
                 fresh.append(TopicPartition(tp.topic, tp.partition))
-        if fresh:
-            # librdkafka keeps a partition's pause across a revoke and a later assignment,
-            # while its bookkeeping here starts afresh (not paused): resume it, or a
-            # partition paused when it was taken away would never be fetched again.
-            try:
-                consumer.resume(fresh)
-            except KafkaException as exc:
-                log.debug("resuming the new assignment: %s", exc)
+        resume_fresh(consumer, fresh)
         with self.cond:
             self._joined |= self._subscribed
             if self._wanted <= self._subscribed:

@@ -48,6 +48,7 @@ from jobs_core.errors import JobsError
 from jobs_core.message import Message
 
 from jobs_kafka.keys import key_headers, record_key
+from jobs_kafka.offsets import assignment_starts, resume_fresh
 from jobs_kafka.producing import Record, Writer
 from jobs_kafka.settings import KafkaSettings
 from jobs_kafka.topics import TopicAdmin, TopicNames
@@ -202,19 +203,15 @@ class DelayForwarder:
                     log.warning("closing the delay forwarder consumer: %s", exc)
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
-        starts: dict[Key, int] = {}
-        if partitions:
-            try:
-                for tp in consumer.committed(partitions, timeout=self.settings.timeout):
-                    if tp.offset >= 0:
-                        starts[(tp.topic, tp.partition)] = tp.offset
-            except KafkaException as exc:
-                log.debug("committed offsets of the new tier assignment unknown: %s", exc)
+        starts = assignment_starts(consumer, partitions, self.settings.timeout)
+        fresh: list[TopicPartition] = []
         for tp in partitions:
             key = (tp.topic, tp.partition)
             if key not in self._windows:  # a partition assigned again keeps its unforwarded records
                 self._windows[key] = _Window(start=starts.get(key))
                 self._next.pop(key, None)
+                fresh.append(tp)
+        resume_fresh(consumer, fresh)
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         keys = [(tp.topic, tp.partition) for tp in partitions]

@@ -8,6 +8,7 @@ fetched), so any process can compute a group's lag without joining it.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -29,6 +30,8 @@ from jobs_kafka.settings import KafkaSettings
 
 Key = tuple[str, int]
 
+log = logging.getLogger("jobs_kafka.consumer")
+
 
 @dataclass(frozen=True)
 class PartitionOffsets:
@@ -46,6 +49,38 @@ class PartitionOffsets:
     def lag(self) -> int:
         """Records not yet finished by the group."""
         return max(0, self.high - self.committed)
+
+
+def assignment_starts(consumer: Any, partitions: Sequence[TopicPartition], timeout: float) -> dict[Key, int]:
+    """Where a consumer's newly assigned partitions start: the group's committed offsets.
+
+    Partitions with no committed offset are left out; if the brokers cannot
+    say, nothing is returned (fetching starts by ``auto.offset.reset``).
+    """
+    starts: dict[Key, int] = {}
+    if partitions:
+        try:
+            for tp in consumer.committed(list(partitions), timeout=timeout):
+                if tp.offset >= 0:
+                    starts[(tp.topic, tp.partition)] = tp.offset
+        except KafkaException as exc:
+            log.debug("committed offsets of a new assignment unknown: %s", exc)
+    return starts
+
+
+def resume_fresh(consumer: Any, partitions: Sequence[TopicPartition]) -> None:
+    """Resume partitions whose bookkeeping starts afresh on assignment.
+
+    librdkafka keeps a partition's pause across a revoke and a later
+    assignment, while the caller's bookkeeping starts unpaused: without
+    this, a partition paused when it was taken away (its window full) would
+    never be fetched again once it came back.
+    """
+    if partitions:
+        try:
+            consumer.resume([TopicPartition(tp.topic, tp.partition) for tp in partitions])
+        except KafkaException as exc:
+            log.debug("resuming a new assignment: %s", exc)
 
 
 def committed_offsets(
