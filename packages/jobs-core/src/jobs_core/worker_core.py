@@ -218,7 +218,7 @@ class WorkerCore:
         self._low_water = 1
         self._done_count = 0
         self._last_finish = 0.0
-        self._blocked_seconds = 1.0  # until measured: assume jobs wait, wake every runner
+        self._blocked_seconds = 0.0004  # until measured: assume jobs wait (BLOCKED_SAMPLE_CAP)
         self._last_wall = 1.0  # seconds the last sync job took (the next one is measured fully)
         #: Whether the thread that called run() is inside a job (a pooled worker's reserving thread).
         self._here = False

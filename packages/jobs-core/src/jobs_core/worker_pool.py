@@ -26,6 +26,12 @@ from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, _Fo
 #: others for them costs thread switches and gains nothing.
 BLOCKING_JOB_SECONDS = 0.0001
 
+#: The most one job adds to that measure: a compute-only job that the machine
+#: paused for a few milliseconds (another process, a garbage collection, the
+#: GIL) must not send the next hundreds of jobs to runner threads; two jobs in
+#: a row that wait this long are enough to wake them.
+BLOCKED_SAMPLE_CAP = 4 * BLOCKING_JOB_SECONDS
+
 
 class PooledWorker(WorkerCore):
     """A worker that runs up to ``concurrency`` jobs at once (see :class:`~jobs_core.worker.Worker`)."""
@@ -183,7 +189,7 @@ class PooledWorker(WorkerCore):
             blocked = wall
         else:
             return  # long and not measured: the next ones are
-        self._blocked_seconds += (blocked - self._blocked_seconds) * 0.2
+        self._blocked_seconds += (min(blocked, BLOCKED_SAMPLE_CAP) - self._blocked_seconds) * 0.2
 
     def _hand_out(self, deliveries: Sequence[Delivery]) -> None:
         """Queue reserved deliveries for the runner threads or the event loop."""
