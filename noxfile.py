@@ -17,7 +17,16 @@ import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
-nox.options.sessions = ["lint", "typecheck", "tests", "telemetry", "conformance", "packaging", "docs"]
+nox.options.sessions = [
+    "lint",
+    "typecheck",
+    "tests",
+    "telemetry",
+    "dashboard",
+    "conformance",
+    "packaging",
+    "docs",
+]
 
 ROOT = pathlib.Path(__file__).parent
 PACKAGES = ROOT / "packages"
@@ -27,6 +36,7 @@ CORE = f"{PACKAGES / 'jobs-core'}[testing]"
 DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
 KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 OTEL = str(PACKAGES / "jobs-otel")
+DASHBOARD = f"{PACKAGES / 'jobs-dashboard'}[testing]"
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
@@ -73,7 +83,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
     session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, DASHBOARD)))
     session.run("mypy")
 
 
@@ -90,7 +100,7 @@ def tests(session: nox.Session) -> None:
 
 
 #: Plugin packages that change every app they are installed beside: tested in a session of their own.
-PLUGINS = {"jobs-otel": OTEL}
+PLUGINS = {"jobs-otel": OTEL, "jobs-dashboard": DASHBOARD}
 
 
 @nox.session
@@ -99,6 +109,15 @@ def telemetry(session: nox.Session) -> None:
     session.install(*TEST_TOOLS)
     session.install(*_editable(*_available(CORE, DATABASE, OTEL)))  # SQLite for the cross-process tests
     session.run("pytest", str(PACKAGES / "jobs-otel" / "tests"), *session.posargs)
+
+
+@nox.session
+def dashboard(session: nox.Session) -> None:
+    """jobs-dashboard's tests: pages and actions through Starlette's TestClient, and in headless Chromium."""
+    session.install(*TEST_TOOLS)
+    session.install(*_editable(*_available(CORE, DATABASE, DASHBOARD)))  # SQLite and PostgreSQL
+    session.install(str(EXAMPLE_DRIVER))  # a driver with fewer capabilities
+    session.run("pytest", str(PACKAGES / "jobs-dashboard" / "tests"), *session.posargs)
 
 
 @nox.session

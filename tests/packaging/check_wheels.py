@@ -39,6 +39,12 @@ EXPECTED_SCHEMES = {
     "jobs_kafka": {"kafka"},
 }
 
+CHECK_DASHBOARD_FILES = """
+from importlib.resources import files
+for name in ("templates/base.html", "static/htmx.min.js", "static/dashboard.css", "py.typed"):
+    assert files("jobs_dashboard").joinpath(name).is_file(), name
+"""
+
 #: Entry points of the group ``jobs.plugins`` each plugin package must declare.
 EXPECTED_PLUGINS = {"jobs_otel": {"otel"}}
 
@@ -103,6 +109,11 @@ def main() -> None:
         print(run(str(env_dir / "bin" / "jobs"), "--version", cwd=scratch).strip())
         print(run(str(env_dir / "bin" / "jobsctl"), "--version", cwd=scratch).strip())
         print(run(str(env_dir / "bin" / "jobs"), "drivers", cwd=scratch).strip())
+        if any(w.name.startswith("jobs_dashboard-") for w in others):
+            # The plugin command comes with the wheel, and so do its templates and vendored htmx.
+            if "--token" not in run(str(env_dir / "bin" / "jobs"), "dashboard", "--help", cwd=scratch):
+                raise SystemExit("jobs dashboard --help does not offer --token")
+            run(python, "-c", CHECK_DASHBOARD_FILES, cwd=scratch)
     check_source_install()
     print(f"packaging OK: {len(wheels)} wheels, drivers {sorted(drivers)}")
 
