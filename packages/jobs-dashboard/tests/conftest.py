@@ -8,6 +8,7 @@ unreachable its tests are skipped on a developer machine and fail under
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -70,14 +71,13 @@ def drop_prefix(prefix: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture
-def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """A fresh backend URL of ``request.param`` (``memory``, ``sqlite`` or ``postgresql``)."""
-    backend = getattr(request, "param", "sqlite")
+@contextlib.contextmanager
+def fresh_backend(backend: str, folder: Path) -> Iterator[str]:
+    """A fresh URL of ``backend``: ``memory``, ``sqlite`` or ``postgresql`` (its tables dropped after)."""
     if backend == "memory":
         yield f"memory://dash-{uuid.uuid4().hex[:8]}"
     elif backend == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        yield f"sqlite:///{folder / 'jobs.db'}"
     elif backend == "postgresql":
         require_postgresql()
         prefix = f"d{uuid.uuid4().hex[:10]}_"
@@ -85,6 +85,13 @@ def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]
         drop_prefix(prefix)
     else:
         raise ValueError(backend)
+
+
+@pytest.fixture
+def backend_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh backend URL of ``request.param`` (default ``sqlite``)."""
+    with fresh_backend(getattr(request, "param", "sqlite"), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

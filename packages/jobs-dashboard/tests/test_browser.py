@@ -1,0 +1,222 @@
+"""The dashboard in a real headless Chromium, against a ``jobs dashboard`` process on SQLite and PostgreSQL.
+
+Each test drives the browser as an operator would: pages render, a retry
+clicked in the browser puts the job back on its queue, an action sent
+without the page's CSRF token is refused, and a payload holding a
+``<script>`` shows as text and never runs.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from browser import CHROMIUM_ARGS, dashboard_process, require_chromium
+from conftest import XSS, fresh_backend
+from jobs_core import JobsApp
+
+BACKENDS = ["sqlite", "postgresql"]
+TOKEN = "browser-test-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium for the module."""
+    executable = require_chromium()
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) and page; script errors and dialogs are recorded."""
+    context = chromium.new_context()
+    tab = context.new_page()
+    tab.set_default_timeout(15_000)
+    tab.dialogs = []
+    tab.errors = []
+    tab.accept_dialogs = False
+
+    def answer(dialog: Any) -> None:
+        tab.dialogs.append(dialog.message)
+        if tab.accept_dialogs:
+            dialog.accept()
+        else:
+            dialog.dismiss()
+
+    tab.on("dialog", answer)
+    tab.on("pageerror", lambda error: tab.errors.append(str(error)))
+    yield tab
+    context.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def site(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, str]]:
+    """A backend and one ``jobs dashboard`` process on it (on localhost, without a token), for the module."""
+    with fresh_backend(request.param, tmp_path_factory.mktemp("site")) as url:
+        with JobsApp(url, load_plugins=False) as app:
+            app.driver.ping()  # the schema exists before the dashboard reads it
+        with dashboard_process(url) as base:
+            yield url, base
+
+
+@pytest.fixture
+def backend_url(site: tuple[str, str]) -> str:
+    """The module's backend (each test works on queues of its own)."""
+    return site[0]
+
+
+@pytest.fixture
+def dashboard(site: tuple[str, str]) -> str:
+    """The base URL of the module's dashboard."""
+    return site[1]
+
+
+@pytest.fixture
+def queue() -> str:
+    """A queue name of this test alone."""
+    return f"q{uuid.uuid4().hex[:10]}"
+
+
+def test_pages_render(
+    page: Any, dashboard: str, jobs: JobsApp, fail_job: Callable[..., str], queue: str
+) -> None:
+    from jobs_dashboard_test_jobs import ok
+
+    reports, schedule = f"{queue}-reports", f"weekly-{queue}"
+    fail_job({"to": "ada@example.com"}, queue=queue)
+    jobs.dispatch(ok.on_queue(reports), {"n": 1})
+    jobs.schedule_every(ok.on_queue(reports), 3600, {"report": "weekly"}, name=schedule)
+
+    page.goto(f"{dashboard}/")
+    assert page.url.endswith("/queues")
+    assert page.locator("h1").inner_text() == "Queues"
+    assert page.locator(f'tr[data-queue="{reports}"] td.pending').inner_text() == "1"
+    assert page.locator(f'tr[data-queue="{queue}"] td.failed').inner_text() == "1"
+    assert page.locator("svg.chart").count() == 2
+
+    page.click("text=Failed jobs")
+    assert page.locator("h1").inner_text() == "Failed jobs"
+    assert "mail server said no" in page.locator("table.failed").inner_text()
+
+    page.click("text=Schedules")
+    assert page.locator(f'tr[data-name="{schedule}"] td.state').inner_text() == "active"
+    page.click(f'tr[data-name="{schedule}"] button:has-text("Pause")')
+    assert page.locator(".notice").inner_text() == "Paused the schedule."
+    assert page.locator(f'tr[data-name="{schedule}"] td.state').inner_text() == "paused"
+
+    page.click("text=Driver")
+    assert "failed_store" in page.locator("ul.capabilities").inner_text()
+    assert page.errors == []
+
+
+def test_a_retry_clicked_in_the_browser_requeues_the_job(
+    page: Any, dashboard: str, jobs: JobsApp, fail_job: Callable[..., str], queue: str
+) -> None:
+    job_id = fail_job({"to": "ada@example.com"}, queue=queue)
+    page.goto(f"{dashboard}/failed")
+
+    page.click(f'tr[data-id="{job_id}"] button:has-text("Retry")')
+
+    assert page.locator(".notice").inner_text() == "Retried 1 failed job(s): back on their queues."
+    assert page.locator(f'tr[data-id="{job_id}"]').count() == 0
+    counts = jobs.stats(queue)
+    assert counts["pending"] == 1 and counts["failed"] == 0
+
+
+def test_an_action_without_the_token_is_refused(
+    page: Any, dashboard: str, jobs: JobsApp, fail_job: Callable[..., str], queue: str
+) -> None:
+    job_id = fail_job(queue=queue)
+    page.goto(f"{dashboard}/failed")
+
+    status = page.evaluate(
+        """async (id) => {
+            const response = await fetch('/failed/retry', {method: 'POST', body: new URLSearchParams({id})});
+            return [response.status, await response.text()];
+        }""",
+        job_id,
+    )
+    forged = page.evaluate(
+        """async (id) => {
+            const body = new URLSearchParams({id, csrf_token: 'forged-token-forged-token-forged-token-abc'});
+            return (await fetch('/failed/delete', {method: 'POST', body})).status;
+        }""",
+        job_id,
+    )
+
+    assert status[0] == 403 and "CSRF" in status[1]
+    assert forged == 403
+    counts = jobs.stats(queue)
+    assert counts["failed"] == 1 and counts["pending"] == 0
+
+
+def test_a_script_in_a_payload_shows_as_text_and_does_not_run(
+    page: Any, dashboard: str, fail_job: Callable[..., str]
+) -> None:
+    job_id = fail_job(XSS, message=f"rejected {XSS}")
+
+    page.goto(f"{dashboard}/failed")
+    assert "<script>window.__jobs_xss" in page.locator(f'tr[data-id="{job_id}"] code.payload').inner_text()
+    page.click(f'tr[data-id="{job_id}"] a')
+    assert "<script>window.__jobs_xss = 1" in page.locator("pre.payload").inner_text()
+    assert "<img src=x onerror=" in page.locator("pre.error-text").inner_text()
+    page.goto(f"{dashboard}/failed?q=__jobs_xss")
+    assert page.locator(f'tr[data-id="{job_id}"]').count() == 1
+
+    assert page.evaluate("window.__jobs_xss") is None
+    assert page.title() != "owned"
+    assert page.locator("script:not([src])").count() == 0
+    assert page.dialogs == []
+
+
+def test_delete_asks_first_and_retry_all(
+    page: Any, dashboard: str, jobs: JobsApp, fail_job: Callable[..., str], queue: str
+) -> None:
+    billing = f"{queue}-billing"
+    doomed = fail_job(queue=billing)
+    for n in range(2):
+        fail_job({"n": n}, queue=queue)
+    page.goto(f"{dashboard}/failed")
+
+    page.click(f'tr[data-id="{doomed}"] button:has-text("Delete")')  # the question is dismissed
+    assert page.dialogs == ["Delete this failed job for good?"]
+    assert jobs.stats(billing)["failed"] == 1
+    page.accept_dialogs = True
+    page.click(f'tr[data-id="{doomed}"] button:has-text("Delete")')
+    assert page.locator(".notice").inner_text() == "Deleted 1 failed job(s)."
+    assert jobs.stats(billing)["failed"] == 0
+
+    page.select_option('select[name="queue"]', queue)
+    page.click('button:has-text("Filter")')
+    page.click(f'button:has-text("Retry all of queue {queue}")')
+    assert page.locator(".notice").inner_text() == "Retried 2 failed job(s): back on their queues."
+    assert jobs.stats(queue)["pending"] == 2
+
+
+def test_sign_in_with_the_token(page: Any, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with JobsApp(url, load_plugins=False) as app:
+        app.driver.ping()
+    with dashboard_process(url, env={"JOBS_DASHBOARD_TOKEN": TOKEN}) as base:
+        page.goto(f"{base}/queues")
+        assert page.url.endswith("/login")
+        page.fill('input[name="token"]', "not-the-right-token-at-all")
+        page.click('button:has-text("Sign in")')
+        assert page.locator(".notice").inner_text() == "That is not the dashboard's token."
+        page.fill('input[name="token"]', TOKEN)
+        page.click('button:has-text("Sign in")')
+        assert page.url.endswith("/queues")
+        assert page.locator("h1").inner_text() == "Queues"
+        page.click('button:has-text("Sign out")')
+        page.goto(f"{base}/failed")
+        assert page.url.endswith("/login")
