@@ -14,7 +14,7 @@ from markupsafe import Markup, escape
 
 from jobs_dashboard.sampler import Point
 
-WIDTH = 560
+WIDTH = 480
 HEIGHT = 140
 _LEFT, _RIGHT, _TOP, _BOTTOM = 44, 8, 10, 22
 

@@ -110,6 +110,25 @@ class Sampler:
                 points.append(Point(after.at, max(0.0, new - old) * 60.0 / elapsed))
         return points
 
+    def rate(self, queue: str | None = None, window: float = 60.0) -> float | None:
+        """Finished jobs per minute over the last ``window`` seconds of samples (or all of them, if fewer).
+
+        ``None`` with fewer than two samples or where the driver keeps no
+        completed count.
+        """
+        samples = self.samples()
+        if len(samples) < 2:
+            return None
+        last = samples[-1]
+        first = next((s for s in samples if last.at - s.at <= window), samples[0])
+        if first is last:
+            first = samples[-2]
+        old, new = self._total(first, queue, _finished), self._total(last, queue, _finished)
+        elapsed = last.at - first.at
+        if old is None or new is None or elapsed <= 0:
+            return None
+        return max(0.0, new - old) * 60.0 / elapsed
+
     def waiting(self, queue: str | None = None) -> list[Point]:
         """Jobs waiting (pending and delayed) at each sample, of ``queue`` or of all queues."""
         return [Point(s.at, self._total(s, queue, _waiting)) for s in self.samples()]

@@ -227,10 +227,7 @@ class Views:
         total = QueueStats()
         for counts in stats.values():
             total = total + counts
-        throughput: dict[str, float | None] = {}
-        for name in stats:
-            points = self.sampler.throughput(name)
-            throughput[name] = points[-1].value if points else None
+        throughput = {name: self.sampler.rate(name) for name in stats}
         completed = self.supports(Capability.COMPLETED_COUNT)
         charts = []
         if completed:
