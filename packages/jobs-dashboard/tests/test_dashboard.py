@@ -265,3 +265,33 @@ def test_the_sampler_charts_throughput(jobs: JobsApp) -> None:
         page = client.get("/queues/live").text
         assert "<polyline" in page
         assert "finished jobs" in page
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+def test_mounted_under_a_path_of_another_application(jobs: JobsApp, fail_job: Callable[..., str]) -> None:
+    from starlette.applications import Starlette
+    from starlette.responses import PlainTextResponse
+    from starlette.routing import Mount, Route
+
+    job_id = fail_job()
+    dashboard = create_app(
+        jobs, DashboardSettings(token="correct-horse-battery-staple", sample_interval=3600)
+    )
+    site = Starlette(
+        routes=[Route("/", lambda request: PlainTextResponse("the site")), Mount("/ops/jobs", app=dashboard)]
+    )
+    with TestClient(site, base_url="http://example.com") as client:
+        assert client.get("/").text == "the site"
+        first = client.get("/ops/jobs/failed", follow_redirects=False)
+        assert first.headers["location"] == "/ops/jobs/login"
+        login = client.get("/ops/jobs/login").text
+        assert 'action="/ops/jobs/login"' in login and 'src="/ops/jobs/static/htmx.min.js"' in login
+        page = client.post(
+            "/ops/jobs/login", data={"csrf_token": csrf(login), "token": "correct-horse-battery-staple"}
+        )
+        assert str(page.url).endswith("/ops/jobs/queues")
+        assert 'href="/ops/jobs/failed"' in page.text and 'hx-get="/ops/jobs/queues/live"' in page.text
+        assert client.get("/ops/jobs/static/dashboard.css").status_code == 200
+        retried = client.post("/ops/jobs/failed/retry", data={"csrf_token": csrf(page.text), "id": job_id})
+        assert str(retried.url).endswith("/ops/jobs/failed?notice=retried&count=1")
+        assert counts(jobs, "emails")["pending"] == 1

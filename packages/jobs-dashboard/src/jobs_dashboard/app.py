@@ -51,8 +51,9 @@ def create_app(
 
     ``settings`` are checked first (:meth:`DashboardSettings.check`). With
     ``sample`` (the default), the queue counts are read every
-    ``settings.sample_interval`` seconds while the application runs (its
-    lifespan), for the throughput chart. The returned application has the
+    ``settings.sample_interval`` seconds, for the throughput chart, from the
+    application's startup (or the first view of the queues page, where the
+    server runs no lifespan, as for a mounted application) to its shutdown. The returned application has the
     :class:`~jobs_dashboard.views.Views` as ``state.views``, and the
     :class:`~jobs_dashboard.sampler.Sampler` as ``state.sampler``.
     """
@@ -61,7 +62,7 @@ def create_app(
     guard = guard or Guard(settings)
     driver = jobs.driver
     sampler = Sampler(jobs.queue.stats_by_queue, interval=settings.sample_interval, keep=settings.samples)
-    views = Views(jobs, settings, guard, sampler, template_environment())
+    views = Views(jobs, settings, guard, sampler, template_environment(), sample=sample)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:

@@ -150,17 +150,19 @@ class Sampler:
         return total
 
     def start(self) -> None:
-        """Sample now, then every ``interval`` seconds in a daemon thread."""
-        if self._thread is not None:
-            return
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="jobs-dashboard-sampler", daemon=True)
-        self._thread.start()
+        """Sample now, then every ``interval`` seconds in a daemon thread (once: later calls do nothing)."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            self._stop.clear()
+            self._thread = threading.Thread(target=self._loop, name="jobs-dashboard-sampler", daemon=True)
+            self._thread.start()
 
     def stop(self) -> None:
         """Stop the thread and wait for it (safe to call twice)."""
         self._stop.set()
-        thread, self._thread = self._thread, None
+        with self._lock:
+            thread, self._thread = self._thread, None
         if thread is not None and thread.is_alive():
             thread.join(timeout=30)
 

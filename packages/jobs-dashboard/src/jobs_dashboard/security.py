@@ -129,6 +129,18 @@ class Guard:
         return user_ok and password_ok
 
 
+def root_of(scope: Scope) -> str:
+    """The path the dashboard is mounted at (``""`` at the root of its server)."""
+    return str(scope.get("root_path", "")).rstrip("/")
+
+
+def route_path(scope: Scope) -> str:
+    """The request's path below :func:`root_of`."""
+    path: str = scope["path"]
+    root = root_of(scope)
+    return path[len(root) :] if root and path.startswith(root) else path
+
+
 def _host_is_local(host_header: str) -> bool:
     host = host_header.strip()
     if host.startswith("["):
@@ -171,7 +183,7 @@ class SecurityMiddleware:
             new_session = session = Guard.new_session()
             scope.setdefault("state", {})
         scope.setdefault("state", {})["session"] = session
-        public = scope["path"].startswith(PUBLIC_PREFIXES)
+        public = route_path(scope).startswith(PUBLIC_PREFIXES)
         if not public and not self.guard.signed_in(request):
             response: Response
             if settings.basic_credentials is not None and not settings.token:
@@ -181,7 +193,7 @@ class SecurityMiddleware:
                     headers={"www-authenticate": 'Basic realm="jobs dashboard", charset="UTF-8"'},
                 )
             elif request.method == "GET":
-                response = RedirectResponse("/login", status_code=303)
+                response = RedirectResponse(f"{root_of(scope)}/login", status_code=303)
             else:
                 response = PlainTextResponse("sign in first", status_code=401)
             if new_session:

@@ -37,6 +37,8 @@ from jobs_dashboard.security import (
     CSRF_FIELD,
     SESSION_COOKIE,
     Guard,
+    root_of,
+    route_path,
     session_of,
 )
 from jobs_dashboard.settings import DashboardSettings
@@ -112,6 +114,7 @@ class Views:
         templates: Environment,
         *,
         pages: tuple[Page, ...] = PAGES,
+        sample: bool = True,
     ) -> None:
         self.jobs = jobs
         self.settings = settings
@@ -119,6 +122,7 @@ class Views:
         self.sampler = sampler
         self.templates = templates
         self.pages = pages
+        self.sample = sample
 
     # -- helpers -------------------------------------------------------------
 
@@ -147,7 +151,8 @@ class Views:
         count = request.query_params.get("count", "")
         notice = NOTICES.get(notice_key, "").format(count=int(count) if count.isdigit() else 0)
         html = self.templates.get_template(template).render(
-            request_path=request.url.path,
+            request_path=route_path(request.scope),
+            root=root_of(request.scope),
             nav=available_pages(self.jobs.driver, self.pages),
             driver_name=self.jobs.driver.name,
             display_url=self.display_url,
@@ -163,10 +168,11 @@ class Views:
         return HTMLResponse(html, status_code=status_code)
 
     @staticmethod
-    def back(path: str, **query: object) -> RedirectResponse:
-        """A 303 redirect to ``path`` with ``query``."""
+    def back(request: Request, path: str, **query: object) -> RedirectResponse:
+        """A 303 redirect to ``path`` (below the dashboard's root) with ``query``."""
         shown = {k: str(v) for k, v in query.items() if v not in (None, "")}
-        return RedirectResponse(f"{path}?{urlencode(shown)}" if shown else path, status_code=303)
+        target = root_of(request.scope) + path
+        return RedirectResponse(f"{target}?{urlencode(shown)}" if shown else target, status_code=303)
 
     def exception_handlers(self) -> dict[Any, Callable[..., Any]]:
         """Errors shown as a page: a driver error says what failed, never with a traceback."""
@@ -194,19 +200,20 @@ class Views:
     def home(self, request: Request) -> Response:
         """The first page the driver can show."""
         pages = available_pages(self.jobs.driver, self.pages)
-        return RedirectResponse(pages[0].path if pages else "/driver", status_code=303)
+        first = pages[0].path if pages else "/driver"
+        return RedirectResponse(root_of(request.scope) + first, status_code=303)
 
     def login_page(self, request: Request) -> Response:
         """The token form (only when a token is set)."""
         if not self.settings.token:
-            return RedirectResponse("/", status_code=303)
+            return RedirectResponse(root_of(request.scope) + "/", status_code=303)
         return self.render(request, "login.html", title="Sign in")
 
     async def login(self, request: Request, form: dict[str, str]) -> Response:
         """Check the token; on success set the sign-in cookie of this session."""
         if not self.guard.check_token(form.get("token", "")):
-            return self.back("/login", notice="bad-token")
-        response = RedirectResponse("/", status_code=303)
+            return self.back(request, "/login", notice="bad-token")
+        response = RedirectResponse(root_of(request.scope) + "/", status_code=303)
         session = request.cookies[SESSION_COOKIE]  # present: the CSRF check needs it
         response.set_cookie(
             AUTH_COOKIE, self.guard.auth_cookie(session), httponly=True, samesite="strict", path="/"
@@ -215,7 +222,7 @@ class Views:
 
     async def logout(self, request: Request, form: dict[str, str]) -> Response:
         """Forget the sign-in of this browser."""
-        response = self.back("/login", notice="signed-out")
+        response = self.back(request, "/login", notice="signed-out")
         response.delete_cookie(AUTH_COOKIE, path="/")
         response.delete_cookie(SESSION_COOKIE, path="/")
         return response
@@ -223,6 +230,8 @@ class Views:
     # -- queues ----------------------------------------------------------------
 
     def _queue_context(self) -> dict[str, Any]:
+        if self.sample:
+            self.sampler.start()  # when the server did not run the lifespan (a mounted application)
         stats = self.jobs.queue.stats_by_queue()
         total = QueueStats()
         for counts in stats.values():
@@ -257,7 +266,7 @@ class Views:
         """Remove the waiting jobs of one queue."""
         self.require(Capability.PURGE)
         count = await run_in_threadpool(self.jobs.purge, form.get("queue", ""))
-        return self.back("/queues", notice="purged", count=count)
+        return self.back(request, "/queues", notice="purged", count=count)
 
     # -- failed jobs -----------------------------------------------------------
 
@@ -362,23 +371,23 @@ class Views:
         self.require(Capability.RETRY_FAILED)
         done = await run_in_threadpool(self.jobs.retry, form.get("id", ""))
         if not done:
-            return self.back("/failed", notice="retry-missing", **self._filters(form))
-        return self.back("/failed", notice="retried", count=1, **self._filters(form))
+            return self.back(request, "/failed", notice="retry-missing", **self._filters(form))
+        return self.back(request, "/failed", notice="retried", count=1, **self._filters(form))
 
     async def retry_all(self, request: Request, form: dict[str, str]) -> Response:
         """Put every failed job (of one queue, if given) back on its queue."""
         self.require(Capability.RETRY_FAILED)
         queue = form.get("queue") or None
         count = await run_in_threadpool(self.jobs.queue.retry_all, queue)
-        return self.back("/failed", notice="retried", count=count, queue=queue or "")
+        return self.back(request, "/failed", notice="retried", count=count, queue=queue or "")
 
     async def delete(self, request: Request, form: dict[str, str]) -> Response:
         """Delete one failed job for good."""
         self.require(Capability.FAILED_STORE)
         done = await run_in_threadpool(self.jobs.queue.forget, form.get("id", ""))
         if not done:
-            return self.back("/failed", notice="retry-missing", **self._filters(form))
-        return self.back("/failed", notice="deleted", count=1, **self._filters(form))
+            return self.back(request, "/failed", notice="retry-missing", **self._filters(form))
+        return self.back(request, "/failed", notice="deleted", count=1, **self._filters(form))
 
     # -- schedules ---------------------------------------------------------------
 
@@ -415,7 +424,7 @@ class Views:
                 raise HTTPException(400, f"unknown change {change!r}: pause, resume or remove")
         except ScheduleNotFound:
             notice = "schedule-missing"
-        return self.back("/schedules", notice=notice)
+        return self.back(request, "/schedules", notice=notice)
 
     # -- driver ------------------------------------------------------------------
 
