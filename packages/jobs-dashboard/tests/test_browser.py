@@ -42,6 +42,8 @@ def page(chromium: Any) -> Iterator[Any]:
     tab.set_default_timeout(15_000)
     tab.dialogs = []
     tab.errors = []
+    tab.console_errors = []
+    tab.on("console", lambda message: message.type == "error" and tab.console_errors.append(message.text))
     tab.accept_dialogs = False
 
     def answer(dialog: Any) -> None:
@@ -117,6 +119,22 @@ def test_pages_render(
     page.click("text=Driver")
     assert "failed_store" in page.locator("ul.capabilities").inner_text()
     assert page.errors == []
+    assert page.console_errors == []  # no script error, no Content-Security-Policy violation
+
+
+def test_the_queue_counts_refresh_by_themselves(page: Any, dashboard: str, jobs: JobsApp, queue: str) -> None:
+    from jobs_dashboard_test_jobs import ok
+    from playwright.sync_api import expect
+
+    jobs.dispatch(ok.on_queue(queue), {"n": 1})
+    page.goto(f"{dashboard}/queues")
+    pending = page.locator(f'tr[data-queue="{queue}"] td.pending')
+    assert pending.inner_text() == "1"
+
+    jobs.dispatch(ok.on_queue(queue), {"n": 2})
+
+    expect(pending).to_have_text("2", timeout=20_000)  # htmx reads the counts again, no reload
+    assert page.errors == [] and page.console_errors == []
 
 
 def test_a_retry_clicked_in_the_browser_requeues_the_job(
@@ -177,6 +195,7 @@ def test_a_script_in_a_payload_shows_as_text_and_does_not_run(
     assert page.title() != "owned"
     assert page.locator("script:not([src])").count() == 0
     assert page.dialogs == []
+    assert page.errors == [] and page.console_errors == []
 
 
 def test_delete_asks_first_and_retry_all(

@@ -107,6 +107,8 @@ def test_token_sign_in(jobs: JobsApp, fail_job: Callable[..., str]) -> None:
         first = client.get("/failed", follow_redirects=False)
         assert first.status_code == 303 and first.headers["location"] == "/login"
         assert client.post("/failed/retry", data={"id": job_id}).status_code == 401
+        refresh = client.get("/queues/live", headers={"HX-Request": "true"})
+        assert refresh.status_code == 401 and refresh.headers["hx-redirect"] == "/login"
         assert client.get("/static/htmx.min.js").status_code == 200
 
         login = client.get("/login").text

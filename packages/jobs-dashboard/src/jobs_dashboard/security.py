@@ -192,6 +192,10 @@ class SecurityMiddleware:
                     status_code=401,
                     headers={"www-authenticate": 'Basic realm="jobs dashboard", charset="UTF-8"'},
                 )
+            elif request.headers.get("hx-request"):
+                # A refresh by htmx after the sign-in was lost: the whole page goes to the sign-in form.
+                response = PlainTextResponse("sign in first", status_code=401)
+                response.headers["hx-redirect"] = f"{root_of(scope)}/login"
             elif request.method == "GET":
                 response = RedirectResponse(f"{root_of(scope)}/login", status_code=303)
             else:
