@@ -115,7 +115,7 @@ def telemetry(session: nox.Session) -> None:
 def dashboard(session: nox.Session) -> None:
     """jobs-dashboard's tests: pages and actions through Starlette's TestClient, and in headless Chromium."""
     session.install(*TEST_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, DASHBOARD)))  # SQLite and PostgreSQL
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, DASHBOARD)))  # every first-party driver
     session.install(str(EXAMPLE_DRIVER))  # a driver with fewer capabilities
     session.run("pytest", str(PACKAGES / "jobs-dashboard" / "tests"), *session.posargs)
 

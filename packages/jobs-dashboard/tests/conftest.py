@@ -1,9 +1,10 @@
-"""Fixtures: a jobs app on each backend (memory, SQLite, PostgreSQL), with failed jobs to show.
+"""Fixtures: a jobs app on each backend (memory, SQLite, PostgreSQL, MariaDB, Kafka) and failed jobs.
 
-PostgreSQL comes from ``JOBS_TEST_POSTGRESQL_URL`` (default: the local test
-server) with a fresh table prefix per test, dropped afterwards. When it is
-unreachable its tests are skipped on a developer machine and fail under
-``CI``.
+PostgreSQL and MariaDB come from ``JOBS_TEST_POSTGRESQL_URL`` and
+``JOBS_TEST_MARIADB_URL`` (defaults: the local test servers), with a fresh
+table prefix per test, dropped afterwards; Kafka is a Tansu broker started
+for the test (or ``JOBS_KAFKA_BOOTSTRAP``), with fresh topics. A missing
+service skips its tests on a developer machine and fails them under ``CI``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,19 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import pytest
 from jobs_core import JobsApp
 from jobs_dashboard_test_jobs import TEST_JOBS, explode
 
-POSTGRESQL_URL = os.environ.get(
-    "JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
+SERVERS = {
+    "postgresql": os.environ.get(
+        "JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+    ),
+    "mariadb": os.environ.get("JOBS_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+}
+POSTGRESQL_URL = SERVERS["postgresql"]
 
 #: A payload that would run a script if the dashboard did not escape it.
 XSS = (
@@ -30,11 +36,11 @@ XSS = (
 )
 
 
-def postgresql_error() -> str | None:
-    """``None`` if the PostgreSQL server answers, else why not."""
+def server_error(backend: str) -> str | None:
+    """``None`` if the database server of ``backend`` answers, else why not."""
     import sqlalchemy as sa
 
-    engine = sa.create_engine(POSTGRESQL_URL, connect_args={"connect_timeout": 3})
+    engine = sa.create_engine(SERVERS[backend], connect_args={"connect_timeout": 3})
     try:
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT 1"))
@@ -45,12 +51,8 @@ def postgresql_error() -> str | None:
         engine.dispose()
 
 
-def require_postgresql() -> None:
-    """Skip (or fail under CI) when PostgreSQL is unreachable."""
-    error = postgresql_error()
-    if error is None:
-        return
-    message = f"PostgreSQL unreachable at {POSTGRESQL_URL}: {error}"
+def unavailable(message: str) -> None:
+    """Skip the test, or fail it under CI (a missing service is a failure there)."""
     if os.environ.get("CI"):
         pytest.fail(message)
     pytest.skip(message)
@@ -60,11 +62,11 @@ def with_prefix(url: str, prefix: str) -> str:
     return url + ("&" if "?" in url else "?") + f"table_prefix={prefix}"
 
 
-def drop_prefix(prefix: str) -> None:
+def drop_prefix(backend: str, prefix: str) -> None:
     import sqlalchemy as sa
     from jobs_database.schema import build_tables, drop_all
 
-    engine = sa.create_engine(POSTGRESQL_URL)
+    engine = sa.create_engine(SERVERS[backend])
     try:
         drop_all(engine, build_tables(prefix))
     finally:
@@ -72,17 +74,38 @@ def drop_prefix(prefix: str) -> None:
 
 
 @contextlib.contextmanager
+def kafka_url() -> Iterator[str]:
+    """A ``kafka://`` URL on a Tansu broker of its own (or ``JOBS_KAFKA_BOOTSTRAP``), fresh topics."""
+    try:
+        from jobs_kafka.testing.broker import FAST_TEST_SETTINGS, test_bootstrap
+    except ImportError as exc:
+        unavailable(f"jobs-kafka is not installed: {exc}")
+        raise
+    with test_bootstrap() as bootstrap:
+        topics = f"d{uuid.uuid4().hex[:8]}."
+        yield f"kafka://{bootstrap}?" + urlencode(
+            {**FAST_TEST_SETTINGS, "topic_prefix": topics, "partitions": 1}
+        )
+
+
+@contextlib.contextmanager
 def fresh_backend(backend: str, folder: Path) -> Iterator[str]:
-    """A fresh URL of ``backend``: ``memory``, ``sqlite`` or ``postgresql`` (its tables dropped after)."""
+    """A fresh URL of ``backend``: ``memory``, ``sqlite``, ``postgresql`` or ``mariadb`` (their tables
+    dropped after), or ``kafka``."""
     if backend == "memory":
         yield f"memory://dash-{uuid.uuid4().hex[:8]}"
     elif backend == "sqlite":
         yield f"sqlite:///{folder / 'jobs.db'}"
-    elif backend == "postgresql":
-        require_postgresql()
+    elif backend in SERVERS:
+        error = server_error(backend)
+        if error is not None:
+            unavailable(f"{backend} unreachable at {SERVERS[backend]}: {error}")
         prefix = f"d{uuid.uuid4().hex[:10]}_"
-        yield with_prefix(POSTGRESQL_URL, prefix)
-        drop_prefix(prefix)
+        yield with_prefix(SERVERS[backend], prefix)
+        drop_prefix(backend, prefix)
+    elif backend == "kafka":
+        with kafka_url() as url:
+            yield url
     else:
         raise ValueError(backend)
 
