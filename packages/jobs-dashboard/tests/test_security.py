@@ -160,3 +160,17 @@ def test_security_headers(jobs: JobsApp) -> None:
         cookie = response.headers["set-cookie"]
         assert "jobs_dashboard_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
         assert "<script>" not in response.text.replace('<script src="/static/', "")
+
+
+def test_cookies_are_secure_over_https(jobs: JobsApp) -> None:
+    application = create_app(jobs, DashboardSettings(host="0.0.0.0", token=TOKEN, sample_interval=3600))
+    with TestClient(application, base_url="https://dashboard.example") as client:
+        login = client.get("/login")
+        assert "Secure" in login.headers["set-cookie"]
+        signed_in = client.post(
+            "/login", data={"csrf_token": csrf(login.text), "token": TOKEN}, follow_redirects=False
+        )
+        assert "jobs_dashboard_auth=" in signed_in.headers["set-cookie"]
+        assert "Secure" in signed_in.headers["set-cookie"] and "HttpOnly" in signed_in.headers["set-cookie"]
+    with TestClient(application, base_url="http://dashboard.example") as client:
+        assert "Secure" not in client.get("/login").headers["set-cookie"]

@@ -201,7 +201,7 @@ class SecurityMiddleware:
             else:
                 response = PlainTextResponse("sign in first", status_code=401)
             if new_session:
-                set_session_cookie(response, new_session)
+                set_session_cookie(response, new_session, secure=scope.get("scheme") == "https")
             await self._respond(response, scope, receive, send)
             return
 
@@ -214,7 +214,7 @@ class SecurityMiddleware:
                         headers.append((name.encode(), value.encode()))
                 if new_session:
                     probe = Response()
-                    set_session_cookie(probe, new_session)
+                    set_session_cookie(probe, new_session, secure=scope.get("scheme") == "https")
                     headers += [(k, v) for k, v in probe.raw_headers if k == b"set-cookie"]
                 message = {**message, "headers": headers}
             await send(message)
@@ -228,9 +228,11 @@ class SecurityMiddleware:
         await response(scope, receive, send)
 
 
-def set_session_cookie(response: Response, session: str) -> None:
-    """Set :data:`SESSION_COOKIE` (``HttpOnly``, ``SameSite=Strict``, the browser's session only)."""
-    response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/")
+def set_session_cookie(response: Response, session: str, *, secure: bool = False) -> None:
+    """Set :data:`SESSION_COOKIE` (``HttpOnly``, ``SameSite=Strict``, the browser's session only;
+    ``Secure`` when the page came over HTTPS).
+    """
+    response.set_cookie(SESSION_COOKIE, session, httponly=True, samesite="strict", path="/", secure=secure)
 
 
 def session_of(request: Request) -> str:

@@ -216,7 +216,12 @@ class Views:
         response = RedirectResponse(root_of(request.scope) + "/", status_code=303)
         session = request.cookies[SESSION_COOKIE]  # present: the CSRF check needs it
         response.set_cookie(
-            AUTH_COOKIE, self.guard.auth_cookie(session), httponly=True, samesite="strict", path="/"
+            AUTH_COOKIE,
+            self.guard.auth_cookie(session),
+            httponly=True,
+            samesite="strict",
+            path="/",
+            secure=request.url.scheme == "https",
         )
         return response
 
