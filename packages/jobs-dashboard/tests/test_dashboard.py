@@ -297,3 +297,27 @@ def test_mounted_under_a_path_of_another_application(jobs: JobsApp, fail_job: Ca
         retried = client.post("/ops/jobs/failed/retry", data={"csrf_token": csrf(page.text), "id": job_id})
         assert str(retried.url).endswith("/ops/jobs/failed?notice=retried&count=1")
         assert counts(jobs, "emails")["pending"] == 1
+
+
+def test_a_backend_that_is_down_gives_a_page_that_says_so() -> None:
+    jobs = JobsApp(
+        "postgresql+psycopg://postgres:hunter2secret@127.0.0.1:1/jobs?connect_timeout=2", load_plugins=False
+    )
+    try:
+        application = create_app(jobs, DashboardSettings(sample_interval=3600), sample=False)
+        with TestClient(application, base_url="http://localhost") as client:
+            for path in ["/queues", "/failed"]:
+                response = client.get(path)
+                assert response.status_code == 503, path
+                assert "cannot reach the PostgreSQL database at 127.0.0.1:1" in response.text, path
+                assert "hunter2secret" not in response.text and "Traceback" not in response.text, path
+            assert client.get("/driver").status_code == 200  # what needs no backend still works
+    finally:
+        jobs.close()
+
+
+@pytest.mark.parametrize("backend_url", ["sqlite"], indirect=True)
+def test_a_bad_queue_name_is_a_clear_bad_request(client: TestClient) -> None:
+    response = client.get("/failed", params={"queue": "<script>"})
+    assert response.status_code == 400
+    assert "invalid queue name &#39;&lt;script&gt;&#39;" in response.text

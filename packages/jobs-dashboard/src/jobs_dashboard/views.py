@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 from jinja2 import Environment
 from jobs_core.app import JobsApp
 from jobs_core.driver import Capability
-from jobs_core.errors import JobsError, ScheduleNotFound, UnsupportedOperation
+from jobs_core.errors import ConfigurationError, JobsError, ScheduleNotFound, UnsupportedOperation
 from jobs_core.message import FailedJob, QueueStats
 from jobs_core.urls import redact_text
 from starlette.concurrency import run_in_threadpool
@@ -178,7 +178,12 @@ class Views:
         """Errors shown as a page: a driver error says what failed, never with a traceback."""
 
         async def jobs_error(request: Request, exc: Exception) -> Response:
-            status = 404 if isinstance(exc, UnsupportedOperation) else 503
+            if isinstance(exc, UnsupportedOperation):
+                status = 404
+            elif isinstance(exc, ConfigurationError):
+                status = 400  # a bad queue name, say: the request's fault
+            else:
+                status = 503
             message = self.redact(" ".join(str(exc).split()))
             log.warning("dashboard request %s failed: %s", request.url.path, message)
             return await run_in_threadpool(
