@@ -157,6 +157,8 @@ def test_security_headers(jobs: JobsApp) -> None:
         assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert "unsafe-inline" not in policy
         assert response.headers["x-frame-options"] == "DENY"
+        assert response.headers["cache-control"] == "no-store"
+        assert client.get("/static/htmx.min.js").headers["cache-control"] == "public, max-age=3600"
         cookie = response.headers["set-cookie"]
         assert "jobs_dashboard_session=" in cookie and "HttpOnly" in cookie and "SameSite=strict" in cookie
         assert "<script>" not in response.text.replace('<script src="/static/', "")

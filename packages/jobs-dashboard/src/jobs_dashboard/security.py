@@ -183,7 +183,9 @@ class SecurityMiddleware:
             new_session = session = Guard.new_session()
             scope.setdefault("state", {})
         scope.setdefault("state", {})["session"] = session
-        public = route_path(scope).startswith(PUBLIC_PREFIXES)
+        path = route_path(scope)  # now: routing changes the scope's root_path on the way in
+        public = path.startswith(PUBLIC_PREFIXES)
+        static = path.startswith("/static/")
         if not public and not self.guard.signed_in(request):
             response: Response
             if settings.basic_credentials is not None and not settings.token:
@@ -209,6 +211,10 @@ class SecurityMiddleware:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
                 present = {name.lower() for name, _ in headers}
+                if static:
+                    # The script and the style sheet may be cached (they change with the package).
+                    present.add(b"cache-control")
+                    headers.append((b"cache-control", b"public, max-age=3600"))
                 for name, value in SECURITY_HEADERS.items():
                     if name.encode() not in present:
                         headers.append((name.encode(), value.encode()))
