@@ -321,3 +321,22 @@ def test_a_bad_queue_name_is_a_clear_bad_request(client: TestClient) -> None:
     response = client.get("/failed", params={"queue": "<script>"})
     assert response.status_code == 400
     assert "invalid queue name &#39;&lt;script&gt;&#39;" in response.text
+
+
+@pytest.mark.parametrize("backend_url", ["memory"], indirect=True)
+def test_the_failed_store_is_paged_newest_first(jobs: JobsApp, client: TestClient) -> None:
+    from jobs_dashboard_test_jobs import explode
+
+    for n in range(57):
+        jobs.dispatch(explode.on_queue("emails"), {"data": {"n": n}, "message": f"failure number {n}"})
+    assert jobs.work("emails", max_jobs=57) == 57
+
+    first = client.get("/failed").text
+    assert first.count('<tr data-id="') == 50
+    older = re.search(r'href="(/failed\?[^"]*offset=50[^"]*)">older', first)
+    assert older and "← newer" not in first
+    second = client.get(older.group(1).replace("&amp;", "&")).text
+    assert second.count('<tr data-id="') == 7
+    assert "older →" not in second and "← newer" in second
+    shown = set(re.findall(r"failure number (\d+)<", first + second))
+    assert shown == {str(n) for n in range(57)}
