@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 import pytest
 from jobs_core import QueueStats
-from jobs_dashboard.chart import line_chart
+from jobs_dashboard.chart import line_chart, sparkline
 from jobs_dashboard.sampler import Point, Sampler
 
 
@@ -77,3 +77,9 @@ def test_the_chart_escapes_its_label_and_breaks_on_unknown_values() -> None:
     assert "&lt;b&gt;jobs&lt;/b&gt;" in svg and "<b>" not in svg
     assert svg.count("<polyline") == 2
     assert "waiting for samples" in line_chart([Point(0, 1.0)], "jobs")
+
+
+def test_the_sparkline_escapes_its_label() -> None:
+    svg = sparkline([Point(0, 0.0), Point(1, 3.0)], "queue <x>")
+    assert "queue &lt;x&gt;" in svg and "<polyline" in svg
+    assert "<polyline" not in sparkline([Point(0, None), Point(1, 3.0)], "q")

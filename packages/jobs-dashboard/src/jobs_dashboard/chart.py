@@ -81,3 +81,34 @@ def line_chart(points: Sequence[Point], label: str, unit: str = "") -> Markup:
         "</svg>",
     ]
     return Markup("".join(parts))
+
+
+def sparkline(points: Sequence[Point], label: str, width: int = 120, height: int = 24) -> Markup:
+    """A small line of ``points`` without axes (for a table cell), titled ``label`` for a tooltip.
+
+    Empty (a blank of the same size) with fewer than two known values.
+    """
+    title = escape(label)
+    head = (
+        f'<svg class="spark" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'role="img" aria-label="{title}"><title>{title}</title>'
+    )
+    known = [p.value for p in points if p.value is not None]
+    if len(known) < 2:
+        return Markup(head + "</svg>")
+    start, span = points[0].at, max(points[-1].at - points[0].at, 1e-9)
+    scale = max(known) or 1.0
+    segments: list[list[str]] = [[]]
+    for point in points:
+        if point.value is None:
+            segments.append([])
+            continue
+        x = 1 + (point.at - start) / span * (width - 2)
+        y = height - 2 - point.value / scale * (height - 4)
+        segments[-1].append(f"{x:.1f},{y:.1f}")
+    lines = "".join(
+        f'<polyline points="{" ".join(s)}" fill="none" stroke="#2563eb" stroke-width="1.5"/>'
+        for s in segments
+        if len(s) >= 2
+    )
+    return Markup(head + lines + "</svg>")

@@ -29,7 +29,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, RedirectResponse, Response
 
 from jobs_dashboard import __version__
-from jobs_dashboard.chart import line_chart
+from jobs_dashboard.chart import line_chart, sparkline
 from jobs_dashboard.pages import PAGES, Page, available_pages
 from jobs_dashboard.sampler import Sampler
 from jobs_dashboard.security import (
@@ -247,6 +247,10 @@ class Views:
         for counts in stats.values():
             total = total + counts
         throughput = {name: self.sampler.rate(name) for name in stats}
+        sparks = {
+            name: sparkline(self.sampler.throughput(name), f"finished jobs per minute in {name}")
+            for name in stats
+        }
         completed = self.supports(Capability.COMPLETED_COUNT)
         charts = []
         if completed:
@@ -256,6 +260,7 @@ class Views:
             "stats": stats,
             "total": total,
             "throughput": throughput,
+            "sparks": sparks,
             "completed_kept": completed,
             "charts": charts,
             "sample_interval": self.sampler.interval,
