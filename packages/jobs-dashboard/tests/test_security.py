@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import subprocess
 import sys
@@ -74,6 +75,20 @@ def test_the_command_refuses_to_start_open_to_the_network(tmp_path: object) -> N
     assert "no authentication" in result.output and "--token" in result.output
     short = CliRunner().invoke(cli, ["dashboard", "--url", "memory://", "--token", "abc"], env={})
     assert short.exit_code == 2 and "at least 16 characters" in short.output
+
+
+def test_the_command_reports_a_backend_that_is_down_in_one_line() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "jobs_core", "dashboard", "--url", "postgresql://u:s3cretpw@127.0.0.1:1/jobs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={k: v for k, v in os.environ.items() if not k.startswith("JOBS_")},
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("jobs: error: ") and "127.0.0.1:1" in result.stderr
+    assert "Traceback" not in result.stderr and "s3cretpw" not in result.stderr
 
 
 def test_the_jobs_command_lists_the_plugin_command() -> None:
