@@ -171,7 +171,11 @@ class SecurityMiddleware:
         settings = self.guard.settings
         if not settings.authenticated and not _host_is_local(request.headers.get("host", "")):
             await self._respond(
-                PlainTextResponse("this dashboard answers to localhost only", status_code=403),
+                PlainTextResponse(
+                    "this dashboard has no sign-in, so it answers to localhost only; to serve it "
+                    "under another name (behind a proxy, say), start it with --token or --basic-auth",
+                    status_code=403,
+                ),
                 scope,
                 receive,
                 send,
@@ -181,9 +185,8 @@ class SecurityMiddleware:
         new_session = None
         if not session:
             new_session = session = Guard.new_session()
-            scope.setdefault("state", {})
         scope.setdefault("state", {})["session"] = session
-        path = route_path(scope)  # now: routing changes the scope's root_path on the way in
+        path = route_path(scope)  # read before routing changes the scope's root_path
         public = path.startswith(PUBLIC_PREFIXES)
         static = path.startswith("/static/")
         if not public and not self.guard.signed_in(request):
