@@ -311,3 +311,30 @@ def test_worker_health_follows_its_reserve_loop_and_its_heartbeat() -> None:
             hang.set()
             thread.join(30)
         assert worker.health() == WorkerHealth(False, False, "not running")
+
+
+def test_worker_processes_stop_by_themselves_when_their_supervisor_is_killed(project: Project) -> None:
+    project.dispatch("ops.slow", [{"n": n, "seconds": 2} for n in range(6)])
+    worker = project.start("--processes", "2", "--grace", "30", "--progress", "0")
+    assert worker.stderr is not None
+    first = worker.stderr.readline()
+    pids = [int(pid) for pid in first.split(": ", 2)[2].split(", ")]
+    project.wait_for("start", 2, worker)
+    worker.kill()  # SIGKILL, OOM killer: nothing is passed on
+    worker.communicate(timeout=60)
+    deadline = time.monotonic() + 60
+    for pid in pids:
+        while os.path.exists(f"/proc/{pid}") and "zombie" not in _state(pid):
+            assert time.monotonic() < deadline, f"worker process {pid} ran on without its supervisor"
+            time.sleep(0.1)
+    started = {line.split()[1] for line in project.lines("start")}
+    assert started == {line.split()[1] for line in project.lines("done")}  # running jobs finished
+    stats = project.app.stats()
+    assert (stats["pending"], stats["reserved"], stats["failed"]) == (6 - len(started), 0, 0)
+
+
+def _state(pid: int) -> str:
+    try:
+        return pathlib.Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:
+        return "zombie"

@@ -46,6 +46,7 @@ from jobs_core.worker_health import (
     HealthServer,
     JsonFormatter,
     MemoryLimit,
+    ParentWatch,
     WorkerHealth,
     combine,
     parse_address,
@@ -120,6 +121,8 @@ class WorkerOptions:
 
 
 _json_lines = False
+#: Set by :func:`supervise` for its worker processes: its process id (they stop when it is gone).
+ENV_SUPERVISOR = "JOBS_SUPERVISOR_PID"
 
 
 def _say(text: str) -> None:
@@ -298,6 +301,8 @@ def run_worker(
             worker.services.append(memory)
         if options.health_file is not None:
             worker.services.append(HealthFile(options.health_file, worker.health))
+        if os.environ.get(ENV_SUPERVISOR) == str(os.getppid()):
+            worker.services.append(ParentWatch(os.getppid(), worker.stop))
         server = None
         if options.health_port is not None:
             server = HealthServer(parse_address(options.health_port), lambda: [worker.health()])
@@ -339,6 +344,7 @@ def supervise(options: WorkerOptions) -> int:
     env = dict(os.environ)
     if options.url:
         env["JOBS_URL"] = options.url
+    env[ENV_SUPERVISOR] = str(os.getpid())
     command = [sys.executable, "-m", "jobs_core", *options.child_args()]
     scratch = None
     files: list[str] = []
@@ -350,13 +356,19 @@ def supervise(options: WorkerOptions) -> int:
         health = ["--health-file", files[slot]] if files else []
         return subprocess.Popen([*command, *health], env=env, start_new_session=True)
 
+    forwarded: set[int] = set()
+
+    def report() -> list[WorkerHealth]:
+        processes = read_health_files(files)
+        if forwarded:  # stopping, from the signal on (the children's files follow within a second)
+            return [WorkerHealth(False, p.live, "stopping") for p in processes]
+        return processes
+
     def health() -> WorkerHealth:
-        return combine(read_health_files(files))
+        return combine(report())
 
     children = [start(slot) for slot in range(options.processes)]
     _say(f"started {len(children)} worker processes: {', '.join(str(c.pid) for c in children)}")
-
-    forwarded: set[int] = set()
 
     def forward(signum: int, frame: types.FrameType | None) -> None:
         forwarded.add(signum)
@@ -373,7 +385,7 @@ def supervise(options: WorkerOptions) -> int:
     try:
         if options.health_port is not None:
             address = parse_address(options.health_port)
-            services.append(HealthServer(address, lambda: read_health_files(files)))
+            services.append(HealthServer(address, report))
         if options.health_file is not None:
             services.append(HealthFile(options.health_file, health))
         for service in services:

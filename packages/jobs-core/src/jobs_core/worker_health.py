@@ -151,6 +151,33 @@ class MemoryLimit(_Ticker):
             self._stop()
 
 
+class ParentWatch(_Ticker):
+    """Stops ``stop`` (a worker's graceful stop) once the process ``parent`` is no longer its parent.
+
+    A worker process of ``--processes`` runs in a session of its own (so a
+    terminal's Ctrl-C reaches it once, through its supervisor); should the
+    supervisor die without passing a stop on (SIGKILL, the OOM killer), its
+    workers finish their running jobs and exit instead of running on orphaned.
+    """
+
+    name = "jobs-parent-watch"
+
+    def __init__(self, parent: int, stop: Callable[[], None]) -> None:
+        super().__init__()
+        self.parent = parent
+        self._stop = stop
+        self._stopped = False
+
+    def step(self) -> None:
+        """Compare the parent process with the one at the start."""
+        if not self._stopped and os.getppid() != self.parent:
+            self._stopped = True
+            log.warning(
+                "the supervising process %d is gone: finishing the running jobs and exiting", self.parent
+            )
+            self._stop()
+
+
 class HealthFile(_Ticker):
     """Writes ``health()`` as JSON to ``path`` every second (atomically); removes it at the end.
 
