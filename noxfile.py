@@ -169,7 +169,7 @@ def packaging(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation, strict (broken links and references fail)."""
-    session.install("mkdocs>=1.6", "mkdocs-material")
+    session.install("mkdocs>=1.6", "mkdocs-material", "mkdocstrings[python]")  # the API pages
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"}
     )
