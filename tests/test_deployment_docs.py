@@ -436,3 +436,60 @@ def test_sigterm_as_the_process_manager_sends_it_finishes_running_jobs_and_gives
     left = app.driver.reserve(["default"], limit=total, lease=60)
     assert sorted(d.message.payload["n"] for d in left) == sorted(set(range(total)) - set(done))
     assert all(d.message.attempts == 0 for d in left)  # given back without counting an attempt
+
+
+def test_supervisord_runs_the_documented_programs_and_stops_the_worker_gracefully(
+    project: tuple[pathlib.Path, str, JobsApp],
+) -> None:
+    supervisord = tool("supervisord")
+    directory, url, app = project
+    log = directory / "log.txt"
+    logs = directory / "logs"
+    logs.mkdir()
+    (section,) = (text for path, text in named("ini").items() if "/supervisor/" in path)
+    programs = (
+        section.replace(INSTALL_PATH, jobs_executable())
+        .replace("/var/log/myapp", str(logs))
+        .replace("user=myapp", f"user={getpass.getuser()}")
+        .replace("directory=/srv/myapp", f"directory={directory}")
+        .replace(
+            'environment=JOBS_URL="postgresql+psycopg://myapp@db.internal/myapp"',
+            f'environment=JOBS_URL="{url}",JOBS_TEST_LOG="{log}"',
+        )
+    )
+    assert programs.count(jobs_executable()) == 2 and str(log) in programs
+    (directory / "supervisord.conf").write_text(
+        f"[supervisord]\nlogfile={logs}/supervisord.log\npidfile={directory}/supervisord.pid\n\n{programs}"
+    )
+    slots = 4 * 4  # --processes 4 --concurrency 4, as the section says
+    assert "--processes 4 --concurrency 4" in section
+    total = slots * 3
+    app.dispatch_many(app.registry.get("deploy.slow"), [{"n": n, "seconds": 2} for n in range(total)])
+    process = subprocess.Popen(
+        [supervisord, "-n", "-c", str(directory / "supervisord.conf")],
+        cwd=directory,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not log.exists() or log.read_text().count("start") < slots:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, (logs / "jobs-worker.log").read_text()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGTERM)  # supervisord stops every program with its stopsignal
+        output, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=120)
+    assert process.returncode == 0, output
+    worker_log = (logs / "jobs-worker.log").read_text()
+    assert "stopped: jobs-worker (exit status 0)" in (logs / "supervisord.log").read_text(), worker_log
+    lines = log.read_text().splitlines()
+    started = sorted(int(line.split()[1]) for line in lines if line.startswith("start"))
+    done = sorted(int(line.split()[1]) for line in lines if line.startswith("done"))
+    assert started == done and 0 < len(done) < total
+    stats = app.stats()
+    assert (stats["pending"], stats["reserved"], stats["failed"]) == (total - len(done), 0, 0)

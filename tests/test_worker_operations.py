@@ -338,3 +338,17 @@ def _state(pid: int) -> str:
         return pathlib.Path(f"/proc/{pid}/status").read_text().lower()
     except OSError:
         return "zombie"
+
+
+def test_the_scheduler_logs_json_too(project: Project) -> None:
+    command = [sys.executable, "-m", "jobs_core", "scheduler", "--import", "ops_jobs", "--log-format", "json"]
+    scheduler = subprocess.Popen(
+        command, cwd=project.tmp, env=project.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    assert scheduler.stderr is not None
+    first = json.loads(scheduler.stderr.readline())
+    assert first["logger"] == "jobs_core.scheduler" and first["message"].startswith("firing 0 schedules")
+    scheduler.send_signal(signal.SIGTERM)
+    _, err = scheduler.communicate(timeout=60)
+    assert scheduler.returncode == 0, err
+    assert all(json.loads(line)["level"] for line in err.splitlines())
