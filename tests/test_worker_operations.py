@@ -352,3 +352,23 @@ def test_the_scheduler_logs_json_too(project: Project) -> None:
     _, err = scheduler.communicate(timeout=60)
     assert scheduler.returncode == 0, err
     assert all(json.loads(line)["level"] for line in err.splitlines())
+
+
+def test_sigterm_to_every_process_at_once_still_gives_running_jobs_their_grace(project: Project) -> None:
+    # systemd's default KillMode=control-group signals every process of the unit: each worker
+    # process gets SIGTERM directly and once more through its supervisor. That is one request.
+    project.dispatch("ops.slow", [{"n": n, "seconds": 3} for n in range(6)])
+    worker = project.start("--processes", "2", "--grace", "30", "--progress", "0")
+    assert worker.stderr is not None
+    first = worker.stderr.readline()
+    pids = [int(pid) for pid in first.split(": ", 2)[2].split(", ")]
+    project.wait_for("start", 2, worker)
+    for pid in [worker.pid, *pids]:
+        os.kill(pid, signal.SIGTERM)
+    _, err = worker.communicate(timeout=60)
+    assert worker.returncode == 0, err
+    assert "stopping now" not in err
+    started = {line.split()[1] for line in project.lines("start")}
+    assert started == {line.split()[1] for line in project.lines("done")}  # finished, not given back
+    stats = project.app.stats()
+    assert (stats["pending"], stats["reserved"], stats["failed"]) == (6 - len(started), 0, 0)

@@ -303,6 +303,7 @@ def run_worker(
             worker.services.append(HealthFile(options.health_file, worker.health))
         if os.environ.get(ENV_SUPERVISOR) == str(os.getppid()):
             worker.services.append(ParentWatch(os.getppid(), worker.stop))
+            worker.same_signal_window = 1.0
         server = None
         if options.health_port is not None:
             server = HealthServer(parse_address(options.health_port), lambda: [worker.health()])

@@ -104,6 +104,13 @@ class Worker(PooledWorker):
 
     _running_loop = False
     _ran = False
+    _stop_signal = 0
+    #: Seconds after a stop signal within which the same signal again is the same
+    #: request, not "stop now" (0: never). A worker process of ``jobs worker
+    #: --processes`` uses 1: a process manager that signals every process of the
+    #: unit (systemd's default ``KillMode=control-group``) reaches it directly and
+    #: through its supervisor, at once.
+    same_signal_window = 0.0
 
     # -- public -------------------------------------------------------------
 
@@ -221,12 +228,19 @@ class Worker(PooledWorker):
         if not self._stopping:
             self._stop_at = time.monotonic()
             self._stopping = True
+            self._stop_signal = signum
             log.warning(
                 "received %s: stopped reserving; running jobs get %.0fs to finish (signal again to stop now)",
                 signal.Signals(signum).name,
                 self.grace,
             )
             return
+        if (
+            not self._force
+            and signum == self._stop_signal
+            and time.monotonic() - self._stop_at < self.same_signal_window
+        ):
+            return  # one stop request that reached this process twice (see same_signal_window)
         if not self._force:
             log.warning("received %s again: stopping now", signal.Signals(signum).name)
         self._force = True
