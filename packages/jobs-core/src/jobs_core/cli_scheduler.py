@@ -25,13 +25,21 @@ from jobs_core.driver import Capability
 from jobs_core.errors import UnsupportedOperation
 from jobs_core.schedule_data import Schedule
 from jobs_core.scheduler_runner import SchedulerThread, run_scheduler
+from jobs_core.worker_health import JsonFormatter, use_log_format
 
 #: Default seconds between looks at the store for schedules declared elsewhere.
 DEFAULT_POLL_INTERVAL = 1.0
 
 
+_json_lines = False
+
+
 def _say(text: str) -> None:
-    click.echo(f"jobs scheduler[{os.getpid()}]: {text}", err=True)
+    if _json_lines:
+        record = logging.LogRecord("jobs_core.scheduler", logging.INFO, __file__, 0, text, None, None)
+        click.echo(JsonFormatter().format(record), err=True)
+    else:
+        click.echo(f"jobs scheduler[{os.getpid()}]: {text}", err=True)
 
 
 def poll_interval_option(function: F) -> F:
@@ -77,8 +85,20 @@ def _app(url: str | None, command: str, load_plugins: bool = False) -> JobsApp:
     default="WARNING",
     show_default=True,
 )
-def scheduler(url: str | None, imports: Sequence[str], poll_interval: float, log_level: str) -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["text", "json"]),
+    default="text",
+    show_default=True,
+    help="Log lines as text, or as one JSON object a line (for log collectors).",
+)
+def scheduler(
+    url: str | None, imports: Sequence[str], poll_interval: float, log_level: str, log_format: str
+) -> None:
     """Fire the stored schedules until SIGTERM/SIGINT (run as many as you like)."""
+    global _json_lines
+    _json_lines = log_format == "json"
+    use_log_format(log_format)
     logging.getLogger("jobs_core").setLevel(log_level.upper())
     app = _app(url, "scheduler", load_plugins=True)
     try:

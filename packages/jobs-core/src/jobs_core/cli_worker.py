@@ -6,6 +6,12 @@ worker processes (``python -m jobs_core worker ...``, each a full worker in
 its own session), forwards SIGTERM and SIGINT to them, and exits when all of
 them have, with status 0 only if every one exited 0. The backend URL reaches
 the children through ``JOBS_URL``, never on their command line.
+
+A worker past ``--max-memory`` finishes its running jobs and exits with
+:data:`~jobs_core.worker_health.RECYCLE_STATUS`; :func:`supervise` starts
+a new process in its place. ``--health-port`` serves HTTP probes: from the
+worker itself, or, under ``--processes``, from the health file each child
+writes (``--health-file``).
 """
 
 from __future__ import annotations
@@ -14,9 +20,11 @@ import importlib
 import inspect
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import types
@@ -32,6 +40,20 @@ from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
 from jobs_core.facade import set_default_app
 from jobs_core.worker import Service, Worker
+from jobs_core.worker_health import (
+    RECYCLE_STATUS,
+    HealthFile,
+    HealthServer,
+    JsonFormatter,
+    MemoryLimit,
+    ParentWatch,
+    WorkerHealth,
+    combine,
+    parse_address,
+    parse_size,
+    read_health_files,
+    use_log_format,
+)
 
 
 @dataclass(frozen=True)
@@ -52,6 +74,17 @@ class WorkerOptions:
     ack_interval: float = 0.05
     progress_interval: float = 10.0
     log_level: str = "WARNING"
+    log_format: str = "text"
+    max_memory: str | None = None
+    health_port: str | None = None
+    health_file: str | None = None
+
+    def check(self) -> None:
+        """Refuse a bad ``--max-memory`` or ``--health-port`` before anything starts."""
+        if self.max_memory is not None:
+            parse_size(self.max_memory)
+        if self.health_port is not None:
+            parse_address(self.health_port)
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> WorkerOptions:
@@ -81,11 +114,29 @@ class WorkerOptions:
             args += ["--prefetch", str(self.prefetch)]
         args += ["--ack-interval", repr(self.ack_interval)]
         args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
+        args += ["--log-format", self.log_format]
+        if self.max_memory is not None:
+            args += ["--max-memory", self.max_memory]
         return args
 
 
+_json_lines = False
+#: Set by :func:`supervise` for its worker processes: its process id (they stop when it is gone).
+ENV_SUPERVISOR = "JOBS_SUPERVISOR_PID"
+
+
 def _say(text: str) -> None:
-    click.echo(f"jobs worker[{os.getpid()}]: {text}", err=True)
+    if _json_lines:
+        record = logging.LogRecord("jobs_core.worker", logging.INFO, __file__, 0, text, None, None)
+        click.echo(JsonFormatter().format(record), err=True)
+    else:
+        click.echo(f"jobs worker[{os.getpid()}]: {text}", err=True)
+
+
+def _use_log_format(name: str) -> None:
+    global _json_lines
+    _json_lines = name == "json"
+    use_log_format(name)
 
 
 def _summary(worker: Worker) -> str:
@@ -210,8 +261,12 @@ def run_worker(
     While it runs, the worker's app is the default app of the ``Jobs``
     facade, from before ``--plugin`` and ``--import`` modules are imported.
     Raises :class:`~jobs_core.errors.JobsError` for configuration and
-    backend errors (the CLI prints them as one line).
+    backend errors (the CLI prints them as one line). Returns
+    :data:`~jobs_core.worker_health.RECYCLE_STATUS` instead of 0 when
+    ``--max-memory`` stopped the worker.
     """
+    options.check()
+    _use_log_format(options.log_format)
     logging.getLogger("jobs_core").setLevel(options.log_level.upper())
     unconfigured: JobsConfig | None = None
     if app is None:
@@ -240,9 +295,23 @@ def run_worker(
             stop_when_empty=options.stop_when_empty,
             services=services,
         )
+        memory = None
+        if options.max_memory is not None:
+            memory = MemoryLimit(parse_size(options.max_memory), worker.stop)
+            worker.services.append(memory)
+        if options.health_file is not None:
+            worker.services.append(HealthFile(options.health_file, worker.health))
+        if os.environ.get(ENV_SUPERVISOR) == str(os.getppid()):
+            worker.services.append(ParentWatch(os.getppid(), worker.stop))
+            worker.same_signal_window = 1.0
+        server = None
+        if options.health_port is not None:
+            server = HealthServer(parse_address(options.health_port), lambda: [worker.health()])
+            server.start()
         _say(
             f"serving {', '.join(options.queues)} on {app.config.display_url} with "
             f"{len(app.registry)} jobs, concurrency {options.concurrency}"
+            + (f", health probes on port {server.port}" if server else "")
         )
         progress = _Progress(worker, options.progress_interval)
         progress.start()
@@ -251,23 +320,56 @@ def run_worker(
             worker.run()
         finally:
             progress.stop()
+            if server is not None:
+                server.close()
         _say(f"stopped after {time.monotonic() - started:.1f}s: {_summary(worker)}")
     finally:
         set_default_app(previous)
         app.close()
+    if memory is not None and memory.exceeded:
+        _say(f"exiting with status {RECYCLE_STATUS} to be replaced (--max-memory)")
+        return RECYCLE_STATUS
     return 0
 
 
 def supervise(options: WorkerOptions) -> int:
-    """Run ``options.processes`` worker processes; forward signals; return the exit status."""
+    """Run ``options.processes`` worker processes; forward signals; return the exit status.
+
+    A child that exits with :data:`~jobs_core.worker_health.RECYCLE_STATUS`
+    (``--max-memory``) before a stop was asked for is replaced by a new one.
+    With ``--health-port`` or ``--health-file`` each child writes its health
+    to a file of its own, and this process answers for all of them.
+    """
+    options.check()
+    _use_log_format(options.log_format)
     env = dict(os.environ)
     if options.url:
         env["JOBS_URL"] = options.url
+    env[ENV_SUPERVISOR] = str(os.getpid())
     command = [sys.executable, "-m", "jobs_core", *options.child_args()]
-    children = [subprocess.Popen(command, env=env, start_new_session=True) for _ in range(options.processes)]
-    _say(f"started {len(children)} worker processes: {', '.join(str(c.pid) for c in children)}")
+    scratch = None
+    files: list[str] = []
+    if options.health_port is not None or options.health_file is not None:
+        scratch = tempfile.mkdtemp(prefix="jobs-health-")
+        files = [os.path.join(scratch, f"worker-{slot}.json") for slot in range(options.processes)]
+
+    def start(slot: int) -> subprocess.Popen[bytes]:
+        health = ["--health-file", files[slot]] if files else []
+        return subprocess.Popen([*command, *health], env=env, start_new_session=True)
 
     forwarded: set[int] = set()
+
+    def report() -> list[WorkerHealth]:
+        processes = read_health_files(files)
+        if forwarded:  # stopping, from the signal on (the children's files follow within a second)
+            return [WorkerHealth(False, p.live, "stopping") for p in processes]
+        return processes
+
+    def health() -> WorkerHealth:
+        return combine(report())
+
+    children = [start(slot) for slot in range(options.processes)]
+    _say(f"started {len(children)} worker processes: {', '.join(str(c.pid) for c in children)}")
 
     def forward(signum: int, frame: types.FrameType | None) -> None:
         forwarded.add(signum)
@@ -279,15 +381,45 @@ def supervise(options: WorkerOptions) -> int:
                     pass
 
     previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop_services = threading.Event()
+    services: list[Service] = []
     try:
-        codes = [child.wait() for child in children]
+        if options.health_port is not None:
+            address = parse_address(options.health_port)
+            services.append(HealthServer(address, report))
+        if options.health_file is not None:
+            services.append(HealthFile(options.health_file, health))
+        for service in services:
+            service.start(stop_services)
+        codes: dict[int, int] = {}
+        while len(codes) < len(children):
+            for slot, child in enumerate(children):
+                code = child.poll() if slot not in codes else None
+                if code is None:
+                    continue
+                if code == RECYCLE_STATUS and not forwarded:
+                    children[slot] = start(slot)
+                    _say(f"worker process {child.pid} recycled (--max-memory); started {children[slot].pid}")
+                else:
+                    codes[slot] = code
+            time.sleep(0.1)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        stop_services.set()
+        for service in services:
+            service.join(5)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
     # A child killed by a signal we forwarded died before it installed its
-    # handlers, that is before it reserved anything: a clean stop.
-    codes = [0 if code < 0 and -code in forwarded else code for code in codes]
-    for child, code in zip(children, codes, strict=True):
+    # handlers, that is before it reserved anything: a clean stop. One that
+    # was recycling when the stop came stopped cleanly too.
+    results = [codes[slot] for slot in range(len(children))]
+    results = [
+        0 if (code < 0 and -code in forwarded) or (code == RECYCLE_STATUS and forwarded) else code
+        for code in results
+    ]
+    for child, code in zip(children, results, strict=True):
         if code != 0:
             _say(f"worker process {child.pid} exited with status {code}")
-    return next((code for code in codes if code > 0), 1) if any(codes) else 0
+    return next((code for code in results if code > 0), 1) if any(results) else 0

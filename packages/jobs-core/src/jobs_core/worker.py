@@ -42,6 +42,7 @@ from jobs_core.worker_core import (
     _ForcedStop,
     log,
 )
+from jobs_core.worker_health import LIVENESS_WINDOW, WorkerHealth
 from jobs_core.worker_pool import PooledWorker
 
 __all__ = [
@@ -101,6 +102,16 @@ class Worker(PooledWorker):
         with the worker and stopped with it.
     """
 
+    _running_loop = False
+    _ran = False
+    _stop_signal = 0
+    #: Seconds after a stop signal within which the same signal again is the same
+    #: request, not "stop now" (0: never). A worker process of ``jobs worker
+    #: --processes`` uses 1: a process manager that signals every process of the
+    #: unit (systemd's default ``KillMode=control-group``) reaches it directly and
+    #: through its supervisor, at once.
+    same_signal_window = 0.0
+
     # -- public -------------------------------------------------------------
 
     @property
@@ -114,6 +125,35 @@ class Worker(PooledWorker):
             in_flight=len(self._held),
             elapsed=time.monotonic() - self._started,
         )
+
+    def health(self, window: float = LIVENESS_WINDOW) -> WorkerHealth:
+        """Whether this worker is ready (serving its queues) and live (not stuck); thread-safe.
+
+        Ready: :meth:`run` is running, not stopping, and its last reserve call
+        succeeded. Live: its reserve loop returned from a reserve call within
+        the last ``window`` seconds, or it holds running jobs and its heartbeat
+        (which renews their leases) ticked within ``window`` seconds; also
+        while it starts (``window`` seconds from :meth:`run`) and while it
+        stops (the grace period bounds that). Not live means a process
+        manager should kill and restart it; not ready only that it takes no
+        work now (starting, stopping, or the backend refusing reserves).
+        """
+        now = time.monotonic()
+        if not self._running_loop:
+            return WorkerHealth(ready=False, live=not self._ran, reason="not running")
+        if self._stopping:
+            return WorkerHealth(ready=False, live=True, reason="stopping")
+        if not self._reserved_at:
+            live = now - self._started < window
+            return WorkerHealth(ready=False, live=live, reason="connecting" if live else "no reserve yet")
+        busy = bool(self._held) and now - self._ticked_at < window
+        live = now - self._reserved_at < window or busy
+        if not live:
+            stuck = f"no progress for {now - self._reserved_at:.0f}s"
+            return WorkerHealth(ready=False, live=False, reason=stuck)
+        if not self._reserve_ok:
+            return WorkerHealth(ready=False, live=True, reason="reserving fails")
+        return WorkerHealth(ready=True, live=True, reason="serving")
 
     def stop(self, force: bool = False) -> None:
         """Ask the worker to stop (thread-safe); ``force`` skips the grace period."""
@@ -129,6 +169,7 @@ class Worker(PooledWorker):
         Returns the number of jobs handled (succeeded, skipped, retried or failed).
         """
         self._started = time.monotonic()
+        self._running_loop = self._ran = True
         restore_signals = self._install_signals()
         restore_executor = bind_executor(self.executor)
         stop_services = threading.Event()
@@ -162,6 +203,7 @@ class Worker(PooledWorker):
             self.executor.close()
             restore_executor()
             restore_signals()
+            self._running_loop = False
         return self.stats.handled
 
     # -- signals ------------------------------------------------------------
@@ -186,12 +228,19 @@ class Worker(PooledWorker):
         if not self._stopping:
             self._stop_at = time.monotonic()
             self._stopping = True
+            self._stop_signal = signum
             log.warning(
                 "received %s: stopped reserving; running jobs get %.0fs to finish (signal again to stop now)",
                 signal.Signals(signum).name,
                 self.grace,
             )
             return
+        if (
+            not self._force
+            and signum == self._stop_signal
+            and time.monotonic() - self._stop_at < self.same_signal_window
+        ):
+            return  # one stop request that reached this process twice (see same_signal_window)
         if not self._force:
             log.warning("received %s again: stopping now", signal.Signals(signum).name)
         self._force = True

@@ -236,6 +236,12 @@ class WorkerCore:
         self._closing = False
         self._in_job = False
         self._signal_main = False
+        #: For :meth:`~jobs_core.worker.Worker.health`: when a reserve call last
+        #: returned (monotonic, 0 before the first), whether it succeeded, and the
+        #: last heartbeat tick.
+        self._reserved_at = 0.0
+        self._reserve_ok = False
+        self._ticked_at = 0.0
         self._refresh_hooks()
 
     @property
@@ -277,6 +283,7 @@ class WorkerCore:
         """Housekeeping, every heartbeat tick: late acks, prefetched jobs at a
         stop request, and the grace deadline.
         """
+        self._ticked_at = time.monotonic()
         # Flush one tick early, so that no finished job waits longer than ack_interval.
         if self._acks and time.monotonic() - self._last_flush >= self.ack_interval - self._tick_seconds:
             self._flush_acks()
@@ -369,11 +376,13 @@ class WorkerCore:
             if not deliveries and self.stop_when_empty:
                 deliveries = self._confirm_empty(limit)
         except JobsError as exc:
+            self._reserved_at, self._reserve_ok = time.monotonic(), False
             if self.stop_when_empty or not exc.retryable:
                 raise
             log.warning("reserving failed, trying again: %s", exc)
             self._sleep(min(5.0, max(0.5, self.poll_interval)))
             return []
+        self._reserved_at, self._reserve_ok = time.monotonic(), True
         if deliveries:
             self._refresh_hooks()
             with self._lock:
