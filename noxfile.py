@@ -1,7 +1,7 @@
 """Every check of the workspace: ``nox`` runs them all, ``nox -s NAME`` one.
 
 Sessions: lint, typecheck, tests, conformance (one per driver and backend),
-packaging, docs, bench and bench-peers (not run by default).
+packaging, docs, django (jobs-django's test project), bench and bench-peers (not run by default).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import nox
 nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.reuse_existing_virtualenvs = True
 nox.options.sessions = ["lint", "typecheck", "tests", "telemetry", "conformance", "packaging", "docs"]
+nox.options.sessions.append("django")  # jobs-django's test project
 
 ROOT = pathlib.Path(__file__).parent
 PACKAGES = ROOT / "packages"
@@ -27,6 +28,9 @@ CORE = f"{PACKAGES / 'jobs-core'}[testing]"
 DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
 KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 OTEL = str(PACKAGES / "jobs-otel")
+DJANGO = str(PACKAGES / "jobs-django")
+#: Django 5.2 and the django-tasks backport of django.tasks (Django 6 needs Python >= 3.12).
+DJANGO_DEPS = ["django>=5.2,<6", "django-tasks>=0.12"]
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
@@ -72,8 +76,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
-    session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL)))
+    session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS, *DJANGO_DEPS, "django-stubs")
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, DJANGO)))
     session.run("mypy")
 
 
@@ -89,8 +93,9 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *paths, *session.posargs)
 
 
-#: Plugin packages that change every app they are installed beside: tested in a session of their own.
-PLUGINS = {"jobs-otel": OTEL}
+#: Packages tested in a session of their own: plugins that change every app they are installed
+#: beside, and framework integrations that need their framework.
+PLUGINS = {"jobs-otel": OTEL, "jobs-django": DJANGO}
 
 
 @nox.session
@@ -99,6 +104,16 @@ def telemetry(session: nox.Session) -> None:
     session.install(*TEST_TOOLS)
     session.install(*_editable(*_available(CORE, DATABASE, OTEL)))  # SQLite for the cross-process tests
     session.run("pytest", str(PACKAGES / "jobs-otel" / "tests"), *session.posargs)
+
+
+@nox.session
+def django(session: nox.Session) -> None:
+    """jobs-django's test project, on SQLite then PostgreSQL, with real worker processes."""
+    session.install(*TEST_TOOLS, *DJANGO_DEPS)
+    session.install(*_editable(*_available(CORE, DATABASE, DJANGO)))
+    tests = str(PACKAGES / "jobs-django" / "tests")
+    for database in ("sqlite", "postgresql"):
+        session.run("pytest", tests, *session.posargs, env={"JOBS_DJANGO_TEST_DATABASE": database})
 
 
 @nox.session

@@ -50,3 +50,9 @@ def explode() -> None:
 @task()
 def not_json() -> object:
     return object()
+
+
+@task()
+def record(label: str) -> int:
+    """Write an order named ``label``: the order of the rows is the order the tasks ran in."""
+    return Order.objects.create(label=label).pk
