@@ -1,8 +1,9 @@
 """The Django app: ``"jobs_django"`` in ``INSTALLED_APPS``.
 
 It brings the ``jobs_worker`` management command, configures the ``Jobs``
-facade from the ``JOBS`` setting (when there is one), and creates the jobs
-tables after ``migrate`` when they live in a Django database.
+facade from the settings (``JOBS``, else the ``OPTIONS`` of the ``TASKS``
+backend that is a ``JobsBackend``; ``JOBS_URL`` wins over both), and creates
+the jobs tables after ``migrate`` when they live in a Django database.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.apps import AppConfig
+
+from jobs_django import conf
 
 
 class JobsDjangoConfig(AppConfig):
@@ -19,14 +22,17 @@ class JobsDjangoConfig(AppConfig):
     verbose_name = "Jobs"
 
     def ready(self) -> None:
-        """Configure ``Jobs`` from ``JOBS``; create the jobs tables after ``migrate``."""
+        """Configure ``Jobs`` from the settings; create the jobs tables after ``migrate``."""
+        import os
+
         from django.db.models.signals import post_migrate
         from jobs_core import Jobs
+        from jobs_core.config import ENV_URL
 
-        from jobs_django import conf
+        from jobs_django import worker
 
-        if conf.jobs_setting():
-            settings = conf.load()
+        if not os.environ.get(ENV_URL) and (conf.jobs_setting() or worker.jobs_backends()):
+            settings = worker.backend_settings()
             Jobs.configure(settings.url, **settings.driver_options)
         post_migrate.connect(create_jobs_tables, sender=self)
 

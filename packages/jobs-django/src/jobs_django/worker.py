@@ -27,9 +27,14 @@ ENV_BACKEND = "JOBS_DJANGO_BACKEND"
 
 def setup(app: JobsApp) -> None:
     """Prepare ``app`` to serve the Django project of ``DJANGO_SETTINGS_MODULE``."""
-    _setup_django()
+    before = app.config
+    given = before.url != DEFAULT_URL or bool(os.environ.get(ENV_URL))
+    _setup_django()  # the app's ready() may configure Jobs, whose default app is this one
     settings = backend_settings(os.environ.get(ENV_BACKEND))
-    if app.config.url == DEFAULT_URL and not os.environ.get(ENV_URL):
+    if given:
+        if app.config != before:  # --url or JOBS_URL wins over the settings
+            app.configure(before.url, **dict(before.options))
+    elif app.config.url != settings.url:
         app.configure(settings.url, **settings.driver_options)
     for module in autodiscover():
         app.register_module(module)
