@@ -56,15 +56,17 @@ def project() -> Iterator[pathlib.Path]:
     backend.close()
 
 
-def run_worker(*args: str, command: str = "manage") -> subprocess.CompletedProcess[str]:
-    """Run a worker process until no job is due; fail the test on a non-zero exit."""
+def run_worker(
+    *args: str, command: str = "manage", until: str = "--stop-when-empty"
+) -> subprocess.CompletedProcess[str]:
+    """Run a worker process until no job is due (or ``until``); fail the test on a non-zero exit."""
     if command == "manage":
         argv = [sys.executable, "manage.py", "jobs_worker"]
     else:  # the jobs CLI itself, with the Django plugin
         argv = [sys.executable, "-m", "jobs_core", "worker", "--plugin", "jobs_django.worker:setup"]
     env = {k: v for k, v in os.environ.items() if k != "JOBS_URL"}
     done = subprocess.run(
-        [*argv, "--stop-when-empty", "--progress", "0", *args],
+        [*argv, *until.split(), "--progress", "0", *args],
         cwd=PROJECT,
         env=env,
         capture_output=True,

@@ -120,6 +120,22 @@ def test_a_rollback_leaves_no_job_and_a_commit_stores_it_with_the_rows(project: 
     assert kept.return_value == 4
 
 
+def test_a_backend_with_max_retries_retries_a_task_that_raised(project: pathlib.Path) -> None:
+    once = tasks.flaky.enqueue()  # the default backend: no retries, as Django's own backends
+    twice = tasks.flaky.using(backend="retrying").enqueue()
+    assert twice.backend == "retrying"
+
+    run_worker("--queue", "default", until="--max-jobs 3")  # 1 failure, then 1 failure + its retry
+
+    once.refresh()
+    assert once.status == Status.FAILED and once.attempts == 1
+    assert once.errors[0].exception_class is ConnectionError
+    twice.refresh()
+    assert twice.status == Status.SUCCESSFUL
+    assert twice.return_value == 2  # the second attempt's context said so
+    assert twice.attempts == 2
+
+
 def _jobs_rows_seen_by_another_connection(job_id: str) -> int:
     """Rows of the job ``job_id`` in the jobs table, read on a connection of another thread."""
     seen: list[int] = []

@@ -76,7 +76,7 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
         """Django's checks, and a queue name jobs accepts; the task is then known to this process."""
         super().validate_task(task)
         try:
-            job_class(task, self.settings.max_retries, self.settings.timeout)
+            job_class(task)
             from jobs_core import options
 
             options.queue("queue_name", task.queue_name)
@@ -93,7 +93,12 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
         """
         self.validate_task(task)
         payload = payload_of(args, kwargs)
-        template = job_class(task, self.settings.max_retries, self.settings.timeout)().priority(task.priority)
+        template = (
+            job_class(task)()
+            .priority(task.priority)
+            .retries(self.settings.max_retries)
+            .timeout(self.settings.timeout)
+        )
         delay = None
         if task.run_after is not None:
             delay = max(0.0, task.run_after.timestamp() - time.time())

@@ -57,8 +57,12 @@ def task_named(name: str) -> Any:
     return task
 
 
-def job_class(task: Any, max_retries: int = 0, timeout: float | None = None) -> type[TaskJob]:
-    """The job class that runs ``task`` (made once per module path)."""
+def job_class(task: Any) -> type[TaskJob]:
+    """The job class that runs ``task`` (made once per module path).
+
+    Its retries and time limit are set per enqueue, from the settings of the
+    backend that enqueues (a task may be enqueued through several).
+    """
     note_task(task)
     name = task.module_path
     with _lock:
@@ -73,8 +77,6 @@ def job_class(task: Any, max_retries: int = 0, timeout: float | None = None) -> 
                     "__qualname__": f"TaskJob[{name}]",
                     "job_name": name,
                     "queue": task.queue_name,
-                    "max_retries": max_retries,
-                    "time_limit": timeout,
                     "django_task": task,
                 },
             )
@@ -82,11 +84,11 @@ def job_class(task: Any, max_retries: int = 0, timeout: float | None = None) -> 
     return cls
 
 
-def register_tasks(app: JobsApp, max_retries: int = 0, timeout: float | None = None) -> list[str]:
+def register_tasks(app: JobsApp) -> list[str]:
     """Register every task noted in this process on ``app``; return their names, sorted."""
     names = []
     for name, task in sorted(known_tasks().items()):
-        app.register(job_class(task, max_retries, timeout))
+        app.register(job_class(task))
         names.append(name)
     return names
 

@@ -38,7 +38,7 @@ def setup(app: JobsApp) -> None:
         app.configure(settings.url, **settings.driver_options)
     for module in autodiscover():
         app.register_module(module)
-    register_tasks(app, settings.max_retries, settings.timeout)
+    register_tasks(app)
 
 
 def backend_settings(alias: str | None = None) -> conf.JobsSettings:

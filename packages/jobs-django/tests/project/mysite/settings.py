@@ -59,5 +59,10 @@ TASKS = {
         "BACKEND": "jobs_django.JobsBackend",
         "QUEUES": ["default", "emails", "special"],
         "OPTIONS": {"DRIVER_OPTIONS": {"table_prefix": "djangotest_"}},
-    }
+    },
+    # The same jobs tables, with a retry for a task that raised.
+    "retrying": {
+        "BACKEND": "jobs_django.JobsBackend",
+        "OPTIONS": {"DRIVER_OPTIONS": {"table_prefix": "djangotest_"}, "MAX_RETRIES": 1},
+    },
 }

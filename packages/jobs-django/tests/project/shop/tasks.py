@@ -56,3 +56,11 @@ def not_json() -> object:
 def record(label: str) -> int:
     """Write an order named ``label``: the order of the rows is the order the tasks ran in."""
     return Order.objects.create(label=label).pk
+
+
+@task(takes_context=True)
+def flaky(context: TaskContext) -> int:
+    """Fail the first attempt, succeed the next: its return value is the attempt that succeeded."""
+    if context.attempt == 1:
+        raise ConnectionError("the first attempt always fails")
+    return context.attempt
