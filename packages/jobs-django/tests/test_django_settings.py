@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import subprocess
+import sys
 
 import pytest
 from conftest import run_worker
@@ -82,3 +85,17 @@ def test_jobs_of_an_apps_jobs_py_run_and_enqueue_in_the_django_transaction(proje
     labels = set(Order.objects.filter(label__startswith="j-").values_list("label", flat=True))
     assert labels == {"j-stamped"}
     assert Jobs.status(job_id).state == "succeeded"
+
+
+def test_djangos_test_runner_uses_the_test_database(project: pathlib.Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "manage.py", "test", "shop", "--noinput", "-v", "1"],
+        cwd=project,
+        env={k: v for k, v in os.environ.items() if k != "JOBS_URL"},
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Ran 1 test" in done.stderr and "OK" in done.stderr

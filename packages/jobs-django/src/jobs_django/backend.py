@@ -50,19 +50,25 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
 
     def __init__(self, alias: str, params: dict[str, Any]) -> None:
         super().__init__(alias, params)
-        self.settings = conf.load(self.options, where=f"TASKS[{alias!r}]['OPTIONS']")
+        self._where = f"TASKS[{alias!r}]['OPTIONS']"
+        self.settings = conf.load(self.options, where=self._where)  # bad settings fail here
         self._app: JobsApp | None = None
-        self._lock = threading.Lock()
 
     @property
     def app(self) -> JobsApp:
-        """The jobs app of this backend (made on first use)."""
+        """The jobs app of this backend, for the settings as they are now.
+
+        One app (one driver, one connection pool) serves every backend
+        instance with the same settings: Django makes a backend per thread.
+        The URL of the Django database is read again at each use, so that a
+        test database (Django's test runner renames it once the tasks are
+        defined) is the one used.
+        """
+        settings = conf.load(self.options, where=self._where)
         app = self._app
-        if app is None:
-            with self._lock:
-                app = self._app
-                if app is None:
-                    app = self._app = JobsApp(self.settings.url, **self.settings.driver_options)
+        if app is None or settings != self.settings:
+            app = self._app = _shared_app(settings)
+            self.settings = settings
         return app
 
     @property
@@ -93,6 +99,7 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
         """
         self.validate_task(task)
         payload = payload_of(args, kwargs)
+        app = self.app
         template = (
             job_class(task)()
             .priority(task.priority)
@@ -103,7 +110,7 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
         if task.run_after is not None:
             delay = max(0.0, task.run_after.timestamp() - time.time())
         with self._transaction() as connection:
-            job_id = self.app.dispatch(
+            job_id = app.dispatch(
                 template, payload, queue=task.queue_name, delay=delay, transaction=connection
             )
         assert job_id is not None  # no unique key: never dropped
@@ -175,10 +182,24 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
         return self.get_result(result_id)
 
     def close(self) -> None:
-        """Close the driver's connections (Django calls this at shutdown of a backend)."""
-        app, self._app = self._app, None
+        """Close the driver's connections (the app opens new ones if used again)."""
+        app = self._app
         if app is not None:
             app.close()
+
+
+#: One app per distinct settings, shared by the backend instances of every thread.
+_apps: dict[tuple[str, str], JobsApp] = {}
+_apps_lock = threading.Lock()
+
+
+def _shared_app(settings: conf.JobsSettings) -> JobsApp:
+    key = (settings.url, repr(sorted(settings.driver_options.items())))
+    with _apps_lock:
+        app = _apps.get(key)
+        if app is None:
+            app = _apps[key] = JobsApp(settings.url, **settings.driver_options)
+        return app
 
 
 def result_from_status(task: Any, status: JobStatus, alias: str) -> Any:

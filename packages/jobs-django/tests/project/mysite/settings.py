@@ -43,14 +43,17 @@ if _kind == "postgresql":
         }
     }
 else:
+    _file = os.environ.get("JOBS_DJANGO_TEST_SQLITE", os.path.join(os.path.dirname(__file__), "db.sqlite3"))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
-            "NAME": os.environ.get(
-                "JOBS_DJANGO_TEST_SQLITE", os.path.join(os.path.dirname(__file__), "db.sqlite3")
-            ),
+            "NAME": _file,
+            # Django's test runner: a file, not its in-memory default, so that a worker can see it.
+            "TEST": {"NAME": _file + ".test"},
         }
     }
+
+TEST_RUNNER = "jobs_django.testing.DiscoverRunner"
 
 # The jobs tables live in the default database (no URL: derived from it), with
 # their own prefix, so that the project's tests share a server with others.
