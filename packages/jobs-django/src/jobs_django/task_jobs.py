@@ -244,13 +244,24 @@ def _backend_class(task: Any) -> type:
 
 
 def _before() -> None:
-    from django.db import close_old_connections, reset_queries
+    from django.db import reset_queries
 
     reset_queries()
-    close_old_connections()
+    _close_old_connections()
 
 
 def _after() -> None:
-    from django.db import close_old_connections
+    _close_old_connections()
 
-    close_old_connections()
+
+def _close_old_connections() -> None:
+    """Django's ``close_old_connections``, leaving alone a connection inside ``atomic()``.
+
+    A task run in a test's own thread (``app.work()`` inside a test's
+    transaction) must not end that transaction.
+    """
+    from django.db import connections
+
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block:
+            connection.close_if_unusable_or_obsolete()
