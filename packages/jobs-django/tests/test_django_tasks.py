@@ -136,6 +136,21 @@ def test_a_backend_with_max_retries_retries_a_task_that_raised(project: pathlib.
     assert twice.attempts == 2
 
 
+def test_a_worker_never_imports_the_module_a_stored_job_names(project: pathlib.Path) -> None:
+    from shop.unlisted import unlisted
+
+    unknown = unlisted.enqueue()
+    run_worker("--queue", "default")  # imports the apps' tasks.py and jobs.py only
+    unknown.refresh()
+    assert unknown.status == Status.FAILED
+    assert "not registered" in unknown.errors[0].traceback
+
+    named = unlisted.enqueue()
+    run_worker("--queue", "default", "--import", "shop.unlisted")  # the operator names it
+    named.refresh()
+    assert named.return_value == "ran"
+
+
 def _jobs_rows_seen_by_another_connection(job_id: str) -> int:
     """Rows of the job ``job_id`` in the jobs table, read on a connection of another thread."""
     seen: list[int] = []

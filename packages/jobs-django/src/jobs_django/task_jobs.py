@@ -28,16 +28,28 @@ from jobs_django.errors import MalformedTaskPayload, TaskNotRegistered
 _tasks: dict[str, Any] = {}
 #: The job class of each task, by module path.
 _classes: dict[str, type[TaskJob]] = {}
+#: The worker apps that register the tasks noted from now on.
+_worker_apps: list[JobsApp] = []
 _lock = threading.Lock()
 
 
 def note_task(task: Any) -> None:
-    """Remember ``task`` (a Django ``Task``): this process may run and read it."""
+    """Remember ``task`` (a Django ``Task``): this process may run and read it.
+
+    In a worker (after :func:`register_tasks`), the task is registered on the
+    worker's app too, so the tasks of the modules imported after the worker's
+    set-up (``--import``) are run as well.
+    """
     with _lock:
         _tasks[task.module_path] = task
         cls = _classes.get(task.module_path)
         if cls is not None:
             cls.django_task = task
+        apps = list(_worker_apps)
+    if apps:
+        cls = _class_for(task)
+        for app in apps:
+            app.register(cls)
 
 
 def known_tasks() -> dict[str, Any]:
@@ -58,12 +70,16 @@ def task_named(name: str) -> Any:
 
 
 def job_class(task: Any) -> type[TaskJob]:
-    """The job class that runs ``task`` (made once per module path).
+    """The job class that runs ``task`` (made once per module path); the task is noted.
 
     Its retries and time limit are set per enqueue, from the settings of the
     backend that enqueues (a task may be enqueued through several).
     """
     note_task(task)
+    return _class_for(task)
+
+
+def _class_for(task: Any) -> type[TaskJob]:
     name = task.module_path
     with _lock:
         cls = _classes.get(name)
@@ -85,10 +101,13 @@ def job_class(task: Any) -> type[TaskJob]:
 
 
 def register_tasks(app: JobsApp) -> list[str]:
-    """Register every task noted in this process on ``app``; return their names, sorted."""
+    """Register every task noted in this process on ``app``, and those noted later; return the names."""
+    with _lock:
+        if app not in _worker_apps:
+            _worker_apps.append(app)
     names = []
     for name, task in sorted(known_tasks().items()):
-        app.register(job_class(task))
+        app.register(_class_for(task))
         names.append(name)
     return names
 
