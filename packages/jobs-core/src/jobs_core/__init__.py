@@ -19,6 +19,7 @@ from jobs_core.registry import Registry
 from jobs_core.run import JobRun
 from jobs_core.schedule import Missed
 from jobs_core.scheduler import Schedule, Scheduler
+from jobs_core.status import JobStatus, Progress
 from jobs_core.worker import Worker
 
 __version__ = "0.1.0"
@@ -34,12 +35,14 @@ __all__ = [
     "JobEvent",
     "JobFunction",
     "JobRun",
+    "JobStatus",
     "Jobs",
     "JobsApp",
     "JobsError",
     "LoggingMiddleware",
     "Message",
     "Missed",
+    "Progress",
     "QueueStats",
     "Registry",
     "Retry",

@@ -29,6 +29,7 @@ from jobs_core.config import JobsConfig
 from jobs_core.driver import Driver
 from jobs_core.errors import ConfigurationError
 from jobs_core.events import Callback, EventEmitter
+from jobs_core.inspection import AppInspection
 from jobs_core.job import Job, JobFunction, JobLike, job_instance
 from jobs_core.message import FailedJob, Message
 from jobs_core.middleware import EXECUTION_PLUGIN_NAME, ExecutionPlugin
@@ -46,7 +47,7 @@ log = logging.getLogger("jobs_core.app")
 PLUGIN_ENTRY_POINT_GROUP = "jobs.plugins"
 
 
-class JobsApp(AppScheduling):
+class JobsApp(AppScheduling, AppInspection):
     """A jobs application: configuration, driver, registry and plugins.
 
     ``url`` and ``options`` are the configuration (see
@@ -61,7 +62,8 @@ class JobsApp(AppScheduling):
     ``jobs.plugins`` are loaded as well.
 
     Scheduling (``schedule_at``, ``schedule_every``, ``schedule_cron``, ...)
-    comes from :class:`~jobs_core.scheduling.AppScheduling`.
+    comes from :class:`~jobs_core.scheduling.AppScheduling`; ``status``,
+    ``result`` and ``cancel`` from :class:`~jobs_core.inspection.AppInspection`.
     """
 
     def __init__(

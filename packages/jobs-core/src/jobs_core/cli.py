@@ -29,6 +29,7 @@ from jobs_core import __version__
 from jobs_core.app import JobsApp
 from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
+from jobs_core.cli_status import cancel, result, status
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.driver import Capability
 from jobs_core.errors import (
@@ -242,6 +243,9 @@ def worker(**params: Any) -> None:
 
 cli.add_command(scheduler)
 cli.add_command(schedules)
+cli.add_command(status)
+cli.add_command(result)
+cli.add_command(cancel)
 
 
 # -- reporting --------------------------------------------------------------

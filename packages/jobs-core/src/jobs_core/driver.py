@@ -50,6 +50,7 @@ from jobs_core.message import (
     ScheduleRecord,
     validate_queue_name,
 )
+from jobs_core.status import DEFAULT_RESULTS_TTL, JobStatus, Progress
 
 
 class Capability(str, enum.Enum):
@@ -98,6 +99,14 @@ class Capability(str, enum.Enum):
     #: their ``key_concurrency`` at once (a driver without it stores the key
     #: and ignores it).
     ORDERED_KEYS = "ordered_keys"
+    #: ``job_status`` tells where a job is, and ``ack_results`` keeps finished
+    #: jobs' return values for ``results_ttl`` seconds.
+    STATUS = "status"
+    #: ``save_progress`` records what a running job reported, for ``job_status``.
+    PROGRESS = "progress"
+    #: ``cancel`` removes a waiting job or asks a running job's worker to stop
+    #: it (``cancel_requested``, ``ack_cancelled``).
+    CANCEL = "cancel"
 
 
 def _check_key(key: object, concurrency: object) -> None:
@@ -134,6 +143,9 @@ class Driver(abc.ABC):
     #: next (and from any thread, ``ack_many`` must be safe). Leave it off for
     #: drivers whose acks are local bookkeeping or serialise with ``reserve``.
     ack_in_background: bool = False
+    #: Seconds that finished jobs' status and results are kept (``STATUS``);
+    #: ``0`` keeps none (workers then acknowledge with :meth:`ack_many`).
+    results_ttl: float = DEFAULT_RESULTS_TTL
 
     def __init__(self, url: str | None = None, **options: Any) -> None:
         self.url = url
@@ -490,6 +502,108 @@ class Driver(abc.ABC):
                 self.save_schedule(changed)
                 return True
         return False
+
+    # -- status, results, progress, cancellation (optional) -----------------
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """Where the job ``job_id`` is, or ``None`` if the backend knows no such job.
+
+        Called by ``Jobs.status``, ``Jobs.result`` (repeatedly, while it
+        waits) and ``jobs status``; may be called from any thread. The answer
+        (``STATUS``):
+
+        * an unfinished job (the id its message carries): ``queued`` when due,
+          ``delayed`` when due later (``available_at``), ``running`` while a
+          lease on it holds (``lease_expires_at``; with ``PROGRESS``, the
+          ``worker`` and ``progress`` last saved by :meth:`save_progress`);
+          ``cancel_requested`` once :meth:`cancel` asked for it;
+        * a job in the failed store: ``failed``, with its ``error`` and ``finished_at``;
+        * a job acknowledged by :meth:`ack_results` or :meth:`ack_cancelled`
+          less than ``results_ttl`` seconds ago: ``succeeded`` with its
+          ``result`` (decoded JSON), or ``cancelled``;
+        * when one id is found in several places (an id dispatched again after
+          it finished), the unfinished job, else the latest finished.
+
+        Never raises for an unknown id: it returns ``None``, which the facade
+        turns into :class:`~jobs_core.errors.JobNotFound`.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.STATUS.value)
+
+    def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
+        """:meth:`ack_many` that also keeps each job's result, for :meth:`job_status`.
+
+        Called by a worker instead of :meth:`ack_many` when the driver has
+        ``STATUS`` and :attr:`results_ttl` is above zero. ``results[i]`` is the
+        JSON text of the return value of ``deliveries[i]`` (``None`` when it
+        could not be encoded). The same contract as :meth:`ack` for each
+        delivery; the result is stored only for deliveries whose lease was still
+        held, in the same transaction (or write) as the ack where the backend
+        allows, and kept ``results_ttl`` seconds. Records kept longer are
+        removed by the driver on its own (at most a minute late) and by
+        :meth:`prune` (``prune`` does not count them: the completed count
+        already counts those jobs).
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.STATUS.value, "keeping results")
+
+    def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
+        """Record what the running ``delivery`` last reported, and the ``worker`` running it.
+
+        Called by a worker's heartbeat thread, at most about twice a second per
+        job and only when something changed (``progress`` is ``None`` when the
+        job reported nothing yet: only its worker is recorded). What is saved
+        shows in :meth:`job_status` while the job runs. Ignored if the lease
+        was lost; leaves a pending cancellation request in place. Records of
+        a job are removed when it finishes (or at the latest by :meth:`prune`).
+        (``PROGRESS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.PROGRESS.value)
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel the job ``job_id``; return what happened.
+
+        Called by ``Jobs.cancel`` and ``jobs cancel``. A waiting job (queued or
+        delayed) is removed at once, its unique key released, and answers
+        :data:`~jobs_core.status.CANCEL_REMOVED` (with ``STATUS``, its status
+        becomes ``cancelled``). A running job is marked, and answers
+        :data:`~jobs_core.status.CANCEL_REQUESTED`: its worker learns of it
+        through :meth:`cancel_requested` and ends it with :meth:`ack_cancelled`
+        (if the lease ends first, the next reserve gets the job and the worker
+        that holds it then sees the same request). A finished job answers
+        :data:`~jobs_core.status.CANCEL_FINISHED`, an unknown id
+        :data:`~jobs_core.status.CANCEL_NOT_FOUND`; neither changes anything.
+        (``CANCEL``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.CANCEL.value)
+
+    def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """The ids, among ``deliveries`` (held by the caller), whose cancellation was requested.
+
+        Called by a worker's heartbeat thread about once a second while it
+        holds deliveries, so it should be one cheap read. (``CANCEL``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.CANCEL.value, "reading cancellation requests")
+
+    def ack_cancelled(self, delivery: Delivery) -> None:
+        """Finish ``delivery`` as cancelled: removed, never retried, its unique key released.
+
+        Called by a worker for a job whose cancellation it saw, once the job
+        stopped (or before it started). With ``STATUS`` its status becomes
+        ``cancelled`` for ``results_ttl`` seconds. Ignored if the lease was
+        lost. (``CANCEL``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.CANCEL.value, "finishing cancelled jobs")
 
     # -- lifecycle ----------------------------------------------------------
 

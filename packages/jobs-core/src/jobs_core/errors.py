@@ -214,3 +214,36 @@ class JobNotDispatchedWarning(UserWarning):
     ``delay()`` sets the delay of a later dispatch and queues nothing (unlike
     Celery's ``task.delay(...)``): pass the job to ``Jobs.dispatch``.
     """
+
+
+class JobNotFound(JobsError, LookupError):
+    """No job has this id: never dispatched, or finished longer ago than the
+    driver keeps results (``results_ttl``) and pruned.
+    """
+
+    def __init__(self, job_id: str, detail: str = "") -> None:
+        self.job_id = job_id
+        text = f"no job with id {job_id!r}"
+        super().__init__(f"{text} ({detail})" if detail else text)
+
+
+class JobCancelled(JobsError):
+    """The job was cancelled with ``Jobs.cancel``.
+
+    Raised inside a running job by ``self.check_cancelled()`` (the worker
+    then finishes it as cancelled, never retried), and by ``Jobs.result`` for
+    a cancelled job.
+    """
+
+
+class JobFailed(JobsError):
+    """``Jobs.result`` of a job that ended in the failed store; ``error`` holds its error."""
+
+    def __init__(self, job_id: str, error: str) -> None:
+        self.job_id = job_id
+        self.error = error
+        super().__init__(f"job {job_id!r} failed: {error.strip().splitlines()[-1] if error.strip() else ''}")
+
+
+class ResultTimeout(JobsError, TimeoutError):
+    """``Jobs.result`` waited its ``timeout`` and the job had not finished."""

@@ -204,6 +204,13 @@ class Jobs:
         """Delete schedule ``name``; ``False`` if there was none."""
         return Jobs.app().remove_schedule(name)
 
+    status = staticmethod(on_default_app(JobsApp.status))
+    result = staticmethod(on_default_app(JobsApp.result))
+    cancel = staticmethod(on_default_app(JobsApp.cancel))
+    astatus = staticmethod(on_default_app(JobsApp.astatus))
+    aresult = staticmethod(on_default_app(JobsApp.aresult))
+    acancel = staticmethod(on_default_app(JobsApp.acancel))
+
 
 def set_default_app(app: JobsApp | None) -> JobsApp | None:
     """Replace the app behind :class:`Jobs` (``None``: make a fresh one on next use).

@@ -23,8 +23,15 @@ from typing import Any, Protocol, runtime_checkable
 import pluggy
 
 from jobs_core.context import enter_job, leave_job
-from jobs_core.driver import Driver
-from jobs_core.errors import ConfigurationError, JobNotRegistered, JobsError, Retry, SkipJob
+from jobs_core.driver import Capability, Driver
+from jobs_core.errors import (
+    ConfigurationError,
+    JobNotRegistered,
+    JobsError,
+    Retry,
+    SerializationError,
+    SkipJob,
+)
 from jobs_core.events import EventEmitter
 from jobs_core.executor import Executor, describe_error, is_async_job
 from jobs_core.job import Job
@@ -32,6 +39,7 @@ from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
+from jobs_core.serializer import dumps
 
 log = logging.getLogger("jobs_core.worker")
 
@@ -206,6 +214,9 @@ class WorkerCore:
         self._held: dict[str, Delivery] = {}
         self._released: set[str] = set()
         self._acks: list[Delivery] = []
+        #: Whether finished jobs' results go to the driver (``STATUS`` and a ``results_ttl``).
+        self._keep_results = self.driver.supports(Capability.STATUS) and self.driver.results_ttl > 0
+        self._results: dict[str, Any] = {}
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
         self._ack_thread: threading.Thread | None = None
@@ -309,17 +320,23 @@ class WorkerCore:
         with self._lock:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
+            results = [self._results.pop(d.receipt, None) for d in batch] if self._keep_results else None
             self._last_flush = time.monotonic()
             for delivery in batch:
                 self._held.pop(delivery.receipt, None)
         if not batch:
             return
         try:
-            self.driver.ack_many(batch)
+            if results is None:
+                self.driver.ack_many(batch)
+            else:
+                self.driver.ack_results(batch, [_result_text(result) for result in results])
         except Exception as exc:
             log.error("could not acknowledge %d finished jobs (will try again): %s", len(batch), exc)
             with self._lock:
                 self._acks[:0] = batch
+                if results is not None:
+                    self._results.update((d.receipt, r) for d, r in zip(batch, results, strict=True))
                 self._processed_events[:0] = events
                 for delivery in batch:
                     self._held[delivery.receipt] = delivery
@@ -462,6 +479,8 @@ class WorkerCore:
             if delivery.receipt in self._released:
                 return
             self._acks.append(delivery)
+            if self._keep_results and result is not None:
+                self._results[delivery.receipt] = result
             if self._emit_processed:
                 self._processed_events.append((delivery.message, result, duration))
             self._processed += 1
@@ -541,6 +560,17 @@ class WorkerCore:
             return
         self.events.emit(_FAILED, message=message, error=error, will_retry=False)
         self.events.emit(_DEAD, message=message, error=error)
+
+
+def _result_text(result: Any) -> str | None:
+    """The JSON text of a job's return value; ``None`` for ``None`` or a value JSON cannot hold."""
+    if result is None:
+        return None
+    try:
+        return dumps(result)
+    except SerializationError:
+        log.debug("the return value of a job is not JSON (%s): kept as null", type(result).__name__)
+        return None
 
 
 def _check_int(what: str, value: object, minimum: int) -> None:

@@ -302,6 +302,8 @@ class PooledWorker(WorkerCore):
             (delivery,) = deliveries
             if delivery.receipt not in self._released:
                 self._acks.append(delivery)
+                if self._keep_results and outcome[0] is not None:
+                    self._results[delivery.receipt] = outcome[0]
                 if self._emit_processed:
                     self._processed_events.append((delivery.message, *outcome))
                 self._processed += 1

@@ -39,6 +39,9 @@ class AdminOperations:
     def _rows(self, messages: Sequence[Message], bodies: Sequence[bytes], now: float) -> list[dict[str, Any]]:
         raise NotImplementedError
 
+    def _prune_status(self, conn: sa.Connection, cutoff: float) -> None:
+        """Within ``prune``: remove status records finished before ``cutoff`` (see ``results.py``)."""
+
     # -- administration -----------------------------------------------------
 
     def stats(self, queue: str | None = None) -> QueueStats:
@@ -237,6 +240,7 @@ class AdminOperations:
                     conn.execute(sa.delete(completed).where(completed.c.seq.in_(chunk)))
                 removed += sum(int(r[1]) for r in rows)
             removed += int(conn.execute(sa.delete(failed).where(failed.c.failed_at < cutoff)).rowcount)
+            self._prune_status(conn, cutoff)
             return removed
 
         return self._run("prune", prune)

@@ -23,6 +23,7 @@ from jobs_database.bulk import COLUMNS, SMALL_BATCH, BulkInsert
 from jobs_database.claims import Acker, Claimer, Handle
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
+from jobs_database.results import StatusOperations
 from jobs_database.schema import WAITING, Tables, build_tables
 from jobs_database.settings import DatabaseSettings
 from jobs_database.wakeup import (
@@ -66,6 +67,9 @@ _ALL = frozenset(
         Capability.RAW_INJECTION,
         Capability.LEASE_HANDOFF,
         Capability.IDEMPOTENT_ENQUEUE,
+        Capability.STATUS,
+        Capability.PROGRESS,
+        Capability.CANCEL,
     }
 )
 
@@ -92,7 +96,7 @@ def _any_due(messages: Sequence[Message], now: float) -> bool:
     return any(m.available_at <= now for m in messages)
 
 
-class DatabaseDriver(AdminOperations, Driver):
+class DatabaseDriver(StatusOperations, AdminOperations, Driver):
     """Jobs stored in a SQL database through SQLAlchemy 2 Core.
 
     Build it from a URL (``sqlite:///jobs.db``, ``postgresql://user@host/db``,
@@ -101,7 +105,8 @@ class DatabaseDriver(AdminOperations, Driver):
     options: ``table_prefix``, ``poll_interval``, ``pool_size``,
     ``connect_timeout``, ``max_message_bytes``, ``busy_timeout`` and
     ``synchronous`` (SQLite), ``create_schema``, ``notify`` (PostgreSQL,
-    MySQL).
+    MySQL), ``results_ttl`` (seconds finished jobs' status and results are
+    kept; a day by default, ``0`` keeps none).
     """
 
     name: ClassVar[str] = "database"
@@ -114,6 +119,7 @@ class DatabaseDriver(AdminOperations, Driver):
         self.settings = settings
         self.backend = settings.backend
         self.max_message_bytes = settings.max_message_bytes
+        self.results_ttl = settings.results_ttl
         caps = set(_ALL)
         if settings.in_memory:
             caps.discard(Capability.TRANSACTIONAL_ENQUEUE)

@@ -18,6 +18,14 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
     Persisted schedules and the last claimed tick of each.
 ``schema``
     One row: the schema version, so a newer driver upgrades in place.
+``results``
+    Finished jobs kept for ``results_ttl`` seconds (schema version 7): their
+    state (succeeded or cancelled), return value and finish time, for
+    ``job_status``. Written in the transaction of the ack.
+``running``
+    What is known of running jobs beyond their row (schema version 7): the
+    worker, the last progress reported, and a cancellation request, each for
+    the jobs row ``job_seq`` (a row for an older run of the id is stale).
 
 The jobs table constrains its columns to values a claim can act on
 (:data:`JOBS_CHECKS`): a known state, a reserved row with a lease end, a
@@ -54,6 +62,12 @@ JOBS_FILLFACTOR = 70
 _BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Body = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 _Time: sa.Double[float] = sa.Double()
+_LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+#: ``results.state`` of a succeeded job.
+RESULT_SUCCEEDED = 2
+#: ``results.state`` of a cancelled job.
+RESULT_CANCELLED = 3
 
 
 def _time_range(column: str) -> str:
@@ -90,6 +104,8 @@ class Tables:
     failed: sa.Table
     schedules: sa.Table
     version: sa.Table
+    results: sa.Table
+    running: sa.Table
 
     @property
     def notify_channel(self) -> str:
@@ -182,7 +198,32 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("upgraded_at", _Time, nullable=False),
     )
-    return Tables(prefix, md, jobs, completed, failed, schedules, version)
+    results = sa.Table(
+        f"{prefix}results",
+        md,
+        sa.Column("seq", _BigInt, primary_key=True, autoincrement=True),
+        sa.Column("id", sa.String(64), nullable=False),
+        sa.Column("queue", sa.String(100), nullable=False),
+        sa.Column("name", sa.String(255), nullable=False),
+        sa.Column("state", sa.SmallInteger, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("result", _LongText, nullable=True),
+        sa.Column("progress", sa.Text, nullable=True),
+        sa.Column("finished_at", _Time, nullable=False),
+    )
+    sa.Index(f"{prefix}results_id", results.c.id)
+    sa.Index(f"{prefix}results_time", results.c.finished_at)
+    running = sa.Table(
+        f"{prefix}running",
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("job_seq", _BigInt, nullable=False),
+        sa.Column("worker", sa.String(200), nullable=True),
+        sa.Column("progress", sa.Text, nullable=True),
+        sa.Column("cancel", sa.Boolean, nullable=False, default=False),
+        sa.Column("updated_at", _Time, nullable=False),
+    )
+    return Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
 
 
 # -- migrations -----------------------------------------------------------------
@@ -395,8 +436,14 @@ def _v6(conn: sa.Connection, t: Tables) -> None:
     index.create(conn)
 
 
+def _v7(conn: sa.Connection, t: Tables) -> None:
+    """Version 7: the ``results`` and ``running`` tables (status, results, progress, cancellation)."""
+    t.results.create(conn, checkfirst=True)
+    t.running.create(conn, checkfirst=True)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -23,6 +23,7 @@ from urllib.parse import quote, unquote
 
 import sqlalchemy as sa
 from jobs_core.errors import ConfigurationError, InvalidName, InvalidURL
+from jobs_core.status import DEFAULT_RESULTS_TTL, results_ttl
 from jobs_core.urls import is_secret_key, redact_text, redact_url, split_credentials, url_secrets
 from sqlalchemy.engine import URL, make_url
 
@@ -57,6 +58,7 @@ DEFAULTS: dict[str, Any] = {
     "synchronous": "normal",
     "create_schema": True,
     "notify": True,
+    "results_ttl": DEFAULT_RESULTS_TTL,
 }
 
 
@@ -134,6 +136,8 @@ class DatabaseSettings:
     synchronous: str
     create_schema: bool
     notify: bool
+    #: Seconds finished jobs' status and results are kept (0: none).
+    results_ttl: float = DEFAULT_RESULTS_TTL
     #: Strings to scrub from any text shown (the password and secret query values, as written and parsed).
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
@@ -234,6 +238,7 @@ class DatabaseSettings:
             synchronous=synchronous,
             create_schema=_as_bool("create_schema", merged["create_schema"]),
             notify=notify,
+            results_ttl=results_ttl(merged["results_ttl"]),
             secrets=_secrets(raw, parsed),
         )
 

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidURL, MalformedMessage
@@ -34,6 +34,22 @@ from jobs_core.message import (
     ScheduleRecord,
     new_id,
     validate_queue_name,
+)
+from jobs_core.serializer import loads
+from jobs_core.status import (
+    CANCEL_FINISHED,
+    CANCEL_NOT_FOUND,
+    CANCEL_REMOVED,
+    CANCEL_REQUESTED,
+    CANCELLED,
+    DELAYED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    JobStatus,
+    Progress,
+    results_ttl,
 )
 from jobs_core.urls import redact_url
 
@@ -56,6 +72,15 @@ class _Record:
     unique_key: str | None = None
 
 
+@dataclass
+class _Running:
+    """What is known of a running job beyond its record: worker, progress, a cancel request."""
+
+    worker: str | None = None
+    progress: Progress | None = None
+    cancel: bool = False
+
+
 class MemoryStore:
     """The data of one memory backend. All access holds ``condition``."""
 
@@ -71,6 +96,9 @@ class MemoryStore:
         self.schedules: dict[str, ScheduleRecord] = {}
         self.known_queues: set[str] = set()
         self.counter = itertools.count()
+        self.results: dict[str, JobStatus] = {}
+        self.result_order: deque[tuple[float, str]] = deque()
+        self.running: dict[str, _Running] = {}
 
 
 _SHARED: dict[str, MemoryStore] = {}
@@ -99,6 +127,9 @@ class MemoryDriver(Driver):
             Capability.RAW_INJECTION,
             Capability.LEASE_HANDOFF,
             Capability.IDEMPOTENT_ENQUEUE,
+            Capability.STATUS,
+            Capability.PROGRESS,
+            Capability.CANCEL,
         }
     )
 
@@ -112,6 +143,10 @@ class MemoryDriver(Driver):
         store_name = (parts.netloc + parts.path).strip("/") or options.get("name", "")
         if "max_message_bytes" in options:
             self.max_message_bytes = int(options["max_message_bytes"])
+        if "results_ttl" in options:
+            self.results_ttl = results_ttl(options["results_ttl"])
+        elif "results_ttl" in (query := parse_qs(parts.query)):
+            self.results_ttl = results_ttl(query["results_ttl"][-1])
         if store_name:
             with _SHARED_LOCK:
                 self._store = _SHARED.setdefault(store_name, MemoryStore())
@@ -205,6 +240,7 @@ class MemoryDriver(Driver):
 
     def _to_failed(self, rec: _Record, message: Message | None, error: str, now: float) -> None:
         del self._store.records[rec.id]
+        self._store.running.pop(rec.id, None)
         self._release_unique(rec)
         if message is not None:
             entry = FailedJob(
@@ -310,6 +346,7 @@ class MemoryDriver(Driver):
                 if rec is None:
                     continue
                 del store.records[rec.id]
+                store.running.pop(rec.id, None)
                 self._release_unique(rec)
                 store.completed.append((now, rec.queue))
 
@@ -459,6 +496,7 @@ class MemoryDriver(Driver):
             doomed = [r for r in self._store.records.values() if r.queue == queue and r.state == WAITING]
             for rec in doomed:
                 del self._store.records[rec.id]
+                self._store.running.pop(rec.id, None)
                 self._release_unique(rec)
             self._store.ready.pop(queue, None)
             self._store.delayed.pop(queue, None)
@@ -479,6 +517,7 @@ class MemoryDriver(Driver):
             for ident in [i for i, f in self._store.failed.items() if f.failed_at < cutoff]:
                 del self._store.failed[ident]
                 removed += 1
+            self._expire_results(cutoff)
             return removed
 
     def inject_raw(self, queue: str, body: bytes) -> None:
@@ -491,6 +530,183 @@ class MemoryDriver(Driver):
             self._store.known_queues.add(queue)
             self._push(rec, now)
             self._store.condition.notify_all()
+
+    # -- status, results, progress, cancellation -------------------------------
+
+    def _expire_results(self, cutoff: float) -> None:
+        """Forget results of jobs finished before ``cutoff`` (caller holds the lock)."""
+        store = self._store
+        while store.result_order and store.result_order[0][0] < cutoff:
+            finished_at, ident = store.result_order.popleft()
+            kept = store.results.get(ident)
+            if kept is not None and kept.finished_at == finished_at:
+                del store.results[ident]
+
+    def _keep(self, status: JobStatus) -> None:
+        """Keep the status of a finished job for ``results_ttl`` (caller holds the lock)."""
+        if self.results_ttl <= 0 or status.finished_at is None:
+            return
+        store = self._store
+        store.results.pop(status.id, None)
+        store.results[status.id] = status
+        store.result_order.append((status.finished_at, status.id))
+        self._expire_results(status.finished_at - self.results_ttl)
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """From the stored record, the failed store, or the results kept."""
+        store = self._store
+        with store.condition:
+            now = time.time()
+            rec = store.records.get(job_id)
+            if rec is not None:
+                return self._live_status(rec, now)
+            finished: list[JobStatus] = []
+            kept = store.results.get(job_id)
+            if kept is not None and (kept.finished_at or 0.0) >= now - self.results_ttl:
+                finished.append(kept)
+            entry = store.failed.get(job_id)
+        if entry is not None:
+            finished.append(
+                JobStatus(
+                    id=entry.id,
+                    state=FAILED,
+                    queue=entry.queue,
+                    name=entry.name,
+                    attempts=entry.attempts,
+                    error=entry.error,
+                    finished_at=entry.failed_at,
+                )
+            )
+        if not finished:
+            return None
+        return max(finished, key=lambda status: status.finished_at or 0.0)
+
+    def _live_status(self, rec: _Record, now: float) -> JobStatus:
+        try:
+            message: Message | None = Message.decode(rec.body)
+        except MalformedMessage:
+            message = None
+        running = self._store.running.get(rec.id) or _Running()
+        if rec.state == RESERVED and rec.lease_expires_at > now:
+            state = RUNNING
+        elif rec.state == RESERVED or rec.available_at <= now:
+            state = QUEUED
+        else:
+            state = DELAYED
+        return JobStatus(
+            id=rec.id,
+            state=state,
+            queue=rec.queue,
+            name="" if message is None else message.name,
+            attempts=0 if message is None else message.attempts,
+            available_at=rec.available_at,
+            lease_expires_at=rec.lease_expires_at if state == RUNNING else None,
+            worker=running.worker if state == RUNNING else None,
+            progress=running.progress,
+            cancel_requested=running.cancel,
+        )
+
+    def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
+        """:meth:`ack_many`, keeping each result for ``results_ttl`` seconds."""
+        store = self._store
+        with store.condition:
+            now = time.time()
+            for delivery, result in zip(deliveries, results, strict=True):
+                rec = self._owned(delivery)
+                if rec is None:
+                    continue
+                del store.records[rec.id]
+                running = store.running.pop(rec.id, None)
+                self._release_unique(rec)
+                store.completed.append((now, rec.queue))
+                message = delivery.message
+                self._keep(
+                    JobStatus(
+                        id=message.id,
+                        state=SUCCEEDED,
+                        queue=rec.queue,
+                        name=message.name,
+                        attempts=message.attempts + 1,
+                        progress=None if running is None else running.progress,
+                        result=None if result is None else loads(result),
+                        finished_at=now,
+                    )
+                )
+
+    def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
+        """Keep the worker and the progress; ignored if the lease was lost."""
+        with self._store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return
+            running = self._store.running.setdefault(rec.id, _Running())
+            running.worker = worker
+            if progress is not None:
+                running.progress = progress
+
+    def cancel(self, job_id: str) -> str:
+        """Remove a waiting job, or mark a running one for its worker."""
+        store = self._store
+        with store.condition:
+            now = time.time()
+            self._expire_leases(now)
+            rec = store.records.get(job_id)
+            if rec is None:
+                kept = store.results.get(job_id)
+                found = job_id in store.failed or (
+                    kept is not None and (kept.finished_at or 0.0) >= now - self.results_ttl
+                )
+                return CANCEL_FINISHED if found else CANCEL_NOT_FOUND
+            if rec.state == RESERVED:
+                store.running.setdefault(rec.id, _Running()).cancel = True
+                return CANCEL_REQUESTED
+            status = self._live_status(rec, now)
+            del store.records[rec.id]
+            store.running.pop(rec.id, None)
+            self._release_unique(rec)
+            self._keep(
+                JobStatus(
+                    id=rec.id,
+                    state=CANCELLED,
+                    queue=rec.queue,
+                    name=status.name,
+                    attempts=status.attempts,
+                    finished_at=now,
+                )
+            )
+            return CANCEL_REMOVED
+
+    def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """Ids among ``deliveries`` with a cancel request."""
+        with self._store.condition:
+            running = self._store.running
+            if not running:
+                return set()
+            return {d.id for d in deliveries if (r := running.get(d.id)) is not None and r.cancel}
+
+    def ack_cancelled(self, delivery: Delivery) -> None:
+        """Remove the job as cancelled."""
+        store = self._store
+        with store.condition:
+            rec = self._owned(delivery)
+            if rec is None:
+                return
+            now = time.time()
+            del store.records[rec.id]
+            running = store.running.pop(rec.id, None)
+            self._release_unique(rec)
+            message = delivery.message
+            self._keep(
+                JobStatus(
+                    id=message.id,
+                    state=CANCELLED,
+                    queue=rec.queue,
+                    name=message.name,
+                    attempts=message.attempts + 1,
+                    progress=None if running is None else running.progress,
+                    finished_at=now,
+                )
+            )
 
     # -- schedules ----------------------------------------------------------
 

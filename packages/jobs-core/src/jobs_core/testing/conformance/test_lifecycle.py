@@ -9,7 +9,7 @@ import pytest
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import DriverClosed, UnsupportedOperation
-from jobs_core.message import ScheduleRecord
+from jobs_core.message import Delivery, ScheduleRecord
 from jobs_core.testing.conformance._helpers import enqueue_one, message, reserve_one
 from jobs_core.testing.plugin import DriverFactory
 from jobs_core.urls import base_scheme, url_scheme
@@ -34,6 +34,16 @@ OPERATIONS: dict[Capability, list[Operation]] = {
         lambda d, q: d.remove_schedule(q),
         lambda d, q: d.claim_tick(q, time.time()),
         lambda d, q: d.advance_schedule(q, None, time.time()),
+    ],
+    Capability.STATUS: [
+        lambda d, q: d.job_status("0" * 32),
+        lambda d, q: d.ack_results([Delivery(message(q), "r", 0.0)], [None]),
+    ],
+    Capability.PROGRESS: [lambda d, q: d.save_progress(Delivery(message(q), "r", 0.0), None, "w")],
+    Capability.CANCEL: [
+        lambda d, q: d.cancel("0" * 32),
+        lambda d, q: d.cancel_requested([Delivery(message(q), "r", 0.0)]),
+        lambda d, q: d.ack_cancelled(Delivery(message(q), "r", 0.0)),
     ],
 }
 

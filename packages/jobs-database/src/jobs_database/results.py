@@ -1,0 +1,437 @@
+"""Status, results, progress and cancellation of the database driver.
+
+:class:`StatusOperations` is a mixin of :class:`~jobs_database.driver.DatabaseDriver`
+(``Capability.STATUS``, ``PROGRESS`` and ``CANCEL``). A job's status is read
+from its row in the jobs table while it is unfinished (with the ``running``
+table's worker, progress and cancellation request for that row), else from
+the ``results`` table (succeeded and cancelled jobs, kept ``results_ttl``
+seconds) or the failed store, whichever finished last.
+
+Results are written with the ack: on PostgreSQL in the ack's own statement
+(one more ``INSERT`` in its ``WITH``), elsewhere in its transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from jobs_core.errors import MalformedMessage
+from jobs_core.message import Delivery, Message
+from jobs_core.serializer import loads
+from jobs_core.status import (
+    CANCEL_FINISHED,
+    CANCEL_NOT_FOUND,
+    CANCEL_REMOVED,
+    CANCEL_REQUESTED,
+    CANCELLED,
+    DELAYED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    JobStatus,
+    Progress,
+)
+
+from jobs_database.claims import Acker
+from jobs_database.raw import fetch_all
+from jobs_database.schema import RESERVED, RESULT_CANCELLED, RESULT_SUCCEEDED, Tables
+from jobs_database.settings import DatabaseSettings
+
+T = TypeVar("T")
+
+#: Seconds between two deletions of results older than ``results_ttl`` by one driver.
+SWEEP_INTERVAL = 60.0
+
+_STATES = {RESULT_SUCCEEDED: SUCCEEDED, RESULT_CANCELLED: CANCELLED}
+
+
+def _progress_text(progress: Progress | None) -> str | None:
+    return None if progress is None else json.dumps(progress.to_dict())
+
+
+def _progress(text: str | None) -> Progress | None:
+    if not text:
+        return None
+    try:
+        return Progress.from_dict(json.loads(text))
+    except ValueError:
+        return None
+
+
+class StatusOperations:
+    """``job_status``, ``ack_results``, ``save_progress``, ``cancel`` and friends, in SQL."""
+
+    tables: Tables
+    settings: DatabaseSettings
+    backend: str
+    results_ttl: float
+    _acker: Acker
+    _owned: tuple[Any, ...]
+    _results_swept_at: float = 0.0
+    _status_statements: dict[str, str] | None = None
+
+    def _run(  # noqa: PLR0917 (the driver's signature)
+        self,
+        operation: str,
+        fn: Callable[[sa.Connection], T],
+        retry: bool = True,
+        autocommit: bool = False,
+        relaxed: bool = False,
+        after_commit: Callable[[sa.Connection], None] | None = None,
+    ) -> T:
+        raise NotImplementedError
+
+    def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
+        raise NotImplementedError
+
+    # -- status ---------------------------------------------------------------
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """From the jobs row, else the latest of the kept result and the failed entry."""
+        t = self.tables
+        jobs, results, failed, running = t.jobs, t.results, t.failed, t.running
+
+        def read(conn: sa.Connection) -> JobStatus | None:
+            now = time.time()
+            row = conn.execute(
+                sa.select(
+                    jobs.c.seq, jobs.c.queue, jobs.c.state, jobs.c.visible_at, jobs.c.lease_until, jobs.c.body
+                ).where(jobs.c.id == job_id)
+            ).first()
+            if row is not None:
+                extra = conn.execute(
+                    sa.select(running.c.worker, running.c.progress, running.c.cancel).where(
+                        running.c.id == job_id, running.c.job_seq == row.seq
+                    )
+                ).first()
+                return _live(job_id, row, extra, now)
+            found: list[JobStatus] = []
+            if self.results_ttl > 0:
+                kept = conn.execute(
+                    sa.select(results)
+                    .where(results.c.id == job_id, results.c.finished_at >= now - self.results_ttl)
+                    .order_by(results.c.seq.desc())
+                    .limit(1)
+                ).first()
+                if kept is not None:
+                    found.append(
+                        JobStatus(
+                            id=job_id,
+                            state=_STATES.get(int(kept.state), SUCCEEDED),
+                            queue=kept.queue,
+                            name=kept.name,
+                            attempts=int(kept.attempts),
+                            progress=_progress(kept.progress),
+                            result=None if kept.result is None else loads(kept.result),
+                            finished_at=float(kept.finished_at),
+                        )
+                    )
+            entry = conn.execute(
+                sa.select(
+                    failed.c.queue, failed.c.name, failed.c.attempts, failed.c.error, failed.c.failed_at
+                )
+                .where(failed.c.id == job_id)
+                .order_by(failed.c.seq.desc())
+                .limit(1)
+            ).first()
+            if entry is not None:
+                found.append(
+                    JobStatus(
+                        id=job_id,
+                        state=FAILED,
+                        queue=entry.queue,
+                        name=entry.name,
+                        attempts=int(entry.attempts),
+                        error=entry.error,
+                        finished_at=float(entry.failed_at),
+                    )
+                )
+            return max(found, key=lambda s: s.finished_at or 0.0) if found else None
+
+        return self._run("reading a job's status", read)
+
+    # -- results ----------------------------------------------------------------
+
+    def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
+        """Ack a batch and keep each result, in the ack's statement (PostgreSQL) or transaction."""
+        if not deliveries:
+            return
+        by_queue: dict[str, list[tuple[Delivery, str | None]]] = defaultdict(list)
+        for delivery, result in zip(deliveries, results, strict=True):
+            by_queue[delivery.handle[1]].append((delivery, result))
+        if self.backend == "postgresql":
+            self._ack_results_pg(by_queue)
+        else:
+            self._ack_results_tx(by_queue)
+        now = time.time()
+        if now - self._results_swept_at >= SWEEP_INTERVAL:
+            self._results_swept_at = now
+            self._sweep(now - self.results_ttl)
+
+    def _sweep(self, cutoff: float) -> None:
+        results = self.tables.results
+        self._run(
+            "removing old results",
+            lambda conn: conn.execute(sa.delete(results).where(results.c.finished_at < cutoff)),
+        )
+
+    def _statements(self) -> dict[str, str]:
+        if self._status_statements is None:
+            t = self.tables
+            jobs, completed, results = t.jobs.name, t.completed.name, t.results.name
+            keep = (
+                f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+                f"SELECT d.id, %(queue)s, v.name, {RESULT_SUCCEEDED}, v.attempts, v.result, %(now)s FROM d "
+                "JOIN unnest(%(seqs)s::bigint[], %(names)s::varchar[], %(attempts)s::integer[], "
+                "%(results)s::text[]) AS v(seq, name, attempts, result) ON v.seq = d.seq"
+            )
+            count = (
+                f"INSERT INTO {completed} (queue, finished_at, count) "
+                "SELECT %(queue)s, %(now)s, count(*) FROM d HAVING count(*) > 0"
+            )
+            self._status_statements = {
+                "ack": (
+                    f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(%(ctids)s::tid[]) "
+                    "AND receipt = ANY(%(receipts)s::varchar[]) RETURNING seq, id), "
+                    f"c AS ({count}), r AS ({keep}) SELECT seq FROM d"
+                ),
+                "ack_moved": (
+                    f"WITH d AS (DELETE FROM {jobs} WHERE queue = %(queue)s AND priority = %(priority)s "
+                    "AND visible_at = %(visible_at)s AND seq = %(seq)s AND receipt = %(receipt)s "
+                    f"RETURNING seq, id), c AS ({count}), r AS ({keep}) SELECT seq FROM d"
+                ),
+            }
+        return self._status_statements
+
+    def _ack_results_pg(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
+        statements = self._statements()
+
+        def columns(group: Sequence[tuple[Delivery, str | None]]) -> dict[str, Any]:
+            return {
+                "seqs": [d.handle[0] for d, _ in group],
+                "names": [d.message.name[:255] for d, _ in group],
+                "attempts": [d.message.attempts + 1 for d, _ in group],
+                "results": [r for _, r in group],
+            }
+
+        def ack(conn: sa.Connection) -> list[tuple[Delivery, str | None]]:
+            now = time.time()
+            moved: list[tuple[Delivery, str | None]] = []
+            for queue, group in by_queue.items():
+                params = {
+                    "ctids": "{" + ",".join(f'"{d.handle[4]}"' for d, _ in group) + "}",
+                    "receipts": "{" + ",".join(d.receipt for d, _ in group) + "}",
+                    "queue": queue,
+                    "now": now,
+                    **columns(group),
+                }
+                deleted = {row[0] for row in fetch_all(conn, statements["ack"], params)}
+                moved += [item for item in group if item[0].handle[0] not in deleted]
+            return moved
+
+        moved = self._run("ack", ack, autocommit=True, relaxed=True)
+        for item in moved:
+            # Moved since the claim (a lease extension), or the lease was lost.
+            delivery = item[0]
+            seq, queue, priority, visible_at, _ = delivery.handle
+            params = {
+                "queue": queue,
+                "priority": priority,
+                "visible_at": visible_at,
+                "seq": seq,
+                "receipt": delivery.receipt,
+                "now": time.time(),
+                **columns([item]),
+            }
+            self._run(
+                "ack",
+                lambda conn, p=params: fetch_all(conn, statements["ack_moved"], p),  # type: ignore[misc]
+                autocommit=True,
+                relaxed=True,
+            )
+
+    def _ack_results_tx(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
+        jobs, results = self.tables.jobs, self.tables.results
+
+        def ack(conn: sa.Connection) -> None:
+            now = time.time()
+            rows: list[dict[str, Any]] = []
+            for queue, group in by_queue.items():
+                handles = [d.handle for d, _ in group]
+                self._acker.ack(conn, queue, handles, [d.receipt for d, _ in group], now)
+                seqs = [h[0] for h in handles]
+                left = set(conn.execute(sa.select(jobs.c.seq).where(jobs.c.seq.in_(seqs))).scalars())
+                rows += [
+                    {
+                        "id": d.message.id,
+                        "queue": queue,
+                        "name": d.message.name[:255],
+                        "state": RESULT_SUCCEEDED,
+                        "attempts": d.message.attempts + 1,
+                        "result": result,
+                        "finished_at": now,
+                    }
+                    for d, result in group
+                    if d.handle[0] not in left
+                ]
+            if rows:
+                conn.execute(sa.insert(results), rows)
+
+        self._run("ack", ack)
+
+    # -- progress -----------------------------------------------------------------
+
+    def _set_running(self, conn: sa.Connection, job_id: str, seq: int, values: dict[str, Any]) -> None:
+        """Update or create the ``running`` row of ``job_id`` for the jobs row ``seq``."""
+        running = self.tables.running
+        now = time.time()
+        where = (running.c.id == job_id, running.c.job_seq == seq)
+        if conn.execute(sa.update(running).where(*where).values(updated_at=now, **values)).rowcount:
+            return
+        conn.execute(sa.delete(running).where(running.c.id == job_id))  # an older run's row
+        conn.execute(
+            sa.insert(running).values(
+                id=job_id, job_seq=seq, updated_at=now, **{"cancel": False, "worker": None, **values}
+            )
+        )
+
+    def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
+        """Record the worker and the progress of a held delivery; ignored if the lease was lost."""
+        jobs = self.tables.jobs
+        owned = sa.select(jobs.c.id).where(*self._owned)
+        values: dict[str, Any] = {"worker": worker[:200]}
+        if progress is not None:
+            values["progress"] = _progress_text(progress)
+
+        def save(conn: sa.Connection) -> None:
+            row = conn.execute(owned, self._owned_params(delivery)).first()
+            if row is not None:
+                self._set_running(conn, str(row[0]), int(delivery.handle[0]), values)
+
+        self._run("saving progress", save)
+
+    # -- cancellation -------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> str:
+        """Delete a waiting job (kept as cancelled), or flag a running one for its worker."""
+        t = self.tables
+        jobs, results, failed, running = t.jobs, t.results, t.failed, t.running
+
+        def cancel(conn: sa.Connection) -> str:
+            now = time.time()
+            query = sa.select(jobs.c.seq, jobs.c.queue, jobs.c.state, jobs.c.lease_until, jobs.c.body)
+            if self.backend != "sqlite":
+                query = query.with_for_update()
+            row = conn.execute(query.where(jobs.c.id == job_id)).first()
+            if row is None:
+                cutoff = now - self.results_ttl
+                kept = conn.execute(
+                    sa.select(results.c.seq).where(results.c.id == job_id, results.c.finished_at >= cutoff)
+                ).first()
+                gone = conn.execute(sa.select(failed.c.seq).where(failed.c.id == job_id)).first()
+                return CANCEL_FINISHED if kept is not None or gone is not None else CANCEL_NOT_FOUND
+            if row.state == RESERVED and (row.lease_until or 0.0) > now:
+                self._set_running(conn, job_id, int(row.seq), {"cancel": True})
+                return CANCEL_REQUESTED
+            conn.execute(sa.delete(jobs).where(jobs.c.seq == row.seq))
+            conn.execute(sa.delete(running).where(running.c.id == job_id))
+            message = _decode(row.body)
+            self._keep_cancelled(conn, job_id, row.queue, message=message, extra=0, now=now)
+            return CANCEL_REMOVED
+
+        return self._run("cancel", cancel)
+
+    def _keep_cancelled(
+        self, conn: sa.Connection, job_id: str, queue: str, *, message: Message | None, extra: int, now: float
+    ) -> None:
+        if self.results_ttl <= 0:
+            return
+        conn.execute(
+            sa.insert(self.tables.results).values(
+                id=job_id,
+                queue=queue,
+                name="" if message is None else message.name[:255],
+                state=RESULT_CANCELLED,
+                attempts=(0 if message is None else message.attempts) + extra,
+                result=None,
+                finished_at=now,
+            )
+        )
+
+    def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """One read of the ``running`` table for the held deliveries' ids."""
+        if not deliveries:
+            return set()
+        running = self.tables.running
+        seqs = {d.id: d.handle[0] for d in deliveries}
+
+        def read(conn: sa.Connection) -> set[str]:
+            found: set[str] = set()
+            ids = list(seqs)
+            for start in range(0, len(ids), 500):
+                rows = conn.execute(
+                    sa.select(running.c.id, running.c.job_seq).where(
+                        running.c.cancel.is_(True), running.c.id.in_(ids[start : start + 500])
+                    )
+                ).all()
+                found.update(str(r[0]) for r in rows if seqs.get(str(r[0])) == r[1])
+            return found
+
+        return self._run("reading cancellation requests", read)
+
+    def ack_cancelled(self, delivery: Delivery) -> None:
+        """Delete the held job and keep it as cancelled."""
+        jobs, running = self.tables.jobs, self.tables.running
+
+        def finish(conn: sa.Connection) -> None:
+            gone = conn.execute(sa.delete(jobs).where(*self._owned), self._owned_params(delivery)).rowcount
+            if not gone:
+                return
+            conn.execute(sa.delete(running).where(running.c.id == delivery.id))
+            self._keep_cancelled(
+                conn, delivery.id, delivery.handle[1], message=delivery.message, extra=1, now=time.time()
+            )
+
+        self._run("finishing a cancelled job", finish)
+
+    def _prune_status(self, conn: sa.Connection, cutoff: float) -> None:
+        """Within ``prune``: results finished before ``cutoff``, and ``running`` rows of finished jobs."""
+        t = self.tables
+        conn.execute(sa.delete(t.results).where(t.results.c.finished_at < cutoff))
+        stale = sa.select(t.jobs.c.seq).where(t.jobs.c.seq == t.running.c.job_seq)
+        conn.execute(sa.delete(t.running).where(~stale.exists()))
+
+
+def _decode(body: bytes | None) -> Message | None:
+    try:
+        return Message.decode(bytes(body or b""))
+    except MalformedMessage:
+        return None
+
+
+def _live(job_id: str, row: Any, extra: Any, now: float) -> JobStatus:
+    message = _decode(row.body)
+    if row.state == RESERVED and (row.lease_until or 0.0) > now:
+        state = RUNNING
+    elif row.state == RESERVED or row.visible_at <= now:
+        state = QUEUED
+    else:
+        state = DELAYED
+    return JobStatus(
+        id=job_id,
+        state=state,
+        queue=row.queue,
+        name="" if message is None else message.name,
+        attempts=0 if message is None else message.attempts,
+        available_at=float(row.visible_at),
+        lease_expires_at=float(row.lease_until) if state == RUNNING else None,
+        worker=extra.worker if extra is not None and state == RUNNING else None,
+        progress=None if extra is None else _progress(extra.progress),
+        cancel_requested=bool(extra is not None and extra.cancel),
+    )
