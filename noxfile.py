@@ -27,6 +27,7 @@ CORE = f"{PACKAGES / 'jobs-core'}[testing]"
 DATABASE = f"{PACKAGES / 'jobs-database'}[postgresql,mysql]"
 KAFKA = f"{PACKAGES / 'jobs-kafka'}[testing]"
 OTEL = str(PACKAGES / "jobs-otel")
+REDIS = str(PACKAGES / "jobs-redis")
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 
 #: Conformance targets: name -> (packages to install, driver URL).
@@ -43,7 +44,12 @@ CONFORMANCE: dict[str, tuple[list[str], str]] = {
     "mariadb": ([CORE, DATABASE], "mysql+pymysql://root@127.0.0.1:3306/test?table_prefix=conformance_"),
     # "{kafka}" becomes JOBS_KAFKA_BOOTSTRAP, or a Tansu broker started for the session.
     "kafka": ([CORE, KAFKA], "kafka://{kafka}?partitions=1&timeout=10"),
+    # Keys under the run's own prefix, deleted at the end by the jobs_redis.testing plugin.
+    "redis": ([CORE, REDIS], "redis://127.0.0.1:6379/0?prefix={namespace}"),
 }
+
+#: Extra pytest arguments of a conformance target (its clean-up plugin).
+CONFORMANCE_ARGS: dict[str, list[str]] = {"redis": ["-p", "jobs_redis.testing"]}
 
 #: Known driver bugs, listed as strict xfails (``jobs_xfail``) so that a fix is noticed.
 CONFORMANCE_XFAIL: dict[str, list[str]] = {}
@@ -73,7 +79,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
     session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, REDIS)))
     session.run("mypy")
 
 
@@ -82,7 +88,7 @@ def tests(session: nox.Session) -> None:
     """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
     # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, REDIS)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
     paths.append(str(ROOT / "tests"))
@@ -121,6 +127,7 @@ def conformance(session: nox.Session, target: str) -> None:
             "--pyargs",
             "jobs_core.testing.conformance",
             f"--jobs-driver={url}",
+            *CONFORMANCE_ARGS.get(target, []),
             *session.posargs,
         )
 

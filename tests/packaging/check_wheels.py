@@ -37,6 +37,7 @@ EXPECTED_SCHEMES = {
     "jobs_core": {"memory"},
     "jobs_database": {"sqlite", "postgresql", "mysql"},
     "jobs_kafka": {"kafka"},
+    "jobs_redis": {"redis", "rediss"},
 }
 
 #: Entry points of the group ``jobs.plugins`` each plugin package must declare.

@@ -1,0 +1,443 @@
+"""The Lua scripts: every state change of the driver is one of them, so it is atomic.
+
+Rules the scripts keep:
+
+* Times (due times, lease ends, finish times) arrive as the strings Python's
+  ``repr`` wrote and are stored as those strings (``ZADD`` takes them as
+  given), so no digit is lost. Lua only *compares* them, after ``tonumber``,
+  which reads a double exactly.
+* The JSON body of a message is never decoded in Lua (its number handling
+  loses digits); Python computes every new body.
+* Every key starts with ``{prefix}:`` (``ARGV[1]``), one hash tag, so one
+  script touches one Cluster slot. ``KEYS[1]`` is ``{prefix}:seq``, which
+  routes the call to that slot's node.
+
+Key layout under ``B = {prefix}:``:
+
+=========================  ==========  =====================================================
+``B seq``                  string      enqueue order counter
+``B queues``               set         every queue name that held a message
+``B j:<id>``               hash        one stored job: b body, q queue, p priority, a due
+                                       time, m ready-set member, s state (w/r), r receipt,
+                                       e lease end, u unique key
+``B q:<queue>:p``          zset        priorities with a ready set (score -priority)
+``B q:<queue>:r:<prio>``   zset        waiting jobs: score due time, member 16-digit
+                                       sequence ``:`` id
+``B q:<queue>:l``          zset        leased jobs: score lease end, member id
+``B q:<queue>:d``          zset        completed jobs: score finish time, member receipt
+``B q:<queue>:f``          zset        failed jobs of the queue: score failed_at, member id
+``B f``                    zset        every failed job: score failed_at, member id
+``B f:<id>``               hash        a failed job: b body, q queue, e error, t failed_at,
+                                       x "1" for a malformed record
+``B u``                    hash        unique key -> ``holder-id SP expiry`` (expiry may be empty)
+``B w:<queue>``            list        wake-up tokens for blocked reserves
+``B s``                    set         schedule names
+``B s:<name>``             hash        a schedule: d data, n next_run_at, z paused, l last_tick,
+                                       t updated_at
+=========================  ==========  =====================================================
+"""
+
+from __future__ import annotations
+
+#: Helpers every script starts with.
+PRELUDE = r"""
+local B = ARGV[1]
+
+local function score_of(p)
+  return tostring(-tonumber(p))
+end
+
+local function release_unique(u, id)
+  if u and u ~= '' then
+    local held = redis.call('HGET', B .. 'u', u)
+    if held and string.sub(held, 1, #id + 1) == id .. ' ' then
+      redis.call('HDEL', B .. 'u', u)
+    end
+  end
+end
+
+local function wake(q, n)
+  local w = B .. 'w:' .. q
+  if n > 16 then n = 16 end
+  for _ = 1, n do redis.call('LPUSH', w, '1') end
+  redis.call('LTRIM', w, 0, 15)
+end
+
+local function make_ready(q, p, a, m)
+  local qk = B .. 'q:' .. q
+  redis.call('ZADD', qk .. ':r:' .. p, a, m)
+  redis.call('ZADD', qk .. ':p', score_of(p), p)
+end
+
+local function expire_leases(q, now)
+  local lk = B .. 'q:' .. q .. ':l'
+  local ended = redis.call('ZRANGEBYSCORE', lk, '-inf', now)
+  for _, id in ipairs(ended) do
+    redis.call('ZREM', lk, id)
+    local jk = B .. 'j:' .. id
+    local st = redis.call('HMGET', jk, 's', 'p', 'a', 'm')
+    if st[1] == 'r' then
+      redis.call('HSET', jk, 's', 'w', 'r', '')
+      make_ready(q, st[2], st[3], st[4])
+    end
+  end
+  return #ended
+end
+
+local function store_failed(fid, q, body, err, now, raw)
+  local fk = B .. 'f:' .. fid
+  local old = redis.call('HGET', fk, 'q')
+  if old then redis.call('ZREM', B .. 'q:' .. old .. ':f', fid) end
+  redis.call('DEL', fk)
+  redis.call('HSET', fk, 'b', body, 'q', q, 'e', err, 't', now, 'x', raw)
+  redis.call('ZADD', B .. 'f', now, fid)
+  redis.call('ZADD', B .. 'q:' .. q .. ':f', now, fid)
+end
+
+local function insert(id, q, p, a, u, ux, body, seq)
+  local jk = B .. 'j:' .. id
+  local m = string.format('%016d', seq) .. ':' .. id
+  redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w', 'r', '', 'u', u)
+  make_ready(q, p, a, m)
+  redis.call('SADD', B .. 'queues', q)
+end
+"""
+
+#: ARGV: B, now, count, then per message: id, queue, priority, due, unique key ('' none),
+#: unique expiry ('' none), body. Returns per message 1 (stored or already stored) or 0 (dropped).
+ENQUEUE = r"""
+local now = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local first = redis.call('INCRBY', KEYS[1], count) - count
+local out = {}
+local woken = {}
+for i = 0, count - 1 do
+  local k = 4 + i * 7
+  local id, q, p, a = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
+  local u, ux, body = ARGV[k + 4], ARGV[k + 5], ARGV[k + 6]
+  local result = 1
+  if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
+    if u ~= '' then
+      local held = redis.call('HGET', B .. 'u', u)
+      if held then
+        local sp = string.find(held, ' ', 1, true)
+        local holder = string.sub(held, 1, sp - 1)
+        local expiry = string.sub(held, sp + 1)
+        if redis.call('HGET', B .. 'j:' .. holder, 'u') == u and (expiry == '' or tonumber(expiry) > now) then
+          result = 0
+        end
+      end
+      if result == 1 then redis.call('HSET', B .. 'u', u, id .. ' ' .. ux) end
+    end
+    if result == 1 then
+      insert(id, q, p, a, u, ux, body, first + i)
+      woken[q] = (woken[q] or 0) + 1
+    end
+  end
+  out[i + 1] = result
+end
+for q, n in pairs(woken) do wake(q, n) end
+return out
+"""
+
+#: ARGV: B, now, lease end, limit, receipt token, queues... Returns a flat list of
+#: (queue, id, receipt, body) for each leased job, then the next time something falls due
+#: ('' if nothing is delayed or leased) when nothing was leased; members without a job
+#: record are moved to the failed store.
+RESERVE = r"""
+local now, lease_end, limit, token = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local out = {}
+local n = 0
+for i = 6, #ARGV do
+  local q = ARGV[i]
+  local qk = B .. 'q:' .. q
+  expire_leases(q, now)
+  local prios = redis.call('ZRANGE', qk .. ':p', 0, -1)
+  for _, p in ipairs(prios) do
+    local rk = qk .. ':r:' .. p
+    if n < limit then
+      local members = redis.call('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, limit - n)
+      for _, m in ipairs(members) do
+        redis.call('ZREM', rk, m)
+        local id = string.sub(m, 18)
+        local jk = B .. 'j:' .. id
+        local body = redis.pcall('HGET', jk, 'b')
+        if type(body) == 'table' and body.err then
+          local kind = redis.call('TYPE', jk)['ok']
+          local value = '(a ' .. kind .. ')'
+          if kind == 'string' then value = redis.call('GET', jk) end
+          local why = 'malformed record: key ' .. jk .. ' holds a ' .. kind .. ', not a job hash'
+          store_failed(id, q, value, why, now, '1')
+          redis.call('DEL', jk)
+        elseif body and redis.call('HGET', jk, 's') == 'w' then
+          n = n + 1
+          local receipt = token .. n
+          redis.call('HSET', jk, 's', 'r', 'r', receipt, 'e', lease_end)
+          redis.call('ZADD', qk .. ':l', lease_end, id)
+          out[#out + 1] = q
+          out[#out + 1] = id
+          out[#out + 1] = receipt
+          out[#out + 1] = body
+        elseif not body then
+          local fid = 'orphan-' .. string.gsub(m, '[^%w]', '_')
+          local why = 'malformed record: sorted-set member ' .. m .. ' has no job record'
+          store_failed(fid, q, m, why, now, '1')
+          redis.call('DEL', jk)
+        end
+      end
+    end
+    if redis.call('ZCARD', rk) == 0 then redis.call('ZREM', qk .. ':p', p) end
+  end
+  if n >= limit then break end
+end
+if n == 0 then
+  local wake_at = nil
+  for i = 6, #ARGV do
+    local qk = B .. 'q:' .. ARGV[i]
+    local candidates = {}
+    local first = redis.call('ZRANGE', qk .. ':l', 0, 0, 'WITHSCORES')
+    if first[2] then candidates[#candidates + 1] = first[2] end
+    for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
+      local d = redis.call('ZRANGEBYSCORE', qk .. ':r:' .. p, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      if d[2] then candidates[#candidates + 1] = d[2] end
+    end
+    for _, c in ipairs(candidates) do
+      if wake_at == nil or tonumber(c) < tonumber(wake_at) then wake_at = c end
+    end
+  end
+  out[1] = wake_at or ''
+end
+return out
+"""
+
+#: ARGV: B, now, then (queue, id, receipt) triples. Finishes each job still held by its receipt.
+ACK = r"""
+local now = ARGV[2]
+local done = 0
+for k = 3, #ARGV, 3 do
+  local q, id, receipt = ARGV[k], ARGV[k + 1], ARGV[k + 2]
+  local jk = B .. 'j:' .. id
+  local st = redis.call('HMGET', jk, 's', 'r', 'u')
+  if st[1] == 'r' and st[2] == receipt then
+    redis.call('DEL', jk)
+    redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
+    release_unique(st[3], id)
+    redis.call('ZADD', B .. 'q:' .. q .. ':d', now, receipt)
+    done = done + 1
+  end
+end
+return done
+"""
+
+#: ARGV: B, queue, id, receipt, new body ('' keeps it), new due time ('' keeps it),
+#: 1 to take a new place in line (retry) or 0 to keep it (release).
+PUT_BACK = r"""
+local q, id, receipt, body, a, renew = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'r', 'p', 'a', 'm')
+if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+local m = st[5]
+if renew == '1' then
+  m = string.format('%016d', redis.call('INCR', KEYS[1])) .. ':' .. id
+end
+if a == '' then a = st[4] end
+if body ~= '' then redis.call('HSET', jk, 'b', body) end
+redis.call('HSET', jk, 's', 'w', 'r', '', 'a', a, 'm', m)
+redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
+make_ready(q, st[3], a, m)
+wake(q, 1)
+return 1
+"""
+
+#: ARGV: B, queue, id, receipt, new lease end. Returns 1 if the lease is held.
+EXTEND = r"""
+local q, id, receipt, lease_end = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'r')
+if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+redis.call('HSET', jk, 'e', lease_end)
+redis.call('ZADD', B .. 'q:' .. q .. ':l', lease_end, id)
+return 1
+"""
+
+#: ARGV: B, queue, id, receipt, failed id, body to keep ('' keeps the stored one), error, now,
+#: "1" if the record is malformed. Moves a held job to the failed store.
+FAIL = r"""
+local q, id, receipt, fid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local body, err, now, raw = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'r', 'u', 'b')
+if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+if body == '' then body = st[4] end
+redis.call('DEL', jk)
+redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
+release_unique(st[3], id)
+store_failed(fid, q, body, err, now, raw)
+return 1
+"""
+
+#: ARGV: B, failed id, the body read (unchanged check), job id, queue, priority, due, new body.
+#: Returns 1 if put back (or the job id is already stored), 0 if gone, -1 if it changed.
+RETRY_FAILED = r"""
+local fid, seen, id, q, p, a, body = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local fk = B .. 'f:' .. fid
+local st = redis.call('HMGET', fk, 'b', 'q')
+if not st[1] then return 0 end
+if st[1] ~= seen then return -1 end
+redis.call('DEL', fk)
+redis.call('ZREM', B .. 'f', fid)
+redis.call('ZREM', B .. 'q:' .. st[2] .. ':f', fid)
+if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
+  insert(id, q, p, a, '', '', body, redis.call('INCR', KEYS[1]))
+  wake(q, 1)
+end
+return 1
+"""
+
+#: ARGV: B, failed id. Returns 1 if it was deleted.
+FORGET_FAILED = r"""
+local fid = ARGV[2]
+local fk = B .. 'f:' .. fid
+local q = redis.call('HGET', fk, 'q')
+redis.call('ZREM', B .. 'f', fid)
+if not q then return 0 end
+redis.call('ZREM', B .. 'q:' .. q .. ':f', fid)
+redis.call('DEL', fk)
+return 1
+"""
+
+#: ARGV: B, now, queues... Returns five counts per queue: pending, delayed, reserved,
+#: completed, failed.
+STATS = r"""
+local now = ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local qk = B .. 'q:' .. ARGV[i]
+  local pending = redis.call('ZCOUNT', qk .. ':l', '-inf', now)
+  local reserved = redis.call('ZCOUNT', qk .. ':l', '(' .. now, '+inf')
+  local delayed = 0
+  for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
+    local rk = qk .. ':r:' .. p
+    pending = pending + redis.call('ZCOUNT', rk, '-inf', now)
+    delayed = delayed + redis.call('ZCOUNT', rk, '(' .. now, '+inf')
+  end
+  out[#out + 1] = pending
+  out[#out + 1] = delayed
+  out[#out + 1] = reserved
+  out[#out + 1] = redis.call('ZCARD', qk .. ':d')
+  out[#out + 1] = redis.call('ZCARD', qk .. ':f')
+end
+return out
+"""
+
+#: ARGV: B, now, queue. Removes the waiting jobs of the queue; returns how many.
+PURGE = r"""
+local now, q = ARGV[2], ARGV[3]
+local qk = B .. 'q:' .. q
+expire_leases(q, now)
+local removed = 0
+for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
+  local rk = qk .. ':r:' .. p
+  for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
+    local id = string.sub(m, 18)
+    local jk = B .. 'j:' .. id
+    local st = redis.call('HMGET', jk, 's', 'u')
+    if st[1] == 'w' then
+      release_unique(st[2], id)
+      redis.call('DEL', jk)
+      removed = removed + 1
+    end
+  end
+  redis.call('DEL', rk)
+end
+redis.call('DEL', qk .. ':p')
+return removed
+"""
+
+#: ARGV: B, cutoff. Removes completed and failed records finished before the cutoff.
+PRUNE = r"""
+local cutoff = '(' .. ARGV[2]
+local removed = 0
+for _, q in ipairs(redis.call('SMEMBERS', B .. 'queues')) do
+  removed = removed + redis.call('ZREMRANGEBYSCORE', B .. 'q:' .. q .. ':d', '-inf', cutoff)
+end
+local old = redis.call('ZRANGEBYSCORE', B .. 'f', '-inf', cutoff)
+for _, fid in ipairs(old) do
+  local fk = B .. 'f:' .. fid
+  local q = redis.call('HGET', fk, 'q')
+  if q then redis.call('ZREM', B .. 'q:' .. q .. ':f', fid) end
+  redis.call('DEL', fk)
+  redis.call('ZREM', B .. 'f', fid)
+  removed = removed + 1
+end
+return removed
+"""
+
+#: ARGV: B, id, queue, body, now. A record written as-is (raw injection).
+INJECT = r"""
+local id, q, body, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+insert(id, q, '0', now, '', '', body, redis.call('INCR', KEYS[1]))
+wake(q, 1)
+return 1
+"""
+
+#: ARGV: B, name, data, next_run_at ('' none), paused, last_tick ('' keeps), updated_at.
+SAVE_SCHEDULE = r"""
+local name, data, nxt, paused, last, updated = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local sk = B .. 's:' .. name
+redis.call('HSET', sk, 'd', data, 'n', nxt, 'z', paused, 't', updated)
+if last ~= '' or redis.call('HEXISTS', sk, 'l') == 0 then redis.call('HSET', sk, 'l', last) end
+redis.call('SADD', B .. 's', name)
+return 1
+"""
+
+#: ARGV: B, name. Returns 1 if a schedule was removed.
+REMOVE_SCHEDULE = r"""
+redis.call('SREM', B .. 's', ARGV[2])
+return redis.call('DEL', B .. 's:' .. ARGV[2])
+"""
+
+#: ARGV: B, name, tick. Returns 1 for the one caller whose tick is later than last_tick.
+CLAIM_TICK = r"""
+local sk = B .. 's:' .. ARGV[2]
+local tick = ARGV[3]
+if redis.call('EXISTS', sk) == 0 then return 0 end
+local last = redis.call('HGET', sk, 'l')
+if last and last ~= '' and tonumber(tick) <= tonumber(last) then return 0 end
+redis.call('HSET', sk, 'l', tick)
+return 1
+"""
+
+#: ARGV: B, name, expected ('' none), next_run_at ('' none), now. Compare-and-set.
+ADVANCE_SCHEDULE = r"""
+local sk = B .. 's:' .. ARGV[2]
+local expected, nxt, now = ARGV[3], ARGV[4], ARGV[5]
+if redis.call('EXISTS', sk) == 0 then return 0 end
+local cur = redis.call('HGET', sk, 'n') or ''
+if cur == '' or expected == '' then
+  if cur ~= expected then return 0 end
+elseif tonumber(cur) ~= tonumber(expected) then
+  return 0
+end
+redis.call('HSET', sk, 'n', nxt, 't', now)
+return 1
+"""
+
+ALL: dict[str, str] = {
+    "enqueue": ENQUEUE,
+    "reserve": RESERVE,
+    "ack": ACK,
+    "put_back": PUT_BACK,
+    "extend": EXTEND,
+    "fail": FAIL,
+    "retry_failed": RETRY_FAILED,
+    "forget_failed": FORGET_FAILED,
+    "stats": STATS,
+    "purge": PURGE,
+    "prune": PRUNE,
+    "inject": INJECT,
+    "save_schedule": SAVE_SCHEDULE,
+    "remove_schedule": REMOVE_SCHEDULE,
+    "claim_tick": CLAIM_TICK,
+    "advance_schedule": ADVANCE_SCHEDULE,
+}

@@ -1,0 +1,55 @@
+"""Values round-trip exactly: no digit of a time or a payload is lost in Lua."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+from jobs_core.message import Message, ScheduleRecord
+from jobs_redis import RedisDriver
+
+
+def test_times_and_payload_numbers_keep_every_digit(make_driver: Callable[..., RedisDriver]) -> None:
+    driver = make_driver()
+    due = time.time() - 0.123456789012345
+    payload = {"big": 2**63 + 1, "float": 0.1 + 0.2, "tiny": 5e-324, "neg": -(2**53) - 1}
+    message = Message(name="t.x", queue="q", payload=payload, available_at=due, priority=2**31 - 1)
+    driver.enqueue([message])
+    (delivery,) = driver.reserve(["q"])
+    assert delivery.message.available_at == due
+    assert delivery.message.payload == payload
+    assert delivery.message.priority == 2**31 - 1
+
+
+def test_schedule_times_compare_exactly(make_driver: Callable[..., RedisDriver]) -> None:
+    driver = make_driver()
+    tick = 1_700_000_000.123456789
+    driver.save_schedule(ScheduleRecord(name="s", data={}, next_run_at=tick))
+    assert driver.claim_tick("s", tick)
+    assert not driver.claim_tick("s", tick)
+    assert driver.claim_tick("s", tick + 2.4e-7)  # the next double up is still later
+    assert driver.advance_schedule("s", tick, tick + 60)
+    (record,) = driver.schedules()
+    assert record.next_run_at == tick + 60
+    assert record.last_tick == tick + 2.4e-7
+
+
+def test_a_blocked_reserve_wakes_on_enqueue_from_another_driver(
+    make_driver: Callable[..., RedisDriver],
+) -> None:
+    waiter, producer = make_driver(), make_driver()
+    got: list[float] = []
+
+    def wait() -> None:
+        found = waiter.reserve(["q"], timeout=30)
+        got.append(time.monotonic())
+        assert found
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.3)
+    sent = time.monotonic()
+    producer.enqueue([Message(name="t.x", queue="q")])
+    thread.join(timeout=30)
+    assert got and got[0] - sent < 5  # woken by the push, far before the 30 s timeout
