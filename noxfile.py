@@ -46,10 +46,15 @@ CONFORMANCE: dict[str, tuple[list[str], str]] = {
     "kafka": ([CORE, KAFKA], "kafka://{kafka}?partitions=1&timeout=10"),
     # Keys under the run's own prefix, deleted at the end by the jobs_redis.testing plugin.
     "redis": ([CORE, REDIS], "redis://127.0.0.1:6379/0?prefix={namespace}"),
+    # "{redis_cluster}" becomes JOBS_REDIS_CLUSTER (host:port,...) or a 3-master cluster run for the session.
+    "redis-cluster": ([CORE, REDIS], "redis+cluster://{redis_cluster}?prefix={namespace}"),
 }
 
 #: Extra pytest arguments of a conformance target (its clean-up plugin).
-CONFORMANCE_ARGS: dict[str, list[str]] = {"redis": ["-p", "jobs_redis.testing"]}
+CONFORMANCE_ARGS: dict[str, list[str]] = {
+    "redis": ["-p", "jobs_redis.testing"],
+    "redis-cluster": ["-p", "jobs_redis.testing"],
+}
 
 #: Known driver bugs, listed as strict xfails (``jobs_xfail``) so that a fix is noticed.
 CONFORMANCE_XFAIL: dict[str, list[str]] = {}
@@ -115,7 +120,12 @@ def conformance(session: nox.Session, target: str) -> None:
     url = os.environ.get(f"JOBS_CONFORMANCE_{target.upper()}_URL", url)
     session.install(*TEST_TOOLS)
     session.install(*_available(*specs))
-    with tempfile.TemporaryDirectory() as scratch, session.chdir(scratch), _kafka_broker(session, url) as url:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        session.chdir(scratch),
+        _kafka_broker(session, url) as url,
+        _redis_cluster(session, url) as url,
+    ):
         xfail = CONFORMANCE_XFAIL.get(target)
         if xfail:
             lines = "".join(f"\n    {line}" for line in xfail)
@@ -155,6 +165,33 @@ def _kafka_broker(session: nox.Session, url: str) -> Iterator[str]:
     finally:
         broker.terminate()
         broker.wait(timeout=30)
+
+
+@contextlib.contextmanager
+def _redis_cluster(session: nox.Session, url: str) -> Iterator[str]:
+    """Fill "{redis_cluster}" in ``url``: JOBS_REDIS_CLUSTER, or a 3-master cluster run for the session."""
+    if "{redis_cluster}" not in url:
+        yield url
+        return
+    if os.environ.get("JOBS_REDIS_CLUSTER"):
+        yield url.replace("{redis_cluster}", os.environ["JOBS_REDIS_CLUSTER"])
+        return
+    python = str(pathlib.Path(str(session.bin), "python"))
+    cluster = subprocess.Popen(
+        [python, "-m", "jobs_redis.testing.servers", "cluster"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cluster.stdout is not None and cluster.stderr is not None
+        started = cluster.stdout.readline().strip()
+        if not started:
+            session.error(f"the test Redis Cluster did not start: {cluster.stderr.read()}")
+        yield url.replace("{redis_cluster}", started.split("://", 1)[1])
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=30)
 
 
 @nox.session
