@@ -79,7 +79,7 @@ def _drain_through_failover(servers: Servers, options: str) -> tuple[set[str], s
         sentinel = client(servers.sentinel)
         while True:
             assert time.monotonic() < deadline + 60, "Sentinel did not fail over"
-            host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
+            _host, port = sentinel.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE)
             if int(port) == servers.replica:
                 break
             time.sleep(0.1)
@@ -105,7 +105,7 @@ def test_with_wait_replicas_a_failover_loses_no_acknowledged_enqueue(sentinel: S
     acknowledged, delivered, refused = _drain_through_failover(sentinel, "&wait_replicas=1&wait_timeout=1")
     lost = acknowledged - delivered
     print(
-        f"{len(acknowledged)} acknowledged, {len(delivered)} delivered, {refused} enqueues refused, lost {len(lost)}"
+        f"{len(acknowledged)} acknowledged, {len(delivered)} delivered, {refused} refused, lost {len(lost)}"
     )
     assert not lost, f"{len(lost)} acknowledged enqueues lost in the failover"
 
