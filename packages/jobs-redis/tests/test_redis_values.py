@@ -53,3 +53,18 @@ def test_a_blocked_reserve_wakes_on_enqueue_from_another_driver(
     producer.enqueue([Message(name="t.x", queue="q")])
     thread.join(timeout=30)
     assert got and got[0] - sent < 5  # woken by the push, far before the 30 s timeout
+
+
+def test_jobs_waiting_for_their_key_are_counted_and_purged(make_driver: Callable[..., RedisDriver]) -> None:
+    driver = make_driver()
+    driver.enqueue([Message(name="t.x", queue="q", payload=n, key="k", unique_key=f"u{n}") for n in range(3)])
+    running = driver.reserve(["q"], limit=10)
+    assert [d.message.payload for d in running] == [0]
+    counts = driver.stats("q")
+    assert (counts.pending, counts.reserved) == (2, 1)
+    assert driver.purge("q") == 2
+    driver.ack(running[0])
+    assert driver.reserve(["q"], limit=10) == []
+    # the purged jobs freed their unique keys and their places in the key's order
+    driver.enqueue([Message(name="t.x", queue="q", payload=9, key="k", unique_key="u1")])
+    assert [d.message.payload for d in driver.reserve(["q"])] == [9]

@@ -82,6 +82,7 @@ class RedisDriver(Driver):
             Capability.RAW_INJECTION,
             Capability.LEASE_HANDOFF,
             Capability.IDEMPOTENT_ENQUEUE,
+            Capability.ORDERED_KEYS,
         }
     )
     ack_in_background: bool = True
@@ -218,21 +219,35 @@ class RedisDriver(Driver):
 
     # -- the hot path ---------------------------------------------------------
 
-    def _rows(self, messages: Sequence[Message], now: float) -> list[tuple[str, str, int, float, str, str]]:
+    def _rows(self, messages: Sequence[Message], now: float) -> list[tuple[Any, ...]]:
+        """Per message: id, queue, priority, due, unique key, unique expiry, ordering key, concurrency."""
         if isinstance(messages, MessageBatch):
             common = messages.common
             ids, _ = messages.encoded()
-            unique, ttl = common["unique_key"], common["unique_ttl"]
-            ux = "" if unique is None or ttl is None else repr(now + float(ttl))
-            u = "" if unique is None else "k" + unique
-            shared = (common["queue"], int(common["priority"]), float(common["available_at"]), u, ux)
+            unique, ttl, key = common["unique_key"], common["unique_ttl"], common["key"]
+            shared = (
+                common["queue"],
+                int(common["priority"]),
+                repr(float(common["available_at"])),
+                "" if unique is None else "k" + unique,
+                "" if unique is None or ttl is None else repr(now + float(ttl)),
+                "" if key is None else key,
+                int(common["key_concurrency"]),
+            )
             return [(i, *shared) for i in ids]
-        rows = []
-        for m in messages:
-            u = "" if m.unique_key is None else "k" + m.unique_key
-            ux = "" if m.unique_key is None or m.unique_ttl is None else repr(now + float(m.unique_ttl))
-            rows.append((m.id, m.queue, int(m.priority), float(m.available_at), u, ux))
-        return rows
+        return [
+            (
+                m.id,
+                m.queue,
+                int(m.priority),
+                repr(float(m.available_at)),
+                "" if m.unique_key is None else "k" + m.unique_key,
+                "" if m.unique_key is None or m.unique_ttl is None else repr(now + float(m.unique_ttl)),
+                "" if m.key is None else m.key,
+                int(m.key_concurrency),
+            )
+            for m in messages
+        ]
 
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Store every message or none (one script); with ``wait_replicas``, also on replicas."""
@@ -243,8 +258,8 @@ class RedisDriver(Driver):
         now = time.time()
         rows = self._rows(messages, now)
         args: list[Any] = [repr(now), len(rows)]
-        for (ident, queue, priority, due, u, ux), body in zip(rows, bodies, strict=True):
-            args += [ident, queue, priority, repr(due), u, ux, body]
+        for (ident, queue, priority, due, u, ux, key, concurrency), body in zip(rows, bodies, strict=True):
+            args += [ident, queue, priority, due, u, ux, body, key, concurrency]
         wanted = self.settings.wait_replicas
         if not wanted:
             stored = self._run("enqueue", args, "enqueuing")
@@ -462,10 +477,11 @@ class RedisDriver(Driver):
                 with contextlib.suppress(MalformedMessage):
                     message = Message.decode(seen)
             if message is None:
-                args = [failed_id, seen, failed_id, _text(queue or b""), 0, repr(now), seen]
+                args = [failed_id, seen, failed_id, _text(queue or b""), 0, repr(now), seen, "", 1]
             else:
                 again = message.replace(attempts=0, available_at=now)
                 args = [failed_id, seen, again.id, again.queue, again.priority, repr(now), again.encode()]
+                args += ["" if again.key is None else again.key, again.key_concurrency]
             result = int(self._run("retry_failed", args, "retrying a failed job"))
             if result >= 0:
                 return result == 1

@@ -19,11 +19,13 @@ Key layout under ``B = {prefix}:``:
 ``B queues``               set         every queue name that held a message
 ``B j:<id>``               hash        one stored job: b body, q queue, p priority, a due
                                        time, m ready-set member, s state (w/r), r receipt,
-                                       e lease end, u unique key
+                                       e lease end, u unique key, k ordering key, c its concurrency
 ``B q:<queue>:p``          zset        priorities with a ready set (score -priority)
 ``B q:<queue>:r:<prio>``   zset        waiting jobs: score due time, member 16-digit
                                        sequence ``:`` id
 ``B q:<queue>:l``          zset        leased jobs: score lease end, member id
+``B q:<queue>:o:<key>``    zset        unfinished jobs of an ordering key: score sequence, member id
+``B q:<queue>:b``          zset        keyed jobs waiting for their key: score due time, member id
 ``B q:<queue>:d``          zset        completed jobs: score finish time, member receipt
 ``B q:<queue>:f``          zset        failed jobs of the queue: score failed_at, member id
 ``B f``                    zset        every failed job: score failed_at, member id
@@ -94,27 +96,50 @@ local function store_failed(fid, q, body, err, now, raw)
   redis.call('ZADD', B .. 'q:' .. q .. ':f', now, fid)
 end
 
-local function insert(id, q, p, a, u, ux, body, seq)
+local function insert(id, q, p, a, u, body, seq, k, c)
   local jk = B .. 'j:' .. id
   local m = string.format('%016d', seq) .. ':' .. id
-  redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w', 'r', '', 'u', u)
-  make_ready(q, p, a, m)
+  redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w', 'r', '', 'u', u, 'k', k, 'c', c)
   redis.call('SADD', B .. 'queues', q)
+  if k ~= '' then
+    local ok = B .. 'q:' .. q .. ':o:' .. k
+    redis.call('ZADD', ok, seq, id)
+    if redis.call('ZRANK', ok, id) >= tonumber(c) then
+      redis.call('ZADD', B .. 'q:' .. q .. ':b', a, id)
+      return
+    end
+  end
+  make_ready(q, p, a, m)
+end
+
+-- A job of ordering key k finished (or was purged): the next ones of the key may run.
+local function key_done(q, id, k, c)
+  if not k or k == '' then return end
+  local ok = B .. 'q:' .. q .. ':o:' .. k
+  redis.call('ZREM', ok, id)
+  for _, other in ipairs(redis.call('ZRANGE', ok, 0, (tonumber(c) or 1) - 1)) do
+    if redis.call('ZREM', B .. 'q:' .. q .. ':b', other) == 1 then
+      local st = redis.call('HMGET', B .. 'j:' .. other, 'p', 'a', 'm')
+      make_ready(q, st[1], st[2], st[3])
+    end
+  end
 end
 """
 
 #: ARGV: B, now, count, then per message: id, queue, priority, due, unique key ('' none),
-#: unique expiry ('' none), body. Returns per message 1 (stored or already stored) or 0 (dropped).
+#: unique expiry ('' none), body, ordering key ('' none), key concurrency. Returns per
+#: message 1 (stored or already stored) or 0 (dropped).
 ENQUEUE = r"""
 local now = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
+local width = 9
 local first = redis.call('INCRBY', KEYS[1], count) - count
 local out = {}
 local woken = {}
 for i = 0, count - 1 do
-  local k = 4 + i * 7
+  local k = 4 + i * width
   local id, q, p, a = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
-  local u, ux, body = ARGV[k + 4], ARGV[k + 5], ARGV[k + 6]
+  local u, ux, body, key, kc = ARGV[k + 4], ARGV[k + 5], ARGV[k + 6], ARGV[k + 7], ARGV[k + 8]
   local result = 1
   if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
     if u ~= '' then
@@ -130,7 +155,7 @@ for i = 0, count - 1 do
       if result == 1 then redis.call('HSET', B .. 'u', u, id .. ' ' .. ux) end
     end
     if result == 1 then
-      insert(id, q, p, a, u, ux, body, first + i)
+      insert(id, q, p, a, u, body, first + i, key, kc)
       woken[q] = (woken[q] or 0) + 1
     end
   end
@@ -217,11 +242,12 @@ local done = 0
 for k = 3, #ARGV, 3 do
   local q, id, receipt = ARGV[k], ARGV[k + 1], ARGV[k + 2]
   local jk = B .. 'j:' .. id
-  local st = redis.call('HMGET', jk, 's', 'r', 'u')
+  local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c')
   if st[1] == 'r' and st[2] == receipt then
     redis.call('DEL', jk)
     redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
     release_unique(st[3], id)
+    key_done(q, id, st[4], st[5])
     redis.call('ZADD', B .. 'q:' .. q .. ':d', now, receipt)
     done = done + 1
   end
@@ -266,20 +292,23 @@ FAIL = r"""
 local q, id, receipt, fid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local body, err, now, raw = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local jk = B .. 'j:' .. id
-local st = redis.call('HMGET', jk, 's', 'r', 'u', 'b')
+local st = redis.call('HMGET', jk, 's', 'r', 'u', 'b', 'k', 'c')
 if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
 if body == '' then body = st[4] end
 redis.call('DEL', jk)
 redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
 release_unique(st[3], id)
+key_done(q, id, st[5], st[6])
 store_failed(fid, q, body, err, now, raw)
 return 1
 """
 
-#: ARGV: B, failed id, the body read (unchanged check), job id, queue, priority, due, new body.
+#: ARGV: B, failed id, the body read (unchanged check), job id, queue, priority, due, new body,
+#: ordering key ('' none), key concurrency.
 #: Returns 1 if put back (or the job id is already stored), 0 if gone, -1 if it changed.
 RETRY_FAILED = r"""
 local fid, seen, id, q, p, a, body = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local key, kc = ARGV[9], ARGV[10]
 local fk = B .. 'f:' .. fid
 local st = redis.call('HMGET', fk, 'b', 'q')
 if not st[1] then return 0 end
@@ -288,7 +317,7 @@ redis.call('DEL', fk)
 redis.call('ZREM', B .. 'f', fid)
 redis.call('ZREM', B .. 'q:' .. st[2] .. ':f', fid)
 if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
-  insert(id, q, p, a, '', '', body, redis.call('INCR', KEYS[1]))
+  insert(id, q, p, a, '', body, redis.call('INCR', KEYS[1]), key, kc)
   wake(q, 1)
 end
 return 1
@@ -315,7 +344,8 @@ for i = 3, #ARGV do
   local qk = B .. 'q:' .. ARGV[i]
   local pending = redis.call('ZCOUNT', qk .. ':l', '-inf', now)
   local reserved = redis.call('ZCOUNT', qk .. ':l', '(' .. now, '+inf')
-  local delayed = 0
+  pending = pending + redis.call('ZCOUNT', qk .. ':b', '-inf', now)
+  local delayed = redis.call('ZCOUNT', qk .. ':b', '(' .. now, '+inf')
   for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
     local rk = qk .. ':r:' .. p
     pending = pending + redis.call('ZCOUNT', rk, '-inf', now)
@@ -341,9 +371,10 @@ for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
   for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
     local id = string.sub(m, 18)
     local jk = B .. 'j:' .. id
-    local st = redis.call('HMGET', jk, 's', 'u')
+    local st = redis.call('HMGET', jk, 's', 'u', 'k')
     if st[1] == 'w' then
       release_unique(st[2], id)
+      if st[3] and st[3] ~= '' then redis.call('ZREM', qk .. ':o:' .. st[3], id) end
       redis.call('DEL', jk)
       removed = removed + 1
     end
@@ -351,6 +382,15 @@ for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
   redis.call('DEL', rk)
 end
 redis.call('DEL', qk .. ':p')
+for _, id in ipairs(redis.call('ZRANGE', qk .. ':b', 0, -1)) do
+  local jk = B .. 'j:' .. id
+  local st = redis.call('HMGET', jk, 'u', 'k')
+  release_unique(st[1], id)
+  if st[2] then redis.call('ZREM', qk .. ':o:' .. st[2], id) end
+  redis.call('DEL', jk)
+  removed = removed + 1
+end
+redis.call('DEL', qk .. ':b')
 return removed
 """
 
@@ -376,7 +416,7 @@ return removed
 #: ARGV: B, id, queue, body, now. A record written as-is (raw injection).
 INJECT = r"""
 local id, q, body, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-insert(id, q, '0', now, '', '', body, redis.call('INCR', KEYS[1]))
+insert(id, q, '0', now, '', body, redis.call('INCR', KEYS[1]), '', '1')
 wake(q, 1)
 return 1
 """
