@@ -152,3 +152,29 @@ def test_wait_replicas_without_replicas_refuses_the_enqueue(
     with pytest.raises(ReplicasNotReached):
         driver.enqueue([message])
     assert driver.stats("q").pending == 1
+
+
+def test_a_full_server_is_storage_full_and_the_batch_is_refused_whole() -> None:
+    from jobs_core.errors import StorageFull
+    from jobs_redis.testing.servers import Servers, free_port
+
+    try:
+        servers = Servers()
+        port = free_port()
+        servers.start(port, "--maxmemory", "4mb", "--maxmemory-policy", "noeviction")
+    except ConfigurationError as exc:
+        import os
+
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(str(exc))
+    with servers:
+        driver = RedisDriver(f"redis://127.0.0.1:{port}/0")
+        try:
+            with pytest.raises(StorageFull, match="out of memory"):
+                for _ in range(200):
+                    driver.enqueue([Message(name="t.x", queue="q", payload="x" * 10_000) for _ in range(20)])
+            stored = driver.stats("q").pending
+            assert stored % 20 == 0  # no batch was cut in half
+        finally:
+            driver.close()

@@ -21,6 +21,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from jobs_redis.testing import delete_prefix
+
 TOTAL = 5000
 CONCURRENCY = 4
 JOB_SECONDS = 0.005
@@ -61,9 +63,16 @@ def _lines(path: Path) -> list[tuple[int, str]]:
 
 
 def test_a_killed_worker_loses_nothing_and_reruns_only_its_running_jobs(
-    tmp_path: Path, redis_url: str, prefix: str, make_driver: object
+    tmp_path: Path, redis_url: str, prefix: str
 ) -> None:
-    url = f"{redis_url}?prefix={prefix}"  # make_driver deletes the prefix's keys afterwards
+    url = f"{redis_url}?prefix={prefix}"
+    try:
+        _crash_drain(url, tmp_path)
+    finally:
+        delete_prefix(url)
+
+
+def _crash_drain(url: str, tmp_path: Path) -> None:
     (tmp_path / "crashjobs.py").write_text(JOBS_MODULE)
     out = tmp_path / "recorded.txt"
     env = {

@@ -25,6 +25,7 @@ from jobs_core.errors import (
     DriverClosed,
     MalformedMessage,
     OperationTimedOut,
+    StorageFull,
 )
 from jobs_core.message import (
     Delivery,
@@ -175,6 +176,11 @@ class RedisDriver(Driver):
             "MaxConnectionsError",
         }:
             return BackendUnavailable(f"{where} is unavailable while {action}: {detail}")
+        if isinstance(exc, rex.OutOfMemoryError) or detail.startswith("OOM") or "> 'maxmemory'" in detail:
+            return StorageFull(
+                f"{where} is out of memory (maxmemory reached) while {action}: {detail}; "
+                "free memory (jobs prune) or raise maxmemory"
+            )
         if "WRONGTYPE" in detail:
             return CorruptKey(f"{where}: {self._diagnose()} (while {action})")
         return RedisDriverError(f"{where}: {action} failed: {detail}")
