@@ -225,35 +225,39 @@ class RedisDriver(Driver):
 
     # -- the hot path ---------------------------------------------------------
 
-    def _rows(self, messages: Sequence[Message], now: float) -> list[tuple[Any, ...]]:
-        """Per message: id, queue, priority, due, unique key, unique expiry, ordering key, concurrency."""
+    @staticmethod
+    def _fields(message: Message | Mapping[str, Any], now: float) -> tuple[Any, ...]:
+        """queue, priority, due, unique key, unique expiry, ordering key, key concurrency."""
+        get: Any = message.get if isinstance(message, Mapping) else message.__getattribute__
+        unique, ttl, key = get("unique_key"), get("unique_ttl"), get("key")
+        return (
+            get("queue"),
+            int(get("priority")),
+            repr(float(get("available_at"))),
+            "" if unique is None else "k" + unique,
+            "" if unique is None or ttl is None else repr(now + float(ttl)),
+            "" if key is None else key,
+            int(get("key_concurrency")),
+        )
+
+    def _enqueue_args(self, messages: Sequence[Message], bodies: list[bytes], now: float) -> list[Any]:
+        """The enqueue script's arguments after ``now``: the fields messages share sent once."""
         if isinstance(messages, MessageBatch):
-            common = messages.common
             ids, _ = messages.encoded()
-            unique, ttl, key = common["unique_key"], common["unique_ttl"], common["key"]
-            shared = (
-                common["queue"],
-                int(common["priority"]),
-                repr(float(common["available_at"])),
-                "" if unique is None else "k" + unique,
-                "" if unique is None or ttl is None else repr(now + float(ttl)),
-                "" if key is None else key,
-                int(common["key_concurrency"]),
-            )
-            return [(i, *shared) for i in ids]
-        return [
-            (
-                m.id,
-                m.queue,
-                int(m.priority),
-                repr(float(m.available_at)),
-                "" if m.unique_key is None else "k" + m.unique_key,
-                "" if m.unique_key is None or m.unique_ttl is None else repr(now + float(m.unique_ttl)),
-                "" if m.key is None else m.key,
-                int(m.key_concurrency),
-            )
-            for m in messages
-        ]
+            rows = [self._fields(messages.common, now)]
+        else:
+            ids = [m.id for m in messages]
+            rows = [self._fields(m, now) for m in messages]
+        args: list[Any] = [len(ids)]
+        if all(row == rows[0] for row in rows):
+            args += ("s", *rows[0])
+            for ident, body in zip(ids, bodies, strict=True):
+                args += (ident, body)
+        else:
+            args.append("m")
+            for ident, body, row in zip(ids, bodies, rows, strict=True):
+                args += (ident, body, *row)
+        return args
 
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Store every message or none (one script); with ``wait_replicas``, also on replicas."""
@@ -262,10 +266,7 @@ class RedisDriver(Driver):
         if not bodies:
             return []
         now = time.time()
-        rows = self._rows(messages, now)
-        args: list[Any] = [repr(now), len(rows)]
-        for (ident, queue, priority, due, u, ux, key, concurrency), body in zip(rows, bodies, strict=True):
-            args += [ident, queue, priority, due, u, ux, body, key, concurrency]
+        args = [repr(now), *self._enqueue_args(messages, bodies, now)]
         wanted = self.settings.wait_replicas
         if not wanted:
             stored = self._run("enqueue", args, "enqueuing")
@@ -281,7 +282,8 @@ class RedisDriver(Driver):
                     f"the enqueue within {self.settings.wait_timeout}s; the jobs are on the master and may "
                     "be lost if it fails now: enqueue them again (the same ids store nothing twice)"
                 )
-        return [row[0] if flag else None for row, flag in zip(rows, stored, strict=True)]
+        ids = messages.ids() if isinstance(messages, MessageBatch) else [m.id for m in messages]
+        return [ident if flag else None for ident, flag in zip(ids, stored, strict=True)]
 
     def reserve(
         self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0

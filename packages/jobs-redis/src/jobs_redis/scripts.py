@@ -96,12 +96,21 @@ local function store_failed(fid, q, body, err, now, raw)
   redis.call('ZADD', B .. 'q:' .. q .. ':f', now, fid)
 end
 
+local inserted = {}
+
 local function insert(id, q, p, a, u, body, seq, k, c)
   local jk = B .. 'j:' .. id
   local m = string.format('%016d', seq) .. ':' .. id
-  redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w', 'r', '', 'u', u, 'k', k, 'c', c)
-  redis.call('SADD', B .. 'queues', q)
+  redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w')
+  if u ~= '' then redis.call('HSET', jk, 'u', u) end
+  local tag = q .. ' ' .. p
+  if not inserted[tag] then
+    redis.call('SADD', B .. 'queues', q)
+    redis.call('ZADD', B .. 'q:' .. q .. ':p', score_of(p), p)
+    inserted[tag] = true
+  end
   if k ~= '' then
+    redis.call('HSET', jk, 'k', k, 'c', c)
     local ok = B .. 'q:' .. q .. ':o:' .. k
     redis.call('ZADD', ok, seq, id)
     if redis.call('ZRANK', ok, id) >= tonumber(c) then
@@ -109,7 +118,7 @@ local function insert(id, q, p, a, u, body, seq, k, c)
       return
     end
   end
-  make_ready(q, p, a, m)
+  redis.call('ZADD', B .. 'q:' .. q .. ':r:' .. p, a, m)
 end
 
 -- A job of ordering key k finished (or was purged): the next ones of the key may run.
@@ -126,20 +135,27 @@ local function key_done(q, id, k, c)
 end
 """
 
-#: ARGV: B, now, count, then per message: id, queue, priority, due, unique key ('' none),
-#: unique expiry ('' none), body, ordering key ('' none), key concurrency. Returns per
-#: message 1 (stored or already stored) or 0 (dropped).
+#: ARGV: B, now, count, then either "m" and per message: id, body, queue, priority, due,
+#: unique key ('' none), unique expiry ('' none), ordering key ('' none), key concurrency;
+#: or "s", those seven fields once, shared by every message, and per message: id, body.
+#: Returns per message 1 (stored or already stored) or 0 (dropped).
 ENQUEUE = r"""
 local now = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
-local width = 9
+local shared = ARGV[4] == 's'
+local start, width = 5, 9
+if shared then start, width = 12, 2 end
 local first = redis.call('INCRBY', KEYS[1], count) - count
 local out = {}
 local woken = {}
+local q, p, a, u, ux, key, kc = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 for i = 0, count - 1 do
-  local k = 4 + i * width
-  local id, q, p, a = ARGV[k], ARGV[k + 1], ARGV[k + 2], ARGV[k + 3]
-  local u, ux, body, key, kc = ARGV[k + 4], ARGV[k + 5], ARGV[k + 6], ARGV[k + 7], ARGV[k + 8]
+  local k = start + i * width
+  local id, body = ARGV[k], ARGV[k + 1]
+  if not shared then
+    q, p, a, u = ARGV[k + 2], ARGV[k + 3], ARGV[k + 4], ARGV[k + 5]
+    ux, key, kc = ARGV[k + 6], ARGV[k + 7], ARGV[k + 8]
+  end
   local result = 1
   if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
     if u ~= '' then
