@@ -218,7 +218,7 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Throughput and latency benchmarks; figures go to docs/performance.md."""
     session.install("orjson")
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, REDIS)))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
 
 
@@ -227,5 +227,5 @@ def bench_peers(session: nox.Session) -> None:
     """This project against peer libraries on the same backends; figures go to docs/performance.md."""
     peers = ROOT / "benchmarks" / "peers"
     session.install("-r", str(peers / "requirements.txt"))
-    session.install(*_editable(f"{PACKAGES / 'jobs-core'}[fast]", DATABASE, KAFKA))
+    session.install(*_editable(f"{PACKAGES / 'jobs-core'}[fast]", DATABASE, KAFKA, REDIS))
     session.run("python", str(peers / "run.py"), *session.posargs)

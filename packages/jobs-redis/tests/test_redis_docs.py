@@ -34,4 +34,6 @@ def test_redis_driver_docs_examples_run(tmp_path: pathlib.Path, redis_url: str, 
     assert result.returncode == 0, result.stderr
     assert "welcome ada" in result.stdout
     assert "welcome grace" not in result.stdout
+    assert "welcome order 7" in result.stdout
+    assert "welcome order 8" not in result.stdout
     assert "'delayed': 1" in result.stdout

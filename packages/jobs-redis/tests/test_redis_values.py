@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from jobs_core.message import Message, ScheduleRecord
 from jobs_redis import RedisDriver
@@ -68,3 +69,26 @@ def test_jobs_waiting_for_their_key_are_counted_and_purged(make_driver: Callable
     # the purged jobs freed their unique keys and their places in the key's order
     driver.enqueue([Message(name="t.x", queue="q", payload=9, key="k", unique_key="u1")])
     assert [d.message.payload for d in driver.reserve(["q"])] == [9]
+
+
+def test_jobs_join_a_multi_pipeline_and_exist_only_if_it_executes(
+    make_driver: Callable[..., RedisDriver], client: Any
+) -> None:
+    import pytest
+    from jobs_core.errors import ConfigurationError
+
+    driver = make_driver()
+    with client.pipeline(transaction=True) as pipe:
+        pipe.set(f"order-{driver.settings.prefix}", "placed")
+        (ident,) = driver.enqueue_in(pipe, [Message(name="t.ship", queue="q", payload=1)])
+        pipe.execute()
+    with client.pipeline(transaction=True) as pipe:
+        driver.enqueue_in(pipe, [Message(name="t.ship", queue="q", payload=2)])
+        pipe.reset()  # discarded: neither the write nor the job
+    (delivery,) = driver.reserve(["q"], limit=5)
+    assert (delivery.id, delivery.message.payload) == (ident, 1)
+    client.delete(f"order-{driver.settings.prefix}")
+    with pytest.raises(ConfigurationError, match="transaction=True"):
+        driver.enqueue_in(client.pipeline(transaction=False), [Message(name="t.x", queue="q")])
+    with pytest.raises(ConfigurationError, match="unique_key"), client.pipeline() as pipe:
+        driver.enqueue_in(pipe, [Message(name="t.x", queue="q", unique_key="u")])

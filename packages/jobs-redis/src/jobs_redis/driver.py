@@ -84,6 +84,7 @@ class RedisDriver(Driver):
             Capability.LEASE_HANDOFF,
             Capability.IDEMPOTENT_ENQUEUE,
             Capability.ORDERED_KEYS,
+            Capability.TRANSACTIONAL_ENQUEUE,
         }
     )
     ack_in_background: bool = True
@@ -284,6 +285,45 @@ class RedisDriver(Driver):
                 )
         ids = messages.ids() if isinstance(messages, MessageBatch) else [m.id for m in messages]
         return [ident if flag else None for ident, flag in zip(ids, stored, strict=True)]
+
+    def enqueue_in(self, transaction: Any, messages: Sequence[Message]) -> list[str | None]:
+        """Queue the enqueue on the caller's ``MULTI`` pipeline: the jobs exist if and only if it executes.
+
+        ``transaction`` is a redis-py pipeline opened with ``transaction=True``
+        on this driver's server and database (not a Cluster pipeline). A job
+        with a ``unique_key`` is refused (whether it is a duplicate is only
+        known when the pipeline executes), and ``wait_replicas`` does not
+        apply (the caller runs ``EXEC``; it may send ``WAIT`` after it).
+        """
+        self.check_open()
+        from redis.client import Pipeline
+
+        if not isinstance(transaction, Pipeline) or not getattr(transaction, "transaction", False):
+            raise ConfigurationError(
+                "the redis driver joins a redis-py pipeline opened with transaction=True "
+                f"(MULTI ... EXEC), got {type(transaction).__name__}"
+            )
+        db = transaction.connection_pool.connection_kwargs.get("db", 0)
+        if int(db or 0) != self.settings.db:
+            raise ConfigurationError(
+                f"the pipeline writes to Redis database {db}, the driver's jobs live in database "
+                f"{self.settings.db}: open the pipeline on a client of the same database"
+            )
+        bodies = self.validate(messages)
+        common = messages.common if isinstance(messages, MessageBatch) else None
+        uniques = [common["unique_key"]] if common is not None else [m.unique_key for m in messages]
+        if any(u is not None for u in uniques):
+            raise ConfigurationError(
+                "a job with a unique_key cannot join a Redis transaction (whether it is a duplicate is "
+                "known only when the transaction executes): dispatch it outside the transaction"
+            )
+        if not bodies:
+            return []
+        now = time.time()
+        args = [self._base, repr(now), *self._enqueue_args(messages, bodies, now)]
+        transaction.eval(scripts.PRELUDE + scripts.ENQUEUE, 1, self._seq, *args)
+        ids = messages.ids() if isinstance(messages, MessageBatch) else [m.id for m in messages]
+        return list(ids)
 
     def reserve(
         self, queues: Sequence[str], limit: int = 1, lease: float = 30.0, timeout: float = 0.0
