@@ -392,7 +392,7 @@ class RedisDriver(Driver):
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Finish several jobs, a thousand per script call."""
         for start in range(0, len(deliveries), ACK_CHUNK):
-            args: list[Any] = [repr(time.time())]
+            args: list[Any] = [repr(time.time()), uuid.uuid4().hex]
             for d in deliveries[start : start + ACK_CHUNK]:
                 args += [d.message.queue, self._handle(d), d.receipt]
             self._run("ack", args, "acknowledging")

@@ -26,7 +26,9 @@ Key layout under ``B = {prefix}:``:
 ``B q:<queue>:l``          zset        leased jobs: score lease end, member id
 ``B q:<queue>:o:<key>``    zset        unfinished jobs of an ordering key: score sequence, member id
 ``B q:<queue>:b``          zset        keyed jobs waiting for their key: score due time, member id
-``B q:<queue>:d``          zset        completed jobs: score finish time, member receipt
+``B q:<queue>:d``          zset        acknowledged batches: score finish time, member batch token
+``B q:<queue>:dn``         hash        batch token -> how many jobs the batch finished
+``B q:<queue>:dc``         string      completed jobs not yet pruned
 ``B q:<queue>:f``          zset        failed jobs of the queue: score failed_at, member id
 ``B f``                    zset        every failed job: score failed_at, member id
 ``B f:<id>``               hash        a failed job: b body, q queue, e error, t failed_at,
@@ -198,33 +200,41 @@ for i = 6, #ARGV do
     local rk = qk .. ':r:' .. p
     if n < limit then
       local members = redis.call('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, limit - n)
+      if #members > 0 then
+        -- the due members are the lowest ranks: remove them in one call
+        redis.call('ZREMRANGEBYRANK', rk, 0, #members - 1)
+      end
+      local leased = {}
       for _, m in ipairs(members) do
-        redis.call('ZREM', rk, m)
         local id = string.sub(m, 18)
         local jk = B .. 'j:' .. id
-        local body = redis.pcall('HGET', jk, 'b')
-        if type(body) == 'table' and body.err then
+        local st = redis.pcall('HMGET', jk, 'b', 's')
+        if st.err then
           local kind = redis.call('TYPE', jk)['ok']
           local value = '(a ' .. kind .. ')'
           if kind == 'string' then value = redis.call('GET', jk) end
           local why = 'malformed record: key ' .. jk .. ' holds a ' .. kind .. ', not a job hash'
           store_failed(id, q, value, why, now, '1')
           redis.call('DEL', jk)
-        elseif body and redis.call('HGET', jk, 's') == 'w' then
+        elseif st[1] and st[2] == 'w' then
           n = n + 1
           local receipt = token .. n
           redis.call('HSET', jk, 's', 'r', 'r', receipt, 'e', lease_end)
-          redis.call('ZADD', qk .. ':l', lease_end, id)
+          leased[#leased + 1] = lease_end
+          leased[#leased + 1] = id
           out[#out + 1] = q
           out[#out + 1] = id
           out[#out + 1] = receipt
-          out[#out + 1] = body
-        elseif not body then
+          out[#out + 1] = st[1]
+        elseif not st[1] then
           local fid = 'orphan-' .. string.gsub(m, '[^%w]', '_')
           local why = 'malformed record: sorted-set member ' .. m .. ' has no job record'
           store_failed(fid, q, m, why, now, '1')
           redis.call('DEL', jk)
         end
+      end
+      for j = 1, #leased, 1000 do
+        redis.call('ZADD', qk .. ':l', unpack(leased, j, math.min(j + 999, #leased)))
       end
     end
     if redis.call('ZCARD', rk) == 0 then redis.call('ZREM', qk .. ':p', p) end
@@ -251,22 +261,37 @@ end
 return out
 """
 
-#: ARGV: B, now, then (queue, id, receipt) triples. Finishes each job still held by its receipt.
+#: ARGV: B, now, batch token, then (queue, id, receipt) triples. Finishes each job still held
+#: by its receipt; each queue counts the batch once in its completed records.
 ACK = r"""
-local now = ARGV[2]
-local done = 0
-for k = 3, #ARGV, 3 do
+local now, token = ARGV[2], ARGV[3]
+local freed = {}
+for k = 4, #ARGV, 3 do
   local q, id, receipt = ARGV[k], ARGV[k + 1], ARGV[k + 2]
   local jk = B .. 'j:' .. id
   local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c')
   if st[1] == 'r' and st[2] == receipt then
     redis.call('DEL', jk)
-    redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
     release_unique(st[3], id)
     key_done(q, id, st[4], st[5])
-    redis.call('ZADD', B .. 'q:' .. q .. ':d', now, receipt)
-    done = done + 1
+    local ids = freed[q]
+    if not ids then
+      ids = {}
+      freed[q] = ids
+    end
+    ids[#ids + 1] = id
   end
+end
+local done = 0
+for q, ids in pairs(freed) do
+  local qk = B .. 'q:' .. q
+  for j = 1, #ids, 1000 do
+    redis.call('ZREM', qk .. ':l', unpack(ids, j, math.min(j + 999, #ids)))
+  end
+  redis.call('ZADD', qk .. ':d', now, token)
+  redis.call('HSET', qk .. ':dn', token, #ids)
+  redis.call('INCRBY', qk .. ':dc', #ids)
+  done = done + #ids
 end
 return done
 """
@@ -370,7 +395,7 @@ for i = 3, #ARGV do
   out[#out + 1] = pending
   out[#out + 1] = delayed
   out[#out + 1] = reserved
-  out[#out + 1] = redis.call('ZCARD', qk .. ':d')
+  out[#out + 1] = tonumber(redis.call('GET', qk .. ':dc') or '0')
   out[#out + 1] = redis.call('ZCARD', qk .. ':f')
 end
 return out
@@ -415,7 +440,17 @@ PRUNE = r"""
 local cutoff = '(' .. ARGV[2]
 local removed = 0
 for _, q in ipairs(redis.call('SMEMBERS', B .. 'queues')) do
-  removed = removed + redis.call('ZREMRANGEBYSCORE', B .. 'q:' .. q .. ':d', '-inf', cutoff)
+  local qk = B .. 'q:' .. q
+  local jobs = 0
+  for _, token in ipairs(redis.call('ZRANGEBYSCORE', qk .. ':d', '-inf', cutoff)) do
+    jobs = jobs + tonumber(redis.call('HGET', qk .. ':dn', token) or '0')
+    redis.call('HDEL', qk .. ':dn', token)
+  end
+  if jobs > 0 then
+    redis.call('ZREMRANGEBYSCORE', qk .. ':d', '-inf', cutoff)
+    redis.call('DECRBY', qk .. ':dc', jobs)
+    removed = removed + jobs
+  end
 end
 local old = redis.call('ZRANGEBYSCORE', B .. 'f', '-inf', cutoff)
 for _, fid in ipairs(old) do
