@@ -178,3 +178,17 @@ def test_a_full_server_is_storage_full_and_the_batch_is_refused_whole() -> None:
             assert stored % 20 == 0  # no batch was cut in half
         finally:
             driver.close()
+
+
+def test_a_poisoned_queue_key_refuses_the_whole_batch_naming_the_key(
+    make_driver: Callable[..., RedisDriver], client: redis.Redis, prefix: str
+) -> None:
+    driver = make_driver()
+    client.set(f"{{{prefix}}}:q:second:r:0", "poison")
+    batch = [Message(name="t.a", queue="first"), Message(name="t.b", queue="second")]
+    with pytest.raises(CorruptKey, match=rf"key \{{{prefix}\}}:q:second:r:0 holds a string, not a zset"):
+        driver.enqueue(batch)
+    assert driver.stats("first").pending == 0  # nothing of the batch was stored
+    client.set(f"{{{prefix}}}:w:first", "poison")  # a wake-up list is best effort
+    client.delete(f"{{{prefix}}}:q:second:r:0")
+    assert driver.enqueue(batch) == [m.id for m in batch]

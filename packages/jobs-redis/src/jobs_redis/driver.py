@@ -182,6 +182,12 @@ class RedisDriver(Driver):
                 f"{where} is out of memory (maxmemory reached) while {action}: {detail}; "
                 "free memory (jobs prune) or raise maxmemory"
             )
+        if "WRONGTYPE nothing stored: " in detail:
+            problem = detail.split("WRONGTYPE nothing stored: ", 1)[1].split(" script:", 1)[0]
+            return CorruptKey(
+                f"{where}: key {problem} (written by another program?); nothing was stored while "
+                f"{action}; delete the key to let the queue work"
+            )
         if "WRONGTYPE" in detail:
             return CorruptKey(f"{where}: {self._diagnose()} (while {action})")
         return RedisDriverError(f"{where}: {action} failed: {detail}")

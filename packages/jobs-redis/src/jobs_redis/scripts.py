@@ -60,11 +60,20 @@ local function release_unique(u, id)
   end
 end
 
+-- Best effort: a wake-up list overwritten by another program must not fail the write before it.
 local function wake(q, n)
   local w = B .. 'w:' .. q
   if n > 16 then n = 16 end
-  for _ = 1, n do redis.call('LPUSH', w, '1') end
-  redis.call('LTRIM', w, 0, 15)
+  for _ = 1, n do redis.pcall('LPUSH', w, '1') end
+  redis.pcall('LTRIM', w, 0, 15)
+end
+
+-- The name of a key that holds another type than kind (nil if none): checked before writing,
+-- so that a key overwritten by another program fails the call before anything is stored.
+local function wrong_type(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= kind then return key .. ' holds a ' .. t .. ', not a ' .. kind end
+  return nil
 end
 
 local function make_ready(q, p, a, m)
@@ -147,10 +156,28 @@ local count = tonumber(ARGV[3])
 local shared = ARGV[4] == 's'
 local start, width = 5, 9
 if shared then start, width = 12, 2 end
+local q, p, a, u, ux, key, kc = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local checked = {}
+local problem = wrong_type(B .. 'queues', 'set') or wrong_type(B .. 'u', 'hash')
+for i = 0, count - 1 do
+  local k = start + i * width
+  local cq, cp, ck = q, p, key
+  if not shared then cq, cp, ck = ARGV[k + 2], ARGV[k + 3], ARGV[k + 7] end
+  local tag = cq .. ' ' .. cp .. ' ' .. ck
+  if not checked[tag] then
+    checked[tag] = true
+    local qk = B .. 'q:' .. cq
+    problem = problem or wrong_type(qk .. ':p', 'zset') or wrong_type(qk .. ':r:' .. cp, 'zset')
+    if ck ~= '' then
+      problem = problem or wrong_type(qk .. ':o:' .. ck, 'zset') or wrong_type(qk .. ':b', 'zset')
+    end
+  end
+  if shared or problem then break end
+end
+if problem then return redis.error_reply('WRONGTYPE nothing stored: ' .. problem) end
 local first = redis.call('INCRBY', KEYS[1], count) - count
 local out = {}
 local woken = {}
-local q, p, a, u, ux, key, kc = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 for i = 0, count - 1 do
   local k = start + i * width
   local id, body = ARGV[k], ARGV[k + 1]
