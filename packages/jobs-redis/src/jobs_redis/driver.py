@@ -38,6 +38,8 @@ from jobs_core.message import (
     validate_queue_name,
 )
 from jobs_core.urls import redact_text
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from jobs_redis import scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
@@ -45,6 +47,8 @@ from jobs_redis.settings import RedisSettings, parse
 
 #: Longest single wait of a blocked ``reserve`` (it then checks again).
 MAX_BLOCK = 5.0
+#: Retries of a command whose connection dropped (redis-py's ``Retry``).
+RETRIES = 2
 #: Deliveries acknowledged per script call.
 ACK_CHUNK = 1000
 
@@ -114,6 +118,9 @@ class RedisDriver(Driver):
             "password": s.password,
             "socket_timeout": s.socket_timeout,
             "socket_connect_timeout": s.connect_timeout,
+            # Two quick retries of a dropped connection (every script is safe to run again: the
+            # writes check ids and receipts); a server that stays down is reported within a second.
+            "retry": Retry(ExponentialBackoff(cap=0.5, base=0.05), RETRIES),
         }
         try:
             if s.mode == "cluster":
