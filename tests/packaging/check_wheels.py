@@ -37,6 +37,7 @@ EXPECTED_SCHEMES = {
     "jobs_core": {"memory"},
     "jobs_database": {"sqlite", "postgresql", "mysql"},
     "jobs_kafka": {"kafka"},
+    "jobs_redis": {"redis", "rediss"},
 }
 
 CHECK_DASHBOARD_FILES = """

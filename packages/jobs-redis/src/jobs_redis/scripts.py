@@ -1,0 +1,561 @@
+"""The Lua scripts: every state change of the driver is one of them, so it is atomic.
+
+Rules the scripts keep:
+
+* Times (due times, lease ends, finish times) arrive as the strings Python's
+  ``repr`` wrote and are stored as those strings (``ZADD`` takes them as
+  given), so no digit is lost. Lua only *compares* them, after ``tonumber``,
+  which reads a double exactly.
+* The JSON body of a message is never decoded in Lua (its number handling
+  loses digits); Python computes every new body.
+* Every key starts with ``{prefix}:`` (``ARGV[1]``), one hash tag, so one
+  script touches one Cluster slot. ``KEYS[1]`` is ``{prefix}:seq``, which
+  routes the call to that slot's node.
+
+Key layout under ``B = {prefix}:``:
+
+=========================  ==========  =====================================================
+``B seq``                  string      enqueue order counter
+``B queues``               set         every queue name that held a message
+``B j:<id>``               hash        one stored job: b body, q queue, p priority, a due
+                                       time, m ready-set member, s state (w/r), r receipt,
+                                       e lease end, u unique key, k ordering key, c its concurrency
+``B q:<queue>:p``          zset        priorities with a ready set (score -priority)
+``B q:<queue>:r:<prio>``   zset        waiting jobs: score due time, member 16-digit
+                                       sequence ``:`` id
+``B q:<queue>:l``          zset        leased jobs: score lease end, member id
+``B q:<queue>:o:<key>``    zset        unfinished jobs of an ordering key: score sequence, member id
+``B q:<queue>:b``          zset        keyed jobs waiting for their key: score due time, member id
+``B q:<queue>:d``          zset        acknowledged batches: score finish time, member batch token
+``B q:<queue>:dn``         hash        batch token -> how many jobs the batch finished
+``B q:<queue>:dc``         string      completed jobs not yet pruned
+``B q:<queue>:f``          zset        failed jobs of the queue: score failed_at, member id
+``B f``                    zset        every failed job: score failed_at, member id
+``B f:<id>``               hash        a failed job: b body, q queue, e error, t failed_at,
+                                       x "1" for a malformed record
+``B u``                    hash        unique key -> ``holder-id SP expiry`` (expiry may be empty)
+``B w:<queue>``            list        wake-up tokens for blocked reserves
+``B s``                    set         schedule names
+``B s:<name>``             hash        a schedule: d data, n next_run_at, z paused, l last_tick,
+                                       t updated_at
+=========================  ==========  =====================================================
+"""
+
+from __future__ import annotations
+
+#: Helpers every script starts with.
+PRELUDE = r"""
+local B = ARGV[1]
+
+local function score_of(p)
+  return tostring(-tonumber(p))
+end
+
+local function release_unique(u, id)
+  if u and u ~= '' then
+    local held = redis.call('HGET', B .. 'u', u)
+    if held and string.sub(held, 1, #id + 1) == id .. ' ' then
+      redis.call('HDEL', B .. 'u', u)
+    end
+  end
+end
+
+-- Best effort: a wake-up list overwritten by another program must not fail the write before it.
+local function wake(q, n)
+  local w = B .. 'w:' .. q
+  if n > 16 then n = 16 end
+  for _ = 1, n do redis.pcall('LPUSH', w, '1') end
+  redis.pcall('LTRIM', w, 0, 15)
+end
+
+-- The name of a key that holds another type than kind (nil if none): checked before writing,
+-- so that a key overwritten by another program fails the call before anything is stored.
+local function wrong_type(key, kind)
+  local t = redis.call('TYPE', key)['ok']
+  if t ~= 'none' and t ~= kind then return key .. ' holds a ' .. t .. ', not a ' .. kind end
+  return nil
+end
+
+local function make_ready(q, p, a, m)
+  local qk = B .. 'q:' .. q
+  redis.call('ZADD', qk .. ':r:' .. p, a, m)
+  redis.call('ZADD', qk .. ':p', score_of(p), p)
+end
+
+local function expire_leases(q, now)
+  local lk = B .. 'q:' .. q .. ':l'
+  local ended = redis.call('ZRANGEBYSCORE', lk, '-inf', now)
+  for _, id in ipairs(ended) do
+    redis.call('ZREM', lk, id)
+    local jk = B .. 'j:' .. id
+    local st = redis.call('HMGET', jk, 's', 'p', 'a', 'm')
+    if st[1] == 'r' then
+      redis.call('HSET', jk, 's', 'w', 'r', '')
+      make_ready(q, st[2], st[3], st[4])
+    end
+  end
+  return #ended
+end
+
+local function store_failed(fid, q, body, err, now, raw)
+  local fk = B .. 'f:' .. fid
+  local old = redis.call('HGET', fk, 'q')
+  if old then redis.call('ZREM', B .. 'q:' .. old .. ':f', fid) end
+  redis.call('DEL', fk)
+  redis.call('HSET', fk, 'b', body, 'q', q, 'e', err, 't', now, 'x', raw)
+  redis.call('ZADD', B .. 'f', now, fid)
+  redis.call('ZADD', B .. 'q:' .. q .. ':f', now, fid)
+end
+
+local inserted = {}
+
+local function insert(id, q, p, a, u, body, seq, k, c)
+  local jk = B .. 'j:' .. id
+  local m = string.format('%016d', seq) .. ':' .. id
+  redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w')
+  if u ~= '' then redis.call('HSET', jk, 'u', u) end
+  local tag = q .. ' ' .. p
+  if not inserted[tag] then
+    redis.call('SADD', B .. 'queues', q)
+    redis.call('ZADD', B .. 'q:' .. q .. ':p', score_of(p), p)
+    inserted[tag] = true
+  end
+  if k ~= '' then
+    redis.call('HSET', jk, 'k', k, 'c', c)
+    local ok = B .. 'q:' .. q .. ':o:' .. k
+    redis.call('ZADD', ok, seq, id)
+    if redis.call('ZRANK', ok, id) >= tonumber(c) then
+      redis.call('ZADD', B .. 'q:' .. q .. ':b', a, id)
+      return
+    end
+  end
+  redis.call('ZADD', B .. 'q:' .. q .. ':r:' .. p, a, m)
+end
+
+-- A job of ordering key k finished (or was purged): the next ones of the key may run.
+local function key_done(q, id, k, c)
+  if not k or k == '' then return end
+  local ok = B .. 'q:' .. q .. ':o:' .. k
+  redis.call('ZREM', ok, id)
+  for _, other in ipairs(redis.call('ZRANGE', ok, 0, (tonumber(c) or 1) - 1)) do
+    if redis.call('ZREM', B .. 'q:' .. q .. ':b', other) == 1 then
+      local st = redis.call('HMGET', B .. 'j:' .. other, 'p', 'a', 'm')
+      make_ready(q, st[1], st[2], st[3])
+    end
+  end
+end
+"""
+
+#: ARGV: B, now, count, then either "m" and per message: id, body, queue, priority, due,
+#: unique key ('' none), unique expiry ('' none), ordering key ('' none), key concurrency;
+#: or "s", those seven fields once, shared by every message, and per message: id, body.
+#: Returns per message 1 (stored or already stored) or 0 (dropped).
+ENQUEUE = r"""
+local now = tonumber(ARGV[2])
+local count = tonumber(ARGV[3])
+local shared = ARGV[4] == 's'
+local start, width = 5, 9
+if shared then start, width = 12, 2 end
+local q, p, a, u, ux, key, kc = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local checked = {}
+local problem = wrong_type(B .. 'queues', 'set') or wrong_type(B .. 'u', 'hash')
+for i = 0, count - 1 do
+  local k = start + i * width
+  local cq, cp, ck = q, p, key
+  if not shared then cq, cp, ck = ARGV[k + 2], ARGV[k + 3], ARGV[k + 7] end
+  local tag = cq .. ' ' .. cp .. ' ' .. ck
+  if not checked[tag] then
+    checked[tag] = true
+    local qk = B .. 'q:' .. cq
+    problem = problem or wrong_type(qk .. ':p', 'zset') or wrong_type(qk .. ':r:' .. cp, 'zset')
+    if ck ~= '' then
+      problem = problem or wrong_type(qk .. ':o:' .. ck, 'zset') or wrong_type(qk .. ':b', 'zset')
+    end
+  end
+  if shared or problem then break end
+end
+if problem then return redis.error_reply('WRONGTYPE nothing stored: ' .. problem) end
+local first = redis.call('INCRBY', KEYS[1], count) - count
+local out = {}
+local woken = {}
+for i = 0, count - 1 do
+  local k = start + i * width
+  local id, body = ARGV[k], ARGV[k + 1]
+  if not shared then
+    q, p, a, u = ARGV[k + 2], ARGV[k + 3], ARGV[k + 4], ARGV[k + 5]
+    ux, key, kc = ARGV[k + 6], ARGV[k + 7], ARGV[k + 8]
+  end
+  local result = 1
+  if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
+    if u ~= '' then
+      local held = redis.call('HGET', B .. 'u', u)
+      if held then
+        local sp = string.find(held, ' ', 1, true)
+        local holder = string.sub(held, 1, sp - 1)
+        local expiry = string.sub(held, sp + 1)
+        if redis.call('HGET', B .. 'j:' .. holder, 'u') == u and (expiry == '' or tonumber(expiry) > now) then
+          result = 0
+        end
+      end
+      if result == 1 then redis.call('HSET', B .. 'u', u, id .. ' ' .. ux) end
+    end
+    if result == 1 then
+      insert(id, q, p, a, u, body, first + i, key, kc)
+      woken[q] = (woken[q] or 0) + 1
+    end
+  end
+  out[i + 1] = result
+end
+for q, n in pairs(woken) do wake(q, n) end
+return out
+"""
+
+#: ARGV: B, now, lease end, limit, receipt token, queues... Returns a flat list of
+#: (queue, id, receipt, body) for each leased job, then the next time something falls due
+#: ('' if nothing is delayed or leased) when nothing was leased; members without a job
+#: record are moved to the failed store.
+RESERVE = r"""
+local now, lease_end, limit, token = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+local out = {}
+local n = 0
+for i = 6, #ARGV do
+  local q = ARGV[i]
+  local qk = B .. 'q:' .. q
+  expire_leases(q, now)
+  local prios = redis.call('ZRANGE', qk .. ':p', 0, -1)
+  for _, p in ipairs(prios) do
+    local rk = qk .. ':r:' .. p
+    if n < limit then
+      local members = redis.call('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, limit - n)
+      if #members > 0 then
+        -- the due members are the lowest ranks: remove them in one call
+        redis.call('ZREMRANGEBYRANK', rk, 0, #members - 1)
+      end
+      local leased = {}
+      for _, m in ipairs(members) do
+        local id = string.sub(m, 18)
+        local jk = B .. 'j:' .. id
+        local st = redis.pcall('HMGET', jk, 'b', 's')
+        if st.err then
+          local kind = redis.call('TYPE', jk)['ok']
+          local value = '(a ' .. kind .. ')'
+          if kind == 'string' then value = redis.call('GET', jk) end
+          local why = 'malformed record: key ' .. jk .. ' holds a ' .. kind .. ', not a job hash'
+          store_failed(id, q, value, why, now, '1')
+          redis.call('DEL', jk)
+        elseif st[1] and st[2] == 'w' then
+          n = n + 1
+          local receipt = token .. n
+          redis.call('HSET', jk, 's', 'r', 'r', receipt, 'e', lease_end)
+          leased[#leased + 1] = lease_end
+          leased[#leased + 1] = id
+          out[#out + 1] = q
+          out[#out + 1] = id
+          out[#out + 1] = receipt
+          out[#out + 1] = st[1]
+        elseif not st[1] then
+          local fid = 'orphan-' .. string.gsub(m, '[^%w]', '_')
+          local why = 'malformed record: sorted-set member ' .. m .. ' has no job record'
+          store_failed(fid, q, m, why, now, '1')
+          redis.call('DEL', jk)
+        end
+      end
+      for j = 1, #leased, 1000 do
+        redis.call('ZADD', qk .. ':l', unpack(leased, j, math.min(j + 999, #leased)))
+      end
+    end
+    if redis.call('ZCARD', rk) == 0 then redis.call('ZREM', qk .. ':p', p) end
+  end
+  if n >= limit then break end
+end
+if n == 0 then
+  local wake_at = nil
+  for i = 6, #ARGV do
+    local qk = B .. 'q:' .. ARGV[i]
+    local candidates = {}
+    local first = redis.call('ZRANGE', qk .. ':l', 0, 0, 'WITHSCORES')
+    if first[2] then candidates[#candidates + 1] = first[2] end
+    for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
+      local d = redis.call('ZRANGEBYSCORE', qk .. ':r:' .. p, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+      if d[2] then candidates[#candidates + 1] = d[2] end
+    end
+    for _, c in ipairs(candidates) do
+      if wake_at == nil or tonumber(c) < tonumber(wake_at) then wake_at = c end
+    end
+  end
+  out[1] = wake_at or ''
+end
+return out
+"""
+
+#: ARGV: B, now, batch token, then (queue, id, receipt) triples. Finishes each job still held
+#: by its receipt; each queue counts the batch once in its completed records.
+ACK = r"""
+local now, token = ARGV[2], ARGV[3]
+local freed = {}
+for k = 4, #ARGV, 3 do
+  local q, id, receipt = ARGV[k], ARGV[k + 1], ARGV[k + 2]
+  local jk = B .. 'j:' .. id
+  local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c')
+  if st[1] == 'r' and st[2] == receipt then
+    redis.call('DEL', jk)
+    release_unique(st[3], id)
+    key_done(q, id, st[4], st[5])
+    local ids = freed[q]
+    if not ids then
+      ids = {}
+      freed[q] = ids
+    end
+    ids[#ids + 1] = id
+  end
+end
+local done = 0
+for q, ids in pairs(freed) do
+  local qk = B .. 'q:' .. q
+  for j = 1, #ids, 1000 do
+    redis.call('ZREM', qk .. ':l', unpack(ids, j, math.min(j + 999, #ids)))
+  end
+  redis.call('ZADD', qk .. ':d', now, token)
+  redis.call('HSET', qk .. ':dn', token, #ids)
+  redis.call('INCRBY', qk .. ':dc', #ids)
+  done = done + #ids
+end
+return done
+"""
+
+#: ARGV: B, queue, id, receipt, new body ('' keeps it), new due time ('' keeps it),
+#: 1 to take a new place in line (retry) or 0 to keep it (release).
+PUT_BACK = r"""
+local q, id, receipt, body, a, renew = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'r', 'p', 'a', 'm')
+if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+local m = st[5]
+if renew == '1' then
+  m = string.format('%016d', redis.call('INCR', KEYS[1])) .. ':' .. id
+end
+if a == '' then a = st[4] end
+if body ~= '' then redis.call('HSET', jk, 'b', body) end
+redis.call('HSET', jk, 's', 'w', 'r', '', 'a', a, 'm', m)
+redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
+make_ready(q, st[3], a, m)
+wake(q, 1)
+return 1
+"""
+
+#: ARGV: B, queue, id, receipt, new lease end. Returns 1 if the lease is held.
+EXTEND = r"""
+local q, id, receipt, lease_end = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'r')
+if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+redis.call('HSET', jk, 'e', lease_end)
+redis.call('ZADD', B .. 'q:' .. q .. ':l', lease_end, id)
+return 1
+"""
+
+#: ARGV: B, queue, id, receipt, failed id, body to keep ('' keeps the stored one), error, now,
+#: "1" if the record is malformed. Moves a held job to the failed store.
+FAIL = r"""
+local q, id, receipt, fid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local body, err, now, raw = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'r', 'u', 'b', 'k', 'c')
+if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+if body == '' then body = st[4] end
+redis.call('DEL', jk)
+redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
+release_unique(st[3], id)
+key_done(q, id, st[5], st[6])
+store_failed(fid, q, body, err, now, raw)
+return 1
+"""
+
+#: ARGV: B, failed id, the body read (unchanged check), job id, queue, priority, due, new body,
+#: ordering key ('' none), key concurrency.
+#: Returns 1 if put back (or the job id is already stored), 0 if gone, -1 if it changed.
+RETRY_FAILED = r"""
+local fid, seen, id, q, p, a, body = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local key, kc = ARGV[9], ARGV[10]
+local fk = B .. 'f:' .. fid
+local st = redis.call('HMGET', fk, 'b', 'q')
+if not st[1] then return 0 end
+if st[1] ~= seen then return -1 end
+redis.call('DEL', fk)
+redis.call('ZREM', B .. 'f', fid)
+redis.call('ZREM', B .. 'q:' .. st[2] .. ':f', fid)
+if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
+  insert(id, q, p, a, '', body, redis.call('INCR', KEYS[1]), key, kc)
+  wake(q, 1)
+end
+return 1
+"""
+
+#: ARGV: B, failed id. Returns 1 if it was deleted.
+FORGET_FAILED = r"""
+local fid = ARGV[2]
+local fk = B .. 'f:' .. fid
+local q = redis.call('HGET', fk, 'q')
+redis.call('ZREM', B .. 'f', fid)
+if not q then return 0 end
+redis.call('ZREM', B .. 'q:' .. q .. ':f', fid)
+redis.call('DEL', fk)
+return 1
+"""
+
+#: ARGV: B, now, queues... Returns five counts per queue: pending, delayed, reserved,
+#: completed, failed.
+STATS = r"""
+local now = ARGV[2]
+local out = {}
+for i = 3, #ARGV do
+  local qk = B .. 'q:' .. ARGV[i]
+  local pending = redis.call('ZCOUNT', qk .. ':l', '-inf', now)
+  local reserved = redis.call('ZCOUNT', qk .. ':l', '(' .. now, '+inf')
+  pending = pending + redis.call('ZCOUNT', qk .. ':b', '-inf', now)
+  local delayed = redis.call('ZCOUNT', qk .. ':b', '(' .. now, '+inf')
+  for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
+    local rk = qk .. ':r:' .. p
+    pending = pending + redis.call('ZCOUNT', rk, '-inf', now)
+    delayed = delayed + redis.call('ZCOUNT', rk, '(' .. now, '+inf')
+  end
+  out[#out + 1] = pending
+  out[#out + 1] = delayed
+  out[#out + 1] = reserved
+  out[#out + 1] = tonumber(redis.call('GET', qk .. ':dc') or '0')
+  out[#out + 1] = redis.call('ZCARD', qk .. ':f')
+end
+return out
+"""
+
+#: ARGV: B, now, queue. Removes the waiting jobs of the queue; returns how many.
+PURGE = r"""
+local now, q = ARGV[2], ARGV[3]
+local qk = B .. 'q:' .. q
+expire_leases(q, now)
+local removed = 0
+for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
+  local rk = qk .. ':r:' .. p
+  for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
+    local id = string.sub(m, 18)
+    local jk = B .. 'j:' .. id
+    local st = redis.call('HMGET', jk, 's', 'u', 'k')
+    if st[1] == 'w' then
+      release_unique(st[2], id)
+      if st[3] and st[3] ~= '' then redis.call('ZREM', qk .. ':o:' .. st[3], id) end
+      redis.call('DEL', jk)
+      removed = removed + 1
+    end
+  end
+  redis.call('DEL', rk)
+end
+redis.call('DEL', qk .. ':p')
+for _, id in ipairs(redis.call('ZRANGE', qk .. ':b', 0, -1)) do
+  local jk = B .. 'j:' .. id
+  local st = redis.call('HMGET', jk, 'u', 'k')
+  release_unique(st[1], id)
+  if st[2] then redis.call('ZREM', qk .. ':o:' .. st[2], id) end
+  redis.call('DEL', jk)
+  removed = removed + 1
+end
+redis.call('DEL', qk .. ':b')
+return removed
+"""
+
+#: ARGV: B, cutoff. Removes completed and failed records finished before the cutoff.
+PRUNE = r"""
+local cutoff = '(' .. ARGV[2]
+local removed = 0
+for _, q in ipairs(redis.call('SMEMBERS', B .. 'queues')) do
+  local qk = B .. 'q:' .. q
+  local jobs = 0
+  for _, token in ipairs(redis.call('ZRANGEBYSCORE', qk .. ':d', '-inf', cutoff)) do
+    jobs = jobs + tonumber(redis.call('HGET', qk .. ':dn', token) or '0')
+    redis.call('HDEL', qk .. ':dn', token)
+  end
+  if jobs > 0 then
+    redis.call('ZREMRANGEBYSCORE', qk .. ':d', '-inf', cutoff)
+    redis.call('DECRBY', qk .. ':dc', jobs)
+    removed = removed + jobs
+  end
+end
+local old = redis.call('ZRANGEBYSCORE', B .. 'f', '-inf', cutoff)
+for _, fid in ipairs(old) do
+  local fk = B .. 'f:' .. fid
+  local q = redis.call('HGET', fk, 'q')
+  if q then redis.call('ZREM', B .. 'q:' .. q .. ':f', fid) end
+  redis.call('DEL', fk)
+  redis.call('ZREM', B .. 'f', fid)
+  removed = removed + 1
+end
+return removed
+"""
+
+#: ARGV: B, id, queue, body, now. A record written as-is (raw injection).
+INJECT = r"""
+local id, q, body, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+insert(id, q, '0', now, '', body, redis.call('INCR', KEYS[1]), '', '1')
+wake(q, 1)
+return 1
+"""
+
+#: ARGV: B, name, data, next_run_at ('' none), paused, last_tick ('' keeps), updated_at.
+SAVE_SCHEDULE = r"""
+local name, data, nxt, paused, last, updated = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local sk = B .. 's:' .. name
+redis.call('HSET', sk, 'd', data, 'n', nxt, 'z', paused, 't', updated)
+if last ~= '' or redis.call('HEXISTS', sk, 'l') == 0 then redis.call('HSET', sk, 'l', last) end
+redis.call('SADD', B .. 's', name)
+return 1
+"""
+
+#: ARGV: B, name. Returns 1 if a schedule was removed.
+REMOVE_SCHEDULE = r"""
+redis.call('SREM', B .. 's', ARGV[2])
+return redis.call('DEL', B .. 's:' .. ARGV[2])
+"""
+
+#: ARGV: B, name, tick. Returns 1 for the one caller whose tick is later than last_tick.
+CLAIM_TICK = r"""
+local sk = B .. 's:' .. ARGV[2]
+local tick = ARGV[3]
+if redis.call('EXISTS', sk) == 0 then return 0 end
+local last = redis.call('HGET', sk, 'l')
+if last and last ~= '' and tonumber(tick) <= tonumber(last) then return 0 end
+redis.call('HSET', sk, 'l', tick)
+return 1
+"""
+
+#: ARGV: B, name, expected ('' none), next_run_at ('' none), now. Compare-and-set.
+ADVANCE_SCHEDULE = r"""
+local sk = B .. 's:' .. ARGV[2]
+local expected, nxt, now = ARGV[3], ARGV[4], ARGV[5]
+if redis.call('EXISTS', sk) == 0 then return 0 end
+local cur = redis.call('HGET', sk, 'n') or ''
+if cur == '' or expected == '' then
+  if cur ~= expected then return 0 end
+elseif tonumber(cur) ~= tonumber(expected) then
+  return 0
+end
+redis.call('HSET', sk, 'n', nxt, 't', now)
+return 1
+"""
+
+ALL: dict[str, str] = {
+    "enqueue": ENQUEUE,
+    "reserve": RESERVE,
+    "ack": ACK,
+    "put_back": PUT_BACK,
+    "extend": EXTEND,
+    "fail": FAIL,
+    "retry_failed": RETRY_FAILED,
+    "forget_failed": FORGET_FAILED,
+    "stats": STATS,
+    "purge": PURGE,
+    "prune": PRUNE,
+    "inject": INJECT,
+    "save_schedule": SAVE_SCHEDULE,
+    "remove_schedule": REMOVE_SCHEDULE,
+    "claim_tick": CLAIM_TICK,
+    "advance_schedule": ADVANCE_SCHEDULE,
+}
