@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -109,3 +110,51 @@ def test_upgrading_from_version_6_adds_the_status_tables(db_url: str) -> None:
         assert status is not None and status.result == "ok"
     finally:
         driver.close()
+
+
+class Stepper(Job):
+    """Reports progress until it is cancelled."""
+
+    job_name = "tests.db_status.stepper"
+    max_retries = 3
+
+    def handle(self, payload: Any) -> None:
+        n = 0
+        while True:
+            n += 1
+            self.progress(n, 1_000_000, "stepping")
+            self.check_cancelled()
+            time.sleep(0.005)
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_worker_saves_progress_and_stops_a_cancelled_job(db_url: str) -> None:
+    with JobsApp(db_url, load_plugins=False) as app:
+        app.register(Stepper)
+        ident = app.dispatch(Stepper)
+        waiting = app.dispatch(Stepper, delay=60)
+        assert ident is not None and waiting is not None
+        assert app.cancel(waiting) == "removed"
+        assert app.status(waiting).state == "cancelled"
+        worker = app.worker("default", stop_when_empty=True, install_signal_handlers=False)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        assert _poll(lambda: app.status(ident).progress is not None), "no progress was saved"
+        running = app.status(ident)
+        assert running.state == "running" and running.worker and running.progress is not None
+        assert running.progress.total == 1_000_000 and running.progress.note == "stepping"
+        assert app.cancel(ident) == "requested"
+        thread.join(30)
+        assert not thread.is_alive(), "the worker did not stop the cancelled job"
+        done = app.status(ident)
+        assert done.state == "cancelled" and done.attempts == 1
+        assert app.stats() == {"pending": 0, "delayed": 0, "reserved": 0, "completed": 0, "failed": 0}
+        assert app.cancel(ident) == "finished"

@@ -48,8 +48,12 @@ def worker_name() -> str:
 class RunTracker:
     """The progress and cancellation bookkeeping of one worker (thread-safe)."""
 
-    def __init__(self, driver: Driver, name: str | None = None) -> None:
+    def __init__(
+        self, driver: Driver, name: str | None = None, stop: Callable[[str], object] | None = None
+    ) -> None:
         self.driver = driver
+        #: Stops the run of a job by id, for jobs started without a ``stop`` of their own.
+        self.stop = stop
         self.name = name or worker_name()
         self.progress_on = driver.supports(Capability.PROGRESS)
         self.cancel_on = driver.supports(Capability.CANCEL)
@@ -71,13 +75,22 @@ class RunTracker:
     # -- called by the worker and by jobs --------------------------------------
 
     def start(self, job: object, delivery: Delivery, stop: Callable[[], object] | None = None) -> None:
-        """A job starts: it may now report progress; ``stop`` stops it if it is cancelled."""
+        """A job starts: it may now report progress; ``stop`` stops it if it is cancelled.
+
+        Called for every job, so it takes no lock (each step is one atomic dict operation).
+        """
         setattr(job, TRACKER_ATTRIBUTE, self)
-        CURRENT_TRACKER.set(self)
-        with self._lock:
-            self._started[delivery.id] = (time.monotonic(), delivery)
-            if stop is not None:
-                self._stoppers[delivery.id] = stop
+        if CURRENT_TRACKER.get() is not self:
+            CURRENT_TRACKER.set(self)
+        self._started[delivery.id] = (time.monotonic(), delivery)
+        if stop is not None:
+            self._stoppers[delivery.id] = stop
+
+    def finish(self, job_id: str) -> None:
+        """The run of ``job_id`` is over (its outcome is settled next)."""
+        self._started.pop(job_id, None)
+        if self._stoppers:
+            self._stoppers.pop(job_id, None)
 
     def report(self, job_id: str, report: tuple[float, float | None, str, float]) -> None:
         """Keep ``(done, total, note, time)`` as the latest report of ``job_id`` (written later)."""
@@ -101,19 +114,16 @@ class RunTracker:
             self._look_for_cancellations(held())
 
     def _write_progress(self, held: Sequence[Delivery], now: float) -> None:
-        receipts = {d.receipt for d in held}
         with self._lock:
-            for ident, (_, delivery) in list(self._started.items()):
-                if delivery.receipt not in receipts:  # finished: forget it
-                    del self._started[ident]
-                    self._named.discard(ident)
-                    self._stoppers.pop(ident, None)
-                    self._reports.pop(ident, None)
-                    self.cancelled.discard(ident)
+            started_now = dict(self._started)
+            if self.cancelled or self._named:
+                ids = {d.id for d in held}
+                self.cancelled &= ids  # finished ones are forgotten
+                self._named &= started_now.keys()
             reports, self._reports = self._reports, {}
             due: list[tuple[Delivery, Progress | None]] = []
             if self.progress_on:
-                for ident, (started, delivery) in self._started.items():
+                for ident, (started, delivery) in started_now.items():
                     report = reports.get(ident)
                     if report is not None or (ident not in self._named and now - started >= WORKER_AFTER):
                         due.append((delivery, None if report is None else _progress(report)))
@@ -135,14 +145,16 @@ class RunTracker:
         with self._lock:
             new = found - self.cancelled
             self.cancelled |= found
-            stoppers = [self._stoppers[i] for i in new if i in self._stoppers]
         for ident in new:
             log.info("job %s was cancelled; stopping it", ident)
-        for stop in stoppers:
+            stop = self._stoppers.get(ident)
             try:
-                stop()
+                if stop is not None:
+                    stop()
+                elif self.stop is not None and ident in self._started:
+                    self.stop(ident)
             except Exception as exc:
-                log.warning("could not stop a cancelled job: %s", exc)
+                log.warning("could not stop cancelled job %s: %s", ident, exc)
 
 
 def _progress(report: tuple[float, float | None, str, float]) -> Progress:

@@ -12,7 +12,6 @@ share one lock and one set of counters.
 from __future__ import annotations
 
 import collections
-import functools
 import logging
 import signal
 import threading
@@ -220,7 +219,7 @@ class WorkerCore:
         self._keep_results = self.driver.supports(Capability.STATUS) and self.driver.results_ttl > 0
         self._results: dict[str, Any] = {}
         #: Progress reports and cancellations (drivers with ``PROGRESS`` or ``CANCEL``).
-        self._tracker = RunTracker(self.driver)
+        self._tracker = RunTracker(self.driver, stop=self.executor.cancel_job)
         self._tracking = self._tracker.active
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
@@ -449,7 +448,7 @@ class WorkerCore:
         started = time.perf_counter()
         entered = enter_job(job, message)
         if self._tracking:
-            self._tracker.start(job, delivery, functools.partial(self.executor.cancel_job, message.id))
+            self._tracker.start(job, delivery)
         try:
             self._in_job = True
             if self._middleware:
@@ -475,6 +474,8 @@ class WorkerCore:
             return
         finally:
             leave_job(entered)
+            if self._tracking:
+                self._tracker.finish(message.id)
         self._success(delivery, result, time.perf_counter() - started)
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:

@@ -404,4 +404,6 @@ class PooledWorker(WorkerCore):
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)
         finally:
+            if self._tracking:
+                self._tracker.finish(message.id)
             self._finished(delivery, on_loop=True, outcome=outcome)

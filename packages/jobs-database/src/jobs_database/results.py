@@ -256,8 +256,28 @@ class StatusOperations:
                 relaxed=True,
             )
 
+    def _sqlite_statements(self) -> tuple[sa.TextClause, sa.TextClause, sa.TextClause]:
+        t = self.tables
+        jobs, completed, results = t.jobs.name, t.completed.name, t.results.name
+        return (
+            sa.text(
+                f"DELETE FROM {jobs} WHERE seq IN (SELECT value FROM json_each(:seqs)) "
+                "AND receipt IN (SELECT value FROM json_each(:receipts)) RETURNING seq"
+            ),
+            sa.text(f"INSERT INTO {completed} (queue, finished_at, count) VALUES (:queue, :now, :count)"),
+            sa.text(
+                f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+                "SELECT json_extract(value, '$[0]'), :queue, json_extract(value, '$[1]'), "
+                f"{RESULT_SUCCEEDED}, json_extract(value, '$[2]'), json_extract(value, '$[3]'), :now "
+                "FROM json_each(:rows)"
+            ),
+        )
+
     def _ack_results_tx(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
         jobs, results = self.tables.jobs, self.tables.results
+        if self.backend == "sqlite":
+            self._ack_results_sqlite(by_queue)
+            return
 
         def ack(conn: sa.Connection) -> None:
             now = time.time()
@@ -282,6 +302,30 @@ class StatusOperations:
                 ]
             if rows:
                 conn.execute(sa.insert(results), rows)
+
+        self._run("ack", ack)
+
+    def _ack_results_sqlite(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
+        """SQLite: one ``DELETE ... RETURNING``, one count and one ``INSERT ... SELECT`` per queue."""
+        delete, count, keep = self._sqlite_statements()
+
+        def ack(conn: sa.Connection) -> None:
+            now = time.time()
+            for queue, group in by_queue.items():
+                params = {
+                    "seqs": json.dumps([d.handle[0] for d, _ in group]),
+                    "receipts": json.dumps([d.receipt for d, _ in group]),
+                }
+                gone = set(conn.execute(delete, params).scalars())
+                if not gone:
+                    continue
+                conn.execute(count, {"queue": queue, "now": now, "count": len(gone)})
+                rows = [
+                    [d.message.id, d.message.name[:255], d.message.attempts + 1, result]
+                    for d, result in group
+                    if d.handle[0] in gone
+                ]
+                conn.execute(keep, {"queue": queue, "now": now, "rows": json.dumps(rows)})
 
         self._run("ack", ack)
 
