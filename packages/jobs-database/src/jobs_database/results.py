@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import Delivery, Message
-from jobs_core.serializer import loads
+from jobs_core.serializer import dumps, loads
 from jobs_core.status import (
     CANCEL_FINISHED,
     CANCEL_NOT_FOUND,
@@ -75,6 +75,7 @@ class StatusOperations:
     _owned: tuple[Any, ...]
     _results_swept_at: float = 0.0
     _status_statements: dict[str, str] | None = None
+    _sqlite_cache: tuple[sa.TextClause, sa.TextClause, sa.TextClause] | None = None
 
     def _run(  # noqa: PLR0917 (the driver's signature)
         self,
@@ -188,8 +189,8 @@ class StatusOperations:
             keep = (
                 f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
                 f"SELECT d.id, %(queue)s, v.name, {RESULT_SUCCEEDED}, v.attempts, v.result, %(now)s FROM d "
-                "JOIN unnest(%(seqs)s::bigint[], %(names)s::varchar[], %(attempts)s::integer[], "
-                "%(results)s::text[]) AS v(seq, name, attempts, result) ON v.seq = d.seq"
+                "JOIN json_to_recordset(%(rows)s::json) "
+                "AS v(seq bigint, name text, attempts integer, result text) ON v.seq = d.seq"
             )
             count = (
                 f"INSERT INTO {completed} (queue, finished_at, count) "
@@ -213,12 +214,16 @@ class StatusOperations:
         statements = self._statements()
 
         def columns(group: Sequence[tuple[Delivery, str | None]]) -> dict[str, Any]:
-            return {
-                "seqs": [d.handle[0] for d, _ in group],
-                "names": [d.message.name[:255] for d, _ in group],
-                "attempts": [d.message.attempts + 1 for d, _ in group],
-                "results": [r for _, r in group],
-            }
+            rows = [
+                {
+                    "seq": d.handle[0],
+                    "name": d.message.name[:255],
+                    "attempts": d.message.attempts + 1,
+                    "result": r,
+                }
+                for d, r in group
+            ]
+            return {"rows": dumps(rows)}
 
         def ack(conn: sa.Connection) -> list[tuple[Delivery, str | None]]:
             now = time.time()
@@ -257,9 +262,11 @@ class StatusOperations:
             )
 
     def _sqlite_statements(self) -> tuple[sa.TextClause, sa.TextClause, sa.TextClause]:
+        if self._sqlite_cache is not None:
+            return self._sqlite_cache
         t = self.tables
         jobs, completed, results = t.jobs.name, t.completed.name, t.results.name
-        return (
+        self._sqlite_cache = (
             sa.text(
                 f"DELETE FROM {jobs} WHERE seq IN (SELECT value FROM json_each(:seqs)) "
                 "AND receipt IN (SELECT value FROM json_each(:receipts)) RETURNING seq"
@@ -272,6 +279,7 @@ class StatusOperations:
                 "FROM json_each(:rows)"
             ),
         )
+        return self._sqlite_cache
 
     def _ack_results_tx(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
         jobs, results = self.tables.jobs, self.tables.results
@@ -313,8 +321,8 @@ class StatusOperations:
             now = time.time()
             for queue, group in by_queue.items():
                 params = {
-                    "seqs": json.dumps([d.handle[0] for d, _ in group]),
-                    "receipts": json.dumps([d.receipt for d, _ in group]),
+                    "seqs": dumps([d.handle[0] for d, _ in group]),
+                    "receipts": dumps([d.receipt for d, _ in group]),
                 }
                 gone = set(conn.execute(delete, params).scalars())
                 if not gone:
@@ -325,7 +333,7 @@ class StatusOperations:
                     for d, result in group
                     if d.handle[0] in gone
                 ]
-                conn.execute(keep, {"queue": queue, "now": now, "rows": json.dumps(rows)})
+                conn.execute(keep, {"queue": queue, "now": now, "rows": dumps(rows)})
 
         self._run("ack", ack)
 
