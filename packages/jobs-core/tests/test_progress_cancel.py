@@ -194,3 +194,36 @@ def test_progress_outside_a_worker_does_nothing_and_bad_values_are_refused() -> 
         report_progress(1, float("nan"))
     with pytest.raises(ConfigurationError, match="progress note must be a str"):
         report_progress(1, 2, 3)  # type: ignore[arg-type]
+
+
+class Reporter(Job):
+    job_name = "tests.progress.reporter"
+
+    def handle(self, payload: Any) -> int:
+        for n in range(payload):
+            self.progress(n, payload)
+        return payload
+
+
+def test_reports_in_a_tight_loop_are_coalesced_into_a_few_writes(app: JobsApp) -> None:
+    from jobs_core.drivers.memory import MemoryDriver
+
+    driver = app.driver
+    assert isinstance(driver, MemoryDriver)
+    writes: list[float] = []
+    save = driver.save_progress
+
+    def counting_save(*args: Any) -> None:
+        writes.append(time.monotonic())
+        save(*args)
+
+    driver.save_progress = counting_save  # type: ignore[method-assign]
+    app.register(Reporter)
+    ident = app.dispatch(Reporter, 300_000)
+    assert ident is not None
+    started = time.monotonic()
+    assert app.work("default") == 1
+    elapsed = time.monotonic() - started
+    assert app.result(ident) == 300_000
+    # One write per PROGRESS_INTERVAL (0.5 s) at most, whatever the number of reports.
+    assert len(writes) <= elapsed / 0.5 + 2, (len(writes), elapsed)
