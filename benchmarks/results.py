@@ -4,8 +4,10 @@ Each round queues ``--jobs`` jobs that return a small JSON object and drains
 them with one worker in this process, once on an app whose driver keeps no
 results (``results_ttl=0``: plain acks) and once on one that keeps them (the
 default, a day: each ack also stores the job's return value, for
-``Jobs.status`` and ``Jobs.result``). The rounds alternate so that both see
-the same machine; the medians are printed as a Markdown table.
+``Jobs.status`` and ``Jobs.result``). The two drains of a round run back to
+back, so their ratio drifts less with the machine's load than either rate;
+the table gives the medians of the rates, of the rounds' ratios, and of this
+process's CPU time per job.
 
     python benchmarks/results.py --backend sqlite --backend postgresql --jobs 5000 --rounds 5
 
@@ -41,18 +43,18 @@ def echo(payload: Any) -> Any:
     return {"n": payload, "ok": True}
 
 
-def drain(app: JobsApp, jobs: int, concurrency: int) -> float:
-    """Queue ``jobs`` jobs, drain them; jobs/s of the drain."""
+def drain(app: JobsApp, jobs: int, concurrency: int) -> tuple[float, float]:
+    """Queue ``jobs`` jobs, drain them; jobs/s of the drain and this process's CPU µs per job."""
     for start in range(0, jobs, 1000):
         app.dispatch_many(echo, list(range(start, min(jobs, start + 1000))))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     worker = app.worker(
         "default", stop_when_empty=True, install_signal_handlers=False, concurrency=concurrency
     )
     handled = worker.run()
-    elapsed = time.perf_counter() - started
+    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
     assert handled == jobs, f"drained {handled} of {jobs} jobs"
-    return jobs / elapsed
+    return jobs / elapsed, cpu / jobs * 1e6
 
 
 def _url(backend: str, tmp: str, prefix: str, ttl: str) -> str:
@@ -62,11 +64,11 @@ def _url(backend: str, tmp: str, prefix: str, ttl: str) -> str:
     return f"{base}{'&' if '?' in base else '?'}table_prefix={prefix}&results_ttl={ttl}"
 
 
-def run(backend: str, jobs: int, rounds: int, concurrency: int) -> tuple[float, float]:
-    """Median jobs/s of the drain with results off and kept."""
+def run(backend: str, jobs: int, rounds: int, concurrency: int) -> dict[str, float]:
+    """Medians of the drain with results off and kept: jobs/s, the paired ratio, CPU µs per job."""
     tag = uuid.uuid4().hex[:6]
     setups = {"off": ("0", f"bro{tag}_"), "kept": ("86400", f"brk{tag}_")}
-    rates: dict[str, list[float]] = {name: [] for name in setups}
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
     with tempfile.TemporaryDirectory() as tmp:
         apps = {
             name: JobsApp(_url(backend, tmp, prefix, ttl), load_plugins=False)
@@ -78,18 +80,25 @@ def run(backend: str, jobs: int, rounds: int, concurrency: int) -> tuple[float, 
                 drain(app, 200, concurrency)  # warm up: schema, imports
             for _ in range(rounds):
                 for name, app in apps.items():
-                    rates[name].append(drain(app, jobs, concurrency))
+                    runs[name].append(drain(app, jobs, concurrency))
             kept = apps["kept"]
             status = kept.status(kept.dispatch(echo, -1) or "")
             assert status.state == "queued", status
         finally:
             for app in apps.values():
                 driver = app.driver
-                drop = getattr(driver, "tables", None)
-                if backend in SERVERS and drop is not None:
-                    drop.metadata.drop_all(driver.engine)  # type: ignore[attr-defined]
+                tables = getattr(driver, "tables", None)
+                if backend in SERVERS and tables is not None:
+                    tables.metadata.drop_all(driver.engine)  # type: ignore[attr-defined]
                 app.close()
-    return statistics.median(rates["off"]), statistics.median(rates["kept"])
+    off, kept_runs = runs["off"], runs["kept"]
+    return {
+        "off": statistics.median(rate for rate, _ in off),
+        "kept": statistics.median(rate for rate, _ in kept_runs),
+        "ratio": statistics.median(k[0] / o[0] for o, k in zip(off, kept_runs, strict=True)),
+        "cpu_off": statistics.median(cpu for _, cpu in off),
+        "cpu_kept": statistics.median(cpu for _, cpu in kept_runs),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -102,13 +111,17 @@ def main(argv: list[str] | None = None) -> int:
     backends = args.backend or ["sqlite"]
     levels = args.concurrency or [1]
     print(f"{args.jobs} jobs returning a small object, median of {args.rounds} rounds\n")
-    print("| backend | concurrency | results off (jobs/s) | results kept (jobs/s) | kept vs off |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| backend | concurrency | results off (jobs/s) | results kept (jobs/s) | kept vs off (paired) "
+        "| worker CPU per job, off / kept (µs) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for backend in backends:
         for concurrency in levels:
-            off, kept = run(backend, args.jobs, args.rounds, concurrency)
+            m = run(backend, args.jobs, args.rounds, concurrency)
             print(
-                f"| {backend} | {concurrency} | {off:,.0f} | {kept:,.0f} | {kept / off - 1:+.1%} |",
+                f"| {backend} | {concurrency} | {m['off']:,.0f} | {m['kept']:,.0f} | {m['ratio'] - 1:+.1%} "
+                f"| {m['cpu_off']:.0f} / {m['cpu_kept']:.0f} |",
                 flush=True,
             )
     return 0
