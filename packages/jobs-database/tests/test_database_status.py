@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -158,3 +159,24 @@ def test_a_worker_saves_progress_and_stops_a_cancelled_job(db_url: str) -> None:
         assert done.state == "cancelled" and done.attempts == 1
         assert app.stats() == {"pending": 0, "delayed": 0, "reserved": 0, "completed": 0, "failed": 0}
         assert app.cancel(ident) == "finished"
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_mysql_without_delete_returning_keeps_results_of_the_rows_it_acked(
+    make_driver: Callable[..., DatabaseDriver],
+) -> None:
+    """MySQL has no ``DELETE ... RETURNING``: the driver reads which rows its ack left (run on MariaDB)."""
+    driver = make_driver()
+    driver.enqueue([Message(name="n", payload=n, queue="q") for n in range(3)])
+    first, second, third = driver.reserve(["q"], 3, 30.0)
+    driver.stats()  # connected: the dialect knows the server
+    driver.engine.dialect.is_mariadb = False  # type: ignore[attr-defined]
+    lost = dataclasses.replace(third, receipt=third.receipt + "0")  # not its lease: nothing acked
+    driver.ack_results([first, second, lost], ['"a"', None, '"c"'])
+    assert [driver.job_status(d.id).state for d in (first, second, third)] == [  # type: ignore[union-attr]
+        "succeeded",
+        "succeeded",
+        "running",
+    ]
+    assert driver.job_status(first.id).result == "a"  # type: ignore[union-attr]
+    assert driver.stats("q").completed == 2

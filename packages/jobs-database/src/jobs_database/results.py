@@ -276,44 +276,64 @@ class StatusOperations:
         return self._sqlite_cache
 
     def _ack_results_tx(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
-        jobs, results = self.tables.jobs, self.tables.results
+        """MySQL and MariaDB: the batch ack, then the results of the rows it deleted, in one transaction.
+
+        The results travel as one JSON text unpacked by ``JSON_TABLE`` (MySQL 8,
+        MariaDB 10.6): one value for PyMySQL to escape instead of six per job.
+        """
         if self.backend == "sqlite":
             self._ack_results_sqlite(by_queue)
             return
+        jobs, results = self.tables.jobs.name, self.tables.results.name
+        keep = (
+            f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+            f"SELECT j.id, %(queue)s, j.name, {RESULT_SUCCEEDED}, j.attempts, j.result, %(now)s "
+            "FROM JSON_TABLE(%(rows)s, '$[*]' COLUMNS (id VARCHAR(64) PATH '$[0]', "
+            "name VARCHAR(255) PATH '$[1]', attempts INT PATH '$[2]', result LONGTEXT PATH '$[3]')) AS j"
+        )
+
+        completed = self.tables.completed.name
+        count = f"INSERT INTO {completed} (queue, finished_at, count) VALUES (%(queue)s, %(now)s, %(count)s)"
+
+        def mariadb_ack(conn: sa.Connection, queue: str, group: Sequence[Delivery], now: float) -> set[int]:
+            """MariaDB's ``DELETE ... RETURNING``: the deleted rows, without another read."""
+            by_token: dict[str, list[int]] = {}
+            for d in group:
+                token, _, tail = d.receipt.rpartition(":")
+                if tail == str(d.handle[0]):  # anything else cannot be a lease of this row
+                    by_token.setdefault(token + ":", []).append(int(d.handle[0]))
+            gone: set[int] = set()
+            for token, seqs in by_token.items():
+                sql = (
+                    f"DELETE FROM {jobs} WHERE seq IN ({','.join(map(str, seqs))}) "
+                    "AND receipt = CONCAT(%(token)s, seq) RETURNING seq"
+                )
+                gone.update(int(row[0]) for row in fetch_all(conn, sql, {"token": token}))
+            if gone:
+                fetch_all(conn, count, {"queue": queue, "now": now, "count": len(gone)})
+            return gone
 
         def ack(conn: sa.Connection) -> None:
             now = time.time()
-            rows: list[dict[str, Any]] = []
+            mariadb = bool(getattr(conn.dialect, "is_mariadb", False))
             for queue, group in by_queue.items():
-                handles = [d.handle for d, _ in group]
-                self._acker.ack(conn, queue, handles, [d.receipt for d, _ in group], now)
-                seqs = [h[0] for h in handles]
-                left = set(conn.execute(sa.select(jobs.c.seq).where(jobs.c.seq.in_(seqs))).scalars())
-                rows += [
-                    {
-                        "id": d.message.id,
-                        "queue": queue,
-                        "name": d.message.name[:255],
-                        "state": RESULT_SUCCEEDED,
-                        "attempts": d.message.attempts + 1,
-                        "result": result,
-                        "finished_at": now,
+                if mariadb:
+                    gone = mariadb_ack(conn, queue, [d for d, _ in group], now)
+                else:  # MySQL has no DELETE ... RETURNING: read which rows are left
+                    handles = [d.handle for d, _ in group]
+                    self._acker.ack(conn, queue, handles, [d.receipt for d, _ in group], now)
+                    listed = ",".join(str(int(h[0])) for h in handles)
+                    left = {
+                        r[0] for r in fetch_all(conn, f"SELECT seq FROM {jobs} WHERE seq IN ({listed})", {})
                     }
+                    gone = {int(h[0]) for h in handles} - left
+                rows = [
+                    [d.message.id, d.message.name[:255], d.message.attempts + 1, result]
                     for d, result in group
-                    if d.handle[0] not in left
+                    if d.handle[0] in gone
                 ]
-            if rows:
-                # PyMySQL sends an executemany of one INSERT ... VALUES as one multi-row statement.
-                sql = (
-                    f"INSERT INTO {results.name} (id, queue, name, state, attempts, result, finished_at) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s)"
-                )
-                with dbapi_errors(conn, sql):
-                    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
-                    try:
-                        cursor.executemany(sql, [tuple(row.values()) for row in rows])
-                    finally:
-                        cursor.close()
+                if rows:
+                    fetch_all(conn, keep, {"queue": queue, "now": now, "rows": dumps(rows)})
 
         self._run("ack", ack)
 
@@ -368,11 +388,17 @@ class StatusOperations:
         if conn.execute(sa.update(running).where(*where).values(updated_at=now, **values)).rowcount:
             return
         conn.execute(sa.delete(running).where(running.c.id == job_id))  # an older run's row
-        conn.execute(
-            sa.insert(running).values(
-                id=job_id, job_seq=seq, updated_at=now, **{"cancel": False, "worker": None, **values}
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    sa.insert(running).values(
+                        id=job_id, job_seq=seq, updated_at=now, **{"cancel": False, "worker": None, **values}
+                    )
+                )
+        except sa.exc.IntegrityError:  # written meanwhile by another process (a cancel, a progress)
+            conn.execute(
+                sa.update(running).where(running.c.id == job_id).values(job_seq=seq, updated_at=now, **values)
             )
-        )
 
     def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
         """Record the worker and the progress of a held delivery; ignored if the lease was lost."""
