@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -109,3 +111,72 @@ def test_upgrading_from_version_6_adds_the_status_tables(db_url: str) -> None:
         assert status is not None and status.result == "ok"
     finally:
         driver.close()
+
+
+class Stepper(Job):
+    """Reports progress until it is cancelled."""
+
+    job_name = "tests.db_status.stepper"
+    max_retries = 3
+
+    def handle(self, payload: Any) -> None:
+        n = 0
+        while True:
+            n += 1
+            self.progress(n, 1_000_000, "stepping")
+            self.check_cancelled()
+            time.sleep(0.005)
+
+
+def _poll(condition: Callable[[], bool], timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_a_worker_saves_progress_and_stops_a_cancelled_job(db_url: str) -> None:
+    with JobsApp(db_url, load_plugins=False) as app:
+        app.register(Stepper)
+        ident = app.dispatch(Stepper)
+        waiting = app.dispatch(Stepper, delay=60)
+        assert ident is not None and waiting is not None
+        assert app.cancel(waiting) == "removed"
+        assert app.status(waiting).state == "cancelled"
+        worker = app.worker("default", stop_when_empty=True, install_signal_handlers=False)
+        thread = threading.Thread(target=worker.run, daemon=True)
+        thread.start()
+        assert _poll(lambda: app.status(ident).progress is not None), "no progress was saved"
+        running = app.status(ident)
+        assert running.state == "running" and running.worker and running.progress is not None
+        assert running.progress.total == 1_000_000 and running.progress.note == "stepping"
+        assert app.cancel(ident) == "requested"
+        thread.join(30)
+        assert not thread.is_alive(), "the worker did not stop the cancelled job"
+        done = app.status(ident)
+        assert done.state == "cancelled" and done.attempts == 1
+        assert app.stats() == {"pending": 0, "delayed": 0, "reserved": 0, "completed": 0, "failed": 0}
+        assert app.cancel(ident) == "finished"
+
+
+@pytest.mark.parametrize("backend", ["mariadb"], indirect=True)
+def test_mysql_without_delete_returning_keeps_results_of_the_rows_it_acked(
+    make_driver: Callable[..., DatabaseDriver],
+) -> None:
+    """MySQL has no ``DELETE ... RETURNING``: the driver reads which rows its ack left (run on MariaDB)."""
+    driver = make_driver()
+    driver.enqueue([Message(name="n", payload=n, queue="q") for n in range(3)])
+    first, second, third = driver.reserve(["q"], 3, 30.0)
+    driver.stats()  # connected: the dialect knows the server
+    driver.engine.dialect.is_mariadb = False  # type: ignore[attr-defined]
+    lost = dataclasses.replace(third, receipt=third.receipt + "0")  # not its lease: nothing acked
+    driver.ack_results([first, second, lost], ['"a"', None, '"c"'])
+    assert [driver.job_status(d.id).state for d in (first, second, third)] == [  # type: ignore[union-attr]
+        "succeeded",
+        "succeeded",
+        "running",
+    ]
+    assert driver.job_status(first.id).result == "a"  # type: ignore[union-attr]
+    assert driver.stats("q").completed == 2

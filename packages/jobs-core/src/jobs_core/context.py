@@ -26,9 +26,11 @@ but not into threads the job starts itself; ``self.job_id`` works there too.
 from __future__ import annotations
 
 import contextvars
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from math import isfinite
+from typing import TYPE_CHECKING, Any
 
 from jobs_core.errors import NoCurrentJob
 
@@ -114,3 +116,49 @@ def enter_job(job: object, message: Message) -> contextvars.Token[Message | None
 def leave_job(token: contextvars.Token[Message | None]) -> None:
     """Undo :func:`enter_job` once the job's run is over."""
     _CURRENT.reset(token)
+
+
+_NUMBERS = (int, float)
+
+#: The worker's tracker of the job run in this context (set by the worker with the job).
+CURRENT_TRACKER: contextvars.ContextVar[Any] = contextvars.ContextVar("jobs_current_tracker", default=None)
+
+
+def _run_of(job: object | None) -> tuple[Message | None, Any]:
+    if job is not None:
+        tracker = getattr(job, "_jobs_tracker", None)
+        message: Message | None = getattr(job, _MESSAGE_ATTRIBUTE, None)
+        if tracker is not None and message is not None:
+            return message, tracker
+    return _CURRENT.get(), CURRENT_TRACKER.get()
+
+
+def report_progress(
+    done: float, total: float | None = None, note: str = "", *, job: object | None = None
+) -> None:
+    """Report the progress of the job run in this context (``@job`` functions; classes use ``self.progress``).
+
+    ``done`` of ``total`` (``None``: unknown) and a short note, shown by
+    ``Jobs.status`` while the job runs; see :meth:`jobs_core.Job.progress`.
+    Does nothing outside a job run by a worker.
+    """
+    if not (
+        type(done) in _NUMBERS
+        and (total is None or type(total) in _NUMBERS)
+        and type(note) is str
+        and isfinite(done)
+        and (total is None or isfinite(total))
+    ):
+        from jobs_core.status import check_progress
+
+        check_progress(done, total, note)  # raises naming the bad value
+        done, total = float(done), None if total is None else float(total)
+    message, tracker = _run_of(job)
+    if message is not None and tracker is not None:
+        tracker.report(message.id, (done, total, note, time.time()))
+
+
+def is_cancelled(job: object | None = None) -> bool:
+    """Whether the job run in this context (or ``job``) was cancelled with ``Jobs.cancel``."""
+    message, tracker = _run_of(job)
+    return message is not None and tracker is not None and bool(tracker.is_cancelled(message.id))

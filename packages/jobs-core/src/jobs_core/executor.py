@@ -138,6 +138,7 @@ class Executor:
         self._children: set[int] = set()
         self._tasks: set[concurrent.futures.Future[Any]] = set()
         self._loop_tasks: set[asyncio.Task[Any]] = set()  # touched on the loop's thread only
+        self._stoppers: dict[str, Callable[[], object]] = {}  # by job id: what stops its run
 
     # -- entry points -------------------------------------------------------
 
@@ -156,10 +157,30 @@ class Executor:
         """Start an ``async def`` job on the event loop; return a future of its result."""
         loop = self._ensure_loop()
         future = asyncio.run_coroutine_threadsafe(self._run_coroutine(run), loop)
+        ident = run.message.id
         with self._lock:
             self._tasks.add(future)
+            self._stoppers[ident] = future.cancel
         future.add_done_callback(self._tasks.discard)
+        future.add_done_callback(lambda _: self._forget_stopper(ident, future.cancel))
         return future
+
+    def _forget_stopper(self, ident: str, stop: Callable[[], object]) -> None:
+        with self._lock:
+            if self._stoppers.get(ident) == stop:
+                del self._stoppers[ident]
+
+    def cancel_job(self, job_id: str) -> bool:
+        """Stop the run of job ``job_id`` if this executor can: cancel its ``async``
+        task, or kill its child process (a sync job with a timeout). ``False`` if
+        it runs in a thread of the worker (it sees ``Job.cancelled`` instead).
+        """
+        with self._lock:
+            stop = self._stoppers.get(job_id)
+        if stop is None:
+            return False
+        stop()
+        return True
 
     def call_soon(self, callback: Callable[[], object]) -> None:
         """Call ``callback`` on the event loop's thread, soon (from any thread)."""
@@ -212,8 +233,17 @@ class Executor:
             os.close(read_fd)
             _child_main(run, write_fd)
         os.close(write_fd)
+        ident = run.message.id
+
+        def kill() -> None:  # the reading thread reaps the child
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+
         with self._lock:
             self._children.add(pid)
+            self._stoppers[ident] = kill
         reaped = False
         try:
             data = _read_until(read_fd, time.monotonic() + timeout)
@@ -230,6 +260,8 @@ class Executor:
                 _kill(pid)
             with self._lock:
                 self._children.discard(pid)
+                if self._stoppers.get(ident) is kill:
+                    del self._stoppers[ident]
 
     # -- shutdown -----------------------------------------------------------
 

@@ -25,8 +25,8 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any, ClassVar, TypeVar, overload
 
 from jobs_core import options
-from jobs_core.context import job_context
-from jobs_core.errors import ConfigurationError, JobNotDispatchedWarning
+from jobs_core.context import is_cancelled, job_context, report_progress
+from jobs_core.errors import ConfigurationError, JobCancelled, JobNotDispatchedWarning
 from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy
 from jobs_core.serializer import check_each, check_json
 
@@ -102,6 +102,32 @@ class Job:
     def attempt(self) -> int:
         """1 on the job's first run, 2 on its first retry, and so on (while a worker runs it)."""
         return job_context(self).attempt
+
+    def progress(self, done: float, total: float | None = None, note: str = "") -> None:
+        """Report how far the running job got: ``done`` of ``total`` (``None``: unknown), and a note.
+
+        Shown by ``Jobs.status`` and ``jobs status`` while the job runs. Cheap
+        enough to call in a tight loop: the worker keeps the latest report and
+        writes it at most twice a second. Does nothing outside a worker, or
+        when the driver lacks ``Capability.PROGRESS`` (or in the child process
+        of a sync job with a timeout). A bad value raises
+        :class:`~jobs_core.errors.ConfigurationError`.
+        """
+        report_progress(done, total, note, job=self)
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether ``Jobs.cancel`` asked to stop this run (seen within about a second).
+
+        A long sync job checks it between steps and returns, or calls
+        :meth:`check_cancelled`; either way the job ends as cancelled.
+        """
+        return is_cancelled(self)
+
+    def check_cancelled(self) -> None:
+        """Raise :class:`~jobs_core.errors.JobCancelled` if the job was cancelled (see :attr:`cancelled`)."""
+        if is_cancelled(self):
+            raise JobCancelled(f"job {job_context(self).id} was cancelled")
 
     # -- fluent overrides ---------------------------------------------------
 

@@ -82,7 +82,7 @@ class Progress:
         )
 
 
-def check_progress(done: object, total: object, note: object) -> Progress:
+def check_progress(done: object, total: object, note: object, updated_at: float = 0.0) -> Progress:
     """A :class:`Progress` from a job's arguments; :class:`ConfigurationError` naming a bad one."""
     if isinstance(done, bool) or not isinstance(done, (int, float)) or not math.isfinite(done):
         raise ConfigurationError(f"progress done must be a finite number, got {done!r}")
@@ -92,7 +92,7 @@ def check_progress(done: object, total: object, note: object) -> Progress:
         raise ConfigurationError(f"progress total must be a finite number or None, got {total!r}")
     if not isinstance(note, str):
         raise ConfigurationError(f"progress note must be a str, got {type(note).__name__}")
-    return Progress(float(done), None if total is None else float(total), note[:1000])
+    return Progress(float(done), None if total is None else float(total), note[:1000], updated_at)
 
 
 @dataclass(frozen=True)

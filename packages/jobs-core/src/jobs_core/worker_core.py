@@ -40,6 +40,7 @@ from jobs_core.middleware import has_middleware
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
 from jobs_core.serializer import dumps
+from jobs_core.tracking import RunTracker
 
 log = logging.getLogger("jobs_core.worker")
 
@@ -217,6 +218,9 @@ class WorkerCore:
         #: Whether finished jobs' results go to the driver (``STATUS`` and a ``results_ttl``).
         self._keep_results = self.driver.supports(Capability.STATUS) and self.driver.results_ttl > 0
         self._results: dict[str, Any] = {}
+        #: Progress reports and cancellations (drivers with ``PROGRESS`` or ``CANCEL``).
+        self._tracker = RunTracker(self.driver, stop=self.executor.cancel_job)
+        self._tracking = self._tracker.active
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
         self._ack_thread: threading.Thread | None = None
@@ -295,6 +299,8 @@ class WorkerCore:
         stop request, and the grace deadline.
         """
         self._ticked_at = time.monotonic()
+        if self._tracking:
+            self._tracker.tick(self._held_now)
         # Flush one tick early, so that no finished job waits longer than ack_interval.
         if self._acks and time.monotonic() - self._last_flush >= self.ack_interval - self._tick_seconds:
             self._flush_acks()
@@ -443,10 +449,15 @@ class WorkerCore:
         except Exception as exc:
             self._failure(delivery, exc)
             return
+        if self._tracking and message.id in self._tracker.cancelled:
+            self._finish_cancelled(delivery)  # cancelled before it started
+            return
         if self._emit_processing:
             self.events.emit(_PROCESSING, message=message)
         started = time.perf_counter()
         entered = enter_job(job, message)
+        if self._tracking:
+            self._tracker.start(job, delivery)
         try:
             self._in_job = True
             if self._middleware:
@@ -472,9 +483,14 @@ class WorkerCore:
             return
         finally:
             leave_job(entered)
+            if self._tracking:
+                self._tracker.finish(message.id)
         self._success(delivery, result, time.perf_counter() - started)
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
+        if self._tracking and delivery.id in self._tracker.cancelled:
+            self._finish_cancelled(delivery)
+            return
         with self._lock:
             if delivery.receipt in self._released:
                 return
@@ -492,6 +508,9 @@ class WorkerCore:
         that cannot be described) is logged, and the delivery still goes to
         the failed store, so no single job can stop the worker.
         """
+        if self._tracking and delivery.id in self._tracker.cancelled:
+            self._finish_cancelled(delivery)  # stopped by its cancellation: never retried
+            return
         try:
             self._settle_failure(delivery, error)
         except Exception as trouble:
@@ -544,6 +563,19 @@ class WorkerCore:
         log.info("job %s %s failed (%s); retrying in %.1fs", message.name, message.id, summary, delay)
         self.events.emit(_FAILED, message=message, error=error, will_retry=True)
         self.events.emit(_RETRYING, message=message, delay=delay, error=error)
+
+    def _finish_cancelled(self, delivery: Delivery) -> None:
+        """End a cancelled job: removed as cancelled, never retried (counted as processed)."""
+        with self._lock:
+            if delivery.receipt in self._released or self._held.pop(delivery.receipt, None) is None:
+                return
+            self._processed += 1
+        try:
+            self.driver.ack_cancelled(delivery)
+        except Exception as exc:
+            log.error("could not finish cancelled job %s (its lease will expire): %s", delivery.id, exc)
+            return
+        log.info("job %s %s cancelled", delivery.message.name, delivery.id)
 
     def _dead(self, delivery: Delivery, error: BaseException, text: str) -> None:
         message = delivery.message

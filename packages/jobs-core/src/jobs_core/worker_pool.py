@@ -9,6 +9,7 @@ once of both kinds together; its prefetch window follows the jobs' pace.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Sequence
@@ -369,6 +370,15 @@ class PooledWorker(WorkerCore):
         message = delivery.message
         enter_job(job, message)  # this task's own context: nothing to undo
         outcome: tuple[Any, float] | None = None
+        loop = asyncio.get_running_loop()
+        if self._tracking:
+            task = asyncio.current_task()
+            if task is not None:
+                self._tracker.start(job, delivery, functools.partial(loop.call_soon_threadsafe, task.cancel))
+            if message.id in self._tracker.cancelled:  # cancelled before it started
+                await loop.run_in_executor(None, self._finish_cancelled, delivery)
+                self._finished(delivery, on_loop=True)
+                return
         try:
             if self._emit_processing:
                 self.events.emit(_PROCESSING, message=message)
@@ -379,13 +389,21 @@ class PooledWorker(WorkerCore):
                 else:
                     result = await Executor.run_coroutine(JobRun(message, job, message.payload, delivery))
             except asyncio.CancelledError:
-                self._release([delivery])
+                if self._tracking and message.id in self._tracker.cancelled:
+                    await loop.run_in_executor(None, self._finish_cancelled, delivery)
+                else:
+                    self._release([delivery])
                 return
             except BaseException as exc:
                 await asyncio.get_running_loop().run_in_executor(None, self._failure, delivery, exc)
                 return
-            outcome = (result, time.perf_counter() - started)
+            if self._tracking and message.id in self._tracker.cancelled:
+                await loop.run_in_executor(None, self._finish_cancelled, delivery)
+            else:
+                outcome = (result, time.perf_counter() - started)
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)
         finally:
+            if self._tracking:
+                self._tracker.finish(message.id)
             self._finished(delivery, on_loop=True, outcome=outcome)

@@ -81,6 +81,43 @@ class _Running:
     cancel: bool = False
 
 
+class _Kept:
+    """A finished job kept for ``results_ttl`` (its result still JSON text: decoded when read)."""
+
+    __slots__ = ("attempts", "finished_at", "name", "progress", "queue", "result", "state")
+
+    def __init__(  # noqa: PLR0917 (built on the hot path: positional is cheapest)
+        self,
+        state: str,
+        queue: str,
+        name: str,
+        attempts: int,
+        result: str | None,
+        progress: Progress | None,
+        finished_at: float,
+    ) -> None:
+        self.state = state
+        self.queue = queue
+        self.name = name
+        self.attempts = attempts
+        self.result = result
+        self.progress = progress
+        self.finished_at = finished_at
+
+    def status(self, job_id: str) -> JobStatus:
+        """The :class:`JobStatus` of this record."""
+        return JobStatus(
+            id=job_id,
+            state=self.state,
+            queue=self.queue,
+            name=self.name,
+            attempts=self.attempts,
+            progress=self.progress,
+            result=None if self.result is None else loads(self.result),
+            finished_at=self.finished_at,
+        )
+
+
 class MemoryStore:
     """The data of one memory backend. All access holds ``condition``."""
 
@@ -96,7 +133,7 @@ class MemoryStore:
         self.schedules: dict[str, ScheduleRecord] = {}
         self.known_queues: set[str] = set()
         self.counter = itertools.count()
-        self.results: dict[str, JobStatus] = {}
+        self.results: dict[str, _Kept] = {}
         self.result_order: deque[tuple[float, str]] = deque()
         self.running: dict[str, _Running] = {}
 
@@ -542,15 +579,17 @@ class MemoryDriver(Driver):
             if kept is not None and kept.finished_at == finished_at:
                 del store.results[ident]
 
-    def _keep(self, status: JobStatus) -> None:
-        """Keep the status of a finished job for ``results_ttl`` (caller holds the lock)."""
-        if self.results_ttl <= 0 or status.finished_at is None:
+    def _keep(self, ident: str, kept: _Kept) -> None:
+        """Keep a finished job for ``results_ttl`` (caller holds the lock)."""
+        if self.results_ttl <= 0:
             return
         store = self._store
-        store.results.pop(status.id, None)
-        store.results[status.id] = status
-        store.result_order.append((status.finished_at, status.id))
-        self._expire_results(status.finished_at - self.results_ttl)
+        store.results.pop(ident, None)
+        store.results[ident] = kept
+        store.result_order.append((kept.finished_at, ident))
+        order = store.result_order
+        if order[0][0] < kept.finished_at - self.results_ttl:
+            self._expire_results(kept.finished_at - self.results_ttl)
 
     def job_status(self, job_id: str) -> JobStatus | None:
         """From the stored record, the failed store, or the results kept."""
@@ -562,8 +601,8 @@ class MemoryDriver(Driver):
                 return self._live_status(rec, now)
             finished: list[JobStatus] = []
             kept = store.results.get(job_id)
-            if kept is not None and (kept.finished_at or 0.0) >= now - self.results_ttl:
-                finished.append(kept)
+            if kept is not None and kept.finished_at >= now - self.results_ttl:
+                finished.append(kept.status(job_id))
             entry = store.failed.get(job_id)
         if entry is not None:
             finished.append(
@@ -620,18 +659,9 @@ class MemoryDriver(Driver):
                 self._release_unique(rec)
                 store.completed.append((now, rec.queue))
                 message = delivery.message
-                self._keep(
-                    JobStatus(
-                        id=message.id,
-                        state=SUCCEEDED,
-                        queue=rec.queue,
-                        name=message.name,
-                        attempts=message.attempts + 1,
-                        progress=None if running is None else running.progress,
-                        result=None if result is None else loads(result),
-                        finished_at=now,
-                    )
-                )
+                progress = None if running is None else running.progress
+                kept = _Kept(SUCCEEDED, rec.queue, message.name, message.attempts + 1, result, progress, now)
+                self._keep(message.id, kept)
 
     def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
         """Keep the worker and the progress; ignored if the lease was lost."""
@@ -654,7 +684,7 @@ class MemoryDriver(Driver):
             if rec is None:
                 kept = store.results.get(job_id)
                 found = job_id in store.failed or (
-                    kept is not None and (kept.finished_at or 0.0) >= now - self.results_ttl
+                    kept is not None and kept.finished_at >= now - self.results_ttl
                 )
                 return CANCEL_FINISHED if found else CANCEL_NOT_FOUND
             if rec.state == RESERVED:
@@ -664,16 +694,7 @@ class MemoryDriver(Driver):
             del store.records[rec.id]
             store.running.pop(rec.id, None)
             self._release_unique(rec)
-            self._keep(
-                JobStatus(
-                    id=rec.id,
-                    state=CANCELLED,
-                    queue=rec.queue,
-                    name=status.name,
-                    attempts=status.attempts,
-                    finished_at=now,
-                )
-            )
+            self._keep(rec.id, _Kept(CANCELLED, rec.queue, status.name, status.attempts, None, None, now))
             return CANCEL_REMOVED
 
     def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
@@ -696,17 +717,9 @@ class MemoryDriver(Driver):
             running = store.running.pop(rec.id, None)
             self._release_unique(rec)
             message = delivery.message
-            self._keep(
-                JobStatus(
-                    id=message.id,
-                    state=CANCELLED,
-                    queue=rec.queue,
-                    name=message.name,
-                    attempts=message.attempts + 1,
-                    progress=None if running is None else running.progress,
-                    finished_at=now,
-                )
-            )
+            progress = None if running is None else running.progress
+            kept = _Kept(CANCELLED, rec.queue, message.name, message.attempts + 1, None, progress, now)
+            self._keep(message.id, kept)
 
     # -- schedules ----------------------------------------------------------
 
