@@ -12,6 +12,7 @@ share one lock and one set of counters.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import signal
 import threading
@@ -24,7 +25,15 @@ import pluggy
 
 from jobs_core.context import enter_job, leave_job
 from jobs_core.driver import Driver
-from jobs_core.errors import ConfigurationError, JobNotRegistered, JobsError, Retry, SkipJob
+from jobs_core.errors import (
+    ConfigurationError,
+    JobNotRegistered,
+    JobsError,
+    Retry,
+    SerializationError,
+    SkipJob,
+    WorkflowError,
+)
 from jobs_core.events import EventEmitter
 from jobs_core.executor import Executor, describe_error, is_async_job
 from jobs_core.job import Job
@@ -32,6 +41,8 @@ from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
+from jobs_core.serializer import check_json
+from jobs_core.workflow_state import WANTS_RESULT_HEADER
 
 log = logging.getLogger("jobs_core.worker")
 
@@ -449,6 +460,17 @@ class WorkerCore:
         self._success(delivery, result, time.perf_counter() - started)
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
+        headers = delivery.message.headers
+        if headers and result is not None and WANTS_RESULT_HEADER in headers:
+            try:
+                check_json(result, "$.result")
+            except SerializationError as exc:
+                self._failure(
+                    delivery,
+                    WorkflowError(f"the job's return value cannot be passed to the next link: {exc}"),
+                )
+                return
+            delivery = dataclasses.replace(delivery, result=result)
         with self._lock:
             if delivery.receipt in self._released:
                 return
