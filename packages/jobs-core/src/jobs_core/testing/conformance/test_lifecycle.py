@@ -35,6 +35,11 @@ OPERATIONS: dict[Capability, list[Operation]] = {
         lambda d, q: d.claim_tick(q, time.time()),
         lambda d, q: d.advance_schedule(q, None, time.time()),
     ],
+    Capability.WORKFLOWS: [
+        lambda d, q: d.workflow_transaction().__enter__(),
+        lambda d, q: d.workflow("0" * 32),
+        lambda d, q: d.workflows(),
+    ],
 }
 
 #: Capabilities that change how required operations behave, with no call of their own.
