@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from jobs_core import Capability, Delivery, Driver, Message
 from jobs_core.errors import BackendError, ConfigurationError, JobsError, MalformedMessage
 from jobs_core.message import MessageBatch, new_id, validate_queue_name
+from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_finished
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
@@ -34,6 +35,7 @@ from jobs_database.wakeup import (
     mysql_slot_names,
     shared_waker,
 )
+from jobs_database.workflows import TransactionStore, to_record
 
 T = TypeVar("T")
 
@@ -66,6 +68,7 @@ _ALL = frozenset(
         Capability.RAW_INJECTION,
         Capability.LEASE_HANDOFF,
         Capability.IDEMPOTENT_ENQUEUE,
+        Capability.WORKFLOWS,
     }
 )
 
@@ -119,6 +122,8 @@ class DatabaseDriver(AdminOperations, Driver):
             caps.discard(Capability.TRANSACTIONAL_ENQUEUE)
         self.capabilities = frozenset(caps)  # type: ignore[misc]
         self.tables: Tables = build_tables(settings.table_prefix)
+        #: The ``workflows`` table (``WORKFLOWS``, schema version 7).
+        self.workflows_table = schema.workflow_table(self.tables.metadata, settings.table_prefix)
         self.engine = create_engine(settings)
         self._claimer = Claimer(self.backend, self.tables)
         self._bulk = BulkInsert(self.backend, self.tables)
@@ -702,9 +707,19 @@ class DatabaseDriver(AdminOperations, Driver):
         self.ack_many([delivery])
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack a batch: one ``DELETE`` and one completed-count row per queue."""
+        """Ack a batch: one ``DELETE`` and one completed-count row per queue.
+
+        Jobs of a workflow are deleted one by one in a second transaction
+        that also counts them in their workflow records (``WORKFLOWS``).
+        """
         if not deliveries:
             return
+        if any(WORKFLOW_HEADER in d.message.headers for d in deliveries):
+            flows = [d for d in deliveries if WORKFLOW_HEADER in d.message.headers]
+            self._ack_workflow_jobs(flows)
+            deliveries = [d for d in deliveries if WORKFLOW_HEADER not in d.message.headers]
+            if not deliveries:
+                return
         by_queue: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             by_queue[delivery.handle[1]].append(delivery)
@@ -723,6 +738,100 @@ class DatabaseDriver(AdminOperations, Driver):
         for delivery in missed:
             # Moved since the claim (a lease extension), or the lease was lost.
             self._run("ack", self._ack_moved(delivery), autocommit=True, relaxed=True)
+
+    def _ack_workflow_jobs(self, deliveries: Sequence[Delivery]) -> None:
+        """Delete each job still leased under its receipt and count it in its workflow, in one transaction."""
+        jobs, completed = self.tables.jobs, self.tables.completed
+        # One lock order for every transaction: records by id.
+        ordered = sorted(deliveries, key=lambda d: d.message.headers[WORKFLOW_HEADER])
+        delete = sa.delete(jobs).where(*self._owned)
+        store_of: list[TransactionStore] = []
+
+        def ack(conn: sa.Connection) -> None:
+            now = time.time()
+            store = TransactionStore(self, conn)
+            store_of[:] = [store]
+            done: dict[str, int] = defaultdict(int)
+            for delivery in ordered:
+                if conn.execute(delete, self._owned_params(delivery)).rowcount:
+                    done[delivery.handle[1]] += 1
+                    job_finished(store, delivery.message, True, delivery.result)
+            for queue, count in done.items():
+                conn.execute(sa.insert(completed).values(queue=queue, finished_at=now, count=count))
+            store.flush()
+
+        self._run("ack", ack, after_commit=self._after_workflow(store_of))
+        if store_of and store_of[0].enqueued:
+            self._waker.notify()
+
+    def _after_workflow(self, store_of: list[TransactionStore]) -> Callable[[sa.Connection], None] | None:
+        """MySQL: ring the waiting workers once a workflow transaction that stored jobs committed."""
+        if self._bell is None:
+            return None
+
+        def ring(conn: sa.Connection) -> None:
+            if store_of and store_of[0].enqueued:
+                self._ring(conn)
+
+        return ring
+
+    def insert_in(self, conn: sa.Connection, messages: Sequence[Message]) -> None:
+        """Store ``messages`` in the open transaction of ``conn`` (checked first)."""
+        if self.backend == "postgresql" and len(messages) > SMALL_BATCH:
+            self._stream(conn, messages)
+        else:
+            self._insert(conn, messages, self.validate(messages))
+
+    def insert_failed(self, conn: sa.Connection, message: Message, error: str) -> None:
+        """Put ``message`` into the failed store in the open transaction of ``conn``."""
+        failed = self.tables.failed
+        conn.execute(sa.delete(failed).where(failed.c.id == message.id))
+        conn.execute(
+            sa.insert(failed).values(
+                id=message.id,
+                queue=message.queue,
+                name=message.name[:255],
+                attempts=message.attempts,
+                error=error,
+                failed_at=time.time(),
+                malformed=False,
+                body=message.encode(),
+            )
+        )
+
+    @contextlib.contextmanager
+    def workflow_transaction(self) -> Iterator[TransactionStore]:
+        """One database transaction; the records and jobs written through the store commit together."""
+        self.check_open()
+        self._ensure_schema()
+        store_of: list[TransactionStore] = []
+        try:
+            with self._begin(self._after_workflow(store_of)) as conn:
+                store = TransactionStore(self, conn)
+                store_of.append(store)
+                yield store
+                store.flush()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "workflow") from exc
+        if store.enqueued:
+            self._waker.notify()
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The committed record of ``workflow_id``, or ``None``."""
+        table = self.workflows_table
+        row = self._run(
+            "workflow", lambda conn: conn.execute(sa.select(table).where(table.c.id == workflow_id)).first()
+        )
+        return None if row is None else to_record(row)
+
+    def workflows(self, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkflowRecord]:
+        """Committed records of ``kind``, newest first."""
+        table = self.workflows_table
+        select = sa.select(table).order_by(table.c.created_at.desc(), table.c.id).limit(limit).offset(offset)
+        if kind is not None:
+            select = select.where(table.c.kind == kind)
+        rows = self._run("workflows", lambda conn: conn.execute(select).all())
+        return [to_record(row) for row in rows]
 
     def _ack_moved(self, delivery: Delivery) -> Callable[[sa.Connection], None]:
         return lambda conn: self._acker.ack_moved(conn, delivery.handle, delivery.receipt, time.time())
@@ -781,6 +890,8 @@ class DatabaseDriver(AdminOperations, Driver):
         """Move the job to the failed store with ``attempts + 1``."""
         message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
         jobs, failed = self.tables.jobs, self.tables.failed
+        flow = WORKFLOW_HEADER in message.headers
+        store_of: list[TransactionStore] = []
 
         def move(conn: sa.Connection) -> None:
             gone = conn.execute(sa.delete(jobs).where(*self._owned), self._owned_params(delivery)).rowcount
@@ -799,8 +910,15 @@ class DatabaseDriver(AdminOperations, Driver):
                     body=message.encode(),
                 )
             )
+            if flow:
+                store = TransactionStore(self, conn)
+                store_of[:] = [store]
+                job_finished(store, message, False, error=error)
+                store.flush()
 
-        self._run("fail", move)
+        self._run("fail", move, after_commit=self._after_workflow(store_of) if flow else None)
+        if store_of and store_of[0].enqueued:
+            self._waker.notify()
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -18,6 +18,9 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
     Persisted schedules and the last claimed tick of each.
 ``schema``
     One row: the schema version, so a newer driver upgrades in place.
+``workflows``
+    One row per batch, chain or dependent job: counts and state, changed in
+    the transaction that acknowledges or fails one of its jobs.
 
 The jobs table constrains its columns to values a claim can act on
 (:data:`JOBS_CHECKS`): a known state, a reserved row with a lease end, a
@@ -182,7 +185,34 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("upgraded_at", _Time, nullable=False),
     )
+    workflow_table(md, prefix)
     return Tables(prefix, md, jobs, completed, failed, schedules, version)
+
+
+def workflow_table(md: sa.MetaData, prefix: str) -> sa.Table:
+    """The ``workflows`` table of ``prefix`` (schema version 7): one row per batch,
+    chain or dependent job, its counts in columns and the rest as JSON in ``state``
+    (see :mod:`jobs_core.workflow_state`). Defined on ``md`` once.
+    """
+    name = f"{prefix}workflows"
+    if name in md.tables:
+        return md.tables[name]
+    table = sa.Table(
+        name,
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("total", sa.Integer, nullable=False),
+        sa.Column("succeeded", sa.Integer, nullable=False),
+        sa.Column("failed", sa.Integer, nullable=False),
+        sa.Column("cancelled", sa.Integer, nullable=False),
+        sa.Column("created_at", _Time, nullable=False),
+        sa.Column("finished_at", _Time, nullable=True),
+        sa.Column("state", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    )
+    sa.Index(f"{prefix}workflows_created", table.c.created_at)
+    return table
 
 
 # -- migrations -----------------------------------------------------------------
@@ -395,8 +425,13 @@ def _v6(conn: sa.Connection, t: Tables) -> None:
     index.create(conn)
 
 
+def _v7(conn: sa.Connection, t: Tables) -> None:
+    """Version 7: the ``workflows`` table (chains, batches, dependencies)."""
+    workflow_table(t.metadata, t.prefix).create(conn, checkfirst=True)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
