@@ -211,3 +211,34 @@ def test_a_driver_without_the_capability_raises_unsupported_operation() -> None:
             other.dispatch(note, None, after=[])
     finally:
         other.close()
+
+
+def test_the_cli_lists_batches_and_shows_one_with_a_progress_bar() -> None:
+    import json
+
+    from click.testing import CliRunner
+    from jobs_core.cli import cli
+
+    url = "memory://workflows-cli"
+    app = JobsApp(url)
+    try:
+        from jobs_core.workflows import Batch
+
+        batch_id = Batch(app, [(note, n) for n in range(4)]).dispatch()
+        app.work("default", max_jobs=1)
+        runner = CliRunner()
+        listed = runner.invoke(cli, ["batches", "--url", url])
+        assert listed.exit_code == 0, listed.output
+        assert batch_id in listed.output
+        assert "[######------------------] 1/4" in listed.output
+        shown = runner.invoke(cli, ["batch", batch_id, "--url", url, "--json"])
+        assert shown.exit_code == 0, shown.output
+        data = json.loads(shown.output)
+        assert (data["total"], data["succeeded"], data["pending"], data["finished"]) == (4, 1, 3, False)
+        human = runner.invoke(cli, ["batch", batch_id, "--url", url])
+        assert "total 4  pending 3  succeeded 1  failed 0" in human.output
+        missing = runner.invoke(cli, ["batch", "no-such-batch", "--url", url])
+        assert missing.exit_code == 2
+        assert "no batch with id 'no-such-batch'" in missing.output
+    finally:
+        app.close()

@@ -1,7 +1,7 @@
 """The ``jobs`` command line (also ``python -m jobs_core``).
 
 Commands: ``worker``, ``scheduler``, ``schedules``, ``stats``, ``failed``,
-``retry``, ``purge``, ``prune`` and ``drivers``. Each but ``drivers`` needs
+``retry``, ``purge``, ``prune``, ``batches``, ``batch`` and ``drivers``. Each but ``drivers`` needs
 ``--url`` or ``$JOBS_URL`` (``memory://`` only when given); reporting
 commands print tables for people and JSON with ``--json``. A user error
 (bad URL, unknown driver or queue, no URL) prints one line to stderr and
@@ -30,6 +30,7 @@ from jobs_core.app import JobsApp
 from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
+from jobs_core.cli_workflows import batch, batches
 from jobs_core.driver import Capability
 from jobs_core.errors import (
     ConfigurationError,
@@ -217,6 +218,8 @@ def worker(**params: Any) -> None:
 
 cli.add_command(scheduler)
 cli.add_command(schedules)
+cli.add_command(batches)
+cli.add_command(batch)
 
 
 # -- reporting --------------------------------------------------------------
