@@ -399,8 +399,11 @@ class WorkerCore:
         Nothing is due only once the driver sees every message stored so far
         (:meth:`~jobs_core.driver.Driver.settled`: a broker's consumer group
         may still be joining, or fetching) and a reserve of ``empty_wait``
-        seconds still finds nothing.
+        seconds still finds nothing. Finished jobs are acknowledged first:
+        an acknowledgement may store more work (the next link of a chain, a
+        batch's callback).
         """
+        self._flush_acks_now()
         while not self._stopping:
             settled = self.driver.settled(self.queues, SETTLE_STEP)
             wait = self.empty_wait if settled else 0.0
