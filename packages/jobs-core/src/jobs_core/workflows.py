@@ -25,7 +25,7 @@ from jobs_core.context import current_job
 from jobs_core.driver import Capability
 from jobs_core.errors import JobNotRegistered, NoCurrentJob, WorkflowError, WorkflowNotFound
 from jobs_core.ids import new_id
-from jobs_core.job import Job, JobFunction
+from jobs_core.job import Job, JobFunction, job_instance
 from jobs_core.message import Message
 
 if TYPE_CHECKING:
@@ -122,8 +122,8 @@ def previous_result(default: Any = None) -> Any:
     return default if text is None else json.loads(text)
 
 
-def _message(app: JobsApp, step: Step, where: str, headers: dict[str, str]) -> Message:
-    """The message of one step, with ``headers`` added; bad steps raise :class:`WorkflowError`."""
+def _split(step: Step, where: str) -> tuple[Any, Any]:
+    """``(job, payload)`` of one step; a step of another shape raises :class:`WorkflowError`."""
     if isinstance(step, tuple):
         if len(step) != 2:
             raise WorkflowError(f"{where}: a step is a job or a (job, payload) pair, got a {len(step)}-tuple")
@@ -134,11 +134,43 @@ def _message(app: JobsApp, step: Step, where: str, headers: dict[str, str]) -> M
         raise WorkflowError(
             f"{where}: {job!r} is not a job (a Job class or instance, a @job function or a name)"
         )
+    return job, payload
+
+
+def _template(app: JobsApp, job: JobLike, where: str) -> Job:
+    """A job instance to build messages from (as a dispatch does: classes and functions get registered)."""
     try:
-        message = app.message_for(job, payload)
+        if isinstance(job, str):
+            return app.registry.get(job)()
+        app.registry.register(job)
+        return job_instance(job)
     except JobNotRegistered as exc:
         raise WorkflowError(f"{where}: unknown job {job!r} ({exc})") from exc
-    return message.replace(headers={**message.headers, **headers})
+
+
+def _message(app: JobsApp, step: Step, where: str, headers: dict[str, str]) -> Message:
+    """The message of one step, with ``headers``; bad steps raise :class:`WorkflowError`."""
+    job, payload = _split(step, where)
+    return _template(app, job, where).to_message(payload, headers=headers)
+
+
+def _messages(
+    app: JobsApp, steps: Sequence[Step], what: str, headers: dict[str, str]
+) -> list[Sequence[Message]]:
+    """The messages of ``steps``, in order, in chunks: consecutive steps of one job are
+    built together (the bulk path of ``dispatch_many``).
+    """
+    runs: list[tuple[Any, list[Any], int]] = []
+    for index, step in enumerate(steps):
+        job, payload = _split(step, f"{what} {index}")
+        if runs and runs[-1][0] is job:
+            runs[-1][1].append(payload)
+        else:
+            runs.append((job, [payload], index))
+    return [
+        _template(app, job, f"{what} {start}").to_messages(payloads, headers=headers)
+        for job, payloads, start in runs
+    ]
 
 
 def _steps(steps: Sequence[Step], what: str) -> list[Step]:
@@ -229,10 +261,7 @@ class Batch:
         driver = self._app.driver
         driver.require(Capability.WORKFLOWS, "a batch")
         batch_id = new_id()
-        header = {ws.WORKFLOW_HEADER: batch_id}
-        messages = [
-            _message(self._app, step, f"batch step {index}", header) for index, step in enumerate(self._steps)
-        ]
+        chunks = _messages(self._app, self._steps, "batch step", {ws.WORKFLOW_HEADER: batch_id})
         callbacks: dict[str, str] = {}
         for name, (job, given) in self._callbacks.items():
             payload = {} if given is None else given
@@ -244,11 +273,13 @@ class Batch:
             payload = {**payload, "batch_id": batch_id}
             message = _message(self._app, (job, payload), f"the {name} callback", {})
             callbacks[name] = message.encode().decode()
-        driver.validate(messages)
         state = {"allow_failures": self._allow_failures, "callbacks": callbacks}
-        record = ws.new_record(ws.BATCH, batch_id, len(messages), state)
+        record = ws.new_record(ws.BATCH, batch_id, sum(len(c) for c in chunks), state)
+        # The jobs are checked as they are stored: one refused rolls the whole batch back.
         with driver.workflow_transaction() as store:
-            ws.create(store, record, messages)
+            ws.create(store, record, [])
+            for chunk in chunks:
+                store.enqueue(chunk)
         return batch_id
 
 
@@ -268,12 +299,8 @@ def add_to_batch(app: JobsApp, steps: Sequence[Step], batch_id: str | None = Non
             batch_id = None
         if batch_id is None:
             raise WorkflowError("add_to_batch() without batch_id must be called inside a job of a batch")
-    header = {ws.WORKFLOW_HEADER: batch_id}
-    messages = [
-        _message(app, step, f"step {index}", header)
-        for index, step in enumerate(_steps(steps, "adding to a batch"))
-    ]
-    driver.validate(messages)
+    chunks = _messages(app, _steps(steps, "adding to a batch"), "step", {ws.WORKFLOW_HEADER: batch_id})
+    messages = [m for chunk in chunks for m in chunk]
     with driver.workflow_transaction() as store:
         ws.add(store, batch_id, messages)
     return [m.id for m in messages]

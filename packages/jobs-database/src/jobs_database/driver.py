@@ -741,28 +741,66 @@ class DatabaseDriver(AdminOperations, Driver):
 
     def _ack_workflow_jobs(self, deliveries: Sequence[Delivery]) -> None:
         """Delete each job still leased under its receipt and count it in its workflow, in one transaction."""
-        jobs, completed = self.tables.jobs, self.tables.completed
         # One lock order for every transaction: records by id.
         ordered = sorted(deliveries, key=lambda d: d.message.headers[WORKFLOW_HEADER])
-        delete = sa.delete(jobs).where(*self._owned)
         store_of: list[TransactionStore] = []
 
         def ack(conn: sa.Connection) -> None:
             now = time.time()
             store = TransactionStore(self, conn)
             store_of[:] = [store]
-            done: dict[str, int] = defaultdict(int)
-            for delivery in ordered:
-                if conn.execute(delete, self._owned_params(delivery)).rowcount:
-                    done[delivery.handle[1]] += 1
-                    job_finished(store, delivery.message, True, delivery.result)
-            for queue, count in done.items():
-                conn.execute(sa.insert(completed).values(queue=queue, finished_at=now, count=count))
+            for delivery in self._delete_owned(conn, ordered, now):
+                job_finished(store, delivery.message, True, delivery.result)
             store.flush()
 
         self._run("ack", ack, after_commit=self._after_workflow(store_of))
         if store_of and store_of[0].enqueued:
             self._waker.notify()
+
+    def _delete_owned(
+        self, conn: sa.Connection, deliveries: Sequence[Delivery], now: float
+    ) -> list[Delivery]:
+        """Delete the rows still leased under the receipts of ``deliveries``, count them
+        completed, and return the deliveries whose rows were deleted (in their order).
+        """
+        jobs, completed = self.tables.jobs, self.tables.completed
+        by_queue: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_queue[delivery.handle[1]].append(delivery)
+        deleted: set[str] = set()
+        one = sa.delete(jobs).where(*self._owned)
+        for queue, group in by_queue.items():
+            count = 0
+            if self.backend == "postgresql":
+                # By the rows' addresses as claimed (one statement, counted there);
+                # a row moved since is found by its claim-index key.
+                handles = [d.handle for d in group]
+                missing = set(self._acker.ack(conn, queue, handles, [d.receipt for d in group], now))
+                deleted.update(d.receipt for i, d in enumerate(group) if i not in missing)
+                rest = [group[i] for i in sorted(missing)]
+            elif conn.dialect.delete_returning:
+                stmt = (
+                    sa.delete(jobs)
+                    .where(
+                        jobs.c.seq.in_([d.handle[0] for d in group]),
+                        jobs.c.receipt.in_([d.receipt for d in group]),
+                    )
+                    .returning(jobs.c.seq)
+                )
+                gone = {int(row[0]) for row in conn.execute(stmt)}
+                found = [d for d in group if int(d.handle[0]) in gone]
+                deleted.update(d.receipt for d in found)
+                count = len(found)
+                rest = []
+            else:
+                rest = group
+            for delivery in rest:
+                if conn.execute(one, self._owned_params(delivery)).rowcount:
+                    deleted.add(delivery.receipt)
+                    count += 1
+            if count:
+                conn.execute(sa.insert(completed).values(queue=queue, finished_at=now, count=count))
+        return [d for d in deliveries if d.receipt in deleted]
 
     def _after_workflow(self, store_of: list[TransactionStore]) -> Callable[[sa.Connection], None] | None:
         """MySQL: ring the waiting workers once a workflow transaction that stored jobs committed."""

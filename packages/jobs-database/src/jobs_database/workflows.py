@@ -66,7 +66,7 @@ class TransactionStore:
         self._loaded: dict[str, WorkflowRecord | None] = {}
         self._stored: set[str] = set()
         self._dirty: dict[str, WorkflowRecord] = {}
-        self._messages: list[Message] = []
+        self._chunks: list[Sequence[Message]] = []
         self.enqueued = 0
 
     def load(self, workflow_id: str) -> WorkflowRecord | None:
@@ -90,9 +90,9 @@ class TransactionStore:
         self._dirty[record.id] = record
 
     def enqueue(self, messages: Sequence[Message]) -> None:
-        """Check ``messages`` now, store them at :meth:`flush`."""
-        self._driver.validate(messages)
-        self._messages.extend(messages)
+        """Store ``messages`` at :meth:`flush` (checked there, still in the transaction)."""
+        if len(messages):
+            self._chunks.append(messages)
 
     def fail(self, message: Message, error: str) -> None:
         """Insert ``message`` into the failed store now."""
@@ -113,9 +113,13 @@ class TransactionStore:
         else:
             contains = sa.func.locate(sa.literal(needle, sa.LargeBinary), jobs.c.body) > 0
         removed = self._conn.execute(sa.delete(jobs).where(jobs.c.state == WAITING, contains)).rowcount
-        kept = [m for m in self._messages if m.headers.get(WORKFLOW_HEADER) != workflow_id]
-        removed += len(self._messages) - len(kept)
-        self._messages = kept
+        chunks: list[Sequence[Message]] = []
+        for chunk in self._chunks:
+            kept = [m for m in chunk if m.headers.get(WORKFLOW_HEADER) != workflow_id]
+            removed += len(chunk) - len(kept)
+            if kept:
+                chunks.append(kept)
+        self._chunks = chunks
         return int(removed)
 
     def flush(self) -> None:
@@ -130,7 +134,7 @@ class TransactionStore:
                 self._stored.add(record.id)
         self._loaded.update(self._dirty)
         self._dirty.clear()
-        if self._messages:
-            messages, self._messages = self._messages, []
-            self._driver.insert_in(self._conn, messages)
-            self.enqueued += len(messages)
+        chunks, self._chunks = self._chunks, []
+        for chunk in chunks:
+            self._driver.insert_in(self._conn, chunk)
+            self.enqueued += len(chunk)
