@@ -70,9 +70,10 @@ def main() -> None:
         dispatch = statistics.median(r[0] for r in rows)
         drain = statistics.median(r[1] for r in rows)
         print(f"{name:5}  dispatch {dispatch:6.2f} s  drain {drain:6.2f} s  total {dispatch + drain:6.2f} s")
-    plain = statistics.median(sum(r) for r in results["plain"])
-    batch = statistics.median(sum(r) for r in results["batch"])
-    print(f"batch / plain: {batch / plain:.2f}x (median totals, {args.rounds} rounds, {args.jobs} jobs)")
+    ratios = [sum(b) / sum(p) for p, b in zip(results["plain"], results["batch"], strict=True)]
+    listed = ", ".join(f"{r:.2f}" for r in ratios)
+    median = statistics.median(ratios)
+    print(f"batch / plain: {median:.2f}x median of {args.rounds} rounds ({listed}), {args.jobs} jobs")
 
 
 def _calibrate() -> float:
