@@ -14,7 +14,6 @@ On PostgreSQL and on one SQLite file.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -66,7 +65,7 @@ JOBS_MODULE = textwrap.dedent(
 
     @job(name="wf.link", queue="wf")
     def link(payload):
-        time.sleep(0.03)
+        time.sleep(0.01)
         previous = previous_result()
         if payload["i"] > 0 and previous != payload["i"] - 1:
             raise RuntimeError(f"link {payload['i']} got {previous!r} from the previous link")
@@ -149,12 +148,14 @@ class Run:
         return done.stdout.strip()
 
     def status(self, kind: str, workflow_id: str) -> dict[str, object]:
-        code = f"""
-        import json
+        from jobs_core.app import JobsApp
         from jobs_core.workflows import status
-        print(json.dumps(status(app, {workflow_id!r}, {kind!r}).to_dict()))
-        """
-        return dict(json.loads(self.python(code)))
+
+        app = JobsApp(self.url, load_plugins=False)
+        try:
+            return status(app, workflow_id, kind).to_dict()
+        finally:
+            app.close()
 
     def worker(self, *extra: str) -> subprocess.Popen[str]:
         command = [
