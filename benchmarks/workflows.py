@@ -12,6 +12,7 @@ and drain times of each and the ratio batch / plain of their sums::
 from __future__ import annotations
 
 import argparse
+import logging
 import statistics
 import time
 import uuid
@@ -43,7 +44,10 @@ def _round(url: str, total: int, as_batch: bool) -> tuple[float, float]:
         ran = app.work("bench")
         drained = time.perf_counter()
         expected = total + 1 if as_batch else total
-        assert ran == expected, f"ran {ran} jobs, expected {expected}"
+        if ran != expected:
+            late = app.work("bench")
+            found = status(app, batch_id, "batch") if as_batch else None
+            raise AssertionError(f"ran {ran} jobs, expected {expected}; {late} more ran after; {found}")
         if as_batch:
             assert status(app, batch_id, "batch").succeeded == total
         return dispatched - started, drained - dispatched
@@ -55,6 +59,7 @@ def _round(url: str, total: int, as_batch: bool) -> tuple[float, float]:
 
 
 def main() -> None:
+    logging.basicConfig(level=logging.WARNING)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", required=True)
     parser.add_argument("--jobs", type=int, default=20000)

@@ -217,6 +217,9 @@ class WorkerCore:
         self._held: dict[str, Delivery] = {}
         self._released: set[str] = set()
         self._acks: list[Delivery] = []
+        # Held while a batch of acks is sent, so that waiting for the acks in flight
+        # (_flush_acks_now) also waits for one sent by the heartbeat's tick.
+        self._flushing = threading.Lock()
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
         self._ack_thread: threading.Thread | None = None
@@ -310,6 +313,13 @@ class WorkerCore:
                 signal.pthread_kill(main, signal.SIGINT)
 
     def _flush_acks(self) -> None:
+        with self._flushing:
+            events = self._send_acks()
+        for message, result, duration in events:
+            self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
+
+    def _send_acks(self) -> list[tuple[Message, Any, float]]:
+        """Acknowledge the finished jobs; return their processed events (none if it failed)."""
         with self._lock:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
@@ -317,7 +327,7 @@ class WorkerCore:
             for delivery in batch:
                 self._held.pop(delivery.receipt, None)
         if not batch:
-            return
+            return []
         try:
             self.driver.ack_many(batch)
         except Exception as exc:
@@ -327,9 +337,8 @@ class WorkerCore:
                 self._processed_events[:0] = events
                 for delivery in batch:
                     self._held[delivery.receipt] = delivery
-            return
-        for message, result, duration in events:
-            self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
+            return []
+        return events
 
     def _flush_acks_behind(self) -> None:
         """Acknowledge the finished batch on a helper thread while this one reserves the next.
