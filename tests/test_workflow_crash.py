@@ -14,6 +14,7 @@ On PostgreSQL and on one SQLite file.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -28,6 +29,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from jobs_core import JobsApp, job
+from jobs_core.workflows import Batch, Chain, status
 
 POSTGRESQL_URL = os.environ.get(
     "JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -83,6 +86,20 @@ JOBS_MODULE = textwrap.dedent(
 )
 
 
+def _nothing(payload: object) -> None:
+    return None
+
+
+#: The jobs of JOBS_MODULE as this process dispatches them: the same names and
+#: settings (what the messages carry); the workers run the module's.
+STUBS = {
+    "member": job(name="wf.member", queue="wf")(_nothing),
+    "callback": job(name="wf.callback", queue="wf")(_nothing),
+    "link": job(name="wf.link", queue="wf")(_nothing),
+    "flaky": job(name="wf.flaky", queue="wf", max_retries=0)(_nothing),
+}
+
+
 def _jobs_command() -> list[str]:
     exe = shutil.which("jobs")
     return [exe] if exe else [sys.executable, "-m", "jobs_core"]
@@ -133,29 +150,18 @@ class Run:
             "WF_FAIL": str(self.fail_mark),
         }
 
-    def python(self, code: str) -> str:
-        """Run ``code`` (with ``app`` and ``wfjobs`` at hand); return what it printed."""
-        script = f"from jobs_core.app import JobsApp\nimport wfjobs\napp = JobsApp({self.url!r})\n"
-        done = subprocess.run(
-            [sys.executable, "-c", script + textwrap.dedent(code) + "\napp.close()\n"],
-            env=self.env,
-            cwd=self.tmp_path,
-            check=True,
-            timeout=120,
-            capture_output=True,
-            text=True,
-        )
-        return done.stdout.strip()
-
-    def status(self, kind: str, workflow_id: str) -> dict[str, object]:
-        from jobs_core.app import JobsApp
-        from jobs_core.workflows import status
-
+    @contextlib.contextmanager
+    def app(self) -> Iterator[JobsApp]:
+        """An app on the test's backend, in this process (it dispatches; the workers run)."""
         app = JobsApp(self.url, load_plugins=False)
         try:
-            return status(app, workflow_id, kind).to_dict()
+            yield app
         finally:
             app.close()
+
+    def status(self, kind: str, workflow_id: str) -> dict[str, object]:
+        with self.app() as app:
+            return status(app, workflow_id, kind).to_dict()
 
     def worker(self, *extra: str) -> subprocess.Popen[str]:
         command = [
@@ -210,14 +216,10 @@ def _stop(workers: list[subprocess.Popen[str]]) -> None:
 
 def test_a_2000_job_batch_with_a_killed_worker_runs_then_and_finally_once(url: str, tmp_path: Path) -> None:
     run = Run(url, tmp_path)
-    batch_id = run.python(
-        f"""
-        from jobs_core.workflows import Batch
-        steps = [(wfjobs.member, {{"n": n}}) for n in range({BATCH_SIZE})]
-        batch = Batch(app, steps).then(wfjobs.callback, {{"kind": "then"}})
-        print(batch.finally_(wfjobs.callback, {{"kind": "finally"}}).dispatch())
-        """
-    )
+    with run.app() as app:
+        steps = [(STUBS["member"], {"n": n}) for n in range(BATCH_SIZE)]
+        batch = Batch(app, steps).then(STUBS["callback"], {"kind": "then"})
+        batch_id = batch.finally_(STUBS["callback"], {"kind": "finally"}).dispatch()
     workers = [run.worker(), run.worker()]
     victim, survivor = workers
     try:
@@ -252,12 +254,8 @@ def test_a_2000_job_batch_with_a_killed_worker_runs_then_and_finally_once(url: s
 
 def test_a_50_link_chain_with_a_killed_worker_completes_every_link_once(url: str, tmp_path: Path) -> None:
     run = Run(url, tmp_path)
-    chain_id = run.python(
-        f"""
-        from jobs_core.workflows import Chain
-        print(Chain(app, [(wfjobs.link, {{"i": i}}) for i in range({CHAIN_LENGTH})]).dispatch())
-        """
-    )
+    with run.app() as app:
+        chain_id = Chain(app, [(STUBS["link"], {"i": i}) for i in range(CHAIN_LENGTH)]).dispatch()
     workers = [run.worker(), run.worker()]
     try:
         _wait(lambda: len(run.lines()) >= CHAIN_LENGTH // 3, "a third of the chain", 120, workers)
@@ -298,14 +296,10 @@ def test_a_50_link_chain_with_a_killed_worker_completes_every_link_once(url: str
 def test_a_chain_stops_at_its_failed_third_link_and_jobs_retry_finishes_it(url: str, tmp_path: Path) -> None:
     run = Run(url, tmp_path)
     run.fail_mark.write_text("fail")
-    chain_id = run.python(
-        """
-        from jobs_core.workflows import Chain
-        steps = [(wfjobs.link, {"i": 0}), (wfjobs.link, {"i": 1}), (wfjobs.flaky, {"i": 2})]
-        steps += [(wfjobs.link, {"i": 3}), (wfjobs.link, {"i": 4})]
-        print(Chain(app, steps).dispatch())
-        """
-    )
+    link, flaky = STUBS["link"], STUBS["flaky"]
+    steps = [(link, {"i": 0}), (link, {"i": 1}), (flaky, {"i": 2}), (link, {"i": 3}), (link, {"i": 4})]
+    with run.app() as app:
+        chain_id = Chain(app, steps).dispatch()
     first = run.worker("--stop-when-empty")
     assert first.wait(timeout=120) == 0
     assert [t for _, t in run.lines()] == ["link 0", "link 1"]
