@@ -246,6 +246,41 @@ def test_completions_from_many_threads_fire_each_callback_once(
     assert callbacks_fired(drivers[0], callbacks) == ["finally", "then"]
 
 
+def _ack_together(
+    driver: Driver, delivery: Delivery, barrier: threading.Barrier, errors: list[BaseException]
+) -> None:
+    try:
+        barrier.wait(timeout=30)
+        driver.ack(delivery)
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+def test_the_last_two_jobs_finished_at_the_same_moment_fire_each_callback_once(
+    jobs_driver_factory: DriverFactory, jobs_queue_factory: QueueFactory
+) -> None:
+    first, second = jobs_driver_factory(), jobs_driver_factory()
+    for _ in range(5):
+        queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
+        batch_id = make_batch(first, queue, 2, callbacks)
+        mine = reserve_one(first, queue)
+        theirs = reserve_one(second, queue)
+        barrier = threading.Barrier(2)
+        errors: list[BaseException] = []
+        threads = [
+            threading.Thread(target=_ack_together, args=(first, mine, barrier, errors)),
+            threading.Thread(target=_ack_together, args=(second, theirs, barrier, errors)),
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+        assert not errors, errors
+        record = record_of(first, batch_id)
+        assert (record.succeeded, record.pending, record.status) == (2, 0, ws.SUCCEEDED)
+        assert callbacks_fired(first, callbacks) == ["finally", "then"]
+
+
 _CHILD = """
 import sys, time
 from jobs_core.testing.plugin import driver_class
