@@ -177,7 +177,10 @@ def create(store: WorkflowStore, record: WorkflowRecord, messages: Sequence[Mess
     deps = [store.load(dep) for dep in record.state.get("after", [])]
     for dep_id, dep in zip(record.state.get("after", []), deps, strict=True):
         if dep is None:
-            raise WorkflowNotFound(f"no workflow or tracked job with id {dep_id!r} to wait for")
+            raise WorkflowNotFound(
+                f"no batch, chain or tracked job with id {dep_id!r} to wait for (a single job can be "
+                "waited for when it was itself dispatched with after=, an empty list if it waits for nothing)"
+            )
     for dep in deps:
         assert dep is not None
         outcome = dep.state.get("outcome")
