@@ -145,8 +145,8 @@ class WorkflowStore(Protocol):
     def fail(self, message: Message, error: str) -> None:
         """Put ``message`` straight into the failed store with ``error`` (it never ran)."""
 
-    def remove_waiting(self, workflow_id: str) -> int:
-        """Delete the stored, unreserved jobs of workflow ``workflow_id``; return how many.
+    def remove_waiting(self, workflow_id: str) -> list[str]:
+        """Delete the stored, unreserved jobs of workflow ``workflow_id``; return their ids.
 
         A job is the workflow's if its :data:`WORKFLOW_HEADER` is ``workflow_id``.
         """
@@ -227,7 +227,12 @@ def cancel(store: WorkflowStore, workflow_id: str) -> bool:
     if record.finished or record.status == CANCELLED:
         return False
     record.status = CANCELLED
-    record.cancelled += store.remove_waiting(workflow_id)
+    failed_ids: list[str] = record.state.setdefault("failed_ids", [])
+    for job_id in store.remove_waiting(workflow_id):
+        if job_id in failed_ids:  # failed, retried from the failed store, waiting again
+            failed_ids.remove(job_id)
+            record.failed -= 1
+        record.cancelled += 1
     _batch_maybe_finished(store, record)
     store.save(record)
     return True

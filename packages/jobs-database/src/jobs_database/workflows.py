@@ -98,8 +98,8 @@ class TransactionStore:
         """Insert ``message`` into the failed store now."""
         self._driver.insert_failed(self._conn, message, error)
 
-    def remove_waiting(self, workflow_id: str) -> int:
-        """Delete the waiting jobs whose header names ``workflow_id``; return how many."""
+    def remove_waiting(self, workflow_id: str) -> list[str]:
+        """Delete the waiting jobs whose header names ``workflow_id``; return their ids."""
         jobs = self._driver.tables.jobs
         needle = f'"{WORKFLOW_HEADER}":"{workflow_id}"'.encode()
         backend = self._driver.backend
@@ -112,15 +112,27 @@ class TransactionStore:
             contains = sa.func.instr(jobs.c.body, sa.literal(needle, sa.LargeBinary)) > 0
         else:
             contains = sa.func.locate(sa.literal(needle, sa.LargeBinary), jobs.c.body) > 0
-        removed = self._conn.execute(sa.delete(jobs).where(jobs.c.state == WAITING, contains)).rowcount
+        select = sa.select(jobs.c.seq, jobs.c.id).where(jobs.c.state == WAITING, contains)
+        if backend != "sqlite":
+            select = select.with_for_update()
+        rows = self._conn.execute(select).all()
+        removed = [str(row.id) for row in rows]
+        seqs = [int(row.seq) for row in rows]
+        for start in range(0, len(seqs), 1000):
+            chunk = seqs[start : start + 1000]
+            self._conn.execute(sa.delete(jobs).where(jobs.c.seq.in_(chunk), jobs.c.state == WAITING))
         chunks: list[Sequence[Message]] = []
-        for chunk in self._chunks:
-            kept = [m for m in chunk if m.headers.get(WORKFLOW_HEADER) != workflow_id]
-            removed += len(chunk) - len(kept)
+        for chunk_messages in self._chunks:
+            kept = []
+            for message in chunk_messages:
+                if message.headers.get(WORKFLOW_HEADER) == workflow_id:
+                    removed.append(message.id)
+                else:
+                    kept.append(message)
             if kept:
                 chunks.append(kept)
         self._chunks = chunks
-        return int(removed)
+        return removed
 
     def flush(self) -> None:
         """Write the changed records and store the jobs kept (still in the transaction)."""

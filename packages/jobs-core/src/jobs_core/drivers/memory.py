@@ -619,10 +619,10 @@ class _Transaction:
         """Put ``message`` in the failed store at the commit."""
         self._failed.append((message, error))
 
-    def remove_waiting(self, workflow_id: str) -> int:
-        """Mark the waiting jobs of ``workflow_id`` for removal; return how many."""
+    def remove_waiting(self, workflow_id: str) -> list[str]:
+        """Mark the waiting jobs of ``workflow_id`` for removal; return their ids."""
         store = self._driver._store
-        count = 0
+        removed = []
         for rec in store.records.values():
             if rec.state != WAITING or rec.id in self._removed:
                 continue
@@ -632,10 +632,10 @@ class _Transaction:
                 continue
             if headers.get(WORKFLOW_HEADER) == workflow_id:
                 self._removed.add(rec.id)
-                count += 1
-        count += sum(1 for m, _ in self._enqueued if m.headers.get(WORKFLOW_HEADER) == workflow_id)
+                removed.append(rec.id)
+        removed += [m.id for m, _ in self._enqueued if m.headers.get(WORKFLOW_HEADER) == workflow_id]
         self._enqueued = [(m, b) for m, b in self._enqueued if m.headers.get(WORKFLOW_HEADER) != workflow_id]
-        return count
+        return removed
 
     def commit(self) -> None:
         """Apply every change kept (the caller holds the store's lock)."""

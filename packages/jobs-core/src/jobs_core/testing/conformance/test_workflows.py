@@ -370,6 +370,24 @@ def test_cancel_removes_the_waiting_jobs_and_running_ones_finish(
     assert callbacks_fired(jobs_driver, callbacks) == ["finally"]
 
 
+@pytest.mark.jobs_requires(Capability.RETRY_FAILED)
+def test_cancelling_a_failed_job_waiting_for_its_retry_counts_it_cancelled_not_failed(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
+    batch_id = make_batch(jobs_driver, queue, 2, callbacks, allow_failures=True)
+    failing, running = reserve_until(jobs_driver, [queue], 2)
+    jobs_driver.fail(failing, "ValueError: boom")
+    assert jobs_driver.retry_failed(failing.id)
+    with jobs_driver.workflow_transaction() as store:
+        assert ws.cancel(store, batch_id)
+    jobs_driver.ack(running)
+    record = record_of(jobs_driver, batch_id)
+    assert (record.succeeded, record.failed, record.cancelled, record.pending) == (1, 0, 1, 0)
+    assert record.failed_ids == []
+    assert callbacks_fired(jobs_driver, callbacks) == ["finally"]
+
+
 def test_jobs_added_to_a_running_batch_are_counted_before_it_can_end(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
