@@ -242,3 +242,27 @@ def test_the_cli_lists_batches_and_shows_one_with_a_progress_bar() -> None:
         assert "no batch with id 'no-such-batch'" in missing.output
     finally:
         app.close()
+
+
+@job(name="wf.async_add")
+async def async_add(payload: dict[str, int]) -> int:
+    total = int(previous_result(0)) + payload["n"]
+    ran.append(("async_add", total))
+    return total
+
+
+@job(name="wf.async_unjson", max_retries=0)
+async def async_unjson(payload: Any) -> object:
+    return {1, 2}
+
+
+def test_async_links_on_a_pooled_worker_pass_their_results_on(app: JobsApp) -> None:
+    chain_id = Jobs.chain([(async_add, {"n": 1}), (async_add, {"n": 2}), (add, {"n": 3})]).dispatch()
+    bad_id = Jobs.chain([async_unjson, (note, "never")]).dispatch()
+    app.worker("default", concurrency=4, stop_when_empty=True, install_signal_handlers=False).run()
+    sums = [r for r in ran if r[0] in ("async_add", "add")]
+    assert sums == [("async_add", 1), ("async_add", 3), ("add", 6)]
+    assert Jobs.chain_status(chain_id).status == "succeeded"
+    assert Jobs.chain_status(bad_id).status == "failed"
+    assert ("note", "never") not in ran
+    assert "cannot be passed to the next link" in app.failed_jobs()[0].error

@@ -471,18 +471,26 @@ class WorkerCore:
             leave_job(entered)
         self._success(delivery, result, time.perf_counter() - started)
 
-    def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
+    @staticmethod
+    def _with_result(delivery: Delivery, result: Any) -> Delivery | WorkflowError:
+        """The delivery to acknowledge, carrying ``result`` if its message asks for it
+        (a chain link); the error to fail it with if JSON cannot hold ``result``.
+        """
         headers = delivery.message.headers
-        if headers and result is not None and WANTS_RESULT_HEADER in headers:
-            try:
-                check_json(result, "$.result")
-            except SerializationError as exc:
-                self._failure(
-                    delivery,
-                    WorkflowError(f"the job's return value cannot be passed to the next link: {exc}"),
-                )
-                return
-            delivery = dataclasses.replace(delivery, result=result)
+        if not headers or result is None or WANTS_RESULT_HEADER not in headers:
+            return delivery
+        try:
+            check_json(result, "$.result")
+        except SerializationError as exc:
+            return WorkflowError(f"the job's return value cannot be passed to the next link: {exc}")
+        return dataclasses.replace(delivery, result=result)
+
+    def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
+        checked = self._with_result(delivery, result)
+        if isinstance(checked, WorkflowError):
+            self._failure(delivery, checked)
+            return
+        delivery = checked
         with self._lock:
             if delivery.receipt in self._released:
                 return

@@ -382,6 +382,11 @@ class PooledWorker(WorkerCore):
             except BaseException as exc:
                 await asyncio.get_running_loop().run_in_executor(None, self._failure, delivery, exc)
                 return
+            checked = self._with_result(delivery, result)
+            if not isinstance(checked, Delivery):  # a chain link's result JSON cannot hold
+                await asyncio.get_running_loop().run_in_executor(None, self._failure, delivery, checked)
+                return
+            delivery = checked
             outcome = (result, time.perf_counter() - started)
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)
