@@ -199,6 +199,7 @@ class JobsApp(AppScheduling, AppInspection):
         delay: float | None = None,
         *,
         transaction: Any = None,
+        after: Sequence[str] | None = None,
     ) -> str | None:
         """Queue one job; return its id (``None`` if dropped as a unique duplicate).
 
@@ -206,10 +207,18 @@ class JobsApp(AppScheduling, AppInspection):
         function or a registered name. A payload JSON cannot hold raises
         :class:`~jobs_core.errors.PayloadNotJSON` here, not in the worker.
         With ``transaction``, the job is stored inside the caller's open
-        transaction (drivers with ``TRANSACTIONAL_ENQUEUE``).
+        transaction (drivers with ``TRANSACTIONAL_ENQUEUE``). With ``after``
+        (batch, chain or job ids; drivers with ``WORKFLOWS``), the job is
+        enqueued once those succeeded (see :mod:`jobs_core.workflows`).
         """
         _refuse_async_transaction(transaction, "dispatch")
         message = self.message_for(job, payload, queue, delay)
+        if after is not None:
+            if transaction is not None:
+                raise ConfigurationError("dispatch() takes transaction= or after=, not both")
+            from jobs_core.workflows import dispatch_after
+
+            return dispatch_after(self, message, after)
         return self.queue.enqueue([message], transaction=transaction)[0]
 
     def dispatch_later(

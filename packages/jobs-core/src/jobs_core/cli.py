@@ -1,7 +1,7 @@
 """The ``jobs`` command line (also ``python -m jobs_core``).
 
 Commands: ``worker``, ``scheduler``, ``schedules``, ``stats``, ``failed``,
-``retry``, ``purge``, ``prune`` and ``drivers``. Each but ``drivers`` needs
+``retry``, ``purge``, ``prune``, ``batches``, ``batch`` and ``drivers``. Each but ``drivers`` needs
 ``--url`` or ``$JOBS_URL`` (``memory://`` only when given); reporting
 commands print tables for people and JSON with ``--json``. A user error
 (bad URL, unknown driver or queue, no URL) prints one line to stderr and
@@ -31,6 +31,7 @@ from jobs_core.cli_output import emit_json, json_option, print_table, require_ur
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
 from jobs_core.cli_status import cancel, result, status
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
+from jobs_core.cli_workflows import batch, batches
 from jobs_core.driver import Capability
 from jobs_core.errors import (
     ConfigurationError,
@@ -246,6 +247,8 @@ cli.add_command(schedules)
 cli.add_command(status)
 cli.add_command(result)
 cli.add_command(cancel)
+cli.add_command(batches)
+cli.add_command(batch)
 
 
 # -- reporting --------------------------------------------------------------

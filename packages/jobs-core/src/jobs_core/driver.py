@@ -33,10 +33,11 @@ declared (what it receives, returns and raises, and when it is called).
 from __future__ import annotations
 
 import abc
+import contextlib
 import enum
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from jobs_core import options
 from jobs_core.distributions import distribution_version
@@ -51,6 +52,9 @@ from jobs_core.message import (
     validate_queue_name,
 )
 from jobs_core.status import DEFAULT_RESULTS_TTL, JobStatus, Progress
+
+if TYPE_CHECKING:
+    from jobs_core.workflow_state import WorkflowRecord, WorkflowStore
 
 
 class Capability(str, enum.Enum):
@@ -107,6 +111,11 @@ class Capability(str, enum.Enum):
     #: ``cancel`` removes a waiting job or asks a running job's worker to stop
     #: it (``cancel_requested``, ``ack_cancelled``).
     CANCEL = "cancel"
+    #: Chains, batches and dependencies: ``workflow_transaction``,
+    #: ``workflow``, ``workflows``, and ``ack``/``fail`` that count a finished
+    #: workflow job in the transaction that removes it (see
+    #: :mod:`jobs_core.workflow_state`).
+    WORKFLOWS = "workflows"
 
 
 def _check_key(key: object, concurrency: object) -> None:
@@ -604,6 +613,48 @@ class Driver(abc.ABC):
         .. versionadded:: 0.2
         """
         raise UnsupportedOperation(self.name, Capability.CANCEL.value, "finishing cancelled jobs")
+
+    # -- workflows (optional) -------------------------------------------------
+
+    def workflow_transaction(self) -> contextlib.AbstractContextManager[WorkflowStore]:
+        """A transaction over workflow records, jobs and the failed store (``WORKFLOWS``).
+
+        Called by the workflow layer (:mod:`jobs_core.workflows`) to create a
+        batch, chain or dependent job, to add jobs to a batch and to cancel
+        one: it passes the yielded
+        :class:`~jobs_core.workflow_state.WorkflowStore` to the functions of
+        :mod:`jobs_core.workflow_state`. Everything written through the store
+        is committed together when the block ends, or not at all if it
+        raises (the exception propagates). ``load`` locks the record it reads
+        until the end, so that two transactions changing one record run one
+        after the other. Messages enqueued through the store are checked as
+        :meth:`enqueue` checks them.
+
+        A driver declaring ``WORKFLOWS`` also counts finished workflow jobs:
+        its ``ack``, ``ack_many`` and ``fail``, for a delivery whose message
+        carries :data:`~jobs_core.workflow_state.WORKFLOW_HEADER`, call
+        :func:`jobs_core.workflow_state.job_finished` with such a store in the
+        same transaction that removes the job (with
+        :attr:`Delivery.result <jobs_core.message.Delivery.result>` on
+        success), and only if they removed it. ``retry`` and ``release`` count
+        nothing; ``retry_failed`` keeps the message's headers.
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKFLOWS.value)
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The record of workflow ``workflow_id`` as last committed, or ``None`` (``WORKFLOWS``).
+
+        Called by ``Jobs.batch_status``, ``Jobs.chain_status`` and ``jobs batch ID``;
+        reads without locking.
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKFLOWS.value)
+
+    def workflows(self, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkflowRecord]:
+        """Stored workflow records of ``kind`` (every kind if ``None``), newest first (``WORKFLOWS``).
+
+        Called by ``jobs batches``. ``limit`` and ``offset`` page through them.
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKFLOWS.value)
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -247,3 +247,16 @@ class JobFailed(JobsError):
 
 class ResultTimeout(JobsError, TimeoutError):
     """``Jobs.result`` waited its ``timeout`` and the job had not finished."""
+
+
+class WorkflowError(ConfigurationError):
+    """A chain, batch or dependency is not valid (no steps, a cycle, an unknown
+    job, a non-JSON result for the next link), or the operation does not apply
+    to the workflow in its current state (adding jobs to a finished batch).
+
+    Raised before anything is stored.
+    """
+
+
+class WorkflowNotFound(WorkflowError):
+    """No workflow (batch, chain or tracked job) has the given id."""

@@ -22,11 +22,13 @@ import threading
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from jobs_core import workflows
 from jobs_core.app import JobsApp
 from jobs_core.events import Callback
 from jobs_core.job import Job, JobFunction, JobLike
 from jobs_core.message import FailedJob
 from jobs_core.schedule_data import Schedule
+from jobs_core.workflows import Batch, Chain, Step, WorkflowStatus
 
 _lock = threading.Lock()
 _default: list[JobsApp] = []
@@ -91,13 +93,15 @@ class Jobs:
         delay: float | None = None,
         *,
         transaction: Any = None,
+        after: Sequence[str] | None = None,
     ) -> str | None:
         """Queue ``job`` with ``payload``; return the job id (``None`` for a unique duplicate).
 
         ``queue`` and ``delay`` override the job's settings, including the
-        fluent overrides of a job instance.
+        fluent overrides of a job instance. ``after`` lists batch, chain or job
+        ids the job waits for (see :mod:`jobs_core.workflows`).
         """
-        return Jobs.app().dispatch(job, payload, queue, delay, transaction=transaction)
+        return Jobs.app().dispatch(job, payload, queue, delay, transaction=transaction, after=after)
 
     @staticmethod
     def dispatch_later(
@@ -210,6 +214,37 @@ class Jobs:
     astatus = staticmethod(on_default_app(JobsApp.astatus))
     aresult = staticmethod(on_default_app(JobsApp.aresult))
     acancel = staticmethod(on_default_app(JobsApp.acancel))
+    # -- workflows (jobs_core.workflows) --------------------------------------
+
+    @staticmethod
+    def chain(steps: Sequence[Step]) -> Chain:
+        """A chain of ``steps`` (jobs or ``(job, payload)`` pairs); ``.dispatch()`` stores it."""
+        return Chain(Jobs.app(), steps)
+
+    @staticmethod
+    def batch(steps: Sequence[Step]) -> Batch:
+        """A batch of ``steps``; add ``.then``/``.catch``/``.finally_``, then ``.dispatch()``."""
+        return Batch(Jobs.app(), steps)
+
+    @staticmethod
+    def batch_status(batch_id: str) -> WorkflowStatus:
+        """Counts and outcome of batch ``batch_id``."""
+        return workflows.status(Jobs.app(), batch_id, "batch")
+
+    @staticmethod
+    def chain_status(chain_id: str) -> WorkflowStatus:
+        """Position, counts and outcome of chain ``chain_id``."""
+        return workflows.status(Jobs.app(), chain_id, "chain")
+
+    @staticmethod
+    def cancel_batch(batch_id: str) -> bool:
+        """Cancel batch ``batch_id``: its waiting jobs are not run; ``False`` if it had ended."""
+        return workflows.cancel_batch(Jobs.app(), batch_id)
+
+    @staticmethod
+    def add_to_batch(steps: Sequence[Step], batch_id: str | None = None) -> list[str]:
+        """Add ``steps`` to a running batch (inside its jobs, ``batch_id`` may be left out)."""
+        return workflows.add_to_batch(Jobs.app(), steps, batch_id)
 
 
 def set_default_app(app: JobsApp | None) -> JobsApp | None:

@@ -512,6 +512,9 @@ class Delivery:
     receipt: str
     lease_expires_at: float
     handle: Any = None
+    #: The job's return value, set by the worker on a delivery it acknowledges
+    #: when the message asks for it (a chain link, ``WORKFLOWS``); else ``None``.
+    result: Any = None
 
     @property
     def id(self) -> str:

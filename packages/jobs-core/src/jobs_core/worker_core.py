@@ -12,6 +12,7 @@ share one lock and one set of counters.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import logging
 import signal
 import threading
@@ -31,6 +32,7 @@ from jobs_core.errors import (
     Retry,
     SerializationError,
     SkipJob,
+    WorkflowError,
 )
 from jobs_core.events import EventEmitter
 from jobs_core.executor import Executor, describe_error, is_async_job
@@ -39,8 +41,9 @@ from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
-from jobs_core.serializer import dumps
+from jobs_core.serializer import check_json, dumps
 from jobs_core.tracking import RunTracker
+from jobs_core.workflow_state import WANTS_RESULT_HEADER
 
 log = logging.getLogger("jobs_core.worker")
 
@@ -221,6 +224,9 @@ class WorkerCore:
         #: Progress reports and cancellations (drivers with ``PROGRESS`` or ``CANCEL``).
         self._tracker = RunTracker(self.driver, stop=self.executor.cancel_job)
         self._tracking = self._tracker.active
+        # Held while a batch of acks is sent, so that waiting for the acks in flight
+        # (_flush_acks_now) also waits for one sent by the heartbeat's tick.
+        self._flushing = threading.Lock()
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
         self._ack_thread: threading.Thread | None = None
@@ -323,6 +329,13 @@ class WorkerCore:
                 signal.pthread_kill(main, signal.SIGINT)
 
     def _flush_acks(self) -> None:
+        with self._flushing:
+            events = self._send_acks()
+        for message, result, duration in events:
+            self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
+
+    def _send_acks(self) -> list[tuple[Message, Any, float]]:
+        """Acknowledge the finished jobs; return their processed events (none if it failed)."""
         with self._lock:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
@@ -331,7 +344,7 @@ class WorkerCore:
             for delivery in batch:
                 self._held.pop(delivery.receipt, None)
         if not batch:
-            return
+            return []
         try:
             if results is None:
                 self.driver.ack_many(batch)
@@ -346,9 +359,8 @@ class WorkerCore:
                 self._processed_events[:0] = events
                 for delivery in batch:
                     self._held[delivery.receipt] = delivery
-            return
-        for message, result, duration in events:
-            self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
+            return []
+        return events
 
     def _flush_acks_behind(self) -> None:
         """Acknowledge the finished batch on a helper thread while this one reserves the next.
@@ -420,8 +432,11 @@ class WorkerCore:
         Nothing is due only once the driver sees every message stored so far
         (:meth:`~jobs_core.driver.Driver.settled`: a broker's consumer group
         may still be joining, or fetching) and a reserve of ``empty_wait``
-        seconds still finds nothing.
+        seconds still finds nothing. Finished jobs are acknowledged first:
+        an acknowledgement may store more work (the next link of a chain, a
+        batch's callback).
         """
+        self._flush_acks_now()
         while not self._stopping:
             settled = self.driver.settled(self.queues, SETTLE_STEP)
             wait = self.empty_wait if settled else 0.0
@@ -487,10 +502,29 @@ class WorkerCore:
                 self._tracker.finish(message.id)
         self._success(delivery, result, time.perf_counter() - started)
 
+    @staticmethod
+    def _with_result(delivery: Delivery, result: Any) -> Delivery | WorkflowError:
+        """The delivery to acknowledge, carrying ``result`` if its message asks for it
+        (a chain link); the error to fail it with if JSON cannot hold ``result``.
+        """
+        headers = delivery.message.headers
+        if not headers or result is None or WANTS_RESULT_HEADER not in headers:
+            return delivery
+        try:
+            check_json(result, "$.result")
+        except SerializationError as exc:
+            return WorkflowError(f"the job's return value cannot be passed to the next link: {exc}")
+        return dataclasses.replace(delivery, result=result)
+
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
         if self._tracking and delivery.id in self._tracker.cancelled:
             self._finish_cancelled(delivery)
             return
+        checked = self._with_result(delivery, result)
+        if isinstance(checked, WorkflowError):
+            self._failure(delivery, checked)
+            return
+        delivery = checked
         with self._lock:
             if delivery.receipt in self._released:
                 return

@@ -400,6 +400,11 @@ class PooledWorker(WorkerCore):
             if self._tracking and message.id in self._tracker.cancelled:
                 await loop.run_in_executor(None, self._finish_cancelled, delivery)
             else:
+                checked = self._with_result(delivery, result)
+                if not isinstance(checked, Delivery):  # a chain link's result JSON cannot hold
+                    await loop.run_in_executor(None, self._failure, delivery, checked)
+                    return
+                delivery = checked
                 outcome = (result, time.perf_counter() - started)
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from jobs_core import Capability, Delivery, Driver, Message
 from jobs_core.errors import BackendError, ConfigurationError, JobsError, MalformedMessage
 from jobs_core.message import MessageBatch, new_id, validate_queue_name
+from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_finished
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
@@ -35,6 +36,7 @@ from jobs_database.wakeup import (
     mysql_slot_names,
     shared_waker,
 )
+from jobs_database.workflows import TransactionStore, to_record
 
 T = TypeVar("T")
 
@@ -70,6 +72,7 @@ _ALL = frozenset(
         Capability.STATUS,
         Capability.PROGRESS,
         Capability.CANCEL,
+        Capability.WORKFLOWS,
     }
 )
 
@@ -125,6 +128,8 @@ class DatabaseDriver(StatusOperations, AdminOperations, Driver):
             caps.discard(Capability.TRANSACTIONAL_ENQUEUE)
         self.capabilities = frozenset(caps)  # type: ignore[misc]
         self.tables: Tables = build_tables(settings.table_prefix)
+        #: The ``workflows`` table (``WORKFLOWS``, schema version 8).
+        self.workflows_table = schema.workflow_table(self.tables.metadata, settings.table_prefix)
         self.engine = create_engine(settings)
         self._claimer = Claimer(self.backend, self.tables)
         self._bulk = BulkInsert(self.backend, self.tables)
@@ -708,9 +713,19 @@ class DatabaseDriver(StatusOperations, AdminOperations, Driver):
         self.ack_many([delivery])
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
-        """Ack a batch: one ``DELETE`` and one completed-count row per queue."""
+        """Ack a batch: one ``DELETE`` and one completed-count row per queue.
+
+        Jobs of a workflow are deleted one by one in a second transaction
+        that also counts them in their workflow records (``WORKFLOWS``).
+        """
         if not deliveries:
             return
+        if any(WORKFLOW_HEADER in d.message.headers for d in deliveries):
+            flows = [d for d in deliveries if WORKFLOW_HEADER in d.message.headers]
+            self._ack_workflow_jobs(flows)
+            deliveries = [d for d in deliveries if WORKFLOW_HEADER not in d.message.headers]
+            if not deliveries:
+                return
         by_queue: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
             by_queue[delivery.handle[1]].append(delivery)
@@ -729,6 +744,218 @@ class DatabaseDriver(StatusOperations, AdminOperations, Driver):
         for delivery in missed:
             # Moved since the claim (a lease extension), or the lease was lost.
             self._run("ack", self._ack_moved(delivery), autocommit=True, relaxed=True)
+
+    def _ack_workflow_jobs(
+        self, deliveries: Sequence[Delivery], results: dict[str, str | None] | None = None
+    ) -> None:
+        """Delete each job still leased under its receipt and count it in its workflow, in one transaction.
+
+        With ``results`` (receipt to JSON text, ``STATUS``), each deleted job's
+        result is kept in the same transaction.
+        """
+        # One lock order for every transaction: records by id.
+        ordered = sorted(deliveries, key=lambda d: d.message.headers[WORKFLOW_HEADER])
+        store_of: list[TransactionStore] = []
+
+        def ack(conn: sa.Connection) -> None:
+            now = time.time()
+            store = TransactionStore(self, conn)
+            store_of[:] = [store]
+            fast = self._count_batch_successes(conn, ordered, now)
+            if fast is None:
+                if self.backend == "postgresql":
+                    # As for plain acks: a commit lost in a server crash loses the
+                    # count and its follow-ups with the ack, and the jobs run again.
+                    conn.execute(sa.text("SET LOCAL synchronous_commit TO OFF"))
+                finished = self._delete_owned(conn, ordered, now)
+                removed = list(finished)
+            else:
+                counted, deleted = fast
+                rest = [d for d in ordered if d.receipt not in deleted]
+                finished = [] if counted else [d for d in ordered if d.receipt in deleted]
+                removed = [d for d in ordered if d.receipt in deleted]
+                if finished:
+                    queue = finished[0].handle[1]
+                    completed = self.tables.completed
+                    conn.execute(
+                        sa.insert(completed).values(queue=queue, finished_at=now, count=len(finished))
+                    )
+                if rest:
+                    more = self._delete_owned(conn, rest, now)
+                    finished += more
+                    removed += more
+            if results is not None:
+                self._keep_results(conn, removed, results, now)
+            for delivery in finished:
+                job_finished(store, delivery.message, True, delivery.result)
+            store.flush()
+
+        self._run("ack", ack, after_commit=self._after_workflow(store_of))
+        if store_of and store_of[0].enqueued:
+            self._waker.notify()
+
+    def _count_batch_successes(
+        self, conn: sa.Connection, deliveries: Sequence[Delivery], now: float
+    ) -> tuple[bool, set[str]] | None:
+        """PostgreSQL, the jobs of one batch on one queue: delete them by their
+        addresses as claimed and, when that is all their completion does, count
+        them succeeded, in one statement.
+
+        Counting is all when the batch is running, has no failed job, and keeps
+        jobs pending after these (nothing fires, nothing else changes). Returns
+        whether they were counted, and the receipts of the deliveries whose rows
+        were deleted (the others moved since their claim, and are left to the
+        caller, as are the deleted ones when they were not counted; their
+        completed count too). ``None`` when the deliveries are not all of one
+        batch and one queue (nothing was done).
+        """
+        if self.backend != "postgresql" or not deliveries:
+            return None
+        first = deliveries[0]
+        workflow_id, queue = first.message.headers[WORKFLOW_HEADER], first.handle[1]
+        if any(d.handle[1] != queue or d.message.headers[WORKFLOW_HEADER] != workflow_id for d in deliveries):
+            return None
+        jobs, completed = self.tables.jobs.name, self.tables.completed.name
+        flows = self.workflows_table.name
+        # The UPDATE takes the batch's row lock (and re-reads the row after a
+        # wait) before its condition is decided. As for plain acks, the commit
+        # does not wait for the disk (set_config: local to the transaction).
+        statement = sa.text(
+            f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(CAST(:ctids AS tid[])) "
+            "AND receipt = ANY(CAST(:receipts AS varchar[])) RETURNING seq), "
+            f"u AS (UPDATE {flows} SET succeeded = succeeded + (SELECT count(*) FROM d) "
+            "WHERE id = :wid AND kind = 'batch' AND status = 'running' AND failed = 0 "
+            "AND total - succeeded - cancelled > (SELECT count(*) FROM d) RETURNING 1), "
+            f"c AS (INSERT INTO {completed} (queue, finished_at, count) "
+            "SELECT :queue, :now, count(*) FROM d WHERE EXISTS (SELECT 1 FROM u) HAVING count(*) > 0) "
+            "SELECT d.seq, (SELECT count(*) FROM u), "
+            "(SELECT set_config('synchronous_commit', 'off', true)) FROM d"
+        )
+        params = {
+            "ctids": "{" + ",".join(f'"{d.handle[4]}"' for d in deliveries) + "}",
+            "receipts": "{" + ",".join(d.receipt for d in deliveries) + "}",
+            "wid": workflow_id,
+            "queue": queue,
+            "now": now,
+        }
+        rows = conn.execute(statement, params).all()
+        counted = bool(rows) and bool(rows[0][1])
+        deleted = {int(row[0]) for row in rows}
+        return counted, {d.receipt for d in deliveries if int(d.handle[0]) in deleted}
+
+    def _delete_owned(
+        self, conn: sa.Connection, deliveries: Sequence[Delivery], now: float
+    ) -> list[Delivery]:
+        """Delete the rows still leased under the receipts of ``deliveries``, count them
+        completed, and return the deliveries whose rows were deleted (in their order).
+        """
+        jobs, completed = self.tables.jobs, self.tables.completed
+        by_queue: dict[str, list[Delivery]] = defaultdict(list)
+        for delivery in deliveries:
+            by_queue[delivery.handle[1]].append(delivery)
+        deleted: set[str] = set()
+        one = sa.delete(jobs).where(*self._owned)
+        for queue, group in by_queue.items():
+            count = 0
+            if self.backend == "postgresql":
+                # By the rows' addresses as claimed (one statement, counted there);
+                # a row moved since is found by its claim-index key.
+                handles = [d.handle for d in group]
+                missing = set(self._acker.ack(conn, queue, handles, [d.receipt for d in group], now))
+                deleted.update(d.receipt for i, d in enumerate(group) if i not in missing)
+                rest = [group[i] for i in sorted(missing)]
+            elif conn.dialect.delete_returning:
+                stmt = (
+                    sa.delete(jobs)
+                    .where(
+                        jobs.c.seq.in_([d.handle[0] for d in group]),
+                        jobs.c.receipt.in_([d.receipt for d in group]),
+                    )
+                    .returning(jobs.c.seq)
+                )
+                gone = {int(row[0]) for row in conn.execute(stmt)}
+                found = [d for d in group if int(d.handle[0]) in gone]
+                deleted.update(d.receipt for d in found)
+                count = len(found)
+                rest = []
+            else:
+                rest = group
+            for delivery in rest:
+                if conn.execute(one, self._owned_params(delivery)).rowcount:
+                    deleted.add(delivery.receipt)
+                    count += 1
+            if count:
+                conn.execute(sa.insert(completed).values(queue=queue, finished_at=now, count=count))
+        return [d for d in deliveries if d.receipt in deleted]
+
+    def _after_workflow(self, store_of: list[TransactionStore]) -> Callable[[sa.Connection], None] | None:
+        """MySQL: ring the waiting workers once a workflow transaction that stored jobs committed."""
+        if self._bell is None:
+            return None
+
+        def ring(conn: sa.Connection) -> None:
+            if store_of and store_of[0].enqueued:
+                self._ring(conn)
+
+        return ring
+
+    def insert_in(self, conn: sa.Connection, messages: Sequence[Message]) -> None:
+        """Store ``messages`` in the open transaction of ``conn`` (checked first)."""
+        if self.backend == "postgresql" and len(messages) > SMALL_BATCH:
+            self._stream(conn, messages)
+        else:
+            self._insert(conn, messages, self.validate(messages))
+
+    def insert_failed(self, conn: sa.Connection, message: Message, error: str) -> None:
+        """Put ``message`` into the failed store in the open transaction of ``conn``."""
+        failed = self.tables.failed
+        conn.execute(sa.delete(failed).where(failed.c.id == message.id))
+        conn.execute(
+            sa.insert(failed).values(
+                id=message.id,
+                queue=message.queue,
+                name=message.name[:255],
+                attempts=message.attempts,
+                error=error,
+                failed_at=time.time(),
+                malformed=False,
+                body=message.encode(),
+            )
+        )
+
+    @contextlib.contextmanager
+    def workflow_transaction(self) -> Iterator[TransactionStore]:
+        """One database transaction; the records and jobs written through the store commit together."""
+        self.check_open()
+        self._ensure_schema()
+        store_of: list[TransactionStore] = []
+        try:
+            with self._begin(self._after_workflow(store_of)) as conn:
+                store = TransactionStore(self, conn)
+                store_of.append(store)
+                yield store
+                store.flush()
+        except sa.exc.SQLAlchemyError as exc:
+            raise translate(exc, self.settings, "workflow") from exc
+        if store.enqueued:
+            self._waker.notify()
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The committed record of ``workflow_id``, or ``None``."""
+        table = self.workflows_table
+        row = self._run(
+            "workflow", lambda conn: conn.execute(sa.select(table).where(table.c.id == workflow_id)).first()
+        )
+        return None if row is None else to_record(row)
+
+    def workflows(self, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkflowRecord]:
+        """Committed records of ``kind``, newest first."""
+        table = self.workflows_table
+        select = sa.select(table).order_by(table.c.created_at.desc(), table.c.id).limit(limit).offset(offset)
+        if kind is not None:
+            select = select.where(table.c.kind == kind)
+        rows = self._run("workflows", lambda conn: conn.execute(select).all())
+        return [to_record(row) for row in rows]
 
     def _ack_moved(self, delivery: Delivery) -> Callable[[sa.Connection], None]:
         return lambda conn: self._acker.ack_moved(conn, delivery.handle, delivery.receipt, time.time())
@@ -787,6 +1014,8 @@ class DatabaseDriver(StatusOperations, AdminOperations, Driver):
         """Move the job to the failed store with ``attempts + 1``."""
         message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
         jobs, failed = self.tables.jobs, self.tables.failed
+        flow = WORKFLOW_HEADER in message.headers
+        store_of: list[TransactionStore] = []
 
         def move(conn: sa.Connection) -> None:
             gone = conn.execute(sa.delete(jobs).where(*self._owned), self._owned_params(delivery)).rowcount
@@ -805,8 +1034,15 @@ class DatabaseDriver(StatusOperations, AdminOperations, Driver):
                     body=message.encode(),
                 )
             )
+            if flow:
+                store = TransactionStore(self, conn)
+                store_of[:] = [store]
+                job_finished(store, message, False, error=error)
+                store.flush()
 
-        self._run("fail", move)
+        self._run("fail", move, after_commit=self._after_workflow(store_of) if flow else None)
+        if store_of and store_of[0].enqueued:
+            self._waker.notify()
 
     # -- lifecycle ----------------------------------------------------------
 

@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import Delivery, Message
 from jobs_core.serializer import dumps, loads
+from jobs_core.workflow_state import WORKFLOW_HEADER
 from jobs_core.status import (
     CANCEL_FINISHED,
     CANCEL_NOT_FOUND,
@@ -89,6 +90,11 @@ class StatusOperations:
         raise NotImplementedError
 
     def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def _ack_workflow_jobs(
+        self, deliveries: Sequence[Delivery], results: dict[str, str | None] | None = None
+    ) -> None:
         raise NotImplementedError
 
     # -- status ---------------------------------------------------------------
@@ -164,8 +170,19 @@ class StatusOperations:
         if not deliveries:
             return
         by_queue: dict[str, list[tuple[Delivery, str | None]]] = defaultdict(list)
+        flows: dict[str, str | None] = {}
+        flow_deliveries: list[Delivery] = []
         for delivery, result in zip(deliveries, results, strict=True):
-            by_queue[delivery.handle[1]].append((delivery, result))
+            if WORKFLOW_HEADER in delivery.message.headers:
+                # Counted in its workflow in the transaction that removes it, result included.
+                flows[delivery.receipt] = result
+                flow_deliveries.append(delivery)
+            else:
+                by_queue[delivery.handle[1]].append((delivery, result))
+        if flow_deliveries:
+            self._ack_workflow_jobs(flow_deliveries, flows)
+        if not by_queue:
+            return
         if self.backend == "postgresql":
             self._ack_results_pg(by_queue)
         else:
@@ -174,6 +191,28 @@ class StatusOperations:
         if now - self._results_swept_at >= SWEEP_INTERVAL:
             self._results_swept_at = now
             self._sweep(now - self.results_ttl)
+
+    def _keep_results(
+        self, conn: sa.Connection, deliveries: Sequence[Delivery], results: dict[str, str | None], now: float
+    ) -> None:
+        """Keep the results of ``deliveries`` (just deleted in ``conn``'s transaction) as succeeded."""
+        if not deliveries or self.results_ttl <= 0:
+            return
+        conn.execute(
+            sa.insert(self.tables.results),
+            [
+                {
+                    "id": d.id,
+                    "queue": d.handle[1],
+                    "name": d.message.name[:255],
+                    "state": RESULT_SUCCEEDED,
+                    "attempts": d.message.attempts + 1,
+                    "result": results.get(d.receipt),
+                    "finished_at": now,
+                }
+                for d in deliveries
+            ],
+        )
 
     def _sweep(self, cutoff: float) -> None:
         results = self.tables.results

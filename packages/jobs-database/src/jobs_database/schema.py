@@ -26,6 +26,9 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
     What is known of running jobs beyond their row (schema version 7): the
     worker, the last progress reported, and a cancellation request, each for
     the jobs row ``job_seq`` (a row for an older run of the id is stale).
+``workflows``
+    One row per batch, chain or dependent job (schema version 8): counts
+    and state, changed in the transaction that acknowledges or fails one of its jobs.
 
 The jobs table constrains its columns to values a claim can act on
 (:data:`JOBS_CHECKS`): a known state, a reserved row with a lease end, a
@@ -223,7 +226,34 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("cancel", sa.Boolean, nullable=False, default=False),
         sa.Column("updated_at", _Time, nullable=False),
     )
+    workflow_table(md, prefix)
     return Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
+
+
+def workflow_table(md: sa.MetaData, prefix: str) -> sa.Table:
+    """The ``workflows`` table of ``prefix`` (schema version 8): one row per batch,
+    chain or dependent job, its counts in columns and the rest as JSON in ``state``
+    (see :mod:`jobs_core.workflow_state`). Defined on ``md`` once.
+    """
+    name = f"{prefix}workflows"
+    if name in md.tables:
+        return md.tables[name]
+    table = sa.Table(
+        name,
+        md,
+        sa.Column("id", sa.String(64), primary_key=True),
+        sa.Column("kind", sa.String(16), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("total", sa.Integer, nullable=False),
+        sa.Column("succeeded", sa.Integer, nullable=False),
+        sa.Column("failed", sa.Integer, nullable=False),
+        sa.Column("cancelled", sa.Integer, nullable=False),
+        sa.Column("created_at", _Time, nullable=False),
+        sa.Column("finished_at", _Time, nullable=True),
+        sa.Column("state", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
+    )
+    sa.Index(f"{prefix}workflows_created", table.c.created_at)
+    return table
 
 
 # -- migrations -----------------------------------------------------------------
@@ -442,8 +472,13 @@ def _v7(conn: sa.Connection, t: Tables) -> None:
     t.running.create(conn, checkfirst=True)
 
 
+def _v8(conn: sa.Connection, t: Tables) -> None:
+    """Version 8: the ``workflows`` table (chains, batches, dependencies)."""
+    workflow_table(t.metadata, t.prefix).create(conn, checkfirst=True)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,13 +13,15 @@ handled as on any other backend.
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import heapq
 import itertools
 import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
@@ -52,6 +54,7 @@ from jobs_core.status import (
     results_ttl,
 )
 from jobs_core.urls import redact_url
+from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_finished
 
 WAITING = "waiting"
 RESERVED = "reserved"
@@ -136,6 +139,7 @@ class MemoryStore:
         self.results: dict[str, _Kept] = {}
         self.result_order: deque[tuple[float, str]] = deque()
         self.running: dict[str, _Running] = {}
+        self.workflows: dict[str, WorkflowRecord] = {}
 
 
 _SHARED: dict[str, MemoryStore] = {}
@@ -167,6 +171,7 @@ class MemoryDriver(Driver):
             Capability.STATUS,
             Capability.PROGRESS,
             Capability.CANCEL,
+            Capability.WORKFLOWS,
         }
     )
 
@@ -382,6 +387,10 @@ class MemoryDriver(Driver):
                 rec = self._owned(delivery)
                 if rec is None:
                     continue
+                if WORKFLOW_HEADER in delivery.message.headers:
+                    tx = _Transaction(self)
+                    job_finished(tx, delivery.message, True, delivery.result)
+                    tx.commit()
                 del store.records[rec.id]
                 store.running.pop(rec.id, None)
                 self._release_unique(rec)
@@ -435,7 +444,13 @@ class MemoryDriver(Driver):
             if rec is None:
                 return
             message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
+            tx = None
+            if WORKFLOW_HEADER in message.headers:
+                tx = _Transaction(self)
+                job_finished(tx, message, False, error=error)
             self._to_failed(rec, message, error, time.time())
+            if tx is not None:
+                tx.commit()
 
     # -- administration -----------------------------------------------------
 
@@ -654,6 +669,10 @@ class MemoryDriver(Driver):
                 rec = self._owned(delivery)
                 if rec is None:
                     continue
+                if WORKFLOW_HEADER in delivery.message.headers:
+                    tx = _Transaction(self)
+                    job_finished(tx, delivery.message, True, delivery.result)
+                    tx.commit()
                 del store.records[rec.id]
                 running = store.running.pop(rec.id, None)
                 self._release_unique(rec)
@@ -759,8 +778,121 @@ class MemoryDriver(Driver):
             self._store.schedules[name] = replace(record, next_run_at=next_run_at, updated_at=time.time())
             return True
 
+    # -- workflows ----------------------------------------------------------
+
+    @contextlib.contextmanager
+    def workflow_transaction(self) -> Iterator[_Transaction]:
+        """Changes under the store's lock, applied together when the block ends without error."""
+        self.check_open()
+        with self._store.condition:
+            tx = _Transaction(self)
+            yield tx
+            tx.commit()
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """A copy of the record, or ``None``."""
+        self.check_open()
+        with self._store.condition:
+            record = self._store.workflows.get(workflow_id)
+            return None if record is None else _copy(record)
+
+    def workflows(self, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkflowRecord]:
+        """Copies of the records of ``kind``, newest first."""
+        self.check_open()
+        with self._store.condition:
+            found = [r for r in self._store.workflows.values() if kind is None or r.kind == kind]
+            found.sort(key=lambda r: (-r.created_at, r.id))
+            return [_copy(r) for r in found[offset : offset + limit]]
+
     def close(self) -> None:
         """Wake blocked reservers; the store stays for other drivers sharing it."""
         super().close()
         with self._store.condition:
             self._store.condition.notify_all()
+
+
+def _copy(record: WorkflowRecord) -> WorkflowRecord:
+    return replace(record, state=copy.deepcopy(record.state))
+
+
+class _Transaction:
+    """A :class:`~jobs_core.workflow_state.WorkflowStore` over a memory store (caller holds its lock).
+
+    Writes are kept aside and applied by :meth:`commit`, so a block that
+    raises changes nothing.
+    """
+
+    def __init__(self, driver: MemoryDriver) -> None:
+        self._driver = driver
+        self._saved: dict[str, WorkflowRecord] = {}
+        self._enqueued: list[tuple[Message, bytes]] = []
+        self._failed: list[tuple[Message, str]] = []
+        self._removed: set[str] = set()
+
+    def load(self, workflow_id: str) -> WorkflowRecord | None:
+        """The record as this transaction sees it (a private copy)."""
+        record = self._saved.get(workflow_id)
+        if record is None:
+            stored = self._driver._store.workflows.get(workflow_id)
+            if stored is None:
+                return None
+            record = self._saved[workflow_id] = _copy(stored)
+        return record
+
+    def save(self, record: WorkflowRecord) -> None:
+        """Keep ``record`` for the commit."""
+        self._saved[record.id] = record
+
+    def enqueue(self, messages: Sequence[Message]) -> None:
+        """Check ``messages`` now; store them at the commit."""
+        bodies = self._driver.validate(messages)
+        self._enqueued.extend(zip(messages, bodies, strict=True))
+
+    def fail(self, message: Message, error: str) -> None:
+        """Put ``message`` in the failed store at the commit."""
+        self._failed.append((message, error))
+
+    def remove_waiting(self, workflow_id: str) -> list[str]:
+        """Mark the waiting jobs of ``workflow_id`` for removal; return their ids."""
+        store = self._driver._store
+        removed = []
+        for rec in store.records.values():
+            if rec.state != WAITING or rec.id in self._removed:
+                continue
+            try:
+                headers = Message.decode(rec.body).headers
+            except MalformedMessage:
+                continue
+            if headers.get(WORKFLOW_HEADER) == workflow_id:
+                self._removed.add(rec.id)
+                removed.append(rec.id)
+        removed += [m.id for m, _ in self._enqueued if m.headers.get(WORKFLOW_HEADER) == workflow_id]
+        self._enqueued = [(m, b) for m, b in self._enqueued if m.headers.get(WORKFLOW_HEADER) != workflow_id]
+        return removed
+
+    def commit(self) -> None:
+        """Apply every change kept (the caller holds the store's lock)."""
+        driver, store = self._driver, self._driver._store
+        now = time.time()
+        store.workflows.update(self._saved)
+        for ident in self._removed:
+            rec = store.records.pop(ident, None)
+            if rec is not None:
+                driver._release_unique(rec)
+        for message, body in self._enqueued:
+            driver._insert(message, body, now)
+        for message, error in self._failed:
+            entry = FailedJob(
+                id=message.id,
+                name=message.name,
+                queue=message.queue,
+                payload=message.payload,
+                attempts=message.attempts,
+                error=error,
+                failed_at=now,
+                message=message,
+            )
+            store.failed.pop(entry.id, None)
+            store.failed[entry.id] = entry
+        if self._enqueued:
+            store.condition.notify_all()

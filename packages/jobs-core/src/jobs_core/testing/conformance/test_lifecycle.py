@@ -45,6 +45,11 @@ OPERATIONS: dict[Capability, list[Operation]] = {
         lambda d, q: d.cancel_requested([Delivery(message(q), "r", 0.0)]),
         lambda d, q: d.ack_cancelled(Delivery(message(q), "r", 0.0)),
     ],
+    Capability.WORKFLOWS: [
+        lambda d, q: d.workflow_transaction().__enter__(),
+        lambda d, q: d.workflow("0" * 32),
+        lambda d, q: d.workflows(),
+    ],
 }
 
 #: Capabilities that change how required operations behave, with no call of their own.
