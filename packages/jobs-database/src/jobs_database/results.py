@@ -23,7 +23,6 @@ import sqlalchemy as sa
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import Delivery, Message
 from jobs_core.serializer import dumps, loads
-from jobs_core.workflow_state import WORKFLOW_HEADER
 from jobs_core.status import (
     CANCEL_FINISHED,
     CANCEL_NOT_FOUND,
@@ -38,6 +37,7 @@ from jobs_core.status import (
     JobStatus,
     Progress,
 )
+from jobs_core.workflow_state import WORKFLOW_HEADER
 
 from jobs_database.claims import Acker
 from jobs_database.raw import dbapi_errors, fetch_all
