@@ -443,8 +443,21 @@ def _v7(conn: sa.Connection, t: Tables) -> None:
     t.running.create(conn, checkfirst=True)
 
 
+def _v8(conn: sa.Connection, t: Tables) -> None:
+    """Version 8: the ``results`` table keyed by job id, one index to write per acknowledged job.
+
+    A table made by the first form of version 7 (a ``seq`` key and an index on
+    ``id``) is dropped and made again: it holds only results kept for
+    ``results_ttl``, which the jobs it describes no longer need.
+    """
+    columns = {column["name"] for column in sa.inspect(conn).get_columns(t.results.name)}
+    if "seq" in columns:
+        conn.execute(sa.text(f"DROP TABLE {t.results.name}"))
+        t.results.create(conn)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
