@@ -180,3 +180,37 @@ def test_mysql_without_delete_returning_keeps_results_of_the_rows_it_acked(
     ]
     assert driver.job_status(first.id).result == "a"  # type: ignore[union-attr]
     assert driver.stats("q").completed == 2
+
+
+def test_upgrading_remakes_a_results_table_of_the_first_version_7(db_url: str) -> None:
+    """The first form of version 7 keyed results by a sequence number; version 9 keys them by job id."""
+    driver = DatabaseDriver(db_url, create_schema=False)
+    try:
+        upgrade(driver.engine, driver.tables, target=6)
+        old = sa.Table(
+            driver.tables.results.name,
+            sa.MetaData(),
+            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+            sa.Column("id", sa.String(64), nullable=False),
+            sa.Column("queue", sa.String(100), nullable=False),
+            sa.Column("name", sa.String(255), nullable=False),
+            sa.Column("state", sa.SmallInteger, nullable=False),
+            sa.Column("attempts", sa.Integer, nullable=False),
+            sa.Column("result", sa.Text, nullable=True),
+            sa.Column("progress", sa.Text, nullable=True),
+            sa.Column("finished_at", sa.Double, nullable=False),
+        )
+        with driver.engine.begin() as conn:
+            old.create(conn)
+            driver.tables.running.create(conn)
+            conn.execute(sa.update(driver.tables.version).values(version=7))
+        assert driver.upgrade_schema()[0] == 7
+        columns = {c["name"] for c in sa.inspect(driver.engine).get_columns(driver.tables.results.name)}
+        assert "seq" not in columns
+        driver.enqueue([Message(name="n", payload=1, queue="q")])
+        (held,) = driver.reserve(["q"], 1, 30.0)
+        driver.ack_results([held], ['"kept"'])
+        status = driver.job_status(held.id)
+        assert status is not None and status.result == "kept"
+    finally:
+        driver.close()

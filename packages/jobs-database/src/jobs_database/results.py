@@ -121,10 +121,9 @@ class StatusOperations:
             found: list[JobStatus] = []
             if self.results_ttl > 0:
                 kept = conn.execute(
-                    sa.select(results)
-                    .where(results.c.id == job_id, results.c.finished_at >= now - self.results_ttl)
-                    .order_by(results.c.seq.desc())
-                    .limit(1)
+                    sa.select(results).where(
+                        results.c.id == job_id, results.c.finished_at >= now - self.results_ttl
+                    )
                 ).first()
                 if kept is not None:
                     found.append(
@@ -198,8 +197,11 @@ class StatusOperations:
         """Keep the results of ``deliveries`` (just deleted in ``conn``'s transaction) as succeeded."""
         if not deliveries or self.results_ttl <= 0:
             return
+        results_table = self.tables.results
+        # An earlier run of an id dispatched again after it finished.
+        conn.execute(sa.delete(results_table).where(results_table.c.id.in_([d.id for d in deliveries])))
         conn.execute(
-            sa.insert(self.tables.results),
+            sa.insert(results_table),
             [
                 {
                     "id": d.id,
@@ -229,7 +231,10 @@ class StatusOperations:
                 f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
                 f"SELECT d.id, %(queue)s, v.name, {RESULT_SUCCEEDED}, v.attempts, v.result, %(now)s FROM d "
                 "JOIN json_to_recordset(%(rows)s::json) "
-                "AS v(seq bigint, name text, attempts integer, result text) ON v.seq = d.seq"
+                "AS v(seq bigint, name text, attempts integer, result text) ON v.seq = d.seq "
+                "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, name = EXCLUDED.name, "
+                "state = EXCLUDED.state, attempts = EXCLUDED.attempts, result = EXCLUDED.result, "
+                "progress = NULL, finished_at = EXCLUDED.finished_at"
             )
             count = (
                 f"INSERT INTO {completed} (queue, finished_at, count) "
@@ -253,16 +258,18 @@ class StatusOperations:
         statements = self._statements()
 
         def columns(group: Sequence[tuple[Delivery, str | None]]) -> dict[str, Any]:
-            rows = [
-                {
+            # One row per seq: a job whose lease ended and came back to this worker may be
+            # in the batch twice, and one statement may not write one result row twice.
+            rows = {
+                d.handle[0]: {
                     "seq": d.handle[0],
                     "name": d.message.name[:255],
                     "attempts": d.message.attempts + 1,
                     "result": r,
                 }
                 for d, r in group
-            ]
-            return {"rows": dumps(rows)}
+            }
+            return {"rows": dumps(list(rows.values()))}
 
         def ack(conn: sa.Connection) -> list[tuple[Delivery, str | None]]:
             now = time.time()
@@ -309,7 +316,7 @@ class StatusOperations:
             f"DELETE FROM {jobs} WHERE seq IN (SELECT value FROM json_each(?)) "
             "AND receipt IN (SELECT value FROM json_each(?)) RETURNING seq",
             f"INSERT INTO {completed} (queue, finished_at, count) VALUES (?, ?, ?)",
-            f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+            f"INSERT OR REPLACE INTO {results} (id, queue, name, state, attempts, result, finished_at) "
             f"VALUES (?, ?, ?, {RESULT_SUCCEEDED}, ?, ?, ?)",
         )
         return self._sqlite_cache
@@ -325,7 +332,7 @@ class StatusOperations:
             return
         jobs, results = self.tables.jobs.name, self.tables.results.name
         keep = (
-            f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+            f"REPLACE INTO {results} (id, queue, name, state, attempts, result, finished_at) "
             f"SELECT j.id, %(queue)s, j.name, {RESULT_SUCCEEDED}, j.attempts, j.result, %(now)s "
             "FROM JSON_TABLE(%(rows)s, '$[*]' COLUMNS (id VARCHAR(64) PATH '$[0]', "
             "name VARCHAR(255) PATH '$[1]', attempts INT PATH '$[2]', result LONGTEXT PATH '$[3]')) AS j"
@@ -470,7 +477,7 @@ class StatusOperations:
             if row is None:
                 cutoff = now - self.results_ttl
                 kept = conn.execute(
-                    sa.select(results.c.seq).where(results.c.id == job_id, results.c.finished_at >= cutoff)
+                    sa.select(results.c.id).where(results.c.id == job_id, results.c.finished_at >= cutoff)
                 ).first()
                 gone = conn.execute(sa.select(failed.c.seq).where(failed.c.id == job_id)).first()
                 return CANCEL_FINISHED if kept is not None or gone is not None else CANCEL_NOT_FOUND
@@ -490,8 +497,10 @@ class StatusOperations:
     ) -> None:
         if self.results_ttl <= 0:
             return
+        results = self.tables.results
+        conn.execute(sa.delete(results).where(results.c.id == job_id))  # an earlier run of the id
         conn.execute(
-            sa.insert(self.tables.results).values(
+            sa.insert(results).values(
                 id=job_id,
                 queue=queue,
                 name="" if message is None else message.name[:255],

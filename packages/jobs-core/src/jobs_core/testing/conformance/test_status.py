@@ -218,3 +218,21 @@ def test_a_cancel_request_survives_a_lost_lease(jobs_driver: Driver, jobs_queue:
     assert jobs_driver.cancel_requested([again]) == {ident}
     jobs_driver.ack_cancelled(again)
     assert_nothing(jobs_driver, [jobs_queue])
+
+
+@status_required
+def test_an_id_dispatched_again_after_it_finished_reports_its_latest_run(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    if not _keeps_results(jobs_driver):
+        pytest.skip("results_ttl is 0: this driver keeps no results")
+    first = message(jobs_queue, {"run": 1})
+    ident = enqueue_one(jobs_driver, first)
+    jobs_driver.ack_results([reserve_one(jobs_driver, jobs_queue)], ['"first"'])
+    assert _status(jobs_driver, ident).result == "first"
+    enqueue_one(jobs_driver, first.replace(payload={"run": 2}))
+    assert _status(jobs_driver, ident).state == QUEUED  # the unfinished run comes first
+    again = reserve_one(jobs_driver, jobs_queue)
+    assert again.message.payload == {"run": 2}
+    jobs_driver.ack_results([again], ['"second"'])
+    assert _status(jobs_driver, ident).result == "second"
