@@ -52,6 +52,8 @@ class WorkerOptions:
     ack_interval: float = 0.05
     progress_interval: float = 10.0
     log_level: str = "WARNING"
+    queue_order: str | None = None
+    weights: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> WorkerOptions:
@@ -61,7 +63,21 @@ class WorkerOptions:
         values["queues"] = tuple(values.get("queues") or ("default",))
         values["imports"] = tuple(values.get("imports") or ())
         values["plugins"] = tuple(values.get("plugins") or ())
+        values["weights"] = tuple(values.get("weights") or ())
         return cls(**values)
+
+    def weight_map(self) -> dict[str, int] | None:
+        """``--weight QUEUE=N`` values as a dict (``None`` when none was given)."""
+        if not self.weights:
+            return None
+        weights: dict[str, int] = {}
+        for text in self.weights:
+            name, _, number = text.partition("=")
+            try:
+                weights[name] = int(number)
+            except ValueError:
+                raise ConfigurationError(f"--weight takes QUEUE=N, N a whole number; got {text!r}") from None
+        return weights
 
     def child_args(self) -> list[str]:
         """Command-line arguments of one child worker (without ``--url``)."""
@@ -80,6 +96,10 @@ class WorkerOptions:
         if self.prefetch is not None:
             args += ["--prefetch", str(self.prefetch)]
         args += ["--ack-interval", repr(self.ack_interval)]
+        if self.queue_order is not None:
+            args += ["--queue-order", self.queue_order]
+        for weight in self.weights:
+            args += ["--weight", weight]
         args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
         return args
 
@@ -239,6 +259,8 @@ def run_worker(
             max_jobs=options.max_jobs,
             stop_when_empty=options.stop_when_empty,
             services=services,
+            queue_order=options.queue_order,
+            weights=options.weight_map(),
         )
         _say(
             f"serving {', '.join(options.queues)} on {app.config.display_url} with "

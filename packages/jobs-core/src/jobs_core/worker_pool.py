@@ -386,4 +386,5 @@ class PooledWorker(WorkerCore):
         except Exception:
             log.exception("handling the outcome of job %s failed", delivery.id)
         finally:
+            self._flow.finished(delivery)
             self._finished(delivery, on_loop=True, outcome=outcome)

@@ -26,6 +26,7 @@ from urllib.parse import urlsplit
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidURL, MalformedMessage
+from jobs_core.flow_state import take_from_window
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -71,6 +72,9 @@ class MemoryStore:
         self.schedules: dict[str, ScheduleRecord] = {}
         self.known_queues: set[str] = set()
         self.counter = itertools.count()
+        self.paused: set[str] = set()
+        self.grants: dict[str, deque[tuple[float, int]]] = {}
+        self.slots: dict[str, dict[str, float]] = {}
 
 
 _SHARED: dict[str, MemoryStore] = {}
@@ -99,6 +103,9 @@ class MemoryDriver(Driver):
             Capability.RAW_INJECTION,
             Capability.LEASE_HANDOFF,
             Capability.IDEMPOTENT_ENQUEUE,
+            Capability.QUEUE_PAUSE,
+            Capability.RATE_LIMITS,
+            Capability.CONCURRENCY_LIMITS,
         }
     )
 
@@ -529,6 +536,70 @@ class MemoryDriver(Driver):
                 return False
             self._store.schedules[name] = replace(record, next_run_at=next_run_at, updated_at=time.time())
             return True
+
+    # -- flow control -------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        """Set the pause flag of ``queue``."""
+        validate_queue_name(queue)
+        with self._store.condition:
+            if queue in self._store.paused:
+                return False
+            self._store.paused.add(queue)
+            return True
+
+    def resume_queue(self, queue: str) -> bool:
+        """Clear the pause flag of ``queue``."""
+        validate_queue_name(queue)
+        with self._store.condition:
+            if queue not in self._store.paused:
+                return False
+            self._store.paused.discard(queue)
+            self._store.condition.notify_all()
+            return True
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues, sorted."""
+        with self._store.condition:
+            return sorted(self._store.paused)
+
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> tuple[int, float]:
+        """Sliding window of the grants of the last ``per`` seconds."""
+        with self._store.condition:
+            window = self._store.grants.setdefault(key, deque())
+            return take_from_window(window, count, per, want, time.time())
+
+    def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        """One of ``limit`` leased slots of ``key``."""
+        with self._store.condition:
+            now = time.time()
+            held = self._store.slots.setdefault(key, {})
+            for other in [h for h, until in held.items() if until <= now]:
+                del held[other]
+            if holder not in held and len(held) >= limit:
+                return False
+            held[holder] = now + lease
+            return True
+
+    def extend_slot(self, key: str, holder: str, lease: float) -> bool:
+        """Renew the lease of ``holder``'s slot."""
+        with self._store.condition:
+            now = time.time()
+            held = self._store.slots.get(key, {})
+            if held.get(holder, 0.0) <= now:
+                held.pop(holder, None)
+                return False
+            held[holder] = now + lease
+            return True
+
+    def release_slot(self, key: str, holder: str) -> None:
+        """Free ``holder``'s slot."""
+        with self._store.condition:
+            held = self._store.slots.get(key)
+            if held is not None:
+                held.pop(holder, None)
+                if not held:
+                    del self._store.slots[key]
 
     def close(self) -> None:
         """Wake blocked reservers; the store stays for other drivers sharing it."""

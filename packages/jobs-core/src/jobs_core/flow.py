@@ -1,0 +1,449 @@
+"""Flow control: expiry, rate limits, concurrency limits, tenants, paused queues, queue order.
+
+What a job asks for travels in its message's headers (so every driver
+carries it, and no stored schema changes): ``jobs-expires-at``,
+``jobs-rate``, ``jobs-concurrency`` and ``jobs-tenant``. The state shared
+by every worker (pause flags, rate windows, concurrency slots) is held by
+the driver (:attr:`~jobs_core.driver.Capability.QUEUE_PAUSE`,
+:attr:`~jobs_core.driver.Capability.RATE_LIMITS`,
+:attr:`~jobs_core.driver.Capability.CONCURRENCY_LIMITS`); nothing is
+counted in one worker's memory. :class:`FlowGate` is the worker's side: it
+picks the queues to reserve from, and admits, delays or expires what was
+reserved before anything starts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import logging
+import math
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from jobs_core.driver import Capability, Driver
+from jobs_core.errors import ConfigurationError, JobsError, UnsupportedOperation
+from jobs_core.limits import MAX_SECONDS
+from jobs_core.message import Delivery, Message, validate_queue_name
+
+log = logging.getLogger("jobs_core.worker")
+
+#: Header holding a job's expiry (Unix seconds, as text).
+EXPIRES_HEADER = "jobs-expires-at"
+#: Header holding a job's rate limit (JSON ``[key, count, per]``).
+RATE_HEADER = "jobs-rate"
+#: Header holding a job's concurrency limit (JSON ``[key, limit]``).
+CONCURRENCY_HEADER = "jobs-concurrency"
+#: Header holding a job's tenant.
+TENANT_HEADER = "jobs-tenant"
+
+#: Longest flow-control key (rate limit, concurrency limit, tenant), in characters.
+MAX_FLOW_KEY = 200
+#: Seconds between two reads of the paused queues by a worker.
+PAUSE_REFRESH = 0.4
+#: Seconds a job refused a concurrency slot waits before it is tried again.
+SLOT_RETRY = 0.5
+
+QueueOrder = Literal["round-robin", "weighted", "strict"]
+#: The ways a worker serving several queues picks the one to reserve from first.
+QUEUE_ORDERS: tuple[str, ...] = ("round-robin", "weighted", "strict")
+
+KeySpec = str | Callable[[Any], str] | None
+
+
+def _check_key_text(what: str, key: object) -> str:
+    if not isinstance(key, str):
+        raise ConfigurationError(f"{what} must be a string, got {type(key).__name__} {key!r}")
+    if not 1 <= len(key) <= MAX_FLOW_KEY:
+        raise ConfigurationError(f"{what} must be 1 to {MAX_FLOW_KEY} characters, got {len(key)}")
+    return key
+
+
+def _check_key_spec(what: str, key: object) -> KeySpec:
+    if key is None or callable(key):
+        return key
+    return _check_key_text(what, key)
+
+
+def _resolve_key(what: str, key: KeySpec, payload: Any, default: str) -> str:
+    if key is None:
+        return default
+    if not callable(key):
+        return key
+    try:
+        value = key(payload)
+    except Exception as exc:
+        raise ConfigurationError(f"{what} function raised {type(exc).__name__}: {exc}") from exc
+    return _check_key_text(f"{what} function's result", value)
+
+
+def _check_count(what: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{what} must be an int >= 1, got {value!r}")
+    return value
+
+
+def _check_period(what: str, value: object) -> float:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or not math.isfinite(value)
+        or not 0 < value <= MAX_SECONDS
+    ):
+        raise ConfigurationError(f"{what} must be a number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` starts per ``per`` seconds for each key.
+
+    ``key`` is a string, a function of the payload returning one, or
+    ``None`` (one limit for the job: its name). Bad values raise
+    :class:`~jobs_core.errors.ConfigurationError` here, where they are written.
+    """
+
+    count: int
+    per: float = 1.0
+    key: KeySpec = None
+
+    def __post_init__(self) -> None:
+        _check_count("rate_limit count", self.count)
+        object.__setattr__(self, "per", _check_period("rate_limit per", self.per))
+        _check_key_spec("rate_limit key", self.key)
+
+    def header(self, payload: Any, default_key: str) -> str:
+        """The ``jobs-rate`` header for one dispatch."""
+        key = _resolve_key("rate_limit key", self.key, payload, default_key)
+        return json.dumps([key, self.count, self.per], separators=(",", ":"))
+
+
+@dataclass(frozen=True)
+class ConcurrencyLimit:
+    """At most ``count`` jobs of one key running at once, across every worker.
+
+    ``key`` as for :class:`RateLimit`; ``None`` limits the job as a whole.
+    """
+
+    count: int
+    key: KeySpec = None
+
+    def __post_init__(self) -> None:
+        _check_count("concurrency_limit count", self.count)
+        _check_key_spec("concurrency_limit key", self.key)
+
+    def header(self, payload: Any, default_key: str) -> str:
+        """The ``jobs-concurrency`` header for one dispatch."""
+        key = _resolve_key("concurrency_limit key", self.key, payload, default_key)
+        return json.dumps([key, self.count], separators=(",", ":"))
+
+
+def check_tenant(key: object) -> KeySpec:
+    """A tenant key as given to ``Job.tenant``: a string or a function of the payload."""
+    return _check_key_spec("tenant", key)
+
+
+def check_expiry(when: object) -> float | dt.datetime:
+    """An expiry as given to ``Job.expires``: seconds after dispatch (> 0) or an aware datetime."""
+    if isinstance(when, dt.datetime):
+        if when.tzinfo is None:
+            raise ConfigurationError("expires() needs a timezone-aware datetime (or seconds after dispatch)")
+        return when
+    return _check_period("expires() seconds", when)
+
+
+@dataclass(frozen=True)
+class FlowOptions:
+    """The flow-control settings of one dispatch (see :func:`flow_headers`)."""
+
+    rate_limit: RateLimit | None = None
+    concurrency_limit: ConcurrencyLimit | None = None
+    tenant: KeySpec = None
+    expires: float | dt.datetime | None = None
+
+    def __post_init__(self) -> None:
+        if self.rate_limit is not None and not isinstance(self.rate_limit, RateLimit):
+            raise ConfigurationError(f"a rate limit must be a RateLimit, got {self.rate_limit!r}")
+        if self.concurrency_limit is not None and not isinstance(self.concurrency_limit, ConcurrencyLimit):
+            raise ConfigurationError(
+                f"a concurrency limit must be a ConcurrencyLimit, got {self.concurrency_limit!r}"
+            )
+        if self.tenant is not None:
+            check_tenant(self.tenant)
+        if self.expires is not None:
+            check_expiry(self.expires)
+
+    @property
+    def empty(self) -> bool:
+        """Whether nothing is asked for."""
+        return (
+            self.rate_limit is None
+            and self.concurrency_limit is None
+            and self.tenant is None
+            and self.expires is None
+        )
+
+    @property
+    def per_payload(self) -> bool:
+        """Whether a header depends on the payload (a key function)."""
+        return any(
+            callable(k)
+            for k in (
+                self.rate_limit.key if self.rate_limit else None,
+                self.concurrency_limit.key if self.concurrency_limit else None,
+                self.tenant,
+            )
+        )
+
+
+def flow_headers(flow: FlowOptions, payload: Any, job_name: str, now: float) -> dict[str, str]:
+    """The headers that carry ``flow`` for one message.
+
+    Raises :class:`~jobs_core.errors.ConfigurationError` when a key function
+    raises or returns something that is not a string, so a bad key is found
+    at dispatch, never by a worker.
+    """
+    headers: dict[str, str] = {}
+    if flow.expires is not None:
+        at = flow.expires.timestamp() if isinstance(flow.expires, dt.datetime) else now + flow.expires
+        headers[EXPIRES_HEADER] = repr(float(at))
+    if flow.rate_limit is not None:
+        headers[RATE_HEADER] = flow.rate_limit.header(payload, f"job:{job_name}")
+    if flow.concurrency_limit is not None:
+        headers[CONCURRENCY_HEADER] = flow.concurrency_limit.header(payload, f"job:{job_name}")
+    if flow.tenant is not None:
+        headers[TENANT_HEADER] = _resolve_key("tenant", flow.tenant, payload, "")
+    return headers
+
+
+# -- reading what a message asks for ------------------------------------------------
+
+
+def expires_at(message: Message) -> float | None:
+    """When ``message`` expires (Unix seconds), or ``None``."""
+    text = message.headers.get(EXPIRES_HEADER)
+    if text is None:
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def rate_of(message: Message) -> tuple[str, int, float] | None:
+    """The rate limit ``(key, count, per)`` of ``message``, or ``None`` (also for an unreadable header)."""
+    text = message.headers.get(RATE_HEADER)
+    if text is None:
+        return None
+    try:
+        key, count, per = json.loads(text)
+        return _check_key_text("rate key", key), _check_count("rate", count), _check_period("rate", per)
+    except (ValueError, TypeError, ConfigurationError):
+        return None
+
+
+def concurrency_of(message: Message) -> tuple[str, int] | None:
+    """The concurrency limit ``(key, limit)`` of ``message``, or ``None``."""
+    text = message.headers.get(CONCURRENCY_HEADER)
+    if text is None:
+        return None
+    try:
+        key, count = json.loads(text)
+        return _check_key_text("concurrency key", key), _check_count("concurrency", count)
+    except (ValueError, TypeError, ConfigurationError):
+        return None
+
+
+# -- the worker's side ----------------------------------------------------------------
+
+
+def check_queue_order(order: object, weights: Mapping[str, int] | None, queues: Sequence[str]) -> str:
+    """Validate a worker's ``queue_order`` and ``weights``; return the order used."""
+    if weights:
+        for name, weight in weights.items():
+            validate_queue_name(name)
+            if name not in queues:
+                raise ConfigurationError(f"weight given for queue {name!r}, which the worker does not serve")
+            _check_count(f"weight of queue {name!r}", weight)
+        if order is None:
+            order = "weighted"
+    if order is None:
+        order = "round-robin"
+    if order not in QUEUE_ORDERS:
+        raise ConfigurationError(f"queue_order must be one of {', '.join(QUEUE_ORDERS)}, got {order!r}")
+    return str(order)
+
+
+class FlowGate:
+    """What a worker asks of flow control around each reserve.
+
+    :meth:`queues` gives the queues to reserve from, in the order of this
+    reserve (paused ones left out); :meth:`admit` sorts what was reserved
+    into the deliveries to start, those to give back for later (rate or
+    concurrency limit reached, queue paused meanwhile) and the expired.
+    """
+
+    def __init__(
+        self,
+        driver: Driver,
+        queues: Sequence[str],
+        order: str = "round-robin",
+        weights: Mapping[str, int] | None = None,
+        lease: float = 30.0,
+    ) -> None:
+        self.driver = driver
+        self.all_queues = list(queues)
+        self.order = order
+        self.weights = {q: int((weights or {}).get(q, 1)) for q in queues}
+        self.lease = lease
+        self._turn = itertools.count()
+        self._current = dict.fromkeys(queues, 0)
+        self._paused: frozenset[str] = frozenset()
+        self._paused_read = 0.0 if driver.supports(Capability.QUEUE_PAUSE) else math.inf
+        self._slots: dict[str, str] = {}  # receipt -> concurrency key
+        self._slots_lock = threading.Lock()
+        self._slots_extended = time.monotonic()
+
+    # -- pauses ---------------------------------------------------------------
+
+    @property
+    def paused(self) -> frozenset[str]:
+        """The paused queues among those served, as last read."""
+        return self._paused
+
+    def refresh(self, force: bool = False) -> bool:
+        """Read the paused queues if the last read is older than :data:`PAUSE_REFRESH`; whether it changed."""
+        now = time.monotonic()
+        if not force and now - self._paused_read < PAUSE_REFRESH:
+            return False
+        self._paused_read = now
+        try:
+            paused = frozenset(self.driver.paused_queues()) & frozenset(self.all_queues)
+        except UnsupportedOperation:
+            self._paused_read = math.inf
+            return False
+        except JobsError as exc:
+            log.warning("could not read the paused queues (keeping the last known): %s", exc)
+            return False
+        changed = paused != self._paused
+        if changed:
+            log.info("paused queues now: %s", ", ".join(sorted(paused)) or "none")
+        self._paused = paused
+        return changed
+
+    # -- queue order ----------------------------------------------------------
+
+    def queues(self) -> list[str]:
+        """The queues for the next reserve, first the one whose turn it is."""
+        if self._paused_read == 0.0:
+            self.refresh(force=True)
+        active = [q for q in self.all_queues if q not in self._paused]
+        if len(active) < 2 or self.order == "strict":
+            return active
+        if self.order == "round-robin":
+            start = next(self._turn) % len(active)
+            return active[start:] + active[:start]
+        # Smooth weighted round-robin: each queue gains its weight, the richest goes first
+        # and pays the total; over N turns queue q goes first weight(q)/sum(weights) of them.
+        total = 0
+        for name in active:
+            self._current[name] += self.weights[name]
+            total += self.weights[name]
+        first = max(active, key=lambda q: self._current[q])
+        self._current[first] -= total
+        rest = sorted((q for q in active if q != first), key=lambda q: -self.weights[q])
+        return [first, *rest]
+
+    # -- admission ------------------------------------------------------------
+
+    def admit(
+        self, deliveries: Sequence[Delivery]
+    ) -> tuple[list[Delivery], list[tuple[Delivery, float]], list[Delivery]]:
+        """Sort ``deliveries``: ``(start, give back after a delay, expired)``.
+
+        Rate-limited deliveries take starts from their window in one call per
+        key; those refused are given back due when the window has room again,
+        spread over the period so they do not all come back at once.
+        Deliveries with a concurrency limit take a slot each (held under the
+        worker's lease until :meth:`finished`).
+        """
+        start: list[Delivery] = []
+        later: list[tuple[Delivery, float]] = []
+        expired: list[Delivery] = []
+        now = time.time()
+        limited: dict[tuple[str, int, float], list[Delivery]] = {}
+        paused = self._paused
+        for delivery in deliveries:
+            message = delivery.message
+            if paused and message.queue in paused:
+                later.append((delivery, 0.0))
+                continue
+            if not message.headers:
+                start.append(delivery)
+                continue
+            expiry = expires_at(message)
+            if expiry is not None and expiry <= now:
+                expired.append(delivery)
+                continue
+            rate = rate_of(message)
+            if rate is not None and self.driver.supports(Capability.RATE_LIMITS):
+                limited.setdefault(rate, []).append(delivery)
+                continue
+            start.append(delivery)
+        for (key, count, per), group in limited.items():
+            granted, wait = self.driver.take_tokens(key, count, per, len(group))
+            start.extend(group[:granted])
+            step = per / count
+            for index, delivery in enumerate(group[granted:]):
+                later.append((delivery, wait + index * step))
+        if self.driver.supports(Capability.CONCURRENCY_LIMITS):
+            start = self._take_slots(start, later)
+        return start, later, expired
+
+    def _take_slots(self, start: list[Delivery], later: list[tuple[Delivery, float]]) -> list[Delivery]:
+        admitted: list[Delivery] = []
+        full: set[str] = set()
+        for delivery in start:
+            limit = concurrency_of(delivery.message) if delivery.message.headers else None
+            if limit is None:
+                admitted.append(delivery)
+                continue
+            key, count = limit
+            if key not in full and self.driver.acquire_slot(key, count, delivery.receipt, self.lease):
+                with self._slots_lock:
+                    self._slots[delivery.receipt] = key
+                admitted.append(delivery)
+            else:
+                full.add(key)
+                later.append((delivery, SLOT_RETRY))
+        return admitted
+
+    def finished(self, delivery: Delivery) -> None:
+        """Free the concurrency slot ``delivery`` holds, if any (the job ran, or was given back)."""
+        if not self._slots:
+            return
+        with self._slots_lock:
+            key = self._slots.pop(delivery.receipt, None)
+        if key is None:
+            return
+        try:
+            self.driver.release_slot(key, delivery.receipt)
+        except JobsError as exc:
+            log.warning("could not free the %r slot of job %s (its lease will): %s", key, delivery.id, exc)
+
+    def extend_slots(self) -> None:
+        """Renew the leases of the slots held, every third of a lease (heartbeat tick)."""
+        if not self._slots or time.monotonic() - self._slots_extended < self.lease / 3:
+            return
+        self._slots_extended = time.monotonic()
+        with self._slots_lock:
+            held = list(self._slots.items())
+        for receipt, key in held:
+            try:
+                self.driver.extend_slot(key, receipt, self.lease)
+            except JobsError as exc:
+                log.warning("could not renew a %r slot: %s", key, exc)
