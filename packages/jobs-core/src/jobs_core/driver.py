@@ -41,6 +41,7 @@ from typing import Any, ClassVar
 from jobs_core import options
 from jobs_core.distributions import distribution_version
 from jobs_core.errors import ConfigurationError, DriverClosed, PayloadTooLarge, UnsupportedOperation
+from jobs_core.flow_state import TokenGrant
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -545,7 +546,7 @@ class Driver(abc.ABC):
         """
         raise UnsupportedOperation(self.name, Capability.QUEUE_PAUSE.value)
 
-    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> tuple[int, float]:
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
         """Take up to ``want`` starts of the rate limit ``count`` per ``per`` seconds on ``key``
         (``RATE_LIMITS``).
 
@@ -553,12 +554,16 @@ class Driver(abc.ABC):
         before it starts any of them. The limit is a sliding window: across
         every caller, at most ``count`` starts are granted for ``key`` in
         any interval of ``per`` seconds (each grant stamped with the
-        caller's ``time.time()``). Returns ``(granted, wait)``: how many of
-        the ``want`` were granted (0 to ``want``), and, when fewer were,
-        the seconds from now until the window has room again (0.0 when all
-        were granted). Grants are atomic under concurrent callers from any
-        number of processes. ``count`` and ``per`` belong to the call, not
-        to the key: the window is judged by the values passed.
+        caller's ``time.time()``, read while the key's window is held, so that
+        stamps follow the order of the grants). Returns a
+        :class:`~jobs_core.flow_state.TokenGrant` ``(granted, wait, at)``:
+        how many of the ``want`` were granted (0 to ``want``); when fewer
+        were, the seconds from ``at`` until the window has room again (0.0
+        when all were granted); and ``at``, the stamp of the grants (a
+        worker starts the granted jobs within moments of it). Grants are
+        atomic under concurrent callers from any number of processes.
+        ``count`` and ``per`` belong to the call, not to the key: the window
+        is judged by the values passed.
 
         .. versionadded:: 0.2
         """

@@ -47,6 +47,14 @@ MAX_FLOW_KEY = 200
 PAUSE_REFRESH = 0.4
 #: Seconds a job refused a concurrency slot waits before it is tried again.
 SLOT_RETRY = 0.5
+#: Seconds within which a job granted a start of its rate limit must start. A
+#: worker takes starts for a whole reserved batch at once, moments before the
+#: jobs start; each grant is counted for ``per`` plus this slack, so that jobs
+#: starting up to this late still never exceed the limit in any ``per``
+#: seconds of their actual starts. A granted job that could not start in time
+#: goes back to its queue (its start is spent). The cost: a limit that binds
+#: all the time runs ``slack / per`` slower (2.5 % of a one-second period).
+RATE_START_SLACK = 0.025
 
 QueueOrder = Literal["round-robin", "weighted", "strict"]
 #: The ways a worker serving several queues picks the one to reserve from first.
@@ -305,6 +313,10 @@ class FlowGate:
         self._paused: frozenset[str] = frozenset()
         self._paused_read = 0.0 if driver.supports(Capability.QUEUE_PAUSE) else math.inf
         self._slots: dict[str, str] = {}  # receipt -> concurrency key
+        self._granted: dict[str, float] = {}  # receipt -> latest start (monotonic) of a rate grant
+        #: When the last rate-limited job was reserved (monotonic): the worker then reserves
+        #: no more than it can start at once, so that every granted start happens in time.
+        self.limited_seen = -math.inf
         self._slots_lock = threading.Lock()
         self._slots_extended = time.monotonic()
 
@@ -394,15 +406,41 @@ class FlowGate:
                 limited.setdefault(rate, []).append(delivery)
                 continue
             start.append(delivery)
+        first: list[Delivery] = []
+        if limited:
+            self.limited_seen = time.monotonic()
         for (key, count, per), group in limited.items():
-            granted, wait = self.driver.take_tokens(key, count, per, len(group))
-            start.extend(group[:granted])
+            granted, wait, at = self.driver.take_tokens(key, count, per + RATE_START_SLACK, len(group))
+            # The deadline counts from the grants' stamp, not from the end of the call.
+            deadline = time.monotonic() + RATE_START_SLACK - max(0.0, time.time() - at)
+            for delivery in group[:granted]:
+                self._granted[delivery.receipt] = deadline
+            first.extend(group[:granted])
             step = per / count
             for index, delivery in enumerate(group[granted:]):
                 later.append((delivery, wait + index * step))
+        start = first + start  # granted starts first: they have a deadline
         if self.driver.supports(Capability.CONCURRENCY_LIMITS):
             start = self._take_slots(start, later)
         return start, later, expired
+
+    def may_start(self, delivery: Delivery) -> float | None:
+        """``None`` if ``delivery`` may start now, else the seconds it must wait.
+
+        A rate grant past its deadline (the worker was slow to start it: a
+        loaded machine) is spent; the job takes a fresh start then, or waits.
+        """
+        if not self._granted:
+            return None
+        deadline = self._granted.pop(delivery.receipt, None)
+        if deadline is None or time.monotonic() <= deadline:
+            return None
+        rate = rate_of(delivery.message)
+        if rate is None:
+            return None
+        key, count, per = rate
+        granted, wait, _ = self.driver.take_tokens(key, count, per + RATE_START_SLACK, 1)
+        return None if granted else wait
 
     def _take_slots(self, start: list[Delivery], later: list[tuple[Delivery, float]]) -> list[Delivery]:
         admitted: list[Delivery] = []
@@ -424,6 +462,8 @@ class FlowGate:
 
     def finished(self, delivery: Delivery) -> None:
         """Free the concurrency slot ``delivery`` holds, if any (the job ran, or was given back)."""
+        if self._granted:
+            self._granted.pop(delivery.receipt, None)
         if not self._slots:
             return
         with self._slots_lock:

@@ -19,17 +19,29 @@ from __future__ import annotations
 import json
 from collections import deque
 from collections.abc import Iterable
+from typing import NamedTuple
 
 #: Shortest wait, in seconds, returned for a full window (a retry sooner than this is wasted).
 MIN_WAIT = 0.001
 
 
+class TokenGrant(NamedTuple):
+    """What :meth:`~jobs_core.driver.Driver.take_tokens` returns."""
+
+    #: Starts granted, 0 to the number wanted.
+    granted: int
+    #: Seconds from ``at`` until the window has room again (0.0 when all were granted).
+    wait: float
+    #: The caller's ``time.time()`` the grants are stamped with (read while the window was held).
+    at: float
+
+
 def take_from_window(
     grants: deque[tuple[float, int]], count: int, per: float, want: int, now: float
-) -> tuple[int, float]:
+) -> TokenGrant:
     """Grant up to ``want`` starts from the window ``grants`` (changed in place).
 
-    Returns ``(granted, wait)``: ``wait`` is 0.0 when every start wanted
+    Returns a :class:`TokenGrant`: ``wait`` is 0.0 when every start wanted
     was granted, else the seconds until the oldest grant leaves the window.
     Grants stamped later than ``now`` (another caller's clock ahead of this
     one) count as in the window.
@@ -42,9 +54,9 @@ def take_from_window(
     if granted:
         grants.append((now, granted))
     if granted == want:
-        return granted, 0.0
+        return TokenGrant(granted, 0.0, now)
     oldest = grants[0][0] if grants else now
-    return granted, max(MIN_WAIT, oldest + per - now)
+    return TokenGrant(granted, max(MIN_WAIT, oldest + per - now), now)
 
 
 def encode_window(grants: Iterable[tuple[float, int]]) -> str:

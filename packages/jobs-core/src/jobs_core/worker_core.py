@@ -205,6 +205,7 @@ class WorkerCore:
         self.driver = app.driver
         self._flow = FlowGate(self.driver, self.queues, self.queue_order, weights, self.lease)
         self._expired = 0
+        self._give_back_thread: threading.Thread | None = None
         self.registry = app.registry
         self.events = app.events
         self.executor = Executor()
@@ -369,6 +370,7 @@ class WorkerCore:
 
     def _flush_acks_now(self) -> None:
         """Wait for an ack in flight, then acknowledge whatever is left."""
+        self._wait_for_give_back()
         self._wait_for_acks()
         self._flush_acks()
 
@@ -391,6 +393,8 @@ class WorkerCore:
         timeout = 0.0 if self.stop_when_empty else self.poll_interval
         try:
             queues = self._flow.queues()
+            if time.monotonic() - self._flow.limited_seen < 1.0:
+                limit = min(limit, self.concurrency)  # rate-limited jobs: only what starts at once
             if not queues:  # every queue is paused
                 if not self.stop_when_empty:
                     self._sleep(min(self.poll_interval, 0.2) or 0.2)
@@ -423,11 +427,14 @@ class WorkerCore:
     def _admit(self, deliveries: list[Delivery]) -> list[Delivery]:
         """Flow control: the deliveries to start; the rest are given back or expired."""
         start, later, expired = self._flow.admit(deliveries)
-        for delivery, delay in later:
-            try:
-                self.driver.release(delivery, delay)
-            except Exception as exc:
-                log.error("could not give back job %s (its lease will expire): %s", delivery.id, exc)
+        if later:
+            # Given back on a helper thread: the admitted jobs start meanwhile (a
+            # rate-limited one has moments to start in).
+            self._wait_for_give_back()
+            self._give_back_thread = threading.Thread(
+                target=self._give_back, args=(later,), name="jobs-give-back", daemon=True
+            )
+            self._give_back_thread.start()
         if expired:
             self.driver.ack_many(expired)
             with self._lock:
@@ -435,6 +442,18 @@ class WorkerCore:
             for delivery in expired:
                 log.info("job %s %s expired before it started; not run", delivery.message.name, delivery.id)
         return start
+
+    def _give_back(self, later: Sequence[tuple[Delivery, float]]) -> None:
+        for delivery, delay in later:
+            try:
+                self.driver.release(delivery, delay)
+            except Exception as exc:
+                log.error("could not give back job %s (its lease will expire): %s", delivery.id, exc)
+
+    def _wait_for_give_back(self) -> None:
+        thread, self._give_back_thread = self._give_back_thread, None
+        if thread is not None:
+            thread.join()
 
     def _confirm_empty(self, limit: int) -> list[Delivery]:
         """With ``stop_when_empty``, after an empty reserve: what is due after all, or nothing.
@@ -462,6 +481,9 @@ class WorkerCore:
     def _process(self, delivery: Delivery) -> None:
         """Run one delivery in this thread, to its outcome."""
         message = delivery.message
+        if self._flow.may_start(delivery) is not None:
+            self._late(delivery)
+            return
         try:
             cls = self.registry.get(message.name)
             job = cls()
@@ -502,6 +524,11 @@ class WorkerCore:
             leave_job(entered)
             self._flow.finished(delivery)
         self._success(delivery, result, time.perf_counter() - started)
+
+    def _late(self, delivery: Delivery) -> None:
+        """Give back a rate-limited job that missed the moment of its start, and found no other."""
+        log.info("job %s %s missed its rate-limit start; put back", delivery.message.name, delivery.id)
+        self._release([delivery])
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
         with self._lock:

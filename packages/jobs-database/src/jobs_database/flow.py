@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from jobs_core.flow_state import decode_window, encode_window, take_from_window
+from jobs_core.flow_state import TokenGrant, decode_window, encode_window, take_from_window
 from jobs_core.message import validate_queue_name
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -100,17 +100,17 @@ class FlowOperations:
 
     # -- RATE_LIMITS ----------------------------------------------------------
 
-    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> tuple[int, float]:
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
         """Read, update and write back the key's window under its row lock."""
         keys = flow_table(self.tables, "flow_keys")
         name = f"r:{key}"
 
-        def take(conn: sa.Connection) -> tuple[int, float]:
+        def take(conn: sa.Connection) -> TokenGrant:
             window = decode_window(self._lock_key(conn, name))
-            granted, wait = take_from_window(window, count, per, want, time.time())
-            if granted:
+            grant = take_from_window(window, count, per, want, time.time())
+            if grant.granted:
                 conn.execute(sa.update(keys).where(keys.c.name == name).values(data=encode_window(window)))
-            return granted, wait
+            return grant
 
         self._ensure_key(name)
         return self._run("taking rate-limit tokens", take)

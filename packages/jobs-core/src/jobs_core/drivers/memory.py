@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidURL, MalformedMessage
-from jobs_core.flow_state import take_from_window
+from jobs_core.flow_state import TokenGrant, take_from_window
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -563,7 +563,7 @@ class MemoryDriver(Driver):
         with self._store.condition:
             return sorted(self._store.paused)
 
-    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> tuple[int, float]:
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
         """Sliding window of the grants of the last ``per`` seconds."""
         with self._store.condition:
             window = self._store.grants.setdefault(key, deque())

@@ -68,12 +68,12 @@ def test_a_window_grants_count_starts_then_says_how_long_to_wait(
     jobs_driver: Driver, jobs_queue: str
 ) -> None:
     key = f"rate-{jobs_queue}"
-    granted, wait = jobs_driver.take_tokens(key, 5, 2.0, want=3)
+    granted, wait, _ = jobs_driver.take_tokens(key, 5, 2.0, want=3)
     assert (granted, wait) == (3, 0.0)
-    granted, wait = jobs_driver.take_tokens(key, 5, 2.0, want=4)
+    granted, wait, _ = jobs_driver.take_tokens(key, 5, 2.0, want=4)
     assert granted == 2
     assert 0 < wait <= 2.0
-    granted, wait = jobs_driver.take_tokens(key, 5, 2.0, want=1)
+    granted, wait, _ = jobs_driver.take_tokens(key, 5, 2.0, want=1)
     assert granted == 0
     assert 0 < wait <= 2.0
 
@@ -81,17 +81,17 @@ def test_a_window_grants_count_starts_then_says_how_long_to_wait(
 @pytest.mark.jobs_requires(Capability.RATE_LIMITS)
 def test_a_window_has_room_again_once_its_period_passed(jobs_driver: Driver, jobs_queue: str) -> None:
     key = f"rate-{jobs_queue}"
-    assert jobs_driver.take_tokens(key, 2, 0.5, want=2) == (2, 0.0)
-    granted, wait = jobs_driver.take_tokens(key, 2, 0.5, want=1)
+    assert jobs_driver.take_tokens(key, 2, 0.5, want=2)[:2] == (2, 0.0)
+    granted, wait, _ = jobs_driver.take_tokens(key, 2, 0.5, want=1)
     assert granted == 0
     time.sleep(wait + 0.05)
-    assert jobs_driver.take_tokens(key, 2, 0.5, want=2) == (2, 0.0)
+    assert jobs_driver.take_tokens(key, 2, 0.5, want=2)[:2] == (2, 0.0)
 
 
 @pytest.mark.jobs_requires(Capability.RATE_LIMITS)
 def test_keys_have_separate_windows(jobs_driver: Driver, jobs_queue: str) -> None:
-    assert jobs_driver.take_tokens(f"a-{jobs_queue}", 1, 60, want=1) == (1, 0.0)
-    assert jobs_driver.take_tokens(f"b-{jobs_queue}", 1, 60, want=1) == (1, 0.0)
+    assert jobs_driver.take_tokens(f"a-{jobs_queue}", 1, 60, want=1)[:2] == (1, 0.0)
+    assert jobs_driver.take_tokens(f"b-{jobs_queue}", 1, 60, want=1)[:2] == (1, 0.0)
     assert jobs_driver.take_tokens(f"a-{jobs_queue}", 1, 60, want=1)[0] == 0
 
 
