@@ -23,6 +23,7 @@ PAGES = [
     "guide/retries-and-timeouts.md",
     "guide/events-and-middleware.md",
     "guide/limits.md",
+    "guide/flow-control.md",
     "reference/cli.md",
     "reference/facade.md",
 ]
