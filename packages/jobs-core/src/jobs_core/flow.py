@@ -314,8 +314,8 @@ class FlowGate:
         self._paused_read = 0.0 if driver.supports(Capability.QUEUE_PAUSE) else math.inf
         self._slots: dict[str, str] = {}  # receipt -> concurrency key
         self._granted: dict[str, float] = {}  # receipt -> latest start (monotonic) of a rate grant
-        #: When the last rate-limited job was reserved (monotonic): the worker then reserves
-        #: no more than it can start at once, so that every granted start happens in time.
+        #: When a rate limit last refused a reserved job (monotonic): while limits bind, the
+        #: worker reserves no more than it can start at once, so that granted starts are on time.
         self.limited_seen = -math.inf
         self._slots_lock = threading.Lock()
         self._slots_extended = time.monotonic()
@@ -407,8 +407,6 @@ class FlowGate:
                 continue
             start.append(delivery)
         first: list[Delivery] = []
-        if limited:
-            self.limited_seen = time.monotonic()
         for (key, count, per), group in limited.items():
             granted, wait, at = self.driver.take_tokens(key, count, per + RATE_START_SLACK, len(group))
             # The deadline counts from the grants' stamp, not from the end of the call.
@@ -416,6 +414,8 @@ class FlowGate:
             for delivery in group[:granted]:
                 self._granted[delivery.receipt] = deadline
             first.extend(group[:granted])
+            if granted < len(group):
+                self.limited_seen = time.monotonic()  # the limit binds: reserve small batches
             step = per / count
             for index, delivery in enumerate(group[granted:]):
                 later.append((delivery, wait + index * step))
