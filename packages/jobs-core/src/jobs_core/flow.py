@@ -313,7 +313,9 @@ class FlowGate:
         self._paused: frozenset[str] = frozenset()
         self._paused_read = 0.0 if driver.supports(Capability.QUEUE_PAUSE) else math.inf
         self._slots: dict[str, str] = {}  # receipt -> concurrency key
-        self._granted: dict[str, float] = {}  # receipt -> latest start (monotonic) of a rate grant
+        #: receipt -> (latest start, monotonic; the rate limit) of the rate grants not started yet.
+        self._granted: dict[str, tuple[float, tuple[str, int, float]]] = {}
+        self._granted_lock = threading.Lock()
         #: When a rate limit last refused a reserved job (monotonic): while limits bind, the
         #: worker reserves no more than it can start at once, so that granted starts are on time.
         self.limited_seen = -math.inf
@@ -407,12 +409,14 @@ class FlowGate:
                 continue
             start.append(delivery)
         first: list[Delivery] = []
-        for (key, count, per), group in limited.items():
+        for rate, group in limited.items():
+            key, count, per = rate
             granted, wait, at = self.driver.take_tokens(key, count, per + RATE_START_SLACK, len(group))
             # The deadline counts from the grants' stamp, not from the end of the call.
             deadline = time.monotonic() + RATE_START_SLACK - max(0.0, time.time() - at)
-            for delivery in group[:granted]:
-                self._granted[delivery.receipt] = deadline
+            with self._granted_lock:
+                for delivery in group[:granted]:
+                    self._granted[delivery.receipt] = (deadline, rate)
             first.extend(group[:granted])
             if granted < len(group):
                 self.limited_seen = time.monotonic()  # the limit binds: reserve small batches
@@ -427,20 +431,29 @@ class FlowGate:
     def may_start(self, delivery: Delivery) -> float | None:
         """``None`` if ``delivery`` may start now, else the seconds it must wait.
 
-        A rate grant past its deadline (the worker was slow to start it: a
-        loaded machine) is spent; the job takes a fresh start then, or waits.
+        A rate grant past its deadline (the worker held it in its prefetch
+        buffer, or a loaded machine was slow to start it) is spent: the job
+        takes a fresh start then, in one call with the other jobs of its limit
+        still waiting in this worker (they get fresh deadlines), or waits.
         """
         if not self._granted:
             return None
-        deadline = self._granted.pop(delivery.receipt, None)
-        if deadline is None or time.monotonic() <= deadline:
-            return None
-        rate = rate_of(delivery.message)
-        if rate is None:
-            return None
+        with self._granted_lock:
+            entry = self._granted.pop(delivery.receipt, None)
+            if entry is None or time.monotonic() <= entry[0]:
+                return None
+            rate = entry[1]
+            waiting = [receipt for receipt, (_, other) in self._granted.items() if other == rate]
         key, count, per = rate
-        granted, wait, _ = self.driver.take_tokens(key, count, per + RATE_START_SLACK, 1)
-        return None if granted else wait
+        granted, wait, at = self.driver.take_tokens(key, count, per + RATE_START_SLACK, 1 + len(waiting))
+        if not granted:
+            return wait
+        deadline = time.monotonic() + RATE_START_SLACK - max(0.0, time.time() - at)
+        with self._granted_lock:
+            for receipt in waiting[: granted - 1]:
+                if receipt in self._granted:
+                    self._granted[receipt] = (deadline, rate)
+        return None
 
     def _take_slots(self, start: list[Delivery], later: list[tuple[Delivery, float]]) -> list[Delivery]:
         admitted: list[Delivery] = []
@@ -463,7 +476,8 @@ class FlowGate:
     def finished(self, delivery: Delivery) -> None:
         """Free the concurrency slot ``delivery`` holds, if any (the job ran, or was given back)."""
         if self._granted:
-            self._granted.pop(delivery.receipt, None)
+            with self._granted_lock:
+                self._granted.pop(delivery.receipt, None)
         if not self._slots:
             return
         with self._slots_lock:
