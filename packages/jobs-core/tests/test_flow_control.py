@@ -262,6 +262,33 @@ def test_a_key_function_picks_the_window(app: JobsApp) -> None:
     assert app.stats("a")["delayed"] == 1
 
 
+def test_a_queue_rate_limit_holds_for_every_worker_of_the_queue(app: JobsApp) -> None:
+    app.dispatch_many(step, [{"kind": "queued", "n": n} for n in range(6)])
+    limits = {"a": RateLimit(3, per=60)}
+    workers, threads = run_workers(app, 2, ["a"], queue_rate_limits=limits)
+    try:
+        wait_for(lambda: len(starts("queued")) == 3)
+        time.sleep(0.5)
+        assert len(starts("queued")) == 3, "the queue's limit of 3 per minute held across both workers"
+    finally:
+        stop_all(workers, threads)
+    assert app.stats("a")["delayed"] == 3
+    with pytest.raises(ConfigurationError, match="no key"):
+        app.worker(["a"], queue_rate_limits={"a": RateLimit(3, key="x")})
+    with pytest.raises(ConfigurationError, match="does not serve"):
+        app.worker(["a"], queue_rate_limits={"b": RateLimit(3)})
+
+
+def test_the_worker_command_takes_queue_rate_limits() -> None:
+    from jobs_core.flow import parse_rate
+
+    assert parse_rate("emails=100/60") == ("emails", RateLimit(100, 60.0))
+    with pytest.raises(ConfigurationError, match="QUEUE=COUNT/SECONDS"):
+        parse_rate("emails=many")
+    with pytest.raises(ConfigurationError, match="rate_limit per"):
+        parse_rate("emails=5/0")
+
+
 # -- concurrency limits ----------------------------------------------------------------------
 
 

@@ -196,6 +196,13 @@ def cli() -> None:
     help="Which queue each reserve starts with (default: round-robin, weighted with --weight).",
 )
 @click.option(
+    "--rate-limit",
+    "rate_limits",
+    multiple=True,
+    metavar="QUEUE=COUNT/SECONDS",
+    help="Start at most COUNT jobs of QUEUE per SECONDS, across every worker (repeatable).",
+)
+@click.option(
     "--weight",
     "weights",
     multiple=True,

@@ -31,6 +31,7 @@ from jobs_core.cli_output import missing_url
 from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
 from jobs_core.facade import set_default_app
+from jobs_core.flow import parse_rate
 from jobs_core.worker import Service, Worker
 
 
@@ -54,6 +55,7 @@ class WorkerOptions:
     log_level: str = "WARNING"
     queue_order: str | None = None
     weights: tuple[str, ...] = ()
+    rate_limits: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any]) -> WorkerOptions:
@@ -64,6 +66,7 @@ class WorkerOptions:
         values["imports"] = tuple(values.get("imports") or ())
         values["plugins"] = tuple(values.get("plugins") or ())
         values["weights"] = tuple(values.get("weights") or ())
+        values["rate_limits"] = tuple(values.get("rate_limits") or ())
         return cls(**values)
 
     def weight_map(self) -> dict[str, int] | None:
@@ -100,6 +103,8 @@ class WorkerOptions:
             args += ["--queue-order", self.queue_order]
         for weight in self.weights:
             args += ["--weight", weight]
+        for limit in self.rate_limits:
+            args += ["--rate-limit", limit]
         args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
         return args
 
@@ -261,6 +266,7 @@ def run_worker(
             services=services,
             queue_order=options.queue_order,
             weights=options.weight_map(),
+            queue_rate_limits=dict(parse_rate(text) for text in options.rate_limits) or None,
         )
         _say(
             f"serving {', '.join(options.queues)} on {app.config.display_url} with "

@@ -286,6 +286,37 @@ def check_queue_order(order: object, weights: Mapping[str, int] | None, queues: 
     return str(order)
 
 
+def check_queue_limits(
+    limits: Mapping[str, RateLimit] | None, queues: Sequence[str]
+) -> dict[str, tuple[str, int, float]]:
+    """Validate a worker's ``queue_rate_limits``; ``(key, count, per)`` by queue.
+
+    A queue's limit is counted under the key ``queue:<name>``, shared by every
+    worker that serves the queue with the same limit (give them all the same).
+    """
+    checked: dict[str, tuple[str, int, float]] = {}
+    for name, limit in (limits or {}).items():
+        validate_queue_name(name)
+        if name not in queues:
+            raise ConfigurationError(f"rate limit given for queue {name!r}, which the worker does not serve")
+        if not isinstance(limit, RateLimit) or limit.key is not None:
+            raise ConfigurationError(
+                f"the rate limit of queue {name!r} must be a RateLimit(count, per), no key: got {limit!r}"
+            )
+        checked[name] = (f"queue:{name}", limit.count, limit.per)
+    return checked
+
+
+def parse_rate(text: str) -> tuple[str, RateLimit]:
+    """``QUEUE=COUNT/SECONDS`` (``jobs worker --rate-limit``) as ``(queue, RateLimit)``."""
+    name, _, rest = text.partition("=")
+    count, _, per = rest.partition("/")
+    try:
+        return name, RateLimit(int(count), float(per or 1))
+    except ValueError:
+        raise ConfigurationError(f"--rate-limit takes QUEUE=COUNT/SECONDS, got {text!r}") from None
+
+
 class FlowGate:
     """What a worker asks of flow control around each reserve.
 
@@ -301,9 +332,13 @@ class FlowGate:
         queues: Sequence[str],
         order: str = "round-robin",
         weights: Mapping[str, int] | None = None,
+        *,
         lease: float = 30.0,
+        queue_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         self.driver = driver
+        #: Rate limits of whole queues: ``(key, count, per)`` by queue name.
+        self.queue_limits = check_queue_limits(queue_limits, queues)
         self.all_queues = list(queues)
         self.order = order
         self.weights = {q: int((weights or {}).get(q, 1)) for q in queues}
@@ -396,14 +431,16 @@ class FlowGate:
             if paused and message.queue in paused:
                 later.append((delivery, 0.0))
                 continue
-            if not message.headers:
+            if not message.headers and not self.queue_limits:
                 start.append(delivery)
                 continue
             expiry = expires_at(message)
             if expiry is not None and expiry <= now:
                 expired.append(delivery)
                 continue
-            rate = rate_of(message)
+            rate = rate_of(message) if message.headers else None
+            if rate is None and self.queue_limits:
+                rate = self.queue_limits.get(message.queue)
             if rate is not None and self.driver.supports(Capability.RATE_LIMITS):
                 limited.setdefault(rate, []).append(delivery)
                 continue

@@ -110,6 +110,11 @@ class Worker(PooledWorker):
         Queues paused with ``Jobs.pause_queue`` are left out within a second.
     ``weights``
         ``{queue: int >= 1}`` for ``"weighted"`` (a queue not named weighs 1).
+    ``queue_rate_limits``
+        ``{queue: RateLimit(count, per)}``: at most ``count`` jobs of the
+        queue start per ``per`` seconds, counted in the backend under the key
+        ``queue:<name>`` (give every worker of the queue the same limit). A
+        job's own rate limit replaces its queue's.
     """
 
     # -- public -------------------------------------------------------------

@@ -27,7 +27,7 @@ from jobs_core.driver import Driver
 from jobs_core.errors import ConfigurationError, JobNotRegistered, JobsError, Retry, SkipJob
 from jobs_core.events import EventEmitter
 from jobs_core.executor import Executor, describe_error, is_async_job
-from jobs_core.flow import FlowGate, check_queue_order
+from jobs_core.flow import FlowGate, RateLimit, check_queue_order
 from jobs_core.job import Job
 from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
@@ -161,6 +161,7 @@ class WorkerCore:
         services: Sequence[Service | Callable[[threading.Event], object]] = (),
         queue_order: str | None = None,
         weights: Mapping[str, int] | None = None,
+        queue_rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         if not queues:
             raise ConfigurationError("a worker needs at least one queue")
@@ -203,7 +204,14 @@ class WorkerCore:
         self.services: list[Service] = [s if isinstance(s, Service) else _ThreadService(s) for s in services]
 
         self.driver = app.driver
-        self._flow = FlowGate(self.driver, self.queues, self.queue_order, weights, self.lease)
+        self._flow = FlowGate(
+            self.driver,
+            self.queues,
+            self.queue_order,
+            weights,
+            lease=self.lease,
+            queue_limits=queue_rate_limits,
+        )
         self._expired = 0
         self._give_back_thread: threading.Thread | None = None
         self.registry = app.registry
