@@ -321,6 +321,26 @@ def test_a_concurrency_limit_of_one_never_overlaps_across_workers(app: JobsApp) 
         assert start >= end, "two jobs of one key ran at once"
 
 
+# -- tenants ---------------------------------------------------------------------------------
+
+
+def test_a_tenants_ten_jobs_start_within_a_second_behind_another_tenants_50000(app: JobsApp) -> None:
+    for start in range(0, 50_000, 10_000):
+        app.dispatch_many(step.tenant("a"), [{"kind": "a", "n": n} for n in range(start, start + 10_000)])
+    workers, threads = run_workers(app, 1, ["a"], concurrency=8)
+    try:
+        wait_for(lambda: len(starts("a")) >= 200)
+        sent = time.monotonic()
+        app.dispatch_many(step.tenant("b"), [{"kind": "b", "n": n} for n in range(10)])
+        wait_for(lambda: len(starts("b")) == 10)
+        waited = max(t for t, _ in starts("b")) - sent
+        a_between = len([t for t, _ in starts("a") if sent < t < sent + waited])
+    finally:
+        stop_all(workers, threads)
+    assert a_between < 1000, f"{a_between} of tenant a's jobs started before tenant b's ten"
+    assert waited < 1.0, f"tenant b's last job started {waited:.2f} s after dispatch"
+
+
 # -- bad declarations ------------------------------------------------------------------------
 
 

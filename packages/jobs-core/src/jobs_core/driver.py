@@ -108,6 +108,10 @@ class Capability(str, enum.Enum):
     #: ``acquire_slot``, ``extend_slot`` and ``release_slot``: at most N jobs
     #: of one key at once across every worker, each slot held under a lease.
     CONCURRENCY_LIMITS = "concurrency_limits"
+    #: ``reserve`` serves the tenants of a queue (the ``jobs-tenant`` header of
+    #: ``Job.tenant``) round-robin, and the messages without a tenant as one
+    #: more: one tenant's backlog delays another's job by at most one turn each.
+    TENANT_FAIRNESS = "tenant_fairness"
 
 
 def _check_key(key: object, concurrency: object) -> None:

@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from jobs_core import flow_state
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import ConfigurationError, JobsError, UnsupportedOperation
 from jobs_core.limits import MAX_SECONDS
@@ -38,8 +39,8 @@ EXPIRES_HEADER = "jobs-expires-at"
 RATE_HEADER = "jobs-rate"
 #: Header holding a job's concurrency limit (JSON ``[key, limit]``).
 CONCURRENCY_HEADER = "jobs-concurrency"
-#: Header holding a job's tenant.
-TENANT_HEADER = "jobs-tenant"
+#: Header holding a job's tenant (defined beside the drivers' arithmetic, which reads it).
+TENANT_HEADER = flow_state.TENANT_HEADER
 
 #: Longest flow-control key (rate limit, concurrency limit, tenant), in characters.
 MAX_FLOW_KEY = 200

@@ -21,6 +21,9 @@ from collections import deque
 from collections.abc import Iterable
 from typing import NamedTuple
 
+#: Header holding a job's tenant (``Job.tenant``), read by drivers with ``TENANT_FAIRNESS``.
+TENANT_HEADER = "jobs-tenant"
+
 #: Shortest wait, in seconds, returned for a full window (a retry sooner than this is wasted).
 MIN_WAIT = 0.001
 

@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidURL, MalformedMessage
-from jobs_core.flow_state import TokenGrant, take_from_window
+from jobs_core.flow_state import TENANT_HEADER, TokenGrant, take_from_window
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -55,6 +55,7 @@ class _Record:
     receipt: str = ""
     lease_expires_at: float = 0.0
     unique_key: str | None = None
+    tenant: str | None = None
 
 
 class MemoryStore:
@@ -75,6 +76,10 @@ class MemoryStore:
         self.paused: set[str] = set()
         self.grants: dict[str, deque[tuple[float, int]]] = {}
         self.slots: dict[str, dict[str, float]] = {}
+        #: Due messages of tenants (``jobs-tenant``), per queue and tenant, and the
+        #: round-robin ring of a queue's sources ("" for its messages without a tenant).
+        self.tenants: dict[str, dict[str, list[tuple[int, float, int, int, str]]]] = {}
+        self.rings: dict[str, deque[str]] = {}
 
 
 _SHARED: dict[str, MemoryStore] = {}
@@ -106,6 +111,7 @@ class MemoryDriver(Driver):
             Capability.QUEUE_PAUSE,
             Capability.RATE_LIMITS,
             Capability.CONCURRENCY_LIMITS,
+            Capability.TENANT_FAIRNESS,
         }
     )
 
@@ -143,9 +149,43 @@ class MemoryDriver(Driver):
             )
         else:
             heapq.heappush(
-                self._store.ready.setdefault(rec.queue, []),
+                self._ready_heap(rec),
                 (-rec.priority, rec.available_at, rec.seq, rec.version, rec.id),
             )
+
+    def _ready_heap(self, rec: _Record) -> list[tuple[int, float, int, int, str]]:
+        """The heap of due messages ``rec`` goes on: its queue's, or its tenant's in the queue."""
+        store = self._store
+        if rec.tenant is None:
+            return store.ready.setdefault(rec.queue, [])
+        tenants = store.tenants.setdefault(rec.queue, {})
+        heap = tenants.get(rec.tenant)
+        if heap is None:
+            heap = tenants[rec.tenant] = []
+            ring = store.rings.setdefault(rec.queue, deque([""]))
+            ring.append(rec.tenant)
+        return heap
+
+    def _pop_ready(self, queue: str) -> tuple[int, float, int, int, str] | None:
+        """The next due message of ``queue``: the sources (tenants, and the messages
+        without one) take turns, each in priority and due order.
+        """
+        store = self._store
+        tenants = store.tenants.get(queue)
+        if not tenants:
+            heap = store.ready.get(queue)
+            return heapq.heappop(heap) if heap else None
+        ring = store.rings[queue]
+        for _ in range(len(ring)):
+            source = ring[0]
+            ring.rotate(-1)
+            heap = store.ready.get(queue) if source == "" else tenants.get(source)
+            if heap:
+                return heapq.heappop(heap)
+            if source != "":
+                ring.remove(source)
+                del tenants[source]
+        return None
 
     def _insert(self, message: Message, body: bytes, now: float) -> str | None:
         store = self._store
@@ -167,6 +207,7 @@ class MemoryDriver(Driver):
             available_at=message.available_at,
             seq=next(store.counter),
             unique_key=message.unique_key,
+            tenant=message.headers.get(TENANT_HEADER) if message.headers else None,
         )
         store.records[rec.id] = rec
         store.known_queues.add(rec.queue)
@@ -199,7 +240,7 @@ class MemoryDriver(Driver):
             rec = self._store.records.get(ident)
             if rec is not None and rec.version == version and rec.state == WAITING:
                 heapq.heappush(
-                    self._store.ready.setdefault(queue, []),
+                    self._ready_heap(rec),
                     (-rec.priority, rec.available_at, rec.seq, rec.version, rec.id),
                 )
 
@@ -273,9 +314,11 @@ class MemoryDriver(Driver):
                 found: list[Delivery] = []
                 for queue in queues:
                     self._promote(queue, now)
-                    ready = store.ready.get(queue)
-                    while ready and len(found) < limit:
-                        _, _, _, version, ident = heapq.heappop(ready)
+                    while len(found) < limit:
+                        item = self._pop_ready(queue)
+                        if item is None:
+                            break
+                        _, _, _, version, ident = item
                         rec = store.records.get(ident)
                         if rec is None or rec.version != version or rec.state != WAITING:
                             continue
@@ -468,6 +511,8 @@ class MemoryDriver(Driver):
                 del self._store.records[rec.id]
                 self._release_unique(rec)
             self._store.ready.pop(queue, None)
+            self._store.tenants.pop(queue, None)
+            self._store.rings.pop(queue, None)
             self._store.delayed.pop(queue, None)
             return len(doomed)
 

@@ -16,7 +16,15 @@ import pytest
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidName
-from jobs_core.testing.conformance._helpers import delivery_timeout, enqueue_one, message, reserve_one
+from jobs_core.flow_state import TENANT_HEADER
+from jobs_core.testing.conformance._helpers import (
+    delivery_timeout,
+    enqueue_one,
+    message,
+    messages,
+    reserve_one,
+    reserve_until,
+)
 from jobs_core.testing.plugin import DriverFactory, QueueFactory
 
 # -- QUEUE_PAUSE ---------------------------------------------------------------------
@@ -203,3 +211,20 @@ def test_concurrent_callers_never_hold_more_slots_than_the_limit(
         thread.join(delivery_timeout() * 3)
     assert not errors, f"concurrent takers failed: {errors[:3]}"
     assert 1 <= most[0] <= limit, f"{most[0]} holders at once with a limit of {limit}"
+
+
+# -- TENANT_FAIRNESS -------------------------------------------------------------------
+
+
+@pytest.mark.jobs_requires(Capability.TENANT_FAIRNESS)
+def test_tenants_of_a_queue_take_turns(jobs_driver: Driver, jobs_queue: str) -> None:
+    jobs_driver.enqueue(messages(jobs_queue, 300, headers={TENANT_HEADER: "big"}))
+    small = [message(jobs_queue, {"small": n}, headers={TENANT_HEADER: "small"}) for n in range(5)]
+    plain = [message(jobs_queue, {"plain": n}) for n in range(2)]
+    jobs_driver.enqueue([*small, *plain])
+    got = reserve_until(jobs_driver, [jobs_queue], 14)
+    tenants = [d.message.headers.get(TENANT_HEADER, "") for d in got[:14]]
+    assert tenants.count("small") == 5, f"the small tenant's jobs waited behind the big one's: {tenants}"
+    assert tenants.count("") == 2
+    small_seen = [d.message.payload["small"] for d in got if d.message.headers.get(TENANT_HEADER) == "small"]
+    assert small_seen == [0, 1, 2, 3, 4], "a tenant's own jobs keep their order"
