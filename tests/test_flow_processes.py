@@ -7,6 +7,8 @@
 * A concurrency limit of 1 with four workers of four threads: no two jobs
   of the key overlap (their recorded start and end times), and the slot of
   a holder killed with SIGKILL is free again once its lease ends.
+* Pausing the queue three worker processes serve: no job starts on any of
+  them more than a second after the pause; resuming starts them again.
 
 Runs of a few seconds prove the properties; the lengths are set so that the
 whole module takes well under a minute.
@@ -228,3 +230,30 @@ def test_a_concurrency_limit_of_one_never_overlaps_and_a_killed_holder_frees_its
     waited = min(at for at, _, _ in begins if at > killed_at) - killed_at
     print(f"the killed holder's slot was taken again {waited:.2f} s after the kill (lease 2 s)")
     assert waited <= 2.0 + 2.0, f"the slot came back {waited:.2f} s after the kill, lease 2 s"
+
+
+def test_a_paused_queue_starts_no_job_on_any_worker_process_within_a_second(url: str, tmp_path: Path) -> None:
+    from jobs_core.app import JobsApp
+
+    workers = Workers(url, tmp_path)
+    workers.dispatch(
+        "app.dispatch_many(flowjobs.exclusive, [{'n': n, 'seconds': 0.005} for n in range(4000)])"
+    )
+    with JobsApp(url, load_plugins=False) as app:
+        try:
+            workers.start(3, "--concurrency", "2")
+            deadline = time.monotonic() + 90
+            while len({pid for _, pid, _ in workers.lines("begin")}) < 3:
+                assert time.monotonic() < deadline, "not every worker started jobs"
+                time.sleep(0.05)
+            assert app.pause_queue("flow") is True
+            paused_at = time.time()
+            time.sleep(2.0)
+            late = [at for at, _, _ in workers.lines("begin") if at > paused_at + 1.0]
+            assert late == [], f"{len(late)} jobs started more than 1 s after the pause"
+            assert app.stats("flow")["reserved"] == 0, "reserved jobs went back to the queue"
+            before = len(workers.lines("begin"))
+            assert app.resume_queue("flow") is True
+            workers.wait_for("begin", before + 100)
+        finally:
+            workers.stop()
