@@ -154,9 +154,9 @@ def test_a_slot_whose_lease_ended_is_free_and_cannot_be_extended(
 ) -> None:
     crashed, alive = jobs_driver_factory(), jobs_driver_factory()
     key = f"slot-{jobs_queue}"
-    assert crashed.acquire_slot(key, 1, "crashed", 0.4)
+    assert crashed.acquire_slot(key, 1, "crashed", 1.5)
     assert not alive.acquire_slot(key, 1, "alive", 60)
-    time.sleep(0.6)
+    time.sleep(1.7)
     assert alive.acquire_slot(key, 1, "alive", 60)
     assert not crashed.extend_slot(key, "crashed", 60)
     assert alive.extend_slot(key, "alive", 60)
@@ -165,10 +165,10 @@ def test_a_slot_whose_lease_ended_is_free_and_cannot_be_extended(
 @pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
 def test_an_extended_slot_outlives_its_first_lease(jobs_driver: Driver, jobs_queue: str) -> None:
     key = f"slot-{jobs_queue}"
-    assert jobs_driver.acquire_slot(key, 1, "holder", 0.6)
-    time.sleep(0.3)
+    assert jobs_driver.acquire_slot(key, 1, "holder", 1.5)
+    time.sleep(0.2)
     assert jobs_driver.extend_slot(key, "holder", 60)
-    time.sleep(0.5)
+    time.sleep(1.5)
     assert not jobs_driver.acquire_slot(key, 1, "other", 60)
 
 
