@@ -210,7 +210,7 @@ def test_upgrading_to_version_6_keeps_one_job_per_id_and_refuses_no_enqueue(
         insert(conn, tables, row(first.replace(payload="again")))
     driver = DatabaseDriver(db_url)
     try:
-        assert driver.upgrade_schema() == (5, 6)
+        assert driver.upgrade_schema() == (5, SCHEMA_VERSION)
         assert driver.enqueue([first.replace(payload="later")]) == [first.id]
         got = driver.reserve(["q"], limit=10, lease=30)
         assert [(d.id, d.message.payload) for d in got] == [(first.id, 1), (other.id, 2)]
