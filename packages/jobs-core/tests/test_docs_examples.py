@@ -24,6 +24,7 @@ PAGES = [
     "guide/events-and-middleware.md",
     "guide/limits.md",
     "guide/workflows.md",
+    "guide/flow-control.md",
     "reference/cli.md",
     "reference/facade.md",
 ]

@@ -219,7 +219,7 @@ def test_bad_declarations_are_refused_and_store_nothing(
 
 
 def test_an_interval_fires_once_per_tick(scheduler: Scheduler, driver: MemoryDriver, clock: Clock) -> None:
-    name = scheduler.schedule_every(ping, 10, {"n": 1})
+    name = scheduler.schedule_every(ping, 10, {"n": 1}, coalesce=False)  # every tick, though none ran
     clock.now = T0 + 9.9
     assert scheduler.tick() == 0
     clock.now = T0 + 10
@@ -237,7 +237,7 @@ def test_an_interval_fires_once_per_tick(scheduler: Scheduler, driver: MemoryDri
 def test_two_schedulers_on_one_store_fire_each_tick_once(store: str, clock: Clock) -> None:
     with MemoryDriver(store) as one, MemoryDriver(store) as two:
         first, second = Scheduler(one, clock=clock), Scheduler(two, clock=clock)
-        first.schedule_every(ping, 10)
+        first.schedule_every(ping, 10, coalesce=False)
         for step in range(1, 6):
             clock.now = T0 + 10 * step
             assert first.tick() + second.tick() == 1
@@ -271,7 +271,7 @@ def test_a_scheduler_with_a_stale_view_cannot_fire_a_claimed_tick_again(store: s
 def test_scheduled_messages_carry_a_unique_key_per_tick(
     scheduler: Scheduler, driver: MemoryDriver, clock: Clock
 ) -> None:
-    name = scheduler.schedule_every(ping, 10)
+    name = scheduler.schedule_every(ping, 10, coalesce=False)
     clock.now = T0 + 10
     scheduler.tick()
     (message,) = drain(driver, "pings")
@@ -509,7 +509,7 @@ def test_a_tick_claimed_during_an_outage_is_enqueued_once_the_backend_is_back(
         return driver.enqueue(messages)
 
     scheduler = Scheduler(driver, enqueue, clock=clock, enqueue_attempts=1)
-    scheduler.schedule_every(ping, 10)
+    scheduler.schedule_every(ping, 10, coalesce=False)
     clock.now = T0 + 10
     assert scheduler.tick() == 0
     clock.now = T0 + 15

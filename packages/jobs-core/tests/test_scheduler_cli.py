@@ -122,7 +122,7 @@ def _stop(process: subprocess.Popen[str]) -> tuple[int, str]:
 
 def test_the_scheduler_command_fires_until_sigterm(tmp_path: Path, sqlite_url: str) -> None:
     with JobsApp(sqlite_url, load_plugins=False) as app:
-        app.schedule_every("clijobs.tick", 0.5, {"n": 1}, queue="ticks")
+        app.schedule_every("clijobs.tick", 0.5, {"n": 1}, queue="ticks", coalesce=False)
         started = time.time()
         process = _start(tmp_path, sqlite_url, "scheduler", "--poll-interval", "0.2")
         # Stop once it has fired a few ticks (a loaded machine may take seconds to start it).

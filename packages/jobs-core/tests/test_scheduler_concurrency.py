@@ -45,7 +45,7 @@ def test_three_scheduler_threads_enqueue_each_tick_once() -> None:
     stop = threading.Event()
     threads = [threading.Thread(target=s.run, args=(stop, 0.25)) for s in schedulers]
     started = time.time()
-    schedulers[0].schedule_every(heartbeat, 1)
+    schedulers[0].schedule_every(heartbeat, 1, coalesce=False)
     for thread in threads:
         thread.start()
     time.sleep(started + SECONDS + 0.5 - time.time())

@@ -69,7 +69,7 @@ def test_three_scheduler_processes_enqueue_each_tick_once(tmp_path: Path) -> Non
             assert child.stdout.readline().strip() == "ready", child.stderr
         # Every scheduler is running: declare, and let them compete for five seconds.
         started = time.time()
-        Scheduler(driver).schedule_every("tests.scheduler.heartbeat", 1, queue="beats")
+        Scheduler(driver).schedule_every("tests.scheduler.heartbeat", 1, queue="beats", coalesce=False)
         time.sleep(started + SECONDS + 0.5 - time.time())
         for child in children:
             child.send_signal(signal.SIGTERM)

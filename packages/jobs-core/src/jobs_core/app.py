@@ -26,12 +26,12 @@ from typing import TYPE_CHECKING, Any, cast
 import pluggy
 
 from jobs_core.config import JobsConfig
-from jobs_core.driver import Driver
+from jobs_core.driver import Capability, Driver
 from jobs_core.errors import ConfigurationError
 from jobs_core.events import Callback, EventEmitter
 from jobs_core.inspection import AppInspection
 from jobs_core.job import Job, JobFunction, JobLike, job_instance
-from jobs_core.message import FailedJob, Message
+from jobs_core.message import FailedJob, Message, validate_queue_name
 from jobs_core.middleware import EXECUTION_PLUGIN_NAME, ExecutionPlugin
 from jobs_core.plugins import DriverRegistry, create_plugin_manager
 from jobs_core.queue import Queue
@@ -318,6 +318,26 @@ class JobsApp(AppScheduling, AppInspection):
     def prune(self, older_than: float) -> int:
         """Remove finished and failed records older than ``older_than`` seconds; return how many."""
         return self.queue.prune(older_than)
+
+    def pause_queue(self, queue: str) -> bool:
+        """Stop every worker from starting jobs of ``queue`` (within a second); whether it was running.
+
+        Running jobs finish; jobs a worker had reserved but not started go
+        back to the queue. Needs a driver with
+        :attr:`~jobs_core.driver.Capability.QUEUE_PAUSE`.
+        """
+        self.driver.require(Capability.QUEUE_PAUSE, "pausing a queue")
+        return self.driver.pause_queue(validate_queue_name(queue))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Let workers start jobs of ``queue`` again; whether it was paused."""
+        self.driver.require(Capability.QUEUE_PAUSE, "resuming a queue")
+        return self.driver.resume_queue(validate_queue_name(queue))
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues, sorted."""
+        self.driver.require(Capability.QUEUE_PAUSE, "listing paused queues")
+        return self.driver.paused_queues()
 
     # -- working ------------------------------------------------------------
 

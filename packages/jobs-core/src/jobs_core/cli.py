@@ -193,6 +193,25 @@ def cli() -> None:
     help="Longest wait, in seconds, of a finished job for its acknowledgement.",
 )
 @click.option(
+    "--queue-order",
+    type=click.Choice(["round-robin", "weighted", "strict"]),
+    help="Which queue each reserve starts with (default: round-robin, weighted with --weight).",
+)
+@click.option(
+    "--rate-limit",
+    "rate_limits",
+    multiple=True,
+    metavar="QUEUE=COUNT/SECONDS",
+    help="Start at most COUNT jobs of QUEUE per SECONDS, across every worker (repeatable).",
+)
+@click.option(
+    "--weight",
+    "weights",
+    multiple=True,
+    metavar="QUEUE=N",
+    help="Weight of a queue for --queue-order weighted (repeatable; others weigh 1).",
+)
+@click.option(
     "--progress",
     "progress_interval",
     type=click.FloatRange(min=0),
@@ -271,13 +290,70 @@ def stats(url: str | None, queues: Sequence[str], as_json: bool) -> None:
     per_queue = {name: counts.to_dict() for name, counts in snapshot.items()}
     # The total is the sum of the rows shown, so the two always agree.
     total = _sum(per_queue.values()) if per_queue else app.stats()
+    paused = _paused(app)
     if as_json:
-        emit_json({"url": app.config.display_url, "queues": per_queue, "total": total})
+        emit_json({"url": app.config.display_url, "queues": per_queue, "total": total, "paused": paused})
         return
     keys = ["pending", "delayed", "reserved", "completed", "failed"]
-    rows = [[name, *(_count(counts[k]) for k in keys)] for name, counts in per_queue.items()]
+    rows = [
+        [name + (" (paused)" if name in paused else ""), *(_count(counts[k]) for k in keys)]
+        for name, counts in per_queue.items()
+    ]
     rows.append(["(total)", *(_count(total[k]) for k in keys)])
     print_table(["QUEUE", *(k.upper() for k in keys)], rows, numeric=range(1, 6))
+    shown = [name for name in paused if name not in per_queue]
+    if shown:
+        click.echo(f"paused (no jobs yet): {', '.join(shown)}")
+
+
+def _paused(app: JobsApp) -> list[str]:
+    """The paused queues, or none when the driver keeps no pause flags."""
+    if not app.driver.supports(Capability.QUEUE_PAUSE):
+        return []
+    return app.paused_queues()
+
+
+@cli.group()
+def queue() -> None:
+    """Pause and resume queues (every worker sees it within a second)."""
+
+
+@queue.command("pause")
+@url_option
+@click.argument("name", metavar="NAME")
+@json_option
+def queue_pause(url: str | None, name: str, as_json: bool) -> None:
+    """Stop starting jobs of queue NAME on every worker (running jobs finish)."""
+    changed = _app(url, "queue pause").pause_queue(name)
+    if as_json:
+        emit_json({"queue": name, "paused": True, "changed": changed})
+    else:
+        click.echo(f"queue {name!r} paused" if changed else f"queue {name!r} was already paused")
+
+
+@queue.command("resume")
+@url_option
+@click.argument("name", metavar="NAME")
+@json_option
+def queue_resume(url: str | None, name: str, as_json: bool) -> None:
+    """Start jobs of queue NAME again."""
+    changed = _app(url, "queue resume").resume_queue(name)
+    if as_json:
+        emit_json({"queue": name, "paused": False, "changed": changed})
+    else:
+        click.echo(f"queue {name!r} resumed" if changed else f"queue {name!r} was not paused")
+
+
+@queue.command("list")
+@url_option
+@json_option
+def queue_list(url: str | None, as_json: bool) -> None:
+    """List the paused queues."""
+    paused = _app(url, "queue list").paused_queues()
+    if as_json:
+        emit_json({"paused": paused})
+    else:
+        click.echo("\n".join(paused) if paused else "no paused queues")
 
 
 def _count(value: int | None) -> str:

@@ -39,6 +39,7 @@ from jobs_core.cli_output import missing_url
 from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
 from jobs_core.facade import set_default_app
+from jobs_core.flow import parse_rate
 from jobs_core.worker import Service, Worker
 from jobs_core.worker_health import (
     RECYCLE_STATUS,
@@ -74,6 +75,9 @@ class WorkerOptions:
     ack_interval: float = 0.05
     progress_interval: float = 10.0
     log_level: str = "WARNING"
+    queue_order: str | None = None
+    weights: tuple[str, ...] = ()
+    rate_limits: tuple[str, ...] = ()
     log_format: str = "text"
     max_memory: str | None = None
     health_port: str | None = None
@@ -94,7 +98,22 @@ class WorkerOptions:
         values["queues"] = tuple(values.get("queues") or ("default",))
         values["imports"] = tuple(values.get("imports") or ())
         values["plugins"] = tuple(values.get("plugins") or ())
+        values["weights"] = tuple(values.get("weights") or ())
+        values["rate_limits"] = tuple(values.get("rate_limits") or ())
         return cls(**values)
+
+    def weight_map(self) -> dict[str, int] | None:
+        """``--weight QUEUE=N`` values as a dict (``None`` when none was given)."""
+        if not self.weights:
+            return None
+        weights: dict[str, int] = {}
+        for text in self.weights:
+            name, _, number = text.partition("=")
+            try:
+                weights[name] = int(number)
+            except ValueError:
+                raise ConfigurationError(f"--weight takes QUEUE=N, N a whole number; got {text!r}") from None
+        return weights
 
     def child_args(self) -> list[str]:
         """Command-line arguments of one child worker (without ``--url``)."""
@@ -113,6 +132,12 @@ class WorkerOptions:
         if self.prefetch is not None:
             args += ["--prefetch", str(self.prefetch)]
         args += ["--ack-interval", repr(self.ack_interval)]
+        if self.queue_order is not None:
+            args += ["--queue-order", self.queue_order]
+        for weight in self.weights:
+            args += ["--weight", weight]
+        for limit in self.rate_limits:
+            args += ["--rate-limit", limit]
         args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
         args += ["--log-format", self.log_format]
         if self.max_memory is not None:
@@ -294,6 +319,9 @@ def run_worker(
             max_jobs=options.max_jobs,
             stop_when_empty=options.stop_when_empty,
             services=services,
+            queue_order=options.queue_order,
+            weights=options.weight_map(),
+            queue_rate_limits=dict(parse_rate(text) for text in options.rate_limits) or None,
         )
         memory = None
         if options.max_memory is not None:

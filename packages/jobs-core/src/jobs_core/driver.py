@@ -42,6 +42,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from jobs_core import options
 from jobs_core.distributions import distribution_version
 from jobs_core.errors import ConfigurationError, DriverClosed, PayloadTooLarge, UnsupportedOperation
+from jobs_core.flow_state import TokenGrant
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -116,6 +117,19 @@ class Capability(str, enum.Enum):
     #: workflow job in the transaction that removes it (see
     #: :mod:`jobs_core.workflow_state`).
     WORKFLOWS = "workflows"
+    #: ``pause_queue``, ``resume_queue`` and ``paused_queues``: pause flags of
+    #: queues held in the backend, seen by every worker sharing it.
+    QUEUE_PAUSE = "queue_pause"
+    #: ``take_tokens``: rate limits (N starts per period, per key) counted in
+    #: the backend, so that they hold across every worker process.
+    RATE_LIMITS = "rate_limits"
+    #: ``acquire_slot``, ``extend_slot`` and ``release_slot``: at most N jobs
+    #: of one key at once across every worker, each slot held under a lease.
+    CONCURRENCY_LIMITS = "concurrency_limits"
+    #: ``reserve`` serves the tenants of a queue (the ``jobs-tenant`` header of
+    #: ``Job.tenant``) round-robin, and the messages without a tenant as one
+    #: more: one tenant's backlog delays another's job by at most one turn each.
+    TENANT_FAIRNESS = "tenant_fairness"
 
 
 def _check_key(key: object, concurrency: object) -> None:
@@ -655,6 +669,106 @@ class Driver(abc.ABC):
         Called by ``jobs batches``. ``limit`` and ``offset`` page through them.
         """
         raise UnsupportedOperation(self.name, Capability.WORKFLOWS.value)
+
+    # -- flow control (optional) ---------------------------------------------
+    #
+    # The state that flow control needs and that only the backend can hold
+    # atomically across worker processes. The worker's logic over it lives in
+    # :mod:`jobs_core.flow`. "Now" is the caller's wall clock, as everywhere in
+    # this contract: workers whose clocks disagree by ``d`` seconds may start
+    # a rate-limited job up to ``d`` seconds early, and may take a slot whose
+    # lease another worker's clock still counts as held ``d`` seconds longer.
+
+    def pause_queue(self, queue: str) -> bool:
+        """Pause ``queue`` for every worker sharing the backend (``QUEUE_PAUSE``).
+
+        Called by ``Jobs.pause_queue`` and ``jobs queue pause``. Returns
+        ``True`` if the queue was running, ``False`` if it was already
+        paused. The flag persists until :meth:`resume_queue`; it does not
+        touch the queue's messages, and a queue that holds no message yet
+        may be paused. Raises :class:`~jobs_core.errors.InvalidName` for a
+        bad queue name.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.QUEUE_PAUSE.value)
+
+    def resume_queue(self, queue: str) -> bool:
+        """Clear the pause flag of ``queue`` (``QUEUE_PAUSE``).
+
+        Returns ``True`` if the queue was paused, ``False`` if it was not.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.QUEUE_PAUSE.value)
+
+    def paused_queues(self) -> list[str]:
+        """The names of the paused queues, sorted (``QUEUE_PAUSE``).
+
+        Called by every worker about twice a second, so it must be one cheap
+        read; a pause or resume by any process is seen by the next call.
+        ``reserve`` itself need not skip paused queues: workers ask only for
+        the queues that are not paused, and give back the deliveries of a
+        queue paused while they held them unstarted.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.QUEUE_PAUSE.value)
+
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
+        """Take up to ``want`` starts of the rate limit ``count`` per ``per`` seconds on ``key``
+        (``RATE_LIMITS``).
+
+        Called by a worker for the rate-limited jobs it has just reserved,
+        before it starts any of them. The limit is a sliding window: across
+        every caller, at most ``count`` starts are granted for ``key`` in
+        any interval of ``per`` seconds (each grant stamped with the
+        caller's ``time.time()``, read while the key's window is held, so that
+        stamps follow the order of the grants). Returns a
+        :class:`~jobs_core.flow_state.TokenGrant` ``(granted, wait, at)``:
+        how many of the ``want`` were granted (0 to ``want``); when fewer
+        were, the seconds from ``at`` until the window has room again (0.0
+        when all were granted); and ``at``, the stamp of the grants (a
+        worker starts the granted jobs within moments of it). Grants are
+        atomic under concurrent callers from any number of processes.
+        ``count`` and ``per`` belong to the call, not to the key: the window
+        is judged by the values passed.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.RATE_LIMITS.value)
+
+    def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        """Take one of the ``limit`` slots of ``key`` for ``holder`` until now + ``lease``
+        (``CONCURRENCY_LIMITS``).
+
+        Called by a worker before it starts a job with a concurrency limit;
+        ``holder`` names the attempt (the delivery's receipt). Returns
+        ``True`` if ``holder`` now holds a slot (also if it held one
+        already: its lease is renewed), ``False`` if ``limit`` other
+        holders hold unexpired slots. A slot whose lease ended is free, so a
+        crashed worker's slot comes back after its lease. Atomic under
+        concurrent callers from any number of processes.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
+
+    def extend_slot(self, key: str, holder: str, lease: float) -> bool:
+        """Renew ``holder``'s slot of ``key`` until now + ``lease``; ``False`` if it was lost.
+
+        Called by the worker's heartbeat while the job runs.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
+
+    def release_slot(self, key: str, holder: str) -> None:
+        """Free ``holder``'s slot of ``key`` (the job finished); nothing if it holds none.
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
 
     # -- lifecycle ----------------------------------------------------------
 

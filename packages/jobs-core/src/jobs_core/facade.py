@@ -182,6 +182,21 @@ class Jobs:
         """Register a plugin object (middleware, event hooks) with the default app."""
         Jobs.app().register_plugin(plugin, name)
 
+    @staticmethod
+    def pause_queue(name: str) -> bool:
+        """Stop every worker from starting jobs of queue ``name``; whether it was running."""
+        return Jobs.app().pause_queue(name)
+
+    @staticmethod
+    def resume_queue(name: str) -> bool:
+        """Start jobs of queue ``name`` again; whether it was paused."""
+        return Jobs.app().resume_queue(name)
+
+    @staticmethod
+    def paused_queues() -> list[str]:
+        """The paused queues, sorted."""
+        return Jobs.app().paused_queues()
+
     schedule_at = staticmethod(on_default_app(JobsApp.schedule_at))
     schedule_in = staticmethod(on_default_app(JobsApp.schedule_in))
     schedule_every = staticmethod(on_default_app(JobsApp.schedule_every))

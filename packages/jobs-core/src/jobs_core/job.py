@@ -14,6 +14,7 @@ the function-job wrapper are one API, read together.
 from __future__ import annotations
 
 import copy
+import datetime as dt
 import functools
 import inspect
 import operator
@@ -27,6 +28,14 @@ from typing import Any, ClassVar, TypeVar, overload
 from jobs_core import options
 from jobs_core.context import is_cancelled, job_context, report_progress
 from jobs_core.errors import ConfigurationError, JobCancelled, JobNotDispatchedWarning
+from jobs_core.flow import (
+    ConcurrencyLimit,
+    FlowOptions,
+    RateLimit,
+    check_expiry,
+    check_tenant,
+    flow_headers,
+)
 from jobs_core.message import Backoff, Message, MessageBatch, new_id, retry_policy
 from jobs_core.serializer import check_each, check_json
 
@@ -52,6 +61,12 @@ class Job:
         Seconds a run may take before it is stopped (``None``: no limit).
     ``default_priority``
         Higher runs first (``0``).
+    ``default_rate_limit``, ``default_concurrency_limit``
+        A :class:`~jobs_core.flow.RateLimit` or
+        :class:`~jobs_core.flow.ConcurrencyLimit` for every dispatch (``None``).
+    ``default_tenant``, ``expires_after``
+        A tenant key (or function of the payload), and seconds after which an
+        unstarted job expires (``None``).
 
     Every value is checked when the class is defined (and again at each
     dispatch, in case an attribute was changed since): a value outside
@@ -68,6 +83,10 @@ class Job:
     jitter: ClassVar[bool] = True
     time_limit: ClassVar[float | None] = None
     default_priority: ClassVar[int] = 0
+    default_rate_limit: ClassVar[RateLimit | None] = None
+    default_concurrency_limit: ClassVar[ConcurrencyLimit | None] = None
+    default_tenant: ClassVar[str | Callable[[Any], str] | None] = None
+    expires_after: ClassVar[float | None] = None
 
     def __init__(self) -> None:
         self._overrides: dict[str, Any] = {}
@@ -199,6 +218,44 @@ class Job:
         self._overrides["key_concurrency"] = checked_concurrency
         return self
 
+    # -- flow control (jobs_core.flow) ----------------------------------------
+
+    def rate_limit(self, count: int, per: float = 1.0, key: str | Callable[[Any], str] | None = None) -> Job:
+        """Start at most ``count`` jobs of ``key`` per ``per`` seconds, across every worker.
+
+        ``key`` is a string (``"api"``), a function of the payload returning
+        one (``lambda p: p["host"]``), or ``None``: one limit for this job.
+        A job over the limit is not started and not counted as an attempt:
+        it goes back to its queue, due when the window has room again. Needs
+        a driver with :attr:`~jobs_core.driver.Capability.RATE_LIMITS`.
+        """
+        self._overrides["rate_limit"] = RateLimit(count, per, key)
+        return self
+
+    def concurrency_limit(self, count: int, key: str | Callable[[Any], str] | None = None) -> Job:
+        """Run at most ``count`` jobs of ``key`` at once, across every worker (1: never overlapping).
+
+        ``key`` as for :meth:`rate_limit`. A slot is held under the worker's
+        lease, so a crashed worker's slot frees itself when the lease ends.
+        Needs a driver with :attr:`~jobs_core.driver.Capability.CONCURRENCY_LIMITS`.
+        """
+        self._overrides["concurrency_limit"] = ConcurrencyLimit(count, key)
+        return self
+
+    def tenant(self, key: str | Callable[[Any], str]) -> Job:
+        """Mark the job as ``key``'s (a string or a function of the payload), for fair scheduling."""
+        self._overrides["tenant"] = check_tenant(key)
+        return self
+
+    def expires(self, when: float | dt.datetime) -> Job:
+        """Drop the job unrun if it has not started ``when`` seconds after dispatch (or at datetime ``when``).
+
+        An expired job is acknowledged without running and counted in the
+        worker's ``expired`` count.
+        """
+        self._overrides["expires"] = check_expiry(when)
+        return self
+
     # legacy setters --------------------------------------------------------
 
     def set_max_retries(self, count: int) -> Job:
@@ -221,6 +278,8 @@ class Job:
             return self._overrides[key]
         if key in ("delay", "unique_key", "unique_ttl", "key"):
             return None
+        if key in _FLOW_OPTIONS:
+            return getattr(type(self), _FLOW_OPTIONS[key], None)
         if key == "key_concurrency":
             return 1
         if key == "priority":
@@ -289,11 +348,36 @@ class Job:
         common["headers"] = dict(headers) if headers else {}
         payloads = list(payloads)
         check_each(payloads)
+        flow = self._flow_options()
+        if not flow.empty:
+            if flow.per_payload:
+                return [
+                    Message.build(
+                        {
+                            **common,
+                            "id": new_id(),
+                            "payload": payload,
+                            "headers": {
+                                **common["headers"],
+                                **flow_headers(flow, payload, settings["job_name"], now),
+                            },
+                        }
+                    )
+                    for payload in payloads
+                ]
+            common["headers"].update(flow_headers(flow, None, settings["job_name"], now))
         if len(payloads) == 1:  # one dispatch: nothing to share, encode when stored
             return [Message.build({**common, "id": new_id(), "payload": payloads[0]})]
         if len(payloads) <= MessageBatch.CHUNK:
             return Message.build_many(common, payloads)
         return MessageBatch(common, payloads)
+
+    def _flow_options(self) -> FlowOptions:
+        """The flow-control settings of this dispatch: overrides, else class defaults."""
+        values = {name: self.option(name) for name in _FLOW_OPTIONS}
+        if all(value is None for value in values.values()):
+            return _NO_FLOW
+        return FlowOptions(**values)
 
     def __copy__(self) -> Job:
         _dispatched(self)  # copied to make a dispatch (or a schedule) from it
@@ -346,6 +430,10 @@ _FLUENT_METHODS = (
     "priority",
     "unique",
     "key",
+    "rate_limit",
+    "concurrency_limit",
+    "tenant",
+    "expires",
     "set_max_retries",
     "set_retry_delay",
     "set_timeout",
@@ -392,6 +480,16 @@ def _class_settings(cls: type[Job]) -> dict[str, Any]:
     settings["priority"] = settings.pop("default_priority")
     _CHECKED[cls] = (values, settings)
     return settings
+
+
+#: Flow-control options and the class attribute holding each one's default.
+_FLOW_OPTIONS = {
+    "rate_limit": "default_rate_limit",
+    "concurrency_limit": "default_concurrency_limit",
+    "tenant": "default_tenant",
+    "expires": "expires_after",
+}
+_NO_FLOW = FlowOptions()
 
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -465,6 +563,22 @@ class JobFunction:
     def key(self, key: str, concurrency: int = 1) -> Job:
         """A new job instance with an ordering key (see :meth:`Job.key`)."""
         return self.new().key(key, concurrency)
+
+    def rate_limit(self, count: int, per: float = 1.0, key: str | Callable[[Any], str] | None = None) -> Job:
+        """A new job instance with a rate limit (see :meth:`Job.rate_limit`)."""
+        return self.new().rate_limit(count, per, key)
+
+    def concurrency_limit(self, count: int, key: str | Callable[[Any], str] | None = None) -> Job:
+        """A new job instance with a concurrency limit (see :meth:`Job.concurrency_limit`)."""
+        return self.new().concurrency_limit(count, key)
+
+    def tenant(self, key: str | Callable[[Any], str]) -> Job:
+        """A new job instance of tenant ``key`` (see :meth:`Job.tenant`)."""
+        return self.new().tenant(key)
+
+    def expires(self, when: float | dt.datetime) -> Job:
+        """A new job instance that expires (see :meth:`Job.expires`)."""
+        return self.new().expires(when)
 
     def __repr__(self) -> str:
         return f"<job {self.job_name!r}>"

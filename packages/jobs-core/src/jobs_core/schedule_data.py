@@ -145,10 +145,14 @@ class Definition:
     template: Mapping[str, Any]
     delay: float
     missed: Missed
+    #: Whether a tick is dropped while the previous tick's job is unfinished (interval schedules).
+    coalesce: bool = False
 
     def to_data(self, created_at: float) -> dict[str, Any]:
         """The JSON kept in the schedule record."""
+        extra = {"coalesce": True} if self.coalesce else {}
         return {
+            **extra,
             "v": DATA_VERSION,
             "spec": self.spec.to_dict(),
             "job": self.job,
@@ -175,6 +179,7 @@ class Definition:
                 template=template,
                 delay=float(data.get("delay") or 0.0),
                 missed=Missed.parse(data.get("missed", Missed.ONCE.value)),
+                coalesce=data.get("coalesce") is True,
             )
         except ScheduleError as exc:
             raise ScheduleError(

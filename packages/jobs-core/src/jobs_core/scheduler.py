@@ -185,13 +185,34 @@ class Scheduler:
         name: str | None = None,
         queue: str | None = None,
         missed: Missed | str = Missed.ONCE,
+        coalesce: bool | None = None,
     ) -> str:
         """Run ``job`` every ``interval`` seconds (or a timedelta), first one
         interval from now. Returns the name.
+
+        With ``coalesce`` (the default, unless ``missed="all"`` asks for every
+        tick), a tick is not enqueued while the job
+        of an earlier tick of this schedule is still unfinished (waiting, or
+        running): workers that were down for two minutes find one heartbeat
+        waiting, not 120. It needs a driver with
+        :attr:`~jobs_core.driver.Capability.UNIQUE` (others enqueue every
+        tick) and a job without its own unique key. ``coalesce=False``
+        enqueues every tick.
         """
         seconds = interval_seconds(interval)
+        policy = Missed.parse(missed)
+        if coalesce is None:
+            coalesce = policy is not Missed.ALL
+        if not isinstance(coalesce, bool):
+            raise ConfigurationError(f"coalesce must be True, False or None, got {coalesce!r}")
         return self._declare(
-            job, Every(seconds, self.clock()), payload, name=name, queue=queue, missed=Missed.parse(missed)
+            job,
+            Every(seconds, self.clock()),
+            payload,
+            name=name,
+            queue=queue,
+            missed=policy,
+            coalesce=coalesce,
         )
 
     def schedule_daily(
@@ -243,6 +264,7 @@ class Scheduler:
         name: str | None,
         queue: str | None,
         missed: Missed,
+        coalesce: bool = False,
     ) -> str:
         now = self.clock()
         message = self._message_for(job, payload, queue, now)
@@ -268,6 +290,7 @@ class Scheduler:
             template=template,
             delay=delay,
             missed=missed,
+            coalesce=coalesce,
         )
         created_at = existing.data.get("created_at", now) if existing is not None else now
         self.driver.save_schedule(
@@ -495,7 +518,8 @@ class Scheduler:
             headers=headers,
         )
         if data.get("unique_key") is None and self.driver.supports(Capability.UNIQUE):
-            data["unique_key"] = f"schedule:{name}@{tick:.6f}"
+            # Coalescing: one key for every tick, held until the job finishes.
+            data["unique_key"] = f"schedule:{name}" if definition.coalesce else f"schedule:{name}@{tick:.6f}"
             data["unique_ttl"] = None
         return Message.from_dict(data)
 

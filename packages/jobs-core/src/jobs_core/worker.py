@@ -58,7 +58,7 @@ __all__ = [
 
 
 class Worker(PooledWorker):
-    """Runs the jobs of ``app`` from ``queues`` (served in the order given).
+    """Runs the jobs of ``app`` from ``queues`` (see ``queue_order``).
 
     Options:
 
@@ -100,6 +100,22 @@ class Worker(PooledWorker):
     ``services``
         :class:`Service` objects or callables ``fn(stop_event)`` started
         with the worker and stopped with it.
+    ``queue_order``
+        How a worker serving several queues picks the queue it reserves from
+        first: ``"round-robin"`` (the default: each reserve starts at the next
+        queue, so a backlog on one queue delays a job on another by at most
+        one batch), ``"weighted"`` (the default when ``weights`` are given:
+        queue ``q`` goes first in ``weights[q] / sum(weights)`` of the
+        reserves, by smooth weighted round-robin), or ``"strict"`` (always in
+        the order given: a later queue waits until the earlier are empty).
+        Queues paused with ``Jobs.pause_queue`` are left out within a second.
+    ``weights``
+        ``{queue: int >= 1}`` for ``"weighted"`` (a queue not named weighs 1).
+    ``queue_rate_limits``
+        ``{queue: RateLimit(count, per)}``: at most ``count`` jobs of the
+        queue start per ``per`` seconds, counted in the backend under the key
+        ``queue:<name>`` (give every worker of the queue the same limit). A
+        job's own rate limit replaces its queue's.
     """
 
     _running_loop = False
@@ -124,6 +140,7 @@ class Worker(PooledWorker):
             released=self._released_count,
             in_flight=len(self._held),
             elapsed=time.monotonic() - self._started,
+            expired=self._expired,
         )
 
     def health(self, window: float = LIVENESS_WINDOW) -> WorkerHealth:

@@ -17,7 +17,7 @@ import logging
 import signal
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -36,6 +36,7 @@ from jobs_core.errors import (
 )
 from jobs_core.events import EventEmitter
 from jobs_core.executor import Executor, describe_error, is_async_job
+from jobs_core.flow import FlowGate, RateLimit, check_queue_order
 from jobs_core.job import Job
 from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
@@ -118,6 +119,8 @@ class WorkerStats:
     released: int
     in_flight: int
     elapsed: float
+    #: Jobs found expired when reserved: acknowledged without running.
+    expired: int = 0
 
     @property
     def handled(self) -> int:
@@ -168,10 +171,14 @@ class WorkerCore:
         ack_interval: float = ACK_FLUSH_INTERVAL,
         install_signal_handlers: bool = True,
         services: Sequence[Service | Callable[[threading.Event], object]] = (),
+        queue_order: str | None = None,
+        weights: Mapping[str, int] | None = None,
+        queue_rate_limits: Mapping[str, RateLimit] | None = None,
     ) -> None:
         if not queues:
             raise ConfigurationError("a worker needs at least one queue")
         self.queues = [validate_queue_name(q) for q in queues]
+        self.queue_order = check_queue_order(queue_order, weights, self.queues)
         _check_int("concurrency", concurrency, 1)
         if prefetch is not None:
             _check_int("prefetch", prefetch, 0)
@@ -209,6 +216,16 @@ class WorkerCore:
         self.services: list[Service] = [s if isinstance(s, Service) else _ThreadService(s) for s in services]
 
         self.driver = app.driver
+        self._flow = FlowGate(
+            self.driver,
+            self.queues,
+            self.queue_order,
+            weights,
+            lease=self.lease,
+            queue_limits=queue_rate_limits,
+        )
+        self._expired = 0
+        self._give_back_thread: threading.Thread | None = None
         self.registry = app.registry
         self.events = app.events
         self.executor = Executor()
@@ -300,6 +317,18 @@ class WorkerCore:
             self._async_ready.clear()
         return waiting
 
+    def _take_paused(self, paused: frozenset[str]) -> list[Delivery]:
+        """Take the deliveries not started yet whose queue is now paused."""
+        with self._lock:
+            taken = [d for d in self._ready if d.message.queue in paused]
+            taken += [d for d, _ in self._async_ready if d.message.queue in paused]
+            if taken:
+                self._ready = collections.deque(d for d in self._ready if d.message.queue not in paused)
+                self._async_ready = collections.deque(
+                    (d, j) for d, j in self._async_ready if d.message.queue not in paused
+                )
+        return taken
+
     def _tick(self) -> None:
         """Housekeeping, every heartbeat tick: late acks, prefetched jobs at a
         stop request, and the grace deadline.
@@ -312,6 +341,10 @@ class WorkerCore:
             self._flush_acks()
         if self._stopping and (self._ready or self._async_ready):
             self._release(self._take_ready())
+        flow = self._flow
+        if flow.refresh() and flow.paused:
+            self._release(self._take_paused(flow.paused))
+        flow.extend_slots()
         if self._ready and self._idle_runners and time.monotonic() - self._last_finish >= STALLED_SECONDS:
             # Jobs wait while every busy runner is in a long job: wake another.
             with self._work:
@@ -387,6 +420,7 @@ class WorkerCore:
 
     def _flush_acks_now(self) -> None:
         """Wait for an ack in flight, then acknowledge whatever is left."""
+        self._wait_for_give_back()
         self._wait_for_acks()
         self._flush_acks()
 
@@ -399,6 +433,7 @@ class WorkerCore:
                 self._released.add(delivery.receipt)
                 self._held.pop(delivery.receipt, None)
                 self._released_count += 1
+            self._flow.finished(delivery)
             try:
                 self.driver.release(delivery)
             except Exception as exc:
@@ -407,9 +442,24 @@ class WorkerCore:
     def _reserve(self, limit: int) -> list[Delivery]:
         timeout = 0.0 if self.stop_when_empty else self.poll_interval
         try:
-            deliveries = self.driver.reserve(self.queues, limit, self.lease, timeout)
+            queues = self._flow.queues()
+            if time.monotonic() - self._flow.limited_seen < 1.0:
+                limit = min(limit, self.concurrency)  # rate-limited jobs: only what starts at once
+            if not queues:  # every queue is paused
+                if not self.stop_when_empty:
+                    self._sleep(min(self.poll_interval, 0.2) or 0.2)
+                return []
+            deliveries = self.driver.reserve(queues, limit, self.lease, timeout)
             if not deliveries and self.stop_when_empty:
                 deliveries = self._confirm_empty(limit)
+            while deliveries:
+                admitted = self._admit(deliveries)
+                queues = [q for q in queues if q not in self._flow.paused]
+                if admitted or self._stopping or not queues:
+                    deliveries = admitted
+                    break
+                # Everything reserved expired or must wait: look again at once.
+                deliveries = self.driver.reserve(queues, limit, self.lease, 0.0)
         except JobsError as exc:
             self._reserved_at, self._reserve_ok = time.monotonic(), False
             if self.stop_when_empty or not exc.retryable:
@@ -426,6 +476,37 @@ class WorkerCore:
                 self._reserved_total += len(deliveries)
         return deliveries
 
+    def _admit(self, deliveries: list[Delivery]) -> list[Delivery]:
+        """Flow control: the deliveries to start; the rest are given back or expired."""
+        start, later, expired = self._flow.admit(deliveries)
+        if later:
+            # Given back on a helper thread: the admitted jobs start meanwhile (a
+            # rate-limited one has moments to start in).
+            self._wait_for_give_back()
+            self._give_back_thread = threading.Thread(
+                target=self._give_back, args=(later,), name="jobs-give-back", daemon=True
+            )
+            self._give_back_thread.start()
+        if expired:
+            self.driver.ack_many(expired)
+            with self._lock:
+                self._expired += len(expired)
+            for delivery in expired:
+                log.info("job %s %s expired before it started; not run", delivery.message.name, delivery.id)
+        return start
+
+    def _give_back(self, later: Sequence[tuple[Delivery, float]]) -> None:
+        for delivery, delay in later:
+            try:
+                self.driver.release(delivery, delay)
+            except Exception as exc:
+                log.error("could not give back job %s (its lease will expire): %s", delivery.id, exc)
+
+    def _wait_for_give_back(self) -> None:
+        thread, self._give_back_thread = self._give_back_thread, None
+        if thread is not None:
+            thread.join()
+
     def _confirm_empty(self, limit: int) -> list[Delivery]:
         """With ``stop_when_empty``, after an empty reserve: what is due after all, or nothing.
 
@@ -440,7 +521,7 @@ class WorkerCore:
         while not self._stopping:
             settled = self.driver.settled(self.queues, SETTLE_STEP)
             wait = self.empty_wait if settled else 0.0
-            deliveries = self.driver.reserve(self.queues, limit, self.lease, wait)
+            deliveries = self.driver.reserve(self._flow.queues(), limit, self.lease, wait)
             if deliveries or settled:
                 return deliveries
         return []
@@ -455,6 +536,9 @@ class WorkerCore:
     def _process(self, delivery: Delivery) -> None:
         """Run one delivery in this thread, to its outcome."""
         message = delivery.message
+        if self._flow.may_start(delivery) is not None:
+            self._late(delivery)
+            return
         try:
             cls = self.registry.get(message.name)
             job = cls()
@@ -500,6 +584,7 @@ class WorkerCore:
             leave_job(entered)
             if self._tracking:
                 self._tracker.finish(message.id)
+            self._flow.finished(delivery)
         self._success(delivery, result, time.perf_counter() - started)
 
     @staticmethod
@@ -515,6 +600,11 @@ class WorkerCore:
         except SerializationError as exc:
             return WorkflowError(f"the job's return value cannot be passed to the next link: {exc}")
         return dataclasses.replace(delivery, result=result)
+
+    def _late(self, delivery: Delivery) -> None:
+        """Give back a rate-limited job that missed the moment of its start, and found no other."""
+        log.info("job %s %s missed its rate-limit start; put back", delivery.message.name, delivery.id)
+        self._release([delivery])
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
         if self._tracking and delivery.id in self._tracker.cancelled:
@@ -613,6 +703,7 @@ class WorkerCore:
 
     def _dead(self, delivery: Delivery, error: BaseException, text: str) -> None:
         message = delivery.message
+        self._flow.finished(delivery)
         with self._lock:
             self._held.pop(delivery.receipt, None)
             self._failed += 1

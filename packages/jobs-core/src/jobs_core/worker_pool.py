@@ -368,6 +368,10 @@ class PooledWorker(WorkerCore):
         round trip), so the loop keeps running the other jobs meanwhile.
         """
         message = delivery.message
+        if self._flow.may_start(delivery) is not None:
+            await asyncio.get_running_loop().run_in_executor(None, self._late, delivery)
+            self._finished(delivery, on_loop=True)
+            return
         enter_job(job, message)  # this task's own context: nothing to undo
         outcome: tuple[Any, float] | None = None
         loop = asyncio.get_running_loop()
@@ -411,4 +415,5 @@ class PooledWorker(WorkerCore):
         finally:
             if self._tracking:
                 self._tracker.finish(message.id)
+            self._flow.finished(delivery)
             self._finished(delivery, on_loop=True, outcome=outcome)

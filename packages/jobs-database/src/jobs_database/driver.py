@@ -24,6 +24,7 @@ from jobs_database.bulk import COLUMNS, SMALL_BATCH, BulkInsert
 from jobs_database.claims import Acker, Claimer, Handle
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
+from jobs_database.flow import FlowOperations
 from jobs_database.results import StatusOperations
 from jobs_database.schema import WAITING, Tables, build_tables
 from jobs_database.settings import DatabaseSettings
@@ -73,6 +74,9 @@ _ALL = frozenset(
         Capability.PROGRESS,
         Capability.CANCEL,
         Capability.WORKFLOWS,
+        Capability.QUEUE_PAUSE,
+        Capability.RATE_LIMITS,
+        Capability.CONCURRENCY_LIMITS,
     }
 )
 
@@ -99,7 +103,7 @@ def _any_due(messages: Sequence[Message], now: float) -> bool:
     return any(m.available_at <= now for m in messages)
 
 
-class DatabaseDriver(StatusOperations, AdminOperations, Driver):
+class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
     """Jobs stored in a SQL database through SQLAlchemy 2 Core.
 
     Build it from a URL (``sqlite:///jobs.db``, ``postgresql://user@host/db``,

@@ -228,6 +228,7 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("updated_at", _Time, nullable=False),
     )
     workflow_table(md, prefix)
+    build_flow_tables(md, prefix)
     return Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
 
 
@@ -255,6 +256,41 @@ def workflow_table(md: sa.MetaData, prefix: str) -> sa.Table:
     )
     sa.Index(f"{prefix}workflows_created", table.c.created_at)
     return table
+
+
+def build_flow_tables(md: sa.MetaData, prefix: str) -> None:
+    """Define the flow-control tables of ``prefix`` on ``md`` (schema version 10).
+
+    ``paused_queues``: one row per paused queue. ``flow_keys``: one row per
+    rate-limit or concurrency key, locked while it is updated (``r:KEY``
+    holds the rate window as JSON in ``data``; ``s:KEY`` only serialises the
+    takers of the slots of ``KEY``). ``slots``: one row per held
+    concurrency slot, with its lease.
+    """
+    sa.Table(
+        f"{prefix}paused_queues",
+        md,
+        sa.Column("queue", sa.String(100), primary_key=True),
+        sa.Column("paused_at", _Time, nullable=False),
+    )
+    sa.Table(
+        f"{prefix}flow_keys",
+        md,
+        sa.Column("name", sa.String(210), primary_key=True),
+        sa.Column("data", sa.Text, nullable=True),
+    )
+    sa.Table(
+        f"{prefix}slots",
+        md,
+        sa.Column("key", sa.String(200), primary_key=True),
+        sa.Column("holder", sa.String(96), primary_key=True),
+        sa.Column("until", _Time, nullable=False),
+    )
+
+
+def flow_table(t: Tables, name: str) -> sa.Table:
+    """One of the flow-control tables of ``t`` (``paused_queues``, ``flow_keys``, ``slots``)."""
+    return t.metadata.tables[f"{t.prefix}{name}"]
 
 
 # -- migrations -----------------------------------------------------------------
@@ -491,8 +527,14 @@ def _v9(conn: sa.Connection, t: Tables) -> None:
         t.results.create(conn)
 
 
+def _v10(conn: sa.Connection, t: Tables) -> None:
+    """Version 10: the flow-control tables (paused queues, rate windows, concurrency slots)."""
+    for name in ("paused_queues", "flow_keys", "slots"):
+        flow_table(t, name).create(conn, checkfirst=True)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

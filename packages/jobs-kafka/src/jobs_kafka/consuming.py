@@ -84,6 +84,9 @@ class QueueConsumer:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._consumer: Any = None
+        #: Whether the queue is paused (``Jobs.pause_queue``): its partitions are paused
+        #: in librdkafka, so nothing more is fetched until it is resumed.
+        self.held = False
 
     # -- called by the driver ------------------------------------------------
 
@@ -577,10 +580,10 @@ class QueueConsumer:
                 elif state.full_since is None:
                     state.full_since = clock
                 full_for = -1.0 if state.full_since is None else clock - state.full_since
-                if not state.paused and full_for >= PAUSE_AFTER:
+                if not state.paused and (full_for >= PAUSE_AFTER or self.held):
                     state.paused = True
                     pause.append(TopicPartition(topic, partition))
-                elif state.paused and state.in_flight < max(1, limit // 2):
+                elif state.paused and not self.held and state.in_flight < max(1, limit // 2):
                     state.paused = False
                     resume.append(TopicPartition(topic, partition))
             if expired:

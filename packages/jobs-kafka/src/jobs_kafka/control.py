@@ -7,7 +7,8 @@ process reads the same records in the same order and reaches the same state:
 * ``c:<name>`` — a claim of one tick by one caller;
 * ``t:<name>`` — the latest tick won (what compaction must keep of the claims);
 * ``p:<queue>`` — a purge mark: delayed jobs of the queue that entered the
-  delay tiers before it are dropped.
+  delay tiers before it are dropped;
+* ``q:<queue>`` — a pause flag of the queue, or a tombstone once it is resumed.
 
 Claims need no compare-and-set: a caller writes its claim, then reads the
 log up to its own record. Replaying the log in order, a claim wins when its
@@ -73,6 +74,9 @@ class ControlLog:
         self.schedules: dict[str, ScheduleRecord] = {}
         self.claims: dict[int, bool] = {}
         self.purges: dict[str, float] = {}
+        self.paused: set[str] = set()
+        #: Whether each recent pause or resume record changed the flag (by offset).
+        self.pause_changes: dict[int, bool] = {}
         self.lock = threading.Lock()
         self.reader = LogReader(settings, self.topic, self._apply, recreate=self._recreate)
         self._last_read = 0.0
@@ -122,6 +126,15 @@ class ControlLog:
                 current = self.schedules.get(name)
                 if current is not None and (current.last_tick is None or won_tick > current.last_tick):
                     self.schedules[name] = replace(current, last_tick=won_tick)
+            elif kind == "q":
+                changed = (name in self.paused) == (value is None)
+                if value is None:
+                    self.paused.discard(name)
+                else:
+                    self.paused.add(name)
+                self.pause_changes[record.offset()] = changed
+                if len(self.pause_changes) > MAX_CLAIM_RESULTS:
+                    del self.pause_changes[next(iter(self.pause_changes))]
             elif kind == "p" and value is not None:
                 try:
                     self.purges[name] = float(json.loads(value)["before"])
@@ -193,6 +206,24 @@ class ControlLog:
             self.refresh()
         with self.lock:
             return self.purges.get(queue, 0.0)
+
+    # -- pause flags -------------------------------------------------------------
+
+    def set_paused(self, queue: str, paused: bool) -> bool:
+        """Write the pause flag of ``queue``; whether it changed (judged in log order)."""
+        self.ensure()
+        value = json.dumps({"paused_at": time.time()}).encode() if paused else None
+        [(_, _, offset)] = self.writer.send([Record(self.topic, value, key=f"q:{queue}".encode())])
+        self.refresh(until=offset)
+        with self.lock:
+            return self.pause_changes.pop(offset, False)
+
+    def paused_queues(self, max_age: float = 0.2) -> list[str]:
+        """The paused queues, sorted, read at most ``max_age`` seconds ago."""
+        if time.monotonic() - self._last_read > max_age:
+            self.refresh()
+        with self.lock:
+            return sorted(self.paused)
 
     def close(self) -> None:
         """Close the reader."""

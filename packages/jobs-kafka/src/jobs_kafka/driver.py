@@ -74,8 +74,14 @@ class KafkaDriver(Driver):
             Capability.BLOCKING_RESERVE,
             Capability.RAW_INJECTION,
             Capability.ORDERED_KEYS,
+            Capability.QUEUE_PAUSE,
         }
     )
+    # Not declared: RATE_LIMITS and CONCURRENCY_LIMITS. A window or a slot must be
+    # taken atomically by any of many processes; the log gives order, not
+    # compare-and-set, so a taker would have to write and read back through the
+    # control topic for each batch (hundreds of milliseconds), and a slot held by
+    # a crashed process could not expire by lease without a clock the log lacks.
 
     def __init__(self, url: str | None = None, **options: Any) -> None:
         super().__init__(url, **options)
@@ -238,6 +244,8 @@ class KafkaDriver(Driver):
         if limit <= 0 or not topics:
             return []
         self.admin.ensure(topics)
+        if self.consumer.held.intersection(topics):
+            self.paused_queues()  # asked for a queue held here as paused: is it still?
         self.consumer.want(topics)
         for queue in queues:
             self._forwarder(queue).start()
@@ -777,6 +785,29 @@ class KafkaDriver(Driver):
         """Claim a tick: the first claim in the control log wins."""
         self.check_open()
         return self.control.claim(name, tick)
+
+    # -- pause flags ----------------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        """Write the queue's pause flag to the control topic."""
+        self.check_open()
+        changed = self.control.set_paused(check_queue(queue), True)
+        self.paused_queues()
+        return changed
+
+    def resume_queue(self, queue: str) -> bool:
+        """Remove the queue's pause flag (a tombstone in the control topic)."""
+        self.check_open()
+        changed = self.control.set_paused(check_queue(queue), False)
+        self.paused_queues()
+        return changed
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues; this process's consumers pause the partitions of theirs."""
+        self.check_open()
+        paused = self.control.paused_queues()
+        self.consumer.hold(self.names.queue(q) for q in paused)
+        return paused
 
     # -- lifecycle ---------------------------------------------------------------
 

@@ -25,6 +25,7 @@ class ConsumerSet:
         self.cond = threading.Condition()
         self.produced: dict[Key, int] = {}
         self.by_topic: dict[str, QueueConsumer] = {}
+        self.held: frozenset[str] = frozenset()
 
     def group_of(self, topic: str) -> str:
         """The consumer group of a queue topic."""
@@ -38,8 +39,16 @@ class ConsumerSet:
                 consumer = QueueConsumer(
                     self.settings, self.group_of(topic), self.cond, self.produced, self.recreate
                 )
+                consumer.held = topic in self.held
                 self.by_topic[topic] = consumer
             return consumer
+
+    def hold(self, topics: Iterable[str]) -> None:
+        """Pause the partitions of exactly ``topics`` (paused queues), resume the others'."""
+        with self.cond:
+            self.held = frozenset(topics)
+            for topic, consumer in self.by_topic.items():
+                consumer.held = topic in self.held
 
     def _existing(self, topic: str) -> QueueConsumer | None:
         with self.cond:

@@ -28,6 +28,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidURL, MalformedMessage
+from jobs_core.flow_state import TENANT_HEADER, TokenGrant, take_from_window
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -73,6 +74,7 @@ class _Record:
     receipt: str = ""
     lease_expires_at: float = 0.0
     unique_key: str | None = None
+    tenant: str | None = None
 
 
 @dataclass
@@ -140,6 +142,13 @@ class MemoryStore:
         self.result_order: deque[tuple[float, str]] = deque()
         self.running: dict[str, _Running] = {}
         self.workflows: dict[str, WorkflowRecord] = {}
+        self.paused: set[str] = set()
+        self.grants: dict[str, deque[tuple[float, int]]] = {}
+        self.slots: dict[str, dict[str, float]] = {}
+        #: Due messages of tenants (``jobs-tenant``), per queue and tenant, and the
+        #: round-robin ring of a queue's sources ("" for its messages without a tenant).
+        self.tenants: dict[str, dict[str, list[tuple[int, float, int, int, str]]]] = {}
+        self.rings: dict[str, deque[str]] = {}
 
 
 _SHARED: dict[str, MemoryStore] = {}
@@ -172,6 +181,10 @@ class MemoryDriver(Driver):
             Capability.PROGRESS,
             Capability.CANCEL,
             Capability.WORKFLOWS,
+            Capability.QUEUE_PAUSE,
+            Capability.RATE_LIMITS,
+            Capability.CONCURRENCY_LIMITS,
+            Capability.TENANT_FAIRNESS,
         }
     )
 
@@ -213,9 +226,43 @@ class MemoryDriver(Driver):
             )
         else:
             heapq.heappush(
-                self._store.ready.setdefault(rec.queue, []),
+                self._ready_heap(rec),
                 (-rec.priority, rec.available_at, rec.seq, rec.version, rec.id),
             )
+
+    def _ready_heap(self, rec: _Record) -> list[tuple[int, float, int, int, str]]:
+        """The heap of due messages ``rec`` goes on: its queue's, or its tenant's in the queue."""
+        store = self._store
+        if rec.tenant is None:
+            return store.ready.setdefault(rec.queue, [])
+        tenants = store.tenants.setdefault(rec.queue, {})
+        heap = tenants.get(rec.tenant)
+        if heap is None:
+            heap = tenants[rec.tenant] = []
+            ring = store.rings.setdefault(rec.queue, deque([""]))
+            ring.append(rec.tenant)
+        return heap
+
+    def _pop_ready(self, queue: str) -> tuple[int, float, int, int, str] | None:
+        """The next due message of ``queue``: the sources (tenants, and the messages
+        without one) take turns, each in priority and due order.
+        """
+        store = self._store
+        tenants = store.tenants.get(queue)
+        if not tenants:
+            heap = store.ready.get(queue)
+            return heapq.heappop(heap) if heap else None
+        ring = store.rings[queue]
+        for _ in range(len(ring)):
+            source = ring[0]
+            ring.rotate(-1)
+            heap = store.ready.get(queue) if source == "" else tenants.get(source)
+            if heap:
+                return heapq.heappop(heap)
+            if source != "":
+                ring.remove(source)
+                del tenants[source]
+        return None
 
     def _insert(self, message: Message, body: bytes, now: float) -> str | None:
         store = self._store
@@ -237,6 +284,7 @@ class MemoryDriver(Driver):
             available_at=message.available_at,
             seq=next(store.counter),
             unique_key=message.unique_key,
+            tenant=message.headers.get(TENANT_HEADER) if message.headers else None,
         )
         store.records[rec.id] = rec
         store.known_queues.add(rec.queue)
@@ -269,7 +317,7 @@ class MemoryDriver(Driver):
             rec = self._store.records.get(ident)
             if rec is not None and rec.version == version and rec.state == WAITING:
                 heapq.heappush(
-                    self._store.ready.setdefault(queue, []),
+                    self._ready_heap(rec),
                     (-rec.priority, rec.available_at, rec.seq, rec.version, rec.id),
                 )
 
@@ -344,9 +392,11 @@ class MemoryDriver(Driver):
                 found: list[Delivery] = []
                 for queue in queues:
                     self._promote(queue, now)
-                    ready = store.ready.get(queue)
-                    while ready and len(found) < limit:
-                        _, _, _, version, ident = heapq.heappop(ready)
+                    while len(found) < limit:
+                        item = self._pop_ready(queue)
+                        if item is None:
+                            break
+                        _, _, _, version, ident = item
                         rec = store.records.get(ident)
                         if rec is None or rec.version != version or rec.state != WAITING:
                             continue
@@ -551,6 +601,8 @@ class MemoryDriver(Driver):
                 self._store.running.pop(rec.id, None)
                 self._release_unique(rec)
             self._store.ready.pop(queue, None)
+            self._store.tenants.pop(queue, None)
+            self._store.rings.pop(queue, None)
             self._store.delayed.pop(queue, None)
             return len(doomed)
 
@@ -803,6 +855,70 @@ class MemoryDriver(Driver):
             found = [r for r in self._store.workflows.values() if kind is None or r.kind == kind]
             found.sort(key=lambda r: (-r.created_at, r.id))
             return [_copy(r) for r in found[offset : offset + limit]]
+
+    # -- flow control -------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        """Set the pause flag of ``queue``."""
+        validate_queue_name(queue)
+        with self._store.condition:
+            if queue in self._store.paused:
+                return False
+            self._store.paused.add(queue)
+            return True
+
+    def resume_queue(self, queue: str) -> bool:
+        """Clear the pause flag of ``queue``."""
+        validate_queue_name(queue)
+        with self._store.condition:
+            if queue not in self._store.paused:
+                return False
+            self._store.paused.discard(queue)
+            self._store.condition.notify_all()
+            return True
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues, sorted."""
+        with self._store.condition:
+            return sorted(self._store.paused)
+
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
+        """Sliding window of the grants of the last ``per`` seconds."""
+        with self._store.condition:
+            window = self._store.grants.setdefault(key, deque())
+            return take_from_window(window, count, per, want, time.time())
+
+    def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        """One of ``limit`` leased slots of ``key``."""
+        with self._store.condition:
+            now = time.time()
+            held = self._store.slots.setdefault(key, {})
+            for other in [h for h, until in held.items() if until <= now]:
+                del held[other]
+            if holder not in held and len(held) >= limit:
+                return False
+            held[holder] = now + lease
+            return True
+
+    def extend_slot(self, key: str, holder: str, lease: float) -> bool:
+        """Renew the lease of ``holder``'s slot."""
+        with self._store.condition:
+            now = time.time()
+            held = self._store.slots.get(key, {})
+            if held.get(holder, 0.0) <= now:
+                held.pop(holder, None)
+                return False
+            held[holder] = now + lease
+            return True
+
+    def release_slot(self, key: str, holder: str) -> None:
+        """Free ``holder``'s slot."""
+        with self._store.condition:
+            held = self._store.slots.get(key)
+            if held is not None:
+                held.pop(holder, None)
+                if not held:
+                    del self._store.slots[key]
 
     def close(self) -> None:
         """Wake blocked reservers; the store stays for other drivers sharing it."""

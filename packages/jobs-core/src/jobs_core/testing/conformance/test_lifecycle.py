@@ -50,6 +50,17 @@ OPERATIONS: dict[Capability, list[Operation]] = {
         lambda d, q: d.workflow("0" * 32),
         lambda d, q: d.workflows(),
     ],
+    Capability.QUEUE_PAUSE: [
+        lambda d, q: d.pause_queue(q),
+        lambda d, q: d.resume_queue(q),
+        lambda d, q: d.paused_queues(),
+    ],
+    Capability.RATE_LIMITS: [lambda d, q: d.take_tokens(q, 1, 1.0)],
+    Capability.CONCURRENCY_LIMITS: [
+        lambda d, q: d.acquire_slot(q, 1, "holder", 1.0),
+        lambda d, q: d.extend_slot(q, "holder", 1.0),
+        lambda d, q: d.release_slot(q, "holder"),
+    ],
 }
 
 #: Capabilities that change how required operations behave, with no call of their own.
@@ -60,6 +71,7 @@ BEHAVIOURAL = {
     Capability.LEASE_HANDOFF,
     Capability.IDEMPOTENT_ENQUEUE,
     Capability.ORDERED_KEYS,  # a keyed message is stored everywhere; only the order is promised
+    Capability.TENANT_FAIRNESS,  # a tenant is a header, stored everywhere; only the turns are promised
 }
 
 

@@ -1,0 +1,156 @@
+"""Flow control of the database driver: paused queues, rate windows and concurrency slots in SQL.
+
+:class:`FlowOperations` is a mixin of :class:`~jobs_database.driver.DatabaseDriver`.
+Each rate limit or concurrency key has a row in ``flow_keys`` that a taker
+locks (``SELECT ... FOR UPDATE`` on PostgreSQL and MySQL/MariaDB; SQLite's
+``BEGIN IMMEDIATE`` write lock) for the one short transaction in which it
+reads and updates the key's state, so concurrent takers from any number of
+processes queue on that row, never on each other's keys. Times are the
+caller's ``time.time()``, as for every other column.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from jobs_core.flow_state import TokenGrant, decode_window, encode_window, take_from_window
+from jobs_core.message import validate_queue_name
+from sqlalchemy.dialects import postgresql, sqlite
+
+from jobs_database.schema import Tables, flow_table
+
+T = TypeVar("T")
+
+
+class FlowOperations:
+    """``QUEUE_PAUSE``, ``RATE_LIMITS`` and ``CONCURRENCY_LIMITS`` in SQL."""
+
+    tables: Tables
+    backend: str
+
+    def _run(
+        self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True, autocommit: bool = False
+    ) -> T:
+        raise NotImplementedError
+
+    def _insert_missing(self, table: sa.Table, values: dict[str, Any]) -> Any:
+        """An ``INSERT`` that does nothing when the primary key is already there.
+
+        Run it with :meth:`_inserted`: PostgreSQL reports no row count for it.
+        """
+        if self.backend == "postgresql":
+            key = next(iter(table.primary_key.columns))
+            return postgresql.insert(table).values(**values).on_conflict_do_nothing().returning(key)
+        if self.backend == "sqlite":
+            return sqlite.insert(table).values(**values).on_conflict_do_nothing()
+        return sa.insert(table).values(**values).prefix_with("IGNORE")
+
+    def _inserted(self, conn: sa.Connection, stmt: Any) -> bool:
+        """Run an :meth:`_insert_missing` statement; whether it inserted the row."""
+        result = conn.execute(stmt)
+        if self.backend == "postgresql":
+            return result.first() is not None
+        return bool(result.rowcount)
+
+    def _ensure_key(self, name: str) -> None:
+        """Create the ``flow_keys`` row ``name`` if missing, in a transaction of its own.
+
+        Once per driver and key, before the transaction that locks it: an
+        insert and a locking read of the same missing row in one transaction
+        deadlock with another taker's on MySQL.
+        """
+        known: set[str] = self.__dict__.setdefault("_flow_keys_known", set())
+        if name in known:
+            return
+        insert = self._insert_missing(flow_table(self.tables, "flow_keys"), {"name": name, "data": None})
+        self._run("creating a flow-control key", lambda c: self._inserted(c, insert))
+        known.add(name)
+
+    def _lock_key(self, conn: sa.Connection, name: str) -> str | None:
+        """Lock the ``flow_keys`` row ``name`` (see :meth:`_ensure_key`) for this transaction; its data."""
+        keys = flow_table(self.tables, "flow_keys")
+        stmt = sa.select(keys.c.data).where(keys.c.name == name).with_for_update()
+        value = conn.execute(stmt).scalar()
+        return None if value is None else str(value)
+
+    # -- QUEUE_PAUSE ----------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        """Insert the queue's row into ``paused_queues``."""
+        validate_queue_name(queue)
+        paused = flow_table(self.tables, "paused_queues")
+        stmt = self._insert_missing(paused, {"queue": queue, "paused_at": time.time()})
+        return self._run("pausing a queue", lambda conn: self._inserted(conn, stmt))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Delete the queue's row from ``paused_queues``."""
+        validate_queue_name(queue)
+        paused = flow_table(self.tables, "paused_queues")
+        stmt = sa.delete(paused).where(paused.c.queue == queue)
+        return bool(self._run("resuming a queue", lambda conn: conn.execute(stmt).rowcount))
+
+    def paused_queues(self) -> list[str]:
+        """The rows of ``paused_queues``, sorted."""
+        paused = flow_table(self.tables, "paused_queues")
+        stmt = sa.select(paused.c.queue).order_by(paused.c.queue)
+        return [str(q) for q in self._run("listing paused queues", lambda conn: conn.execute(stmt).scalars())]
+
+    # -- RATE_LIMITS ----------------------------------------------------------
+
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
+        """Read, update and write back the key's window under its row lock."""
+        keys = flow_table(self.tables, "flow_keys")
+        name = f"r:{key}"
+
+        def take(conn: sa.Connection) -> TokenGrant:
+            window = decode_window(self._lock_key(conn, name))
+            grant = take_from_window(window, count, per, want, time.time())
+            if grant.granted:
+                conn.execute(sa.update(keys).where(keys.c.name == name).values(data=encode_window(window)))
+            return grant
+
+        self._ensure_key(name)
+        return self._run("taking rate-limit tokens", take)
+
+    # -- CONCURRENCY_LIMITS ---------------------------------------------------
+
+    def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        """Under the key's row lock: drop expired slots, count, take one if there is room."""
+        slots = flow_table(self.tables, "slots")
+
+        def acquire(conn: sa.Connection) -> bool:
+            self._lock_key(conn, f"s:{key}")
+            now = time.time()
+            conn.execute(sa.delete(slots).where(slots.c.key == key, slots.c.until <= now))
+            holders = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
+            if holder in holders:
+                stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder == holder)
+                conn.execute(stmt.values(until=now + lease))
+                return True
+            if len(holders) >= limit:
+                return False
+            conn.execute(sa.insert(slots).values(key=key, holder=holder, until=now + lease))
+            return True
+
+        self._ensure_key(f"s:{key}")
+        return self._run("taking a concurrency slot", acquire)
+
+    def extend_slot(self, key: str, holder: str, lease: float) -> bool:
+        """Move the slot's ``until`` on, if it has not passed."""
+        slots = flow_table(self.tables, "slots")
+
+        def extend(conn: sa.Connection) -> bool:
+            now = time.time()
+            stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder == holder, slots.c.until > now)
+            return bool(conn.execute(stmt.values(until=now + lease)).rowcount)
+
+        return self._run("extending a concurrency slot", extend)
+
+    def release_slot(self, key: str, holder: str) -> None:
+        """Delete the slot's row."""
+        slots = flow_table(self.tables, "slots")
+        stmt = sa.delete(slots).where(slots.c.key == key, slots.c.holder == holder)
+        self._run("freeing a concurrency slot", lambda conn: conn.execute(stmt))
