@@ -1,12 +1,14 @@
 """The migration guides' code on this project's side runs as written.
 
-The Celery and RQ sides of the pages are fenced as ``py`` (shown, not run);
-this project's side is fenced as ``python`` and run in order by the docs
-runner of jobs-core, in a fresh directory and process.
+The Celery and RQ sides of the pages are fenced as ``py`` (shown, not run,
+but parsed: each must be valid Python); this project's side is fenced as
+``python`` and run in order by the docs runner of jobs-core, in a fresh
+directory and process.
 """
 
 from __future__ import annotations
 
+import ast
 import os
 import pathlib
 import re
@@ -38,3 +40,12 @@ def test_our_side_of_the_migration_guide_runs(page: str, tmp_path: pathlib.Path)
         check=False,
     )
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_the_other_sides_code_is_valid_python(page: str) -> None:
+    text = (ROOT / "docs" / page).read_text()
+    blocks = re.findall(r"^```py\n(.*?)^```", text, re.MULTILINE | re.DOTALL)
+    assert blocks
+    for block in blocks:
+        ast.parse(block)  # a SyntaxError names the line
