@@ -38,6 +38,8 @@ PAGES: tuple[Page, ...] = (
     Page("/queues", "Queues", frozenset({Capability.STATS})),
     Page("/failed", "Failed jobs", frozenset({Capability.FAILED_STORE})),
     Page("/schedules", "Schedules", frozenset({Capability.SCHEDULES})),
+    Page("/batches", "Batches", frozenset({Capability.WORKFLOWS})),
+    Page("/jobs", "Look up a job", frozenset({Capability.STATUS})),
     Page("/driver", "Driver"),
 )
 

@@ -18,11 +18,22 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment
+from jobs_core import workflows
 from jobs_core.app import JobsApp
 from jobs_core.driver import Capability
-from jobs_core.errors import ConfigurationError, JobsError, ScheduleNotFound, UnsupportedOperation
+from jobs_core.errors import (
+    ConfigurationError,
+    JobNotFound,
+    JobsError,
+    ScheduleNotFound,
+    UnsupportedOperation,
+    WorkflowNotFound,
+)
 from jobs_core.message import FailedJob, QueueStats
+from jobs_core.status import DELAYED, QUEUED, RUNNING, JobStatus
 from jobs_core.urls import redact_text
+from jobs_core.workflow_state import BATCH, CHAIN
+from jobs_core.workflows import WorkflowStatus
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -64,6 +75,14 @@ NOTICES: Mapping[str, str] = {
     "schedule-missing": "There is no such schedule.",
     "signed-out": "Signed out.",
     "bad-token": "That is not the dashboard's token.",
+    "queue-paused": "Paused the queue: workers start none of its jobs until it is resumed.",
+    "queue-resumed": "Resumed the queue.",
+    "batch-cancelled": "Cancelled the batch: its waiting jobs are removed.",
+    "batch-finished": "That batch had already finished or was cancelled.",
+    "job-removed": "Cancelled the job: it was waiting, and is removed.",
+    "job-requested": "Asked the job's worker to stop it: it ends as cancelled.",
+    "job-finished": "That job had already finished: nothing changed.",
+    "job-missing": "There is no such job.",
 }
 
 
@@ -243,6 +262,9 @@ class Views:
         if self.sample:
             self.sampler.start()  # when the server did not run the lifespan (a mounted application)
         stats = self.jobs.queue.stats_by_queue()
+        paused = set(self.jobs.paused_queues()) if self.supports(Capability.QUEUE_PAUSE) else set()
+        for name in sorted(paused - set(stats)):
+            stats[name] = QueueStats()  # paused before any job of it was dispatched
         total = QueueStats()
         for counts in stats.values():
             total = total + counts
@@ -258,6 +280,7 @@ class Views:
         charts.append(line_chart(self.sampler.waiting(), "waiting jobs"))
         return {
             "stats": stats,
+            "paused": paused,
             "total": total,
             "throughput": throughput,
             "sparks": sparks,
@@ -282,6 +305,18 @@ class Views:
         self.require(Capability.PURGE)
         count = await run_in_threadpool(self.jobs.purge, form.get("queue", ""))
         return self.back(request, "/queues", notice="purged", count=count)
+
+    async def pause_queue(self, request: Request, form: dict[str, str]) -> Response:
+        """Pause or resume one queue for every worker."""
+        self.require(Capability.QUEUE_PAUSE)
+        queue, change = form.get("queue", ""), form.get("change", "")
+        if change == "pause":
+            await run_in_threadpool(self.jobs.pause_queue, queue)
+            return self.back(request, "/queues", notice="queue-paused")
+        if change == "resume":
+            await run_in_threadpool(self.jobs.resume_queue, queue)
+            return self.back(request, "/queues", notice="queue-resumed")
+        raise HTTPException(400, f"unknown change {change!r}: pause or resume")
 
     # -- failed jobs -----------------------------------------------------------
 
@@ -440,6 +475,111 @@ class Views:
         except ScheduleNotFound:
             notice = "schedule-missing"
         return self.back(request, "/schedules", notice=notice)
+
+    # -- batches and chains ------------------------------------------------------
+
+    def batches(self, request: Request) -> Response:
+        """The newest batches and chains, with their progress."""
+        self.require(Capability.WORKFLOWS)
+        params = request.query_params
+        kind = params.get("kind") if params.get("kind") in (BATCH, CHAIN) else None
+        offset = int(params["offset"]) if params.get("offset", "").isdigit() else 0
+        if kind is None:
+            found = [
+                status
+                for status in workflows.listing(self.jobs, None, PAGE_SIZE + 1, offset)
+                if status.kind in (BATCH, CHAIN)
+            ]
+        else:
+            found = workflows.listing(self.jobs, kind, PAGE_SIZE + 1, offset)
+        more = len(found) > PAGE_SIZE
+        filters = {"kind": kind or ""}
+        return self.render(
+            request,
+            "batches.html",
+            title="Batches",
+            rows=[(status, _time(status.created_at)) for status in found[:PAGE_SIZE]],
+            kind=kind or "",
+            newer=urlencode({**filters, "offset": max(0, offset - PAGE_SIZE)}) if offset else None,
+            older=urlencode({**filters, "offset": offset + PAGE_SIZE}) if more else None,
+        )
+
+    def batch_detail(self, request: Request) -> Response:
+        """One batch or chain: its counts and the ids of its failed jobs."""
+        self.require(Capability.WORKFLOWS)
+        wanted = request.query_params.get("id", "")
+        record = self.jobs.driver.workflow(wanted) if wanted else None
+        if record is None:
+            raise HTTPException(404, f"no batch or chain with id {wanted!r}")
+        status = WorkflowStatus.of(record)
+        return self.render(
+            request,
+            "batch.html",
+            title=f"{status.kind.capitalize()} {status.id}",
+            wf=status,
+            created_at=_time(status.created_at),
+            finished_at=_time(status.finished_at),
+        )
+
+    async def cancel_batch(self, request: Request, form: dict[str, str]) -> Response:
+        """Cancel a running batch: its waiting jobs are removed."""
+        self.require(Capability.WORKFLOWS)
+        batch_id = form.get("id", "")
+        try:
+            done = await run_in_threadpool(workflows.cancel_batch, self.jobs, batch_id)
+        except WorkflowNotFound:
+            raise HTTPException(404, f"no batch with id {batch_id!r}") from None
+        notice = "batch-cancelled" if done else "batch-finished"
+        return self.back(request, "/batches/detail", id=batch_id, notice=notice)
+
+    # -- job status ----------------------------------------------------------------
+
+    def job_lookup(self, request: Request) -> Response:
+        """A form asking for a job id; with ``?id=``, that job's status."""
+        self.require(Capability.STATUS)
+        wanted = (request.query_params.get("id") or "").strip()
+        status: JobStatus | None = None
+        if wanted:
+            try:
+                status = self.jobs.status(wanted)
+            except JobNotFound as exc:
+                return self.render(
+                    request,
+                    "job.html",
+                    404,
+                    title="Job not found",
+                    wanted=wanted,
+                    status=None,
+                    missing=" ".join(str(exc).split()),
+                )
+        progress = status.progress if status is not None else None
+        return self.render(
+            request,
+            "job.html",
+            title=f"Job {wanted}" if wanted else "Look up a job",
+            wanted=wanted,
+            status=status,
+            missing=None,
+            result=_json(status.result, indent=2) if status is not None else "",
+            percent=None if progress is None or progress.fraction is None else round(progress.fraction * 100),
+            available_at=_time(status.available_at) if status is not None else "-",
+            lease_expires_at=_time(status.lease_expires_at) if status is not None else "-",
+            finished_at=_time(status.finished_at) if status is not None else "-",
+            cancellable=status is not None
+            and status.state in (QUEUED, DELAYED, RUNNING)
+            and not status.cancel_requested
+            and self.supports(Capability.CANCEL),
+        )
+
+    async def cancel_job(self, request: Request, form: dict[str, str]) -> Response:
+        """Cancel one job: removed if waiting, stopped by its worker if running."""
+        self.require(Capability.CANCEL)
+        job_id = form.get("id", "").strip()
+        try:
+            outcome = await run_in_threadpool(self.jobs.cancel, job_id)
+        except JobNotFound:
+            return self.back(request, "/jobs", id=job_id, notice="job-missing")
+        return self.back(request, "/jobs", id=job_id, notice=f"job-{outcome}")
 
     # -- driver ------------------------------------------------------------------
 
