@@ -239,3 +239,44 @@ def test_sign_in_with_the_token(page: Any, tmp_path: Path) -> None:
         page.click('button:has-text("Sign out")')
         page.goto(f"{base}/failed")
         assert page.url.endswith("/login")
+
+
+def test_a_queue_paused_by_a_click_is_paused(page: Any, dashboard: str, jobs: JobsApp, queue: str) -> None:
+    from jobs_dashboard_test_jobs import ok
+
+    jobs.dispatch(ok.on_queue(queue), {"n": 1})
+    page.goto(f"{dashboard}/queues")
+    row = f'tr[data-queue="{queue}"]'
+    assert page.locator(f"{row} td.queue-state").inner_text() == "running"
+
+    page.click(f'{row} button:has-text("Pause")')
+
+    assert page.locator(".notice").inner_text().startswith("Paused the queue")
+    assert page.locator(f"{row} td.queue-state").inner_text() == "paused"
+    assert queue in jobs.paused_queues()
+    page.click(f'{row} button:has-text("Resume")')
+    assert page.locator(f"{row} td.queue-state").inner_text() == "running"
+    assert queue not in jobs.paused_queues()
+
+
+def test_a_job_looked_up_shows_its_result_as_text(
+    page: Any, dashboard: str, jobs: JobsApp, queue: str
+) -> None:
+    from jobs_dashboard_test_jobs import ok
+
+    job_id = jobs.dispatch(ok.on_queue(queue), {"text": XSS})
+    assert job_id is not None and jobs.work(queue, max_jobs=1) == 1
+
+    page.goto(f"{dashboard}/queues")
+    page.click("text=Look up a job")
+    page.fill('input[name="id"]', job_id)
+    page.click('button:has-text("Look up")')
+
+    assert page.locator("dd.state").inner_text() == "succeeded"
+    assert "<script>window.__jobs_xss = 1;" in page.locator("pre.result").inner_text()
+    assert page.evaluate("window.__jobs_xss") is None
+    assert page.title() != "owned" and page.errors == []
+
+    page.fill('input[name="id"]', "no-such-job")
+    page.click('button:has-text("Look up")')
+    assert page.locator("p.not-found").inner_text().startswith("Not found")
