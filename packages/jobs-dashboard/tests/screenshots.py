@@ -17,6 +17,8 @@ from typing import Any
 
 from browser import CHROMIUM, CHROMIUM_ARGS, dashboard_process
 from jobs_core import JobsApp, job
+from jobs_core.status import Progress
+from jobs_core.workflows import Batch, Chain
 
 
 @job(name="billing.charge_card", max_retries=0)
@@ -29,6 +31,11 @@ def charge_card(payload: Any) -> None:
 def send_welcome(payload: Any) -> None:
     """Sends nothing; takes a moment."""
     time.sleep(0.01)
+
+
+@job(name="imports.load_rows")
+def load_rows(payload: Any) -> None:
+    """Loads nothing."""
 
 
 @job(name="reports.build_report")
@@ -51,6 +58,26 @@ def fill(app: JobsApp) -> None:
     )
     app.schedule_every(send_welcome.on_queue("emails"), 900, {"digest": True}, name="digest-every-15-min")
     app.pause_schedule("digest-every-15-min")
+    app.pause_queue("reports")
+
+
+def workflows(app: JobsApp) -> str:
+    """Two batches and a chain, partly done; a running job that reported progress (its id)."""
+    done = Batch(
+        app, [(load_rows.on_queue("imports"), {"file": f"part-{n}.csv"}) for n in range(8)]
+    ).dispatch()
+    Chain(app, [(build_report.on_queue("imports"), {"step": n}) for n in range(3)]).dispatch()
+    app.work("imports", max_jobs=6)
+    Batch(app, [(load_rows.on_queue("imports"), {"file": f"day-{n}.csv"}) for n in range(20)]).dispatch()
+    app.work("imports", max_jobs=5)
+    assert done
+    running = app.dispatch(load_rows.on_queue("imports-big"), {"file": "customers-2026.csv"})
+    assert running is not None
+    [delivery] = app.driver.reserve(["imports-big"], 1, lease=3600)
+    app.driver.save_progress(
+        delivery, Progress(3400, 12000, note="customers-2026.csv: row 3400"), "worker-7f3a"
+    )
+    return running
 
 
 def traffic(app: JobsApp, seconds: float) -> None:
@@ -72,9 +99,10 @@ def main(out: pathlib.Path) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         url = f"sqlite:///{scratch}/jobs.db"
         app = JobsApp(url, load_plugins=False)
-        for target in (charge_card, send_welcome, build_report):
+        for target in (charge_card, send_welcome, build_report, load_rows):
             app.register(target)
         fill(app)
+        running = workflows(app)
         with dashboard_process(url) as base, sync_playwright() as playwright:
             worker = threading.Thread(target=traffic, args=(app, 16.0))
             worker.start()
@@ -88,6 +116,8 @@ def main(out: pathlib.Path) -> None:
             shots = {
                 "dashboard-failed.png": "/failed",
                 "dashboard-schedules.png": "/schedules",
+                "dashboard-batches.png": "/batches",
+                "dashboard-job.png": f"/jobs?id={running}",
             }
             for name, path in shots.items():
                 page.goto(base + path)
