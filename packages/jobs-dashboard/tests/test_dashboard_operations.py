@@ -37,7 +37,7 @@ def queue_row(page: str, queue: str) -> str:
     return row.group(1)
 
 
-@pytest.mark.parametrize("backend_url", BACKENDS, indirect=True)
+@pytest.mark.parametrize("backend_url", [*BACKENDS, "kafka"], indirect=True)
 def test_pause_and_resume_a_queue(jobs: JobsApp, client: TestClient) -> None:
     jobs.dispatch(ok.on_queue("reports"), {"n": 1})
     page = client.get("/queues").text
@@ -155,6 +155,15 @@ def test_job_status_page_shows_progress_of_a_running_job(jobs: JobsApp, client: 
     assert '<progress value="25" max="100">' in page
     assert "&lt;b&gt;rows&lt;/b&gt;" in page and "<b>rows</b>" not in page
     assert "worker-1" in page and "Cancel the job" in page
+
+    response = client.post(
+        "/jobs/cancel", data={"csrf_token": csrf(page), "id": job_id}, follow_redirects=False
+    )
+    assert response.status_code == 303
+    assert jobs.status(job_id).cancel_requested
+    after = client.get(response.headers["location"]).text
+    assert "Asked the job&#39;s worker to stop it" in after
+    assert "(cancellation requested)" in after and "Cancel the job" not in after
 
 
 @pytest.mark.parametrize("backend_url", ["memory", "sqlite"], indirect=True)
