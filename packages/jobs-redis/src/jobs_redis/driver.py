@@ -27,6 +27,7 @@ from jobs_core.errors import (
     OperationTimedOut,
     StorageFull,
 )
+from jobs_core.flow_state import MIN_WAIT, TokenGrant
 from jobs_core.message import (
     Delivery,
     FailedJob,
@@ -89,6 +90,9 @@ class RedisDriver(Driver):
             Capability.IDEMPOTENT_ENQUEUE,
             Capability.ORDERED_KEYS,
             Capability.TRANSACTIONAL_ENQUEUE,
+            Capability.QUEUE_PAUSE,
+            Capability.RATE_LIMITS,
+            Capability.CONCURRENCY_LIMITS,
         }
     )
     ack_in_background: bool = True
@@ -201,16 +205,16 @@ class RedisDriver(Driver):
 
     def _diagnose(self) -> str:
         """Name a key of this prefix whose type is not the one the driver writes."""
-        expected = {"seq": "string", "queues": "set", "u": "hash", "f": "zset", "s": "set"}
+        expected = {"seq": "string", "queues": "set", "u": "hash", "f": "zset", "s": "set", "paused": "set"}
         try:
             for raw in self._client.scan_iter(match=self._base + "*", count=1000):
                 key = _text(raw)
                 rest = key[len(self._base) :]
                 if rest in expected:
                     want = expected[rest]
-                elif rest.startswith("w:"):
+                elif rest.startswith("w:") or rest.startswith("rl:"):
                     want = "list"
-                elif rest.startswith("q:"):
+                elif rest.startswith(("q:", "cl:")):
                     want = "zset"
                 else:
                     want = "hash"
@@ -630,6 +634,64 @@ class RedisDriver(Driver):
             repr(time.time()),
         ]
         return bool(self._run("advance_schedule", args, "advancing a schedule"))
+
+    # -- flow control ---------------------------------------------------------
+
+    def pause_queue(self, queue: str) -> bool:
+        """Add ``queue`` to the prefix's set of paused queues; ``False`` if it was there."""
+        self.check_open()
+        validate_queue_name(queue)
+        with self._errors("pausing a queue"):
+            return bool(self._client.sadd(self._base + "paused", queue))
+
+    def resume_queue(self, queue: str) -> bool:
+        """Remove ``queue`` from the paused set; ``False`` if it was not paused."""
+        self.check_open()
+        validate_queue_name(queue)
+        with self._errors("resuming a queue"):
+            return bool(self._client.srem(self._base + "paused", queue))
+
+    def paused_queues(self) -> list[str]:
+        """The paused queues, sorted (one ``SMEMBERS``)."""
+        self.check_open()
+        with self._errors("listing paused queues"):
+            return sorted(_text(q) for q in self._client.smembers(self._base + "paused"))
+
+    def take_tokens(self, key: str, count: int, per: float, want: int = 1) -> TokenGrant:
+        """Grant up to ``want`` starts from the sliding window of ``key`` (one script).
+
+        The grants are stamped with this caller's ``time.time()``, or with the
+        window's newest stamp when a caller whose clock is ahead stamped
+        later, so that stamps follow the order of the grants.
+        """
+        self.check_open()
+        args = [key, int(count), repr(float(per)), int(want), repr(time.time())]
+        granted, at, oldest = self._run("take_tokens", args, "taking rate-limit tokens")
+        stamp = float(_text(at))
+        if int(granted) >= want:
+            return TokenGrant(int(granted), 0.0, stamp)
+        wait = max(MIN_WAIT, float(_text(oldest)) + float(per) - stamp)
+        return TokenGrant(int(granted), wait, stamp)
+
+    def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
+        """Take (or renew) ``holder``'s slot of ``key`` unless ``limit`` others hold one (one script)."""
+        self.check_open()
+        now = time.time()
+        args = [key, int(limit), holder, repr(now), repr(now + lease)]
+        return bool(self._run("acquire_slot", args, "acquiring a concurrency slot"))
+
+    def extend_slot(self, key: str, holder: str, lease: float) -> bool:
+        """Renew ``holder``'s slot until now + ``lease``; ``False`` if its lease had ended."""
+        self.check_open()
+        now = time.time()
+        args = [key, holder, repr(now), repr(now + lease)]
+        return bool(self._run("extend_slot", args, "extending a concurrency slot"))
+
+    def release_slot(self, key: str, holder: str) -> None:
+        """Free ``holder``'s slot of ``key`` (one ``ZREM``); nothing if it holds none."""
+        self.check_open()
+        with self._errors("releasing a concurrency slot"):
+            self._client.zrem(f"{self._base}cl:{key}", holder)
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -38,6 +38,10 @@ Key layout under ``B = {prefix}:``:
 ``B s``                    set         schedule names
 ``B s:<name>``             hash        a schedule: d data, n next_run_at, z paused, l last_tick,
                                        t updated_at
+``B paused``               set         paused queue names
+``B rl:<key>``             list        a rate limit's window, oldest first: ``stamp SP n`` per
+                                       grant of ``n`` starts
+``B cl:<key>``             zset        a concurrency limit's slots: score lease end, member holder
 =========================  ==========  =====================================================
 """
 
@@ -541,6 +545,76 @@ redis.call('HSET', sk, 'n', nxt, 't', now)
 return 1
 """
 
+TAKE_TOKENS = r"""
+-- ARGV: B, key, count, per, want, now (the caller's clock). The grants are stamped with now, or
+-- with the newest stamp of the window if a caller whose clock is ahead stamped later, so that
+-- stamps follow the order of the grants. Returns granted, the stamp, the oldest stamp kept.
+local k = B .. 'rl:' .. ARGV[2]
+local count, per, want = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local bad = wrong_type(k, 'list')
+if bad then return redis.error_reply('WRONGTYPE nothing stored: ' .. bad) end
+local at = ARGV[6]
+local newest = redis.call('LINDEX', k, -1)
+if newest then
+  local stamp = string.match(newest, '^(%S+)')
+  if stamp and tonumber(stamp) > tonumber(at) then at = stamp end
+end
+local horizon = tonumber(at) - per
+local used = 0
+local oldest = nil
+local drop = 0
+for _, entry in ipairs(redis.call('LRANGE', k, 0, -1)) do
+  local stamp, n = string.match(entry, '^(%S+) (%d+)$')
+  if stamp and oldest == nil and tonumber(stamp) <= horizon then
+    drop = drop + 1
+  elseif stamp then
+    if oldest == nil then oldest = stamp end
+    used = used + tonumber(n)
+  elseif oldest == nil then
+    drop = drop + 1  -- not written by the driver: dropped once at the front
+  end
+end
+if drop > 0 then redis.call('LTRIM', k, drop, -1) end
+local granted = count - used
+if granted > want then granted = want end
+if granted < 0 then granted = 0 end
+if granted > 0 then
+  redis.call('RPUSH', k, at .. ' ' .. granted)
+  if oldest == nil then oldest = at end
+  -- Only garbage collection (a duration, not a time): the window is judged by the stamps.
+  local ms = math.ceil(per * 1000) + 1000
+  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+end
+return {granted, at, oldest or at}
+"""
+
+ACQUIRE_SLOT = r"""
+-- ARGV: B, key, limit, holder, now, lease end. 1 if holder holds a slot now (renewed if held).
+local k = B .. 'cl:' .. ARGV[2]
+local limit, holder = tonumber(ARGV[3]), ARGV[4]
+local bad = wrong_type(k, 'zset')
+if bad then return redis.error_reply('WRONGTYPE nothing stored: ' .. bad) end
+redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[5])
+if not redis.call('ZSCORE', k, holder) and redis.call('ZCARD', k) >= limit then return 0 end
+redis.call('ZADD', k, ARGV[6], holder)
+local ms = math.ceil((tonumber(ARGV[6]) - tonumber(ARGV[5])) * 1000) + 1000
+if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+return 1
+"""
+
+EXTEND_SLOT = r"""
+-- ARGV: B, key, holder, now, lease end. 0 if the holder's lease had ended (the slot is lost).
+local k = B .. 'cl:' .. ARGV[2]
+local bad = wrong_type(k, 'zset')
+if bad then return redis.error_reply('WRONGTYPE nothing stored: ' .. bad) end
+redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[4])
+if not redis.call('ZSCORE', k, ARGV[3]) then return 0 end
+redis.call('ZADD', k, ARGV[5], ARGV[3])
+local ms = math.ceil((tonumber(ARGV[5]) - tonumber(ARGV[4])) * 1000) + 1000
+if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+return 1
+"""
+
 ALL: dict[str, str] = {
     "enqueue": ENQUEUE,
     "reserve": RESERVE,
@@ -558,4 +632,7 @@ ALL: dict[str, str] = {
     "remove_schedule": REMOVE_SCHEDULE,
     "claim_tick": CLAIM_TICK,
     "advance_schedule": ADVANCE_SCHEDULE,
+    "take_tokens": TAKE_TOKENS,
+    "acquire_slot": ACQUIRE_SLOT,
+    "extend_slot": EXTEND_SLOT,
 }
