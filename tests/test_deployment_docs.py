@@ -411,7 +411,12 @@ def test_sigterm_as_the_process_manager_sends_it_finishes_running_jobs_and_gives
         process.send_signal(signal.SIGTERM)  # to the main process only, as both do
         stopped = time.monotonic()
         if manager == "kubernetes":
+            # The supervisor handles the signal on its main thread: /ready turns 503 moments later.
+            until = time.monotonic() + 5
             status, body = probe(port, "/ready")
+            while status != 503 and time.monotonic() < until:
+                time.sleep(0.02)
+                status, body = probe(port, "/ready")
             assert status == 503 and "stopping" in body["reason"]
             assert probe(port, "/live")[0] == 200  # the liveness probe does not kill it meanwhile
         _, err = process.communicate(timeout=stop_timeout)
