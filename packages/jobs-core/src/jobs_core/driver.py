@@ -651,7 +651,9 @@ class Driver(abc.ABC):
         same transaction that removes the job (with
         :attr:`Delivery.result <jobs_core.message.Delivery.result>` on
         success), and only if they removed it. ``retry`` and ``release`` count
-        nothing; ``retry_failed`` keeps the message's headers.
+        nothing; ``retry_failed`` keeps the message's headers. With ``CANCEL``
+        too, its ``cancel`` (of a waiting job) and ``ack_cancelled`` call
+        :func:`jobs_core.workflow_state.job_cancelled` the same way.
         """
         raise UnsupportedOperation(self.name, Capability.WORKFLOWS.value)
 

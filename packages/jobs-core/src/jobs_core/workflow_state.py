@@ -13,7 +13,8 @@ of a chain is stored exactly when the completion that causes it is counted.
 A job belongs to a workflow when its message carries the header
 :data:`WORKFLOW_HEADER` (the workflow id). When a driver with ``WORKFLOWS``
 finishes such a job (``ack``, ``ack_many``, ``fail``), it calls
-:func:`job_finished` in the transaction that removes the job, and only if that
+:func:`job_finished` (:func:`job_cancelled` for ``cancel`` and
+``ack_cancelled``) in the transaction that removes the job, and only if that
 transaction did remove it (the caller still held the lease): a completion is
 then counted once however often a worker crashes, and never twice.
 """
@@ -273,6 +274,58 @@ def job_finished(
     store.save(record)
 
 
+def job_cancelled(store: WorkflowStore, message: Message) -> None:
+    """Count one cancelled job of a workflow; enqueue what that causes.
+
+    Called by a driver with ``WORKFLOWS`` and ``CANCEL`` in the transaction
+    in which its ``cancel`` removed a waiting job, or its ``ack_cancelled``
+    a running one, whose message carries :data:`WORKFLOW_HEADER`, and only
+    if it did remove it. The job counts ``cancelled`` and otherwise as a
+    failure with the reason ``cancelled``: a batch fires ``catch`` and
+    ``finally`` (an ``allow_failures`` batch goes on, ``then`` fires only
+    if no job failed or was cancelled); a chain stops, ``cancelled``; a
+    dependent job ends ``cancelled``; and the workflows waiting for either
+    fail with that reason. A message without the header, or naming a
+    workflow that no longer exists, changes nothing.
+    """
+    workflow_id = message.headers.get(WORKFLOW_HEADER)
+    if workflow_id is None:
+        return
+    record = store.load(workflow_id)
+    if record is None:
+        return
+    failed_ids: list[str] = record.state.setdefault("failed_ids", [])
+    if message.id in failed_ids:  # failed, retried from the failed store, cancelled while waiting
+        failed_ids.remove(message.id)
+        record.failed -= 1
+    if record.kind == BATCH:
+        record.cancelled += 1
+        if not record.finished:
+            if not record.state.get("allow_failures") and record.status == RUNNING:
+                _fire(store, record, "catch")
+            _batch_maybe_finished(store, record)
+    elif record.kind == CHAIN:
+        try:
+            index = int(message.headers.get(STEP_HEADER, "-1"))
+        except ValueError:
+            index = -1
+        if not 0 <= index < len(record.state.get("links", [])):
+            return
+        record.cancelled += 1
+        record.status = CANCELLED
+        record.state["position"] = index
+        if record.finished_at is None:
+            record.finished_at = time.time()
+        _settle_outcome(store, record, CANCELLED, f"link {index} ({message.name}) cancelled")
+    else:
+        record.cancelled += 1
+        record.status = CANCELLED
+        if record.finished_at is None:
+            record.finished_at = time.time()
+        _settle_outcome(store, record, CANCELLED, "cancelled")
+    store.save(record)
+
+
 def _load(store: WorkflowStore, workflow_id: str) -> WorkflowRecord:
     record = store.load(workflow_id)
     if record is None:
@@ -305,7 +358,7 @@ def _batch_job(store: WorkflowStore, record: WorkflowRecord, message: Message, s
     if record.finished:
         # A job retried from the failed store after the end: the counts change;
         # ``then`` fires if now every job succeeded and it never fired.
-        if record.failed == 0 and record.status != CANCELLED:
+        if record.failed == 0 and record.cancelled == 0 and record.status != CANCELLED:
             record.status = SUCCEEDED
             _fire(store, record, "then")
         return
@@ -321,13 +374,14 @@ def _batch_maybe_finished(store: WorkflowStore, record: WorkflowRecord) -> None:
         _settle_outcome(store, record, CANCELLED, "")
         return
     allow = bool(record.state.get("allow_failures"))
-    record.status = SUCCEEDED if record.failed == 0 else FAILED
-    if record.failed == 0:
+    bad = record.failed + record.cancelled  # a job cancelled alone counts as a failure
+    record.status = SUCCEEDED if bad == 0 else FAILED
+    if bad == 0:
         _fire(store, record, "then")
     elif allow:
         _fire(store, record, "catch")
     _fire(store, record, "finally")
-    well = record.failed == 0 or allow
+    well = bad == 0 or allow
     _settle_outcome(store, record, SUCCEEDED if well else FAILED, "")
 
 

@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from jobs_core import Capability, Delivery, Driver, Message
 from jobs_core.errors import BackendError, ConfigurationError, JobsError, MalformedMessage
 from jobs_core.message import MessageBatch, new_id, validate_queue_name
-from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_finished
+from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_cancelled, job_finished
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
@@ -902,6 +902,22 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                 self._ring(conn)
 
         return ring
+
+    def _cancel_in_workflow(self, conn: sa.Connection, message: Message, store_of: list[Any]) -> None:
+        """Count ``message``'s job cancelled in its workflow, in the open transaction that removed it."""
+        store = TransactionStore(self, conn)
+        store_of[:] = [store]
+        job_cancelled(store, message)
+        store.flush()
+
+    def _after_cancel_in_workflow(self, store_of: list[Any]) -> Callable[[sa.Connection], None] | None:
+        """What to run after a cancel's commit (see :meth:`_after_workflow`)."""
+        return self._after_workflow(store_of)
+
+    def _notify_after_workflow(self, store_of: list[Any]) -> None:
+        """Wake this process's waiting workers if the committed workflow transaction stored jobs."""
+        if store_of and store_of[0].enqueued:
+            self._waker.notify()
 
     def insert_in(self, conn: sa.Connection, messages: Sequence[Message]) -> None:
         """Store ``messages`` in the open transaction of ``conn`` (checked first)."""

@@ -97,6 +97,15 @@ class StatusOperations:
     ) -> None:
         raise NotImplementedError
 
+    def _cancel_in_workflow(self, conn: sa.Connection, message: Message, store_of: list[Any]) -> None:
+        raise NotImplementedError
+
+    def _after_cancel_in_workflow(self, store_of: list[Any]) -> Callable[[sa.Connection], None] | None:
+        raise NotImplementedError
+
+    def _notify_after_workflow(self, store_of: list[Any]) -> None:
+        raise NotImplementedError
+
     # -- status ---------------------------------------------------------------
 
     def job_status(self, job_id: str) -> JobStatus | None:
@@ -467,6 +476,7 @@ class StatusOperations:
         """Delete a waiting job (kept as cancelled), or flag a running one for its worker."""
         t = self.tables
         jobs, results, failed, running = t.jobs, t.results, t.failed, t.running
+        store_of: list[Any] = []
 
         def cancel(conn: sa.Connection) -> str:
             now = time.time()
@@ -488,9 +498,14 @@ class StatusOperations:
             conn.execute(sa.delete(running).where(running.c.id == job_id))
             message = _decode(row.body)
             self._keep_cancelled(conn, job_id, row.queue, message=message, extra=0, now=now)
+            if message is not None and WORKFLOW_HEADER in message.headers:
+                # Counted in its workflow in the transaction that removes it.
+                self._cancel_in_workflow(conn, message, store_of)
             return CANCEL_REMOVED
 
-        return self._run("cancel", cancel)
+        answer = self._run("cancel", cancel, after_commit=self._after_cancel_in_workflow(store_of))
+        self._notify_after_workflow(store_of)
+        return answer
 
     def _keep_cancelled(
         self, conn: sa.Connection, job_id: str, queue: str, *, message: Message | None, extra: int, now: float
@@ -535,6 +550,7 @@ class StatusOperations:
     def ack_cancelled(self, delivery: Delivery) -> None:
         """Delete the held job and keep it as cancelled."""
         jobs, running = self.tables.jobs, self.tables.running
+        store_of: list[Any] = []
 
         def finish(conn: sa.Connection) -> None:
             gone = conn.execute(sa.delete(jobs).where(*self._owned), self._owned_params(delivery)).rowcount
@@ -544,8 +560,11 @@ class StatusOperations:
             self._keep_cancelled(
                 conn, delivery.id, delivery.handle[1], message=delivery.message, extra=1, now=time.time()
             )
+            if WORKFLOW_HEADER in delivery.message.headers:
+                self._cancel_in_workflow(conn, delivery.message, store_of)
 
-        self._run("finishing a cancelled job", finish)
+        self._run("finishing a cancelled job", finish, after_commit=self._after_cancel_in_workflow(store_of))
+        self._notify_after_workflow(store_of)
 
     def _prune_status(self, conn: sa.Connection, cutoff: float) -> None:
         """Within ``prune``: results finished before ``cutoff``, and ``running`` rows of finished jobs."""

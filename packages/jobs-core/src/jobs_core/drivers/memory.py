@@ -55,7 +55,7 @@ from jobs_core.status import (
     results_ttl,
 )
 from jobs_core.urls import redact_url
-from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_finished
+from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_cancelled, job_finished
 
 WAITING = "waiting"
 RESERVED = "reserved"
@@ -762,11 +762,26 @@ class MemoryDriver(Driver):
                 store.running.setdefault(rec.id, _Running()).cancel = True
                 return CANCEL_REQUESTED
             status = self._live_status(rec, now)
+            tx = self._cancel_in_workflow(rec.body)
             del store.records[rec.id]
             store.running.pop(rec.id, None)
             self._release_unique(rec)
             self._keep(rec.id, _Kept(CANCELLED, rec.queue, status.name, status.attempts, None, None, now))
+            if tx is not None:
+                tx.commit()
             return CANCEL_REMOVED
+
+    def _cancel_in_workflow(self, body: bytes) -> _Transaction | None:
+        """Count a removed job cancelled in its workflow, if it has one (commit after the removal)."""
+        try:
+            message = Message.decode(body)
+        except MalformedMessage:
+            return None
+        if WORKFLOW_HEADER not in message.headers:
+            return None
+        tx = _Transaction(self)
+        job_cancelled(tx, message)
+        return tx
 
     def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
         """Ids among ``deliveries`` with a cancel request."""
@@ -784,9 +799,15 @@ class MemoryDriver(Driver):
             if rec is None:
                 return
             now = time.time()
+            tx = None
+            if WORKFLOW_HEADER in delivery.message.headers:
+                tx = _Transaction(self)
+                job_cancelled(tx, delivery.message)
             del store.records[rec.id]
             running = store.running.pop(rec.id, None)
             self._release_unique(rec)
+            if tx is not None:
+                tx.commit()
             message = delivery.message
             progress = None if running is None else running.progress
             kept = _Kept(CANCELLED, rec.queue, message.name, message.attempts + 1, None, progress, now)

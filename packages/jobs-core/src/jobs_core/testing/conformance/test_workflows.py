@@ -28,6 +28,7 @@ from jobs_core.driver import Capability, Driver
 from jobs_core.errors import WorkflowNotFound
 from jobs_core.ids import new_id
 from jobs_core.message import Delivery
+from jobs_core.status import CANCEL_REMOVED, CANCEL_REQUESTED
 from jobs_core.testing.conformance._helpers import (
     LONG_LEASE,
     assert_nothing,
@@ -506,3 +507,91 @@ def test_workflows_are_listed_newest_first(jobs_driver: Driver, jobs_queue_facto
     assert ids.index(second) < ids.index(first)
     assert all(r.kind == ws.BATCH for r in jobs_driver.workflows(ws.BATCH))
     assert jobs_driver.workflow("no-such-workflow") is None
+
+
+# -- cancelling one job of a workflow ---------------------------------------------
+
+
+def _cancel_waiting(driver: Driver, delivery: Delivery) -> None:
+    """Put a reserved job back on its queue, then cancel it while it waits."""
+    driver.release(delivery)
+    assert driver.cancel(delivery.id) == CANCEL_REMOVED
+
+
+@pytest.mark.jobs_requires(Capability.CANCEL)
+def test_a_batch_job_cancelled_while_waiting_counts_as_failed_and_the_batch_finishes(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
+    batch_id = make_batch(jobs_driver, queue, 3, callbacks)
+    got = reserve_until(jobs_driver, [queue], 3)
+    _cancel_waiting(jobs_driver, got[2])
+    assert jobs_driver.cancel(got[2].id) != CANCEL_REMOVED, "a second cancel changes nothing"
+    assert callbacks_fired(jobs_driver, callbacks) == ["catch"], "catch fires at once, as for a failure"
+    assert_nothing(jobs_driver, [queue])
+    jobs_driver.ack_many(got[:2])
+    record = record_of(jobs_driver, batch_id)
+    assert (record.succeeded, record.failed, record.cancelled, record.pending) == (2, 0, 1, 0)
+    assert record.finished and record.status == ws.FAILED
+    assert callbacks_fired(jobs_driver, callbacks) == ["finally"], "finally fires once, then never"
+
+
+@pytest.mark.jobs_requires(Capability.CANCEL)
+def test_an_allow_failures_batch_goes_on_after_a_cancelled_job(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
+    batch_id = make_batch(jobs_driver, queue, 2, callbacks, allow_failures=True)
+    first, second = reserve_until(jobs_driver, [queue], 2)
+    _cancel_waiting(jobs_driver, second)
+    assert callbacks_fired(jobs_driver, callbacks) == []
+    jobs_driver.ack(first)
+    record = record_of(jobs_driver, batch_id)
+    assert (record.succeeded, record.cancelled, record.pending, record.finished) == (1, 1, 0, True)
+    assert callbacks_fired(jobs_driver, callbacks) == ["catch", "finally"]
+
+
+@pytest.mark.jobs_requires(Capability.CANCEL)
+def test_a_running_batch_job_finished_as_cancelled_is_counted(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
+    batch_id = make_batch(jobs_driver, queue, 1, callbacks)
+    running = reserve_one(jobs_driver, queue)
+    assert jobs_driver.cancel(running.id) == CANCEL_REQUESTED
+    assert record_of(jobs_driver, batch_id).pending == 1, "counted when the worker ends it, not before"
+    jobs_driver.ack_cancelled(running)
+    jobs_driver.ack_cancelled(running)  # lease gone: ignored
+    record = record_of(jobs_driver, batch_id)
+    assert (record.cancelled, record.pending, record.status) == (1, 0, ws.FAILED)
+    assert callbacks_fired(jobs_driver, callbacks) == ["catch", "finally"]
+
+
+@pytest.mark.jobs_requires(Capability.CANCEL)
+def test_a_chain_whose_waiting_link_is_cancelled_stops(jobs_driver: Driver, jobs_queue: str) -> None:
+    chain_id = make_chain(jobs_driver, jobs_queue, 3)
+    jobs_driver.ack(reserve_one(jobs_driver, jobs_queue))
+    _cancel_waiting(jobs_driver, reserve_one(jobs_driver, jobs_queue))
+    assert_nothing(jobs_driver, [jobs_queue])
+    record = record_of(jobs_driver, chain_id)
+    assert (record.status, record.succeeded, record.cancelled, record.state["position"]) == (
+        ws.CANCELLED,
+        1,
+        1,
+        1,
+    )
+    assert record.finished
+
+
+@pytest.mark.jobs_requires(Capability.CANCEL, Capability.FAILED_STORE)
+def test_a_job_depending_on_a_cancelled_chain_fails_with_the_reason(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    chain_id = make_chain(jobs_driver, queue, 2)
+    dependent = make_dependent(jobs_driver, later, [chain_id])
+    _cancel_waiting(jobs_driver, reserve_one(jobs_driver, queue))
+    assert_nothing(jobs_driver, [queue, later])
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
+    assert chain_id in failed[dependent] and "cancelled" in failed[dependent]
+    assert record_of(jobs_driver, dependent).status == ws.FAILED
