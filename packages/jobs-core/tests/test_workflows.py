@@ -155,6 +155,40 @@ def test_cancel_batch_keeps_its_waiting_jobs_from_running(app: JobsApp) -> None:
     assert (status.status, status.cancelled, status.finished) == ("cancelled", 3, True)
 
 
+def _waiting_ids(app: JobsApp, count: int) -> list[str]:
+    """Ids of the ``count`` jobs waiting on ``default`` (reserved, then put back unchanged)."""
+    got = app.driver.reserve(["default"], limit=count, lease=60.0, timeout=1.0)
+    for delivery in got:
+        app.driver.release(delivery)
+    return [d.id for d in got]
+
+
+def test_cancelling_one_job_of_a_batch_runs_catch_and_finally_once(app: JobsApp) -> None:
+    batch_id = (
+        Jobs.batch([(note, n) for n in range(3)])
+        .then(note, {"cb": "then"})
+        .catch(note, {"cb": "catch"})
+        .finally_(note, {"cb": "finally"})
+        .dispatch()
+    )
+    assert Jobs.cancel(_waiting_ids(app, 3)[1]) == "removed"
+    app.work("default", max_jobs=10)
+    callbacks = [p["cb"] for name, p in ran if name == "note" and isinstance(p, dict)]
+    assert callbacks == ["catch", "finally"]
+    status = Jobs.batch_status(batch_id)
+    assert (status.status, status.succeeded, status.cancelled, status.finished) == ("failed", 2, 1, True)
+
+
+def test_cancelling_a_waiting_link_stops_the_chain(app: JobsApp) -> None:
+    chain_id = Jobs.chain([(add, {"n": 1}), (add, {"n": 10})]).dispatch()
+    app.work("default", max_jobs=1)
+    assert Jobs.cancel(_waiting_ids(app, 1)[0]) == "removed"
+    app.work("default", max_jobs=10)
+    assert ran == [("add", 1)]
+    status = Jobs.chain_status(chain_id)
+    assert (status.status, status.cancelled, status.finished) == ("cancelled", 1, True)
+
+
 def test_dispatch_after_waits_for_a_batch_and_a_chain(app: JobsApp) -> None:
     batch_id = Jobs.batch([(note, "b")]).dispatch()
     chain_id = Jobs.chain([(note, "c1"), (note, "c2")]).dispatch()
