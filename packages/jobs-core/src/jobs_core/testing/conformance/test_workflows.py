@@ -595,3 +595,17 @@ def test_a_job_depending_on_a_cancelled_chain_fails_with_the_reason(
     failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
     assert chain_id in failed[dependent] and "cancelled" in failed[dependent]
     assert record_of(jobs_driver, dependent).status == ws.FAILED
+
+
+@pytest.mark.jobs_requires(Capability.CANCEL, Capability.FAILED_STORE)
+def test_a_cancelled_dependent_job_ends_cancelled_and_fails_the_jobs_waiting_for_it(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    tracked = make_dependent(jobs_driver, jobs_queue, [])
+    follower = make_dependent(jobs_driver, jobs_queue, [tracked])
+    _cancel_waiting(jobs_driver, reserve_one(jobs_driver, jobs_queue))
+    assert_nothing(jobs_driver, [jobs_queue])
+    record = record_of(jobs_driver, tracked)
+    assert (record.status, record.cancelled, record.finished) == (ws.CANCELLED, 1, True)
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=jobs_queue)}
+    assert tracked in failed[follower] and "cancelled" in failed[follower]
