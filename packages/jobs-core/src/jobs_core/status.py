@@ -11,6 +11,7 @@ note)`` (``Capability.PROGRESS``) and is cancelled with ``Jobs.cancel(job_id)``
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -80,6 +81,21 @@ class Progress:
             note=str(data.get("note") or ""),
             updated_at=float(data.get("updated_at") or 0.0),
         )
+
+
+def progress_json(progress: Progress | None) -> str | None:
+    """``progress`` as the JSON text drivers store (``None`` for none)."""
+    return None if progress is None else json.dumps(progress.to_dict())
+
+
+def progress_from_json(text: str | bytes | None) -> Progress | None:
+    """The progress stored as :func:`progress_json` wrote it; ``None`` for none or unreadable text."""
+    if not text:
+        return None
+    try:
+        return Progress.from_dict(json.loads(text))
+    except ValueError:
+        return None
 
 
 def check_progress(done: object, total: object, note: object, updated_at: float = 0.0) -> Progress:

@@ -13,7 +13,6 @@ Results are written with the ack: on PostgreSQL in the ack's own statement
 
 from __future__ import annotations
 
-import json
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -36,6 +35,8 @@ from jobs_core.status import (
     SUCCEEDED,
     JobStatus,
     Progress,
+    progress_from_json,
+    progress_json,
 )
 from jobs_core.workflow_state import WORKFLOW_HEADER
 
@@ -50,19 +51,6 @@ T = TypeVar("T")
 SWEEP_INTERVAL = 60.0
 
 _STATES = {RESULT_SUCCEEDED: SUCCEEDED, RESULT_CANCELLED: CANCELLED}
-
-
-def _progress_text(progress: Progress | None) -> str | None:
-    return None if progress is None else json.dumps(progress.to_dict())
-
-
-def _progress(text: str | None) -> Progress | None:
-    if not text:
-        return None
-    try:
-        return Progress.from_dict(json.loads(text))
-    except ValueError:
-        return None
 
 
 class StatusOperations:
@@ -142,7 +130,7 @@ class StatusOperations:
                             queue=kept.queue,
                             name=kept.name,
                             attempts=int(kept.attempts),
-                            progress=_progress(kept.progress),
+                            progress=progress_from_json(kept.progress),
                             result=None if kept.result is None else loads(kept.result),
                             finished_at=float(kept.finished_at),
                         )
@@ -461,7 +449,7 @@ class StatusOperations:
         owned = sa.select(jobs.c.id).where(*self._owned)
         values: dict[str, Any] = {"worker": worker[:200]}
         if progress is not None:
-            values["progress"] = _progress_text(progress)
+            values["progress"] = progress_json(progress)
 
         def save(conn: sa.Connection) -> None:
             row = conn.execute(owned, self._owned_params(delivery)).first()
@@ -598,6 +586,6 @@ def _live(job_id: str, row: Any, extra: Any, now: float) -> JobStatus:
         available_at=float(row.visible_at),
         lease_expires_at=float(row.lease_until) if state == RUNNING else None,
         worker=extra.worker if extra is not None and state == RUNNING else None,
-        progress=None if extra is None else _progress(extra.progress),
+        progress=None if extra is None else progress_from_json(extra.progress),
         cancel_requested=bool(extra is not None and extra.cancel),
     )

@@ -38,13 +38,15 @@ from jobs_core.message import (
     new_id,
     validate_queue_name,
 )
+from jobs_core.status import CANCELLED, SUCCEEDED, JobStatus, Progress, progress_json
 from jobs_core.urls import redact_text
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobs_redis import scripts
+from jobs_redis import scripts, status_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
 from jobs_redis.settings import RedisSettings, parse
+from jobs_redis.status import meta, parse_status
 
 #: Longest single wait of a blocked ``reserve`` (it then checks again).
 MAX_BLOCK = 5.0
@@ -93,6 +95,9 @@ class RedisDriver(Driver):
             Capability.QUEUE_PAUSE,
             Capability.RATE_LIMITS,
             Capability.CONCURRENCY_LIMITS,
+            Capability.STATUS,
+            Capability.PROGRESS,
+            Capability.CANCEL,
         }
     )
     ack_in_background: bool = True
@@ -101,6 +106,7 @@ class RedisDriver(Driver):
         super().__init__(url or "redis://127.0.0.1:6379/0", **options)
         self.settings: RedisSettings = parse(self.url or "", options)
         self.max_message_bytes = self.settings.max_message_bytes
+        self.results_ttl = self.settings.results_ttl
         self._base = self.settings.base
         self._seq = self._base + "seq"
         self._client: Any = self._connect()
@@ -108,6 +114,10 @@ class RedisDriver(Driver):
             name: self._client.register_script(scripts.PRELUDE + source)
             for name, source in scripts.ALL.items()
         }
+        for name, source in status_scripts.ALL.items():
+            self._scripts[name] = self._client.register_script(
+                scripts.PRELUDE + status_scripts.HELPERS + source
+            )
         self._noop = self._client.register_script(_NOOP)
 
     @classmethod
@@ -565,7 +575,9 @@ class RedisDriver(Driver):
     def prune(self, older_than: float) -> int:
         """Remove completed and failed records finished more than ``older_than`` seconds ago."""
         self.check_open()
-        return int(self._run("prune", [repr(time.time() - older_than)], "pruning"))
+        cutoff = repr(time.time() - older_than)
+        self._run("prune_results", [cutoff], "pruning kept results")
+        return int(self._run("prune", [cutoff], "pruning"))
 
     def inject_raw(self, queue: str, body: bytes) -> None:
         """Store ``body`` as-is under an id of the driver's choosing (tests of malformed input)."""
@@ -634,6 +646,55 @@ class RedisDriver(Driver):
             repr(time.time()),
         ]
         return bool(self._run("advance_schedule", args, "advancing a schedule"))
+
+    # -- status, results, progress, cancellation -------------------------------
+
+    def _keeping(self, now: float) -> list[str]:
+        """The ttl (milliseconds, '0' keeps none) and the cutoff the status scripts take."""
+        ttl = self.results_ttl
+        return [str(int(ttl * 1000) + 1000 if ttl > 0 else 0), repr(now - ttl)]
+
+    def job_status(self, job_id: str) -> JobStatus | None:
+        """The job, its kept record or its failed entry, read in one script (one snapshot)."""
+        self.check_open()
+        reply = self._run("status", [job_id], "reading a job's status")
+        return parse_status(job_id, reply, time.time(), self.results_ttl)
+
+    def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
+        """:meth:`ack_many` that keeps each result ``results_ttl`` seconds, in the same script."""
+        pairs = list(zip(deliveries, results, strict=True))
+        for start in range(0, len(pairs), ACK_CHUNK):
+            now = time.time()
+            args: list[Any] = [repr(now), uuid.uuid4().hex, *self._keeping(now)]
+            for d, result in pairs[start : start + ACK_CHUNK]:
+                args += [d.message.queue, self._handle(d), d.receipt, meta(SUCCEEDED, d.message, result)]
+            self._run("ack_results", args, "acknowledging")
+
+    def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
+        """Keep ``worker`` and ``progress`` on the job's record; ignored if the lease was lost."""
+        args = [self._handle(delivery), delivery.receipt, worker, progress_json(progress) or ""]
+        self._run("save_progress", args, "saving progress")
+
+    def cancel(self, job_id: str) -> str:
+        """Remove a waiting job (kept as cancelled) or mark a running one, in one script."""
+        self.check_open()
+        now = time.time()
+        return _text(self._run("cancel", [repr(now), *self._keeping(now), job_id], "cancelling a job"))
+
+    def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
+        """The ids among ``deliveries`` whose cancellation was asked (one script)."""
+        if not deliveries:
+            return set()
+        handles = {self._handle(d): d.id for d in deliveries}
+        asked = self._run("cancel_requested", list(handles), "reading cancellation requests")
+        return {handles[_text(h)] for h in asked}
+
+    def ack_cancelled(self, delivery: Delivery) -> None:
+        """Remove the held job as cancelled (not counted completed); ignored if the lease was lost."""
+        now = time.time()
+        args = [repr(now), *self._keeping(now), delivery.message.queue, self._handle(delivery)]
+        args += [delivery.receipt, meta(CANCELLED, delivery.message, None)]
+        self._run("ack_cancelled", args, "finishing a cancelled job")
 
     # -- flow control ---------------------------------------------------------
 

@@ -148,6 +148,45 @@ local function key_done(q, id, k, c)
     end
   end
 end
+
+-- Remove job id if receipt still holds its lease (its unique key released, its ordering key's
+-- next jobs made ready; the lease entry is left to the caller). Returns the job's saved
+-- progress ('' if none) when removed, nil when the lease was lost: the one per-job ack step.
+local function take_held(q, id, receipt)
+  local jk = B .. 'j:' .. id
+  local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c', 'g')
+  if st[1] ~= 'r' or st[2] ~= receipt then return nil end
+  redis.call('DEL', jk)
+  release_unique(st[3], id)
+  key_done(q, id, st[4], st[5])
+  return st[6] or ''
+end
+
+-- Note an acknowledged id under its queue, for count_acked.
+local function collect(freed, q, id)
+  local ids = freed[q]
+  if not ids then
+    ids = {}
+    freed[q] = ids
+  end
+  ids[#ids + 1] = id
+end
+
+-- Remove the leases of the acknowledged ids and count them completed: one batch per queue.
+local function count_acked(freed, now, token)
+  local done = 0
+  for q, ids in pairs(freed) do
+    local qk = B .. 'q:' .. q
+    for j = 1, #ids, 1000 do
+      redis.call('ZREM', qk .. ':l', unpack(ids, j, math.min(j + 999, #ids)))
+    end
+    redis.call('ZADD', qk .. ':d', now, token)
+    redis.call('HSET', qk .. ':dn', token, #ids)
+    redis.call('INCRBY', qk .. ':dc', #ids)
+    done = done + #ids
+  end
+  return done
+end
 """
 
 #: ARGV: B, now, count, then either "m" and per message: id, body, queue, priority, due,
@@ -298,33 +337,10 @@ ACK = r"""
 local now, token = ARGV[2], ARGV[3]
 local freed = {}
 for k = 4, #ARGV, 3 do
-  local q, id, receipt = ARGV[k], ARGV[k + 1], ARGV[k + 2]
-  local jk = B .. 'j:' .. id
-  local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c')
-  if st[1] == 'r' and st[2] == receipt then
-    redis.call('DEL', jk)
-    release_unique(st[3], id)
-    key_done(q, id, st[4], st[5])
-    local ids = freed[q]
-    if not ids then
-      ids = {}
-      freed[q] = ids
-    end
-    ids[#ids + 1] = id
-  end
+  local q, id = ARGV[k], ARGV[k + 1]
+  if take_held(q, id, ARGV[k + 2]) then collect(freed, q, id) end
 end
-local done = 0
-for q, ids in pairs(freed) do
-  local qk = B .. 'q:' .. q
-  for j = 1, #ids, 1000 do
-    redis.call('ZREM', qk .. ':l', unpack(ids, j, math.min(j + 999, #ids)))
-  end
-  redis.call('ZADD', qk .. ':d', now, token)
-  redis.call('HSET', qk .. ':dn', token, #ids)
-  redis.call('INCRBY', qk .. ':dc', #ids)
-  done = done + #ids
-end
-return done
+return count_acked(freed, now, token)
 """
 
 #: ARGV: B, queue, id, receipt, new body ('' keeps it), new due time ('' keeps it),

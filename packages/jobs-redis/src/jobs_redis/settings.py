@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from jobs_core.errors import ConfigurationError, InvalidURL
+from jobs_core.status import DEFAULT_RESULTS_TTL, results_ttl
 from jobs_core.urls import query_options, redact_url, split_credentials, url_scheme
 
 #: Key prefixes: letters, digits, ``.``, ``_``, ``-`` and ``:`` (no spaces, no braces: the
@@ -30,6 +31,7 @@ OPTIONS: dict[str, str] = {
     "connect_timeout": "seconds to connect (default 5)",
     "max_connections": "connections in the pool (default 50)",
     "max_message_bytes": "largest encoded message accepted (default 1 MiB)",
+    "results_ttl": "seconds finished jobs' status and results are kept (default 86400; 0 keeps none)",
 }
 
 _SCHEMES = {"redis": "single", "rediss": "single", "redis+sentinel": "sentinel", "redis+cluster": "cluster"}
@@ -56,6 +58,7 @@ class RedisSettings:
     max_connections: int
     max_message_bytes: int
     shown: str
+    results_ttl: float = DEFAULT_RESULTS_TTL
 
     @property
     def base(self) -> str:
@@ -169,4 +172,5 @@ def parse(url: str, options: Mapping[str, Any]) -> RedisSettings:
         max_connections=_number("max_connections", merged.get("max_connections", 50), int, 1),
         max_message_bytes=_number("max_message_bytes", merged.get("max_message_bytes", 1_048_576), int, 1),
         shown=shown,
+        results_ttl=results_ttl(merged.get("results_ttl", DEFAULT_RESULTS_TTL), "redis option results_ttl"),
     )

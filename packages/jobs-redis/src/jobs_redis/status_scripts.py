@@ -1,0 +1,140 @@
+"""The Lua scripts of job status, kept results, progress and cancellation.
+
+Each runs after :data:`jobs_redis.scripts.PRELUDE` (so it uses its helpers,
+``take_held`` and ``count_acked`` among them: the per-job ack step lives there
+once) and keeps the same rules: times are the caller's, passed as ``repr``
+strings; a job's body and its result are never decoded in Lua.
+
+The keys they add under ``B = {prefix}:``:
+
+=========================  ==========  =====================================================
+``B j:<id>`` (fields)      hash        w the worker running it, g its progress (JSON text
+                                       written by Python), x "1" once its cancel was asked
+``B r:<id>``               string      a finished job kept ``results_ttl`` (its own expiry):
+                                       ``finished_at LF progress LF meta``; meta is JSON
+                                       written by Python (state, queue, name, attempts,
+                                       result text), or ``~queue LF body`` for a waiting
+                                       job removed by ``cancel``
+``B r``                    zset        kept results: score finished_at, member id (prune)
+=========================  ==========  =====================================================
+"""
+
+from __future__ import annotations
+
+#: Helpers of the scripts below (after the driver's PRELUDE).
+HELPERS = r"""
+-- Keep a finished job's record for ttl milliseconds ('0': keep none), and drop index entries
+-- older than cutoff (their records expire on their own).
+local function keep(id, now, progress, meta, ttl, cutoff)
+  if ttl == '0' then return end
+  redis.call('SET', B .. 'r:' .. id, now .. '\n' .. progress .. '\n' .. meta, 'PX', ttl)
+  redis.call('ZADD', B .. 'r', now, id)
+  redis.call('ZREMRANGEBYSCORE', B .. 'r', '-inf', '(' .. cutoff)
+end
+"""
+
+#: ARGV: B, now, batch token, ttl ms, cutoff, then (queue, id, receipt, meta) per delivery.
+#: ``ack`` that keeps each removed job's record; returns how many were removed.
+ACK_RESULTS = r"""
+local now, token, ttl, cutoff = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local freed = {}
+for k = 6, #ARGV, 4 do
+  local q, id = ARGV[k], ARGV[k + 1]
+  local progress = take_held(q, id, ARGV[k + 2])
+  if progress then
+    collect(freed, q, id)
+    keep(id, now, progress, ARGV[k + 3], ttl, cutoff)
+  end
+end
+return count_acked(freed, now, token)
+"""
+
+#: ARGV: B, now, ttl ms, cutoff, queue, id, receipt, meta. Removes a held job as cancelled
+#: (not counted completed); returns 1 if it was held.
+ACK_CANCELLED = r"""
+local now, ttl, cutoff, q, id = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local progress = take_held(q, id, ARGV[7])
+if not progress then return 0 end
+redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
+keep(id, now, progress, ARGV[8], ttl, cutoff)
+return 1
+"""
+
+#: ARGV: B, now, ttl ms, cutoff, id. Removes a waiting job (or one whose lease ended) and keeps
+#: it as cancelled, or marks a running one. Returns removed, requested, finished or not_found.
+CANCEL = r"""
+local now, ttl, cutoff, id = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local jk = B .. 'j:' .. id
+local st = redis.call('HMGET', jk, 's', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g')
+if not st[1] then
+  if redis.call('EXISTS', B .. 'r:' .. id) == 1 or redis.call('EXISTS', B .. 'f:' .. id) == 1 then
+    return 'finished'
+  end
+  return 'not_found'
+end
+if st[1] == 'r' and tonumber(st[5]) > tonumber(now) then
+  redis.call('HSET', jk, 'x', '1')
+  return 'requested'
+end
+local q = st[2]
+local qk = B .. 'q:' .. q
+redis.call('ZREM', qk .. ':l', id)
+redis.call('ZREM', qk .. ':b', id)
+redis.call('ZREM', qk .. ':r:' .. st[3], st[4])
+redis.call('DEL', jk)
+release_unique(st[6], id)
+key_done(q, id, st[7], st[8])
+keep(id, now, st[10] or '', '~' .. q .. '\n' .. st[9], ttl, cutoff)
+return 'removed'
+"""
+
+#: ARGV: B, id, receipt, worker, progress ('' none). Returns 1 if the lease is held.
+SAVE_PROGRESS = r"""
+local jk = B .. 'j:' .. ARGV[2]
+local st = redis.call('HMGET', jk, 's', 'r')
+if st[1] ~= 'r' or st[2] ~= ARGV[3] then return 0 end
+redis.call('HSET', jk, 'w', ARGV[4])
+if ARGV[5] ~= '' then redis.call('HSET', jk, 'g', ARGV[5]) end
+return 1
+"""
+
+#: ARGV: B, ids... Returns the ids whose cancellation was asked.
+CANCEL_REQUESTED = r"""
+local out = {}
+for i = 2, #ARGV do
+  if redis.call('HGET', B .. 'j:' .. ARGV[i], 'x') == '1' then out[#out + 1] = ARGV[i] end
+end
+return out
+"""
+
+#: ARGV: B, id. One snapshot: the job's fields (s q a e b w g x), its kept record, and its failed
+#: entry's fields (b q e t x); false where absent.
+STATUS = r"""
+local id = ARGV[2]
+local out = redis.call('HMGET', B .. 'j:' .. id, 's', 'q', 'a', 'e', 'b', 'w', 'g', 'x')
+out[9] = redis.call('GET', B .. 'r:' .. id)
+local f = redis.call('HMGET', B .. 'f:' .. id, 'b', 'q', 'e', 't', 'x')
+for i = 1, 5 do out[9 + i] = f[i] end
+return out
+"""
+
+#: ARGV: B, cutoff. Removes the kept results finished before the cutoff (not counted).
+PRUNE_RESULTS = r"""
+local cutoff = '(' .. ARGV[2]
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', B .. 'r', '-inf', cutoff)) do
+  redis.call('DEL', B .. 'r:' .. id)
+end
+redis.call('ZREMRANGEBYSCORE', B .. 'r', '-inf', cutoff)
+return 1
+"""
+
+#: Script name -> source (each after PRELUDE and HELPERS).
+ALL: dict[str, str] = {
+    "ack_results": ACK_RESULTS,
+    "ack_cancelled": ACK_CANCELLED,
+    "cancel": CANCEL,
+    "save_progress": SAVE_PROGRESS,
+    "cancel_requested": CANCEL_REQUESTED,
+    "status": STATUS,
+    "prune_results": PRUNE_RESULTS,
+}
