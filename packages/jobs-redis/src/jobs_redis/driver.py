@@ -38,15 +38,24 @@ from jobs_core.message import (
     new_id,
     validate_queue_name,
 )
-from jobs_core.status import CANCELLED, SUCCEEDED, JobStatus, Progress, progress_json
+from jobs_core.status import (
+    CANCEL_REMOVED,
+    CANCELLED,
+    SUCCEEDED,
+    JobStatus,
+    Progress,
+    progress_json,
+)
 from jobs_core.urls import redact_text
+from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_cancelled, job_finished
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobs_redis import scripts, status_scripts
+from jobs_redis import scripts, status_scripts, workflow_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
 from jobs_redis.settings import RedisSettings, parse
 from jobs_redis.status import meta, parse_status
+from jobs_redis.workflows import Transaction, parse_record
 
 #: Longest single wait of a blocked ``reserve`` (it then checks again).
 MAX_BLOCK = 5.0
@@ -98,6 +107,7 @@ class RedisDriver(Driver):
             Capability.STATUS,
             Capability.PROGRESS,
             Capability.CANCEL,
+            Capability.WORKFLOWS,
         }
     )
     ack_in_background: bool = True
@@ -114,7 +124,7 @@ class RedisDriver(Driver):
             name: self._client.register_script(scripts.PRELUDE + source)
             for name, source in scripts.ALL.items()
         }
-        for name, source in status_scripts.ALL.items():
+        for name, source in {**status_scripts.ALL, **workflow_scripts.ALL}.items():
             self._scripts[name] = self._client.register_script(
                 scripts.PRELUDE + status_scripts.HELPERS + source
             )
@@ -418,6 +428,7 @@ class RedisDriver(Driver):
 
     def ack_many(self, deliveries: Sequence[Delivery]) -> None:
         """Finish several jobs, a thousand per script call."""
+        deliveries = self._ack_workflow_jobs(deliveries, None)
         for start in range(0, len(deliveries), ACK_CHUNK):
             args: list[Any] = [repr(time.time()), uuid.uuid4().hex]
             for d in deliveries[start : start + ACK_CHUNK]:
@@ -452,6 +463,13 @@ class RedisDriver(Driver):
     def fail(self, delivery: Delivery, error: str) -> None:
         """Into the failed store with ``attempts + 1`` and ``error``."""
         message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
+        if WORKFLOW_HEADER in message.headers:
+            self._finish_in_workflow(
+                delivery,
+                ["fail", message.id, message.encode(), error],
+                lambda tx: job_finished(tx, delivery.message, False, error=error),
+            )
+            return
         args = [
             message.queue,
             self._handle(delivery),
@@ -663,6 +681,10 @@ class RedisDriver(Driver):
     def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
         """:meth:`ack_many` that keeps each result ``results_ttl`` seconds, in the same script."""
         pairs = list(zip(deliveries, results, strict=True))
+        if any(WORKFLOW_HEADER in d.message.headers for d in deliveries):
+            kept = dict(zip((d.receipt for d in deliveries), results, strict=True))
+            plain = self._ack_workflow_jobs(deliveries, kept)
+            pairs = [(d, kept[d.receipt]) for d in plain]
         for start in range(0, len(pairs), ACK_CHUNK):
             now = time.time()
             args: list[Any] = [repr(now), uuid.uuid4().hex, *self._keeping(now)]
@@ -678,6 +700,10 @@ class RedisDriver(Driver):
     def cancel(self, job_id: str) -> str:
         """Remove a waiting job (kept as cancelled) or mark a running one, in one script."""
         self.check_open()
+        while (answer := self._cancel_in_workflow(job_id)) == "changed":
+            pass
+        if answer == "ok":
+            return CANCEL_REMOVED
         now = time.time()
         return _text(self._run("cancel", [repr(now), *self._keeping(now), job_id], "cancelling a job"))
 
@@ -691,10 +717,132 @@ class RedisDriver(Driver):
 
     def ack_cancelled(self, delivery: Delivery) -> None:
         """Remove the held job as cancelled (not counted completed); ignored if the lease was lost."""
+        if WORKFLOW_HEADER in delivery.message.headers:
+            self._finish_in_workflow(
+                delivery,
+                ["cancelled", delivery.id, meta(CANCELLED, delivery.message, None), ""],
+                lambda tx: job_cancelled(tx, delivery.message),
+            )
+            return
         now = time.time()
         args = [repr(now), *self._keeping(now), delivery.message.queue, self._handle(delivery)]
         args += [delivery.receipt, meta(CANCELLED, delivery.message, None)]
         self._run("ack_cancelled", args, "finishing a cancelled job")
+
+    # -- workflows ------------------------------------------------------------
+
+    def _transaction(self) -> Transaction:
+        return Transaction(self._client, self._base, self.validate, self._fields)
+
+    def _commit(self, tx: Transaction, action: Sequence[Any]) -> str:
+        """Run ``COMMIT`` for ``tx``; ``action`` is its action and the action's fields."""
+        now = time.time()
+        head = [repr(now), tx.token, *action, *self._keeping(now), uuid.uuid4().hex]
+        try:
+            return _text(self._run("workflow_commit", [*head, *tx.sections(now)], "committing a workflow"))
+        except BaseException:
+            self._unlock(tx)
+            raise
+
+    def _unlock(self, tx: Transaction) -> None:
+        if tx.locked:
+            with contextlib.suppress(Exception):
+                self._run("workflow_unlock", [tx.token, *tx.locked], "unlocking workflows")
+
+    def _decide(self, decide: Any) -> Transaction:
+        tx = self._transaction()
+        try:
+            decide(tx)
+        except BaseException:
+            self._unlock(tx)
+            raise
+        return tx
+
+    def _finish_in_workflow(self, delivery: Delivery, fields: Sequence[Any], decide: Any) -> None:
+        """Remove a held workflow job and count it, in one commit; nothing if the lease was lost.
+
+        ``fields`` are the action, the job id, and the action's two values.
+        """
+        action, ident, x1, x2 = fields
+        head = [action, delivery.message.queue, self._handle(delivery), delivery.receipt, ident, x1, x2]
+        while True:
+            answer = self._commit(self._decide(decide), head)
+            if answer in {"ok", "lost"}:
+                return
+
+    def _ack_workflow_jobs(
+        self, deliveries: Sequence[Delivery], results: Mapping[str, str | None] | None
+    ) -> Sequence[Delivery]:
+        """Acknowledge the workflow jobs among ``deliveries``, each counted in its commit; return the rest."""
+        if not any(WORKFLOW_HEADER in d.message.headers for d in deliveries):
+            return deliveries
+        plain = []
+        for d in deliveries:
+            if WORKFLOW_HEADER not in d.message.headers:
+                plain.append(d)
+                continue
+            kept = "" if results is None else meta(SUCCEEDED, d.message, results[d.receipt])
+            self._finish_in_workflow(
+                d,
+                ["ack", d.id, kept, ""],
+                lambda tx, d=d: job_finished(tx, d.message, True, d.result),
+            )
+        return plain
+
+    def _cancel_in_workflow(self, job_id: str) -> str:
+        """Cancel a waiting job of a workflow, counted in its commit: ok, changed, or no (not one)."""
+        with self._errors("reading a job"):
+            state, body, member, lease_end = self._client.hmget(f"{self._base}j:{job_id}", "s", "b", "m", "e")
+        if state is None or (state == b"r" and float(lease_end or 0) > time.time()):
+            return "no"
+        try:
+            message = Message.decode(body)
+        except MalformedMessage:
+            return "no"
+        if WORKFLOW_HEADER not in message.headers:
+            return "no"
+        tx = self._decide(lambda tx: job_cancelled(tx, message))
+        head = ["cancel", message.queue, job_id, _text(member), message.id, "", ""]
+        answer = self._commit(tx, head)
+        return answer if answer in {"ok", "changed"} else "no"
+
+    @contextlib.contextmanager
+    def workflow_transaction(self) -> Iterator[Transaction]:
+        """Records locked as they are read; every write committed by one script when the block ends."""
+        self.check_open()
+        tx = self._transaction()
+        try:
+            yield tx
+        except BaseException:
+            self._unlock(tx)
+            raise
+        answer = self._commit(tx, ["", "", "", "", "", "", ""])
+        if answer != "ok":
+            raise OperationTimedOut(
+                f"workflow transaction not committed ({answer}): a record's lock expired or a job it "
+                "removes changed meanwhile; nothing was written, try again"
+            )
+
+    def workflow(self, workflow_id: str) -> WorkflowRecord | None:
+        """The record as last committed (one ``HGET``, no lock)."""
+        self.check_open()
+        with self._errors("reading a workflow"):
+            raw = self._client.hget(f"{self._base}wf:{workflow_id}", "d")
+        return None if raw is None else parse_record(raw)
+
+    def workflows(self, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkflowRecord]:
+        """Records of ``kind`` (every kind if ``None``), newest first."""
+        self.check_open()
+        if limit <= 0:
+            return []
+        key = self._base + ("wfs" if kind is None else f"wfs:{kind}")
+        with self._errors("listing workflows"):
+            ids = [_text(i) for i in self._client.zrevrange(key, offset, offset + limit - 1)]
+            pipe = self._client.pipeline(transaction=False)
+            for ident in ids:
+                pipe.hget(f"{self._base}wf:{ident}", "d")
+            rows = pipe.execute() if ids else []
+        return [parse_record(raw) for raw in rows if raw is not None]
 
     # -- flow control ---------------------------------------------------------
 

@@ -136,6 +136,23 @@ local function insert(id, q, p, a, u, body, seq, k, c)
   redis.call('ZADD', B .. 'q:' .. q .. ':r:' .. p, a, m)
 end
 
+-- Whether job id may be stored under unique key u ('' none): no unfinished holder whose key
+-- has not expired. If so, id becomes the holder (until ux, '' for no expiry).
+local function claim_unique(u, ux, id, now)
+  if u == '' then return true end
+  local held = redis.call('HGET', B .. 'u', u)
+  if held then
+    local sp = string.find(held, ' ', 1, true)
+    local holder = string.sub(held, 1, sp - 1)
+    local expiry = string.sub(held, sp + 1)
+    if redis.call('HGET', B .. 'j:' .. holder, 'u') == u and (expiry == '' or tonumber(expiry) > now) then
+      return false
+    end
+  end
+  redis.call('HSET', B .. 'u', u, id .. ' ' .. ux)
+  return true
+end
+
 -- A job of ordering key k finished (or was purged): the next ones of the key may run.
 local function key_done(q, id, k, c)
   if not k or k == '' then return end
@@ -230,18 +247,7 @@ for i = 0, count - 1 do
   end
   local result = 1
   if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
-    if u ~= '' then
-      local held = redis.call('HGET', B .. 'u', u)
-      if held then
-        local sp = string.find(held, ' ', 1, true)
-        local holder = string.sub(held, 1, sp - 1)
-        local expiry = string.sub(held, sp + 1)
-        if redis.call('HGET', B .. 'j:' .. holder, 'u') == u and (expiry == '' or tonumber(expiry) > now) then
-          result = 0
-        end
-      end
-      if result == 1 then redis.call('HSET', B .. 'u', u, id .. ' ' .. ux) end
-    end
+    if not claim_unique(u, ux, id, now) then result = 0 end
     if result == 1 then
       insert(id, q, p, a, u, body, first + i, key, kc)
       woken[q] = (woken[q] or 0) + 1

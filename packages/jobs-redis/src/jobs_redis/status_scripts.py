@@ -31,6 +31,21 @@ local function keep(id, now, progress, meta, ttl, cutoff)
   redis.call('ZADD', B .. 'r', now, id)
   redis.call('ZREMRANGEBYSCORE', B .. 'r', '-inf', '(' .. cutoff)
 end
+
+-- The fields remove_job takes, in its order.
+local JOB_FIELDS = {'s', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g'}
+
+-- Remove job id, not held by a worker, whose JOB_FIELDS are st: out of its ready, keyed and
+-- lease sets, its unique key released, its ordering key's next jobs made ready.
+local function remove_job(id, st)
+  local qk = B .. 'q:' .. st[2]
+  redis.call('ZREM', qk .. ':l', id)
+  redis.call('ZREM', qk .. ':b', id)
+  redis.call('ZREM', qk .. ':r:' .. st[3], st[4])
+  redis.call('DEL', B .. 'j:' .. id)
+  release_unique(st[6], id)
+  key_done(st[2], id, st[7], st[8])
+end
 """
 
 #: ARGV: B, now, batch token, ttl ms, cutoff, then (queue, id, receipt, meta) per delivery.
@@ -65,7 +80,7 @@ return 1
 CANCEL = r"""
 local now, ttl, cutoff, id = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local jk = B .. 'j:' .. id
-local st = redis.call('HMGET', jk, 's', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g')
+local st = redis.call('HMGET', jk, unpack(JOB_FIELDS))
 if not st[1] then
   if redis.call('EXISTS', B .. 'r:' .. id) == 1 or redis.call('EXISTS', B .. 'f:' .. id) == 1 then
     return 'finished'
@@ -76,15 +91,8 @@ if st[1] == 'r' and tonumber(st[5]) > tonumber(now) then
   redis.call('HSET', jk, 'x', '1')
   return 'requested'
 end
-local q = st[2]
-local qk = B .. 'q:' .. q
-redis.call('ZREM', qk .. ':l', id)
-redis.call('ZREM', qk .. ':b', id)
-redis.call('ZREM', qk .. ':r:' .. st[3], st[4])
-redis.call('DEL', jk)
-release_unique(st[6], id)
-key_done(q, id, st[7], st[8])
-keep(id, now, st[10] or '', '~' .. q .. '\n' .. st[9], ttl, cutoff)
+remove_job(id, st)
+keep(id, now, st[10] or '', '~' .. st[2] .. '\n' .. st[9], ttl, cutoff)
 return 'removed'
 """
 

@@ -1,0 +1,134 @@
+"""The Lua script that commits a workflow transaction, and the keys it adds.
+
+A workflow transaction (:mod:`jobs_redis.workflows`) locks each record it
+reads (``SET {p}:wfl:<id> token NX PX``), lets the pure functions of
+:mod:`jobs_core.workflow_state` decide in Python, and commits everything in
+one script: :data:`COMMIT` first checks that every lock is still the
+transaction's, that the job it finishes is still held by the caller's
+receipt (or still waiting, for a cancel), and that the jobs it removes are
+still waiting; only then does it write anything. The job's removal, the
+records, the jobs it enqueues and the failed entries it adds are one atomic
+change, so a completion is counted exactly when its job is removed.
+
+Keys under ``B = {prefix}:``:
+
+=========================  ==========  =====================================================
+``B wf:<id>``              hash        a workflow record: d its JSON (written by Python,
+                                       never decoded in Lua)
+``B wfs``, ``B wfs:<kind>``  zset      record ids by creation time (listing, newest first)
+``B wf:<id>:j``            set         ids of the jobs the workflow's transactions stored
+                                       (cancelling a batch finds its waiting jobs there)
+``B wfl:<id>``             string      the lock of a transaction reading the record
+=========================  ==========  =====================================================
+"""
+
+from __future__ import annotations
+
+#: ARGV: B, now, token, action, then the action's fields (queue, handle, receipt, job id, x1,
+#: x2, ttl ms, cutoff, batch token), then sections, each a count and its entries: locks (id),
+#: removals (id, ready member), saves (id, data, created_at, kind), enqueues (id, body, queue,
+#: priority, due, unique key, unique expiry, ordering key, key concurrency, workflow id),
+#: failures (failed id, queue, body, error).
+#:
+#: Actions: '' none; 'ack' (x1: the kept record's meta, '' none); 'fail' (x1: body, x2:
+#: error); 'cancelled' (x1: meta); 'cancel' of a waiting job (receipt: its ready member).
+#: Returns 'ok', or without writing anything: 'lock' (a lock was lost), 'lost' (the job is no
+#: longer held), 'running' (a job to cancel is running), 'changed' (a job changed).
+COMMIT = r"""
+local now, token, action = ARGV[2], ARGV[3], ARGV[4]
+local i = 5
+local function take()
+  local v = ARGV[i]
+  i = i + 1
+  return v
+end
+local q, handle, receipt, fid = take(), take(), take(), take()
+local x1, x2, ttl, cutoff, batch = take(), take(), take(), take(), take()
+local sections = {}
+for s = 1, 5 do
+  local width = ({1, 2, 4, 10, 4})[s]
+  local rows = {}
+  for _ = 1, tonumber(take()) do
+    local row = {}
+    for w = 1, width do row[w] = take() end
+    rows[#rows + 1] = row
+  end
+  sections[s] = rows
+end
+local locks, removals, saves, enqueues, failures = unpack(sections)
+
+for _, row in ipairs(locks) do
+  if redis.call('GET', B .. 'wfl:' .. row[1]) ~= token then return 'lock' end
+end
+local job = nil
+if action == 'cancel' then
+  expire_leases(q, now)
+  job = redis.call('HMGET', B .. 'j:' .. handle, unpack(JOB_FIELDS))
+  if job[1] == 'r' then return 'running' end
+  if job[1] ~= 'w' or job[4] ~= receipt then return 'changed' end
+elseif action ~= '' then
+  local st = redis.call('HMGET', B .. 'j:' .. handle, 's', 'r')
+  if st[1] ~= 'r' or st[2] ~= receipt then return 'lost' end
+end
+local doomed = {}
+for _, row in ipairs(removals) do
+  local st = redis.call('HMGET', B .. 'j:' .. row[1], unpack(JOB_FIELDS))
+  if st[1] == 'r' and tonumber(st[5]) <= tonumber(now) then
+    expire_leases(st[2], now)
+    st = redis.call('HMGET', B .. 'j:' .. row[1], unpack(JOB_FIELDS))
+  end
+  if st[1] ~= 'w' or st[4] ~= row[2] then return 'changed' end
+  doomed[#doomed + 1] = {row[1], st}
+end
+
+-- Checked: from here on, everything is written.
+if action == 'ack' then
+  local progress = take_held(q, handle, receipt)
+  local freed = {}
+  collect(freed, q, handle)
+  count_acked(freed, now, batch)
+  if x1 ~= '' then keep(fid, now, progress, x1, ttl, cutoff) end
+elseif action == 'fail' then
+  take_held(q, handle, receipt)
+  redis.call('ZREM', B .. 'q:' .. q .. ':l', handle)
+  store_failed(fid, q, x1, x2, now, '0')
+elseif action == 'cancelled' then
+  local progress = take_held(q, handle, receipt)
+  redis.call('ZREM', B .. 'q:' .. q .. ':l', handle)
+  keep(fid, now, progress, x1, ttl, cutoff)
+elseif action == 'cancel' then
+  remove_job(handle, job)
+  keep(fid, now, job[10] or '', '~' .. job[2] .. '\n' .. job[9], ttl, cutoff)
+end
+for _, pair in ipairs(doomed) do remove_job(pair[1], pair[2]) end
+for _, row in ipairs(saves) do
+  redis.call('HSET', B .. 'wf:' .. row[1], 'd', row[2])
+  redis.call('ZADD', B .. 'wfs', row[3], row[1])
+  redis.call('ZADD', B .. 'wfs:' .. row[4], row[3], row[1])
+end
+local woken = {}
+for _, row in ipairs(enqueues) do
+  local id = row[1]
+  if redis.call('EXISTS', B .. 'j:' .. id) == 0 and claim_unique(row[6], row[7], id, tonumber(now)) then
+    insert(id, row[3], row[4], row[5], row[6], row[2], redis.call('INCR', KEYS[1]), row[8], row[9])
+    woken[row[3]] = (woken[row[3]] or 0) + 1
+  end
+  if row[10] ~= '' then redis.call('SADD', B .. 'wf:' .. row[10] .. ':j', id) end
+end
+for wq, n in pairs(woken) do wake(wq, n) end
+for _, row in ipairs(failures) do store_failed(row[1], row[2], row[3], row[4], now, '0') end
+for _, row in ipairs(locks) do redis.call('DEL', B .. 'wfl:' .. row[1]) end
+return 'ok'
+"""
+
+#: ARGV: B, token, ids... Releases the transaction's locks (a block that raised).
+UNLOCK = r"""
+for k = 3, #ARGV do
+  local lk = B .. 'wfl:' .. ARGV[k]
+  if redis.call('GET', lk) == ARGV[2] then redis.call('DEL', lk) end
+end
+return 1
+"""
+
+#: Script name -> source (each after PRELUDE and the status scripts' HELPERS).
+ALL: dict[str, str] = {"workflow_commit": COMMIT, "workflow_unlock": UNLOCK}
