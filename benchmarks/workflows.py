@@ -7,6 +7,9 @@ drained the same way (the ``then`` callback included). Prints the dispatch
 and drain times of each and the ratio batch / plain of their sums::
 
     python benchmarks/workflows.py --url postgresql+psycopg://postgres@127.0.0.1:5432/bench --jobs 20000
+    python benchmarks/workflows.py --url redis://127.0.0.1:6379/0 --jobs 20000
+
+On Redis each round uses a key prefix of its own, deleted afterwards.
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ def noop(payload: Any) -> None:
 
 def _round(url: str, total: int, as_batch: bool) -> tuple[float, float]:
     prefix = f"wfb_{uuid.uuid4().hex[:6]}_"
-    full = url + ("&" if "?" in url else "?") + f"table_prefix={prefix}"
+    option = "prefix" if url.startswith("redis") else "table_prefix"
+    full = url + ("&" if "?" in url else "?") + f"{option}={prefix}"
     app = JobsApp(full, load_plugins=False)
     try:
         app.driver.ping()
@@ -53,9 +57,19 @@ def _round(url: str, total: int, as_batch: bool) -> tuple[float, float]:
         return dispatched - started, drained - dispatched
     finally:
         app.close()
-        engine = sa.create_engine(url)
-        drop_all(engine, build_tables(prefix))
-        engine.dispose()
+        _drop(url, full, prefix)
+
+
+def _drop(url: str, full: str, prefix: str) -> None:
+    """Remove what one round wrote: its key prefix on Redis, its tables elsewhere."""
+    if url.startswith("redis"):
+        from jobs_redis.testing import delete_prefix
+
+        delete_prefix(full)
+        return
+    engine = sa.create_engine(url)
+    drop_all(engine, build_tables(prefix))
+    engine.dispose()
 
 
 def main() -> None:

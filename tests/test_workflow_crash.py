@@ -9,7 +9,7 @@
 - A chain whose third link fails stops there; ``jobs retry ID`` of that link
   finishes it.
 
-On PostgreSQL and on one SQLite file.
+On PostgreSQL, on one SQLite file and on Redis (a prefix of its own).
 """
 
 from __future__ import annotations
@@ -119,10 +119,26 @@ def _server_ready(url: str) -> None:
         engine.dispose()
 
 
-@pytest.fixture(params=["postgresql", "sqlite"])
+REDIS_URL = os.environ.get("JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+def _redis_url() -> Iterator[str]:
+    pytest.importorskip("jobs_redis")
+    from jobs_redis.testing import delete_prefix, require_server
+
+    require_server(REDIS_URL)
+    url = f"{REDIS_URL}?prefix=w{uuid.uuid4().hex[:10]}"
+    yield url
+    delete_prefix(url)
+
+
+@pytest.fixture(params=["postgresql", "sqlite", "redis"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        return
+    if request.param == "redis":
+        yield from _redis_url()
         return
     _server_ready(POSTGRESQL_URL)
     prefix = f"w{uuid.uuid4().hex[:10]}_"

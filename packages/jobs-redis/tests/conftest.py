@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import redis
 from jobs_redis import RedisDriver
-from jobs_redis.testing import delete_prefix
+from jobs_redis.testing import delete_prefix, require_server
 
 #: The server the tests use; its database number keeps them apart from other users.
 REDIS_URL = os.environ.get("JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -19,12 +19,7 @@ REDIS_URL = os.environ.get("JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 @pytest.fixture(scope="session")
 def redis_url() -> str:
     """The Redis under test; in CI (``CI=true``) a missing server fails the tests, elsewhere skips them."""
-    try:
-        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
-    except redis.RedisError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}: {exc}")
+    require_server(REDIS_URL)
     return REDIS_URL
 
 

@@ -739,10 +739,13 @@ class RedisDriver(Driver):
         now = time.time()
         head = [repr(now), tx.token, *action, *self._keeping(now), uuid.uuid4().hex]
         try:
-            return _text(self._run("workflow_commit", [*head, *tx.sections(now)], "committing a workflow"))
+            answer = _text(self._run("workflow_commit", [*head, *tx.sections(now)], "committing a workflow"))
         except BaseException:
             self._unlock(tx)
             raise
+        if answer != "ok":  # nothing written: the locks still held are released
+            self._unlock(tx)
+        return answer
 
     def _unlock(self, tx: Transaction) -> None:
         if tx.locked:
