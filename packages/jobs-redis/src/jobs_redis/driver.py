@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import redis
@@ -55,7 +55,7 @@ from jobs_redis import scripts, status_scripts, workflow_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
 from jobs_redis.settings import RedisSettings, parse
 from jobs_redis.status import meta, parse_status
-from jobs_redis.workflows import Transaction, parse_record
+from jobs_redis.workflows import LOCK_MS, Transaction, parse_record
 
 #: Longest single wait of a blocked ``reserve`` (it then checks again).
 MAX_BLOCK = 5.0
@@ -65,6 +65,24 @@ RETRIES = 2
 ACK_CHUNK = 1000
 
 _NOOP = "return 1"
+
+#: What counts a finished workflow job in a transaction (a call of jobs_core.workflow_state).
+Decision = Callable[[Transaction], object]
+
+
+def _all_of(decisions: Sequence[Decision]) -> Decision:
+    """One decision running ``decisions`` in order on the same transaction."""
+
+    def run(tx: Transaction) -> None:
+        for decision in decisions:
+            decision(tx)
+
+    return run
+
+
+def _succeeded(delivery: Delivery) -> Decision:
+    """Count ``delivery``'s job succeeded in its workflow (with its result, for a chain)."""
+    return lambda tx: job_finished(tx, delivery.message, True, delivery.result)
 
 
 def _text(value: bytes | str) -> str:
@@ -464,11 +482,8 @@ class RedisDriver(Driver):
         """Into the failed store with ``attempts + 1`` and ``error``."""
         message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
         if WORKFLOW_HEADER in message.headers:
-            self._finish_in_workflow(
-                delivery,
-                ["fail", message.id, message.encode(), error],
-                lambda tx: job_finished(tx, delivery.message, False, error=error),
-            )
+            count: Decision = lambda tx: job_finished(tx, delivery.message, False, error=error)  # noqa: E731
+            self._finish_in_workflow([(delivery, ["fail", message.id, message.encode(), error], count)])
             return
         args = [
             message.queue,
@@ -718,11 +733,9 @@ class RedisDriver(Driver):
     def ack_cancelled(self, delivery: Delivery) -> None:
         """Remove the held job as cancelled (not counted completed); ignored if the lease was lost."""
         if WORKFLOW_HEADER in delivery.message.headers:
-            self._finish_in_workflow(
-                delivery,
-                ["cancelled", delivery.id, meta(CANCELLED, delivery.message, None), ""],
-                lambda tx: job_cancelled(tx, delivery.message),
-            )
+            fields = ["cancelled", delivery.id, meta(CANCELLED, delivery.message, None), ""]
+            count: Decision = lambda tx: job_cancelled(tx, delivery.message)  # noqa: E731
+            self._finish_in_workflow([(delivery, fields, count)])
             return
         now = time.time()
         args = [repr(now), *self._keeping(now), delivery.message.queue, self._handle(delivery)]
@@ -732,27 +745,33 @@ class RedisDriver(Driver):
     # -- workflows ------------------------------------------------------------
 
     def _transaction(self) -> Transaction:
-        return Transaction(self._client, self._base, self.validate, self._fields)
+        return Transaction(self._client, self._base, self.validate, self._fields, self._lock_record)
 
-    def _commit(self, tx: Transaction, action: Sequence[Any]) -> str:
-        """Run ``COMMIT`` for ``tx``; ``action`` is its action and the action's fields."""
+    def _lock_record(self, workflow_id: str, token: str) -> tuple[bool, bytes | None]:
+        reply = self._run("workflow_lock", [token, LOCK_MS, workflow_id], "locking a workflow")
+        return bool(reply[0]), (reply[1] if len(reply) > 1 else None)
+
+    def _commit(self, tx: Transaction, acts: Sequence[Sequence[Any]]) -> Any:
+        """Run ``COMMIT`` for ``tx`` and the jobs it finishes; release the locks if it wrote nothing."""
         now = time.time()
-        head = [repr(now), tx.token, *action, *self._keeping(now), uuid.uuid4().hex]
+        args: list[Any] = [repr(now), tx.token, *self._keeping(now), uuid.uuid4().hex, len(acts)]
+        for act in acts:
+            args += act
         try:
-            answer = _text(self._run("workflow_commit", [*head, *tx.sections(now)], "committing a workflow"))
+            answer = self._run("workflow_commit", [*args, *tx.sections(now)], "committing a workflow")
         except BaseException:
             self._unlock(tx)
             raise
-        if answer != "ok":  # nothing written: the locks still held are released
+        if answer != b"ok":
             self._unlock(tx)
-        return answer
+        return _text(answer) if isinstance(answer, bytes) else [int(n) - 1 for n in answer]
 
     def _unlock(self, tx: Transaction) -> None:
         if tx.locked:
             with contextlib.suppress(Exception):
                 self._run("workflow_unlock", [tx.token, *tx.locked], "unlocking workflows")
 
-    def _decide(self, decide: Any) -> Transaction:
+    def _decide(self, decide: Callable[[Transaction], object]) -> Transaction:
         tx = self._transaction()
         try:
             decide(tx)
@@ -761,35 +780,42 @@ class RedisDriver(Driver):
             raise
         return tx
 
-    def _finish_in_workflow(self, delivery: Delivery, fields: Sequence[Any], decide: Any) -> None:
-        """Remove a held workflow job and count it, in one commit; nothing if the lease was lost.
+    def _finish_in_workflow(self, jobs: Sequence[tuple[Delivery, Sequence[Any], Decision]]) -> None:
+        """Remove held workflow jobs and count them in one commit; a job whose lease was lost counts nothing.
 
-        ``fields`` are the action, the job id, and the action's two values.
+        Each entry is a delivery, its action fields (action, job id, two values) and the
+        decision that counts it. If some leases were lost the commit writes nothing and runs
+        again without them.
         """
-        action, ident, x1, x2 = fields
-        head = [action, delivery.message.queue, self._handle(delivery), delivery.receipt, ident, x1, x2]
-        while True:
-            answer = self._commit(self._decide(decide), head)
-            if answer in {"ok", "lost"}:
+        todo = list(jobs)
+        while todo:
+            decide = _all_of([count for _, _, count in todo])
+            acts = [
+                [fields[0], d.message.queue, self._handle(d), d.receipt, *fields[1:]] for d, fields, _ in todo
+            ]
+            answer = self._commit(self._decide(decide), acts)
+            if answer == "ok":
                 return
+            if isinstance(answer, list):
+                todo = [row for n, row in enumerate(todo) if n not in set(answer)]
 
     def _ack_workflow_jobs(
         self, deliveries: Sequence[Delivery], results: Mapping[str, str | None] | None
     ) -> Sequence[Delivery]:
-        """Acknowledge the workflow jobs among ``deliveries``, each counted in its commit; return the rest."""
+        """Acknowledge the workflow jobs among ``deliveries``, one commit per workflow; return the rest."""
         if not any(WORKFLOW_HEADER in d.message.headers for d in deliveries):
             return deliveries
         plain = []
+        groups: dict[str, list[tuple[Delivery, Sequence[Any], Decision]]] = {}
         for d in deliveries:
-            if WORKFLOW_HEADER not in d.message.headers:
+            workflow_id = d.message.headers.get(WORKFLOW_HEADER)
+            if workflow_id is None:
                 plain.append(d)
                 continue
             kept = "" if results is None else meta(SUCCEEDED, d.message, results[d.receipt])
-            self._finish_in_workflow(
-                d,
-                ["ack", d.id, kept, ""],
-                lambda tx, d=d: job_finished(tx, d.message, True, d.result),
-            )
+            groups.setdefault(workflow_id, []).append((d, ["ack", d.id, kept, ""], _succeeded(d)))
+        for rows in groups.values():
+            self._finish_in_workflow(rows)
         return plain
 
     def _cancel_in_workflow(self, job_id: str) -> str:
@@ -805,8 +831,7 @@ class RedisDriver(Driver):
         if WORKFLOW_HEADER not in message.headers:
             return "no"
         tx = self._decide(lambda tx: job_cancelled(tx, message))
-        head = ["cancel", message.queue, job_id, _text(member), message.id, "", ""]
-        answer = self._commit(tx, head)
+        answer = self._commit(tx, [["cancel", message.queue, job_id, _text(member), message.id, "", ""]])
         return answer if answer in {"ok", "changed"} else "no"
 
     @contextlib.contextmanager
@@ -819,7 +844,7 @@ class RedisDriver(Driver):
         except BaseException:
             self._unlock(tx)
             raise
-        answer = self._commit(tx, ["", "", "", "", "", "", ""])
+        answer = self._commit(tx, [])
         if answer != "ok":
             raise OperationTimedOut(
                 f"workflow transaction not committed ({answer}): a record's lock expired or a job it "

@@ -24,52 +24,51 @@ Keys under ``B = {prefix}:``:
 
 from __future__ import annotations
 
-#: ARGV: B, now, token, action, then the action's fields (queue, handle, receipt, job id, x1,
-#: x2, ttl ms, cutoff, batch token), then sections, each a count and its entries: locks (id),
-#: removals (id, ready member), saves (id, data, created_at, kind), enqueues (id, body, queue,
-#: priority, due, unique key, unique expiry, ordering key, key concurrency, workflow id),
-#: failures (failed id, queue, body, error).
+#: ARGV: B, now, token, ttl ms, cutoff, batch token, then sections, each a count and its rows:
+#: jobs finished (action, queue, handle, receipt, job id, x1, x2), locks (id), removals (id,
+#: ready member), saves (id, data, created_at, kind), enqueues (id, body, queue, priority, due,
+#: unique key, unique expiry, ordering key, key concurrency, workflow id), failures (failed
+#: id, queue, body, error).
 #:
-#: Actions: '' none; 'ack' (x1: the kept record's meta, '' none); 'fail' (x1: body, x2:
-#: error); 'cancelled' (x1: meta); 'cancel' of a waiting job (receipt: its ready member).
-#: Returns 'ok', or without writing anything: 'lock' (a lock was lost), 'lost' (the job is no
-#: longer held), 'running' (a job to cancel is running), 'changed' (a job changed).
+#: Actions: 'ack' (x1: the kept record's meta, '' none); 'fail' (x1: body, x2: error);
+#: 'cancelled' (x1: meta); 'cancel' of a waiting job (receipt: its ready member).
+#: Returns 'ok', or without writing anything: 'lock' (a lock was lost), the positions (from 1)
+#: of the jobs no longer held, 'running' (a job to cancel is running), 'changed' (a job to
+#: cancel or remove changed).
 COMMIT = r"""
-local now, token, action = ARGV[2], ARGV[3], ARGV[4]
-local i = 5
-local function take()
-  local v = ARGV[i]
-  i = i + 1
-  return v
-end
-local q, handle, receipt, fid = take(), take(), take(), take()
-local x1, x2, ttl, cutoff, batch = take(), take(), take(), take(), take()
+local now, token, ttl, cutoff, batch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local i = 7
 local sections = {}
-for s = 1, 5 do
-  local width = ({1, 2, 4, 10, 4})[s]
+for s, width in ipairs({7, 1, 2, 4, 10, 4}) do
   local rows = {}
-  for _ = 1, tonumber(take()) do
-    local row = {}
-    for w = 1, width do row[w] = take() end
-    rows[#rows + 1] = row
+  for _ = 1, tonumber(ARGV[i]) do
+    rows[#rows + 1] = {unpack(ARGV, i + 1, i + width)}
+    i = i + width
   end
+  i = i + 1
   sections[s] = rows
 end
-local locks, removals, saves, enqueues, failures = unpack(sections)
+local acts, locks, removals, saves, enqueues, failures = unpack(sections)
 
 for _, row in ipairs(locks) do
   if redis.call('GET', B .. 'wfl:' .. row[1]) ~= token then return 'lock' end
 end
-local job = nil
-if action == 'cancel' then
-  expire_leases(q, now)
-  job = redis.call('HMGET', B .. 'j:' .. handle, unpack(JOB_FIELDS))
-  if job[1] == 'r' then return 'running' end
-  if job[1] ~= 'w' or job[4] ~= receipt then return 'changed' end
-elseif action ~= '' then
-  local st = redis.call('HMGET', B .. 'j:' .. handle, 's', 'r')
-  if st[1] ~= 'r' or st[2] ~= receipt then return 'lost' end
+local lost = {}
+local cancelled = {}
+for n, a in ipairs(acts) do
+  local jk = B .. 'j:' .. a[3]
+  if a[1] == 'cancel' then
+    expire_leases(a[2], now)
+    local job = redis.call('HMGET', jk, unpack(JOB_FIELDS))
+    if job[1] == 'r' then return 'running' end
+    if job[1] ~= 'w' or job[4] ~= a[4] then return 'changed' end
+    cancelled[n] = job
+  else
+    local st = redis.call('HMGET', jk, 's', 'r')
+    if st[1] ~= 'r' or st[2] ~= a[4] then lost[#lost + 1] = n end
+  end
 end
+if #lost > 0 then return lost end
 local doomed = {}
 for _, row in ipairs(removals) do
   local st = redis.call('HMGET', B .. 'j:' .. row[1], unpack(JOB_FIELDS))
@@ -82,24 +81,29 @@ for _, row in ipairs(removals) do
 end
 
 -- Checked: from here on, everything is written.
-if action == 'ack' then
-  local progress = take_held(q, handle, receipt)
-  local freed = {}
-  collect(freed, q, handle)
-  count_acked(freed, now, batch)
-  if x1 ~= '' then keep(fid, now, progress, x1, ttl, cutoff) end
-elseif action == 'fail' then
-  take_held(q, handle, receipt)
-  redis.call('ZREM', B .. 'q:' .. q .. ':l', handle)
-  store_failed(fid, q, x1, x2, now, '0')
-elseif action == 'cancelled' then
-  local progress = take_held(q, handle, receipt)
-  redis.call('ZREM', B .. 'q:' .. q .. ':l', handle)
-  keep(fid, now, progress, x1, ttl, cutoff)
-elseif action == 'cancel' then
-  remove_job(handle, job)
-  keep(fid, now, job[10] or '', '~' .. job[2] .. '\n' .. job[9], ttl, cutoff)
+local freed = {}
+for n, a in ipairs(acts) do
+  local action, q, handle, receipt, fid, x1, x2 = unpack(a)
+  if action == 'cancel' then
+    local job = cancelled[n]
+    remove_job(handle, job)
+    keep(fid, now, job[10] or '', '~' .. job[2] .. '\n' .. job[9], ttl, cutoff)
+  else
+    local progress = take_held(q, handle, receipt)
+    if action == 'ack' then
+      collect(freed, q, handle)
+      if x1 ~= '' then keep(fid, now, progress, x1, ttl, cutoff) end
+    else
+      redis.call('ZREM', B .. 'q:' .. q .. ':l', handle)
+      if action == 'fail' then
+        store_failed(fid, q, x1, x2, now, '0')
+      else
+        keep(fid, now, progress, x1, ttl, cutoff)
+      end
+    end
+  end
 end
+count_acked(freed, now, batch)
 for _, pair in ipairs(doomed) do remove_job(pair[1], pair[2]) end
 for _, row in ipairs(saves) do
   redis.call('HSET', B .. 'wf:' .. row[1], 'd', row[2])
@@ -121,6 +125,14 @@ for _, row in ipairs(locks) do redis.call('DEL', B .. 'wfl:' .. row[1]) end
 return 'ok'
 """
 
+#: ARGV: B, token, lock ms, id. Takes the record's lock if free: returns {1, the record's JSON
+#: (false if none)}, or {0} while another transaction holds it.
+LOCK = r"""
+local lk = B .. 'wfl:' .. ARGV[4]
+if not redis.call('SET', lk, ARGV[2], 'NX', 'PX', ARGV[3]) then return {0} end
+return {1, redis.call('HGET', B .. 'wf:' .. ARGV[4], 'd')}
+"""
+
 #: ARGV: B, token, ids... Releases the transaction's locks (a block that raised).
 UNLOCK = r"""
 for k = 3, #ARGV do
@@ -131,4 +143,4 @@ return 1
 """
 
 #: Script name -> source (each after PRELUDE and the status scripts' HELPERS).
-ALL: dict[str, str] = {"workflow_commit": COMMIT, "workflow_unlock": UNLOCK}
+ALL: dict[str, str] = {"workflow_commit": COMMIT, "workflow_lock": LOCK, "workflow_unlock": UNLOCK}

@@ -89,9 +89,10 @@ class Transaction:
     """A :class:`~jobs_core.workflow_state.WorkflowStore` over Redis, committed by :meth:`commit`.
 
     ``client`` is the driver's redis-py client, ``base`` its key start,
-    ``validate`` its message check and ``fields`` its per-message enqueue
+    ``validate`` its message check, ``fields`` its per-message enqueue
     fields (queue, priority, due, unique key, unique expiry, ordering key,
-    key concurrency).
+    key concurrency) and ``lock(id, token)`` takes a record's lock if it is
+    free and reads the record in the same script: ``(taken, record JSON)``.
     """
 
     def __init__(
@@ -100,8 +101,10 @@ class Transaction:
         base: str,
         validate: Callable[[Sequence[Message]], list[bytes]],
         fields: Callable[[Message, float], tuple[Any, ...]],
+        lock: Callable[[str, str], tuple[bool, bytes | None]],
     ) -> None:
         self._client = client
+        self._try_lock = lock
         self._base = base
         self._validate = validate
         self._fields = fields
@@ -113,26 +116,28 @@ class Transaction:
         self._failed: list[tuple[Message, str]] = []
         self._removed: dict[str, bytes] = {}
 
-    def _lock(self, workflow_id: str) -> None:
-        key = f"{self._base}wfl:{workflow_id}"
+    def _lock(self, workflow_id: str) -> bytes | None:
+        """Take the record's lock (waiting while another transaction holds it); return its JSON."""
         deadline = time.monotonic() + LOCK_WAIT
         pause = 0.001
-        while not self._client.set(key, self.token, nx=True, px=LOCK_MS):
+        while True:
+            taken, raw = self._try_lock(workflow_id, self.token)
+            if taken:
+                self.locked.append(workflow_id)
+                return raw
             if time.monotonic() > deadline:
                 raise OperationTimedOut(
                     f"workflow {workflow_id!r} stayed locked by another transaction for {LOCK_WAIT:g}s"
                 )
             time.sleep(pause)
             pause = min(pause * 2, 0.02)
-        self.locked.append(workflow_id)
 
     def load(self, workflow_id: str) -> WorkflowRecord | None:
         """The record, locked until the commit (a private copy)."""
         if workflow_id in self._saved:
             return self._saved[workflow_id]
         if workflow_id not in self._records:
-            self._lock(workflow_id)
-            raw = self._client.hget(f"{self._base}wf:{workflow_id}", "d")
+            raw = self._lock(workflow_id)
             self._records[workflow_id] = None if raw is None else parse_record(raw)
         record = self._records[workflow_id]
         if record is not None:
