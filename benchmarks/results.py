@@ -34,6 +34,7 @@ from jobs_core.app import JobsApp
 SERVERS = {
     "postgresql": os.environ.get("BENCH_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"),
     "mariadb": os.environ.get("BENCH_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test"),
+    "redis": os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"),
 }
 
 
@@ -61,7 +62,8 @@ def _url(backend: str, tmp: str, prefix: str, ttl: str) -> str:
     if backend == "memory":
         return f"memory://?results_ttl={ttl}"
     base = f"sqlite:///{Path(tmp) / (prefix + 'bench.db')}" if backend == "sqlite" else SERVERS[backend]
-    return f"{base}{'&' if '?' in base else '?'}table_prefix={prefix}&results_ttl={ttl}"
+    option = "prefix" if backend == "redis" else "table_prefix"
+    return f"{base}{'&' if '?' in base else '?'}{option}={prefix}&results_ttl={ttl}"
 
 
 def run(backend: str, jobs: int, rounds: int, concurrency: int) -> dict[str, float]:
@@ -90,7 +92,12 @@ def run(backend: str, jobs: int, rounds: int, concurrency: int) -> dict[str, flo
                 tables = getattr(driver, "tables", None)
                 if backend in SERVERS and tables is not None:
                     tables.metadata.drop_all(driver.engine)  # type: ignore[attr-defined]
+                url = driver.url
                 app.close()
+                if backend == "redis" and url:
+                    from jobs_redis.testing import delete_prefix
+
+                    delete_prefix(url)
     off, kept_runs = runs["off"], runs["kept"]
     return {
         "off": statistics.median(rate for rate, _ in off),
@@ -103,7 +110,8 @@ def run(backend: str, jobs: int, rounds: int, concurrency: int) -> dict[str, flo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backend", action="append", choices=["memory", "sqlite", "postgresql", "mariadb"])
+    choices = ["memory", "sqlite", "postgresql", "mariadb", "redis"]
+    parser.add_argument("--backend", action="append", choices=choices)
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--concurrency", type=int, action="append")
