@@ -774,7 +774,8 @@ class RedisDriver(Driver):
     def _decide(self, decide: Callable[[Transaction], object]) -> Transaction:
         tx = self._transaction()
         try:
-            decide(tx)
+            with self._errors("reading workflow records"):
+                decide(tx)
         except BaseException:
             self._unlock(tx)
             raise
@@ -840,7 +841,8 @@ class RedisDriver(Driver):
         self.check_open()
         tx = self._transaction()
         try:
-            yield tx
+            with self._errors("reading workflow records"):
+                yield tx
         except BaseException:
             self._unlock(tx)
             raise
