@@ -78,17 +78,25 @@ def main() -> None:
     parser.add_argument("--url", required=True)
     parser.add_argument("--jobs", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--only", choices=("plain", "batch"), help="run one side only (to compare two versions of the code)"
+    )
     args = parser.parse_args()
     calibration = min(_calibrate() for _ in range(5))
     print(f"calibration: sum(range(10_000)) {calibration * 1e6:.0f} µs")
     results: dict[str, list[tuple[float, float]]] = {"plain": [], "batch": []}
+    sides = (args.only,) if args.only else ("plain", "batch")
     for _ in range(args.rounds):
-        for name in ("plain", "batch"):
+        for name in sides:
             results[name].append(_round(args.url, args.jobs, name == "batch"))
     for name, rows in results.items():
+        if not rows:
+            continue
         dispatch = statistics.median(r[0] for r in rows)
         drain = statistics.median(r[1] for r in rows)
         print(f"{name:5}  dispatch {dispatch:6.2f} s  drain {drain:6.2f} s  total {dispatch + drain:6.2f} s")
+    if args.only:
+        return
     ratios = [sum(b) / sum(p) for p, b in zip(results["plain"], results["batch"], strict=True)]
     listed = ", ".join(f"{r:.2f}" for r in ratios)
     median = statistics.median(ratios)

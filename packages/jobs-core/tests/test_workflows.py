@@ -199,6 +199,54 @@ def test_dispatch_after_waits_for_a_batch_and_a_chain(app: JobsApp) -> None:
     assert follower is not None
 
 
+def test_dispatch_after_waits_for_plainly_dispatched_jobs(app: JobsApp) -> None:
+    first = Jobs.dispatch(note, "first")
+    second = Jobs.dispatch(Plain, "second")
+    assert first is not None and second is not None
+    Jobs.dispatch(note, "after both", after=[first, second])
+    app.work("default", max_jobs=2)
+    assert ran == [("note", "first"), ("plain", "second")]
+    app.work("default", max_jobs=1)
+    assert ran[-1] == ("note", "after both")
+
+
+def test_dispatch_after_a_failed_job_fails_at_once_and_after_a_succeeded_one_runs(app: JobsApp) -> None:
+    failing = Jobs.dispatch(boom, "x")
+    done = Jobs.dispatch(note, "done")
+    assert failing is not None and done is not None
+    app.work("default", max_jobs=2)
+    doomed = Jobs.dispatch(note, "never", after=[failing])
+    assert Jobs.status(doomed).state == "failed"
+    assert f"dependency job {failing} failed" in str(Jobs.status(doomed).error)
+    Jobs.dispatch(note, "runs", after=[done])
+    app.work("default", max_jobs=5)
+    assert ("note", "runs") in ran and ("note", "never") not in ran
+
+
+def test_cancel_chain_runs_no_further_link(app: JobsApp) -> None:
+    chain_id = Jobs.chain([(add, {"n": 1}), (add, {"n": 10}), (add, {"n": 100})]).dispatch()
+    app.work("default", max_jobs=1)
+    assert Jobs.cancel_chain(chain_id)
+    assert not Jobs.cancel_chain(chain_id)
+    app.work("default", max_jobs=10)
+    assert ran == [("add", 1)]
+    status = Jobs.chain_status(chain_id)
+    assert (status.status, status.succeeded, status.cancelled, status.finished) == ("cancelled", 1, 2, True)
+    with pytest.raises(WorkflowError, match="not a chain"):
+        Jobs.cancel_chain(Jobs.batch([note]).dispatch())
+
+
+def test_cancel_of_a_job_still_waiting_for_its_dependencies(app: JobsApp) -> None:
+    batch_id = Jobs.batch([(note, "b")]).dispatch()
+    waiting = Jobs.dispatch(note, "never", after=[batch_id])
+    follower = Jobs.dispatch(note, "never either", after=[waiting])
+    assert Jobs.cancel(waiting) == "removed"
+    app.work("default", max_jobs=10)
+    assert ran == [("note", "b")]
+    assert Jobs.status(follower).state == "failed"
+    assert "cancelled" in str(Jobs.status(follower).error)
+
+
 @pytest.mark.parametrize(
     ("build", "match"),
     [

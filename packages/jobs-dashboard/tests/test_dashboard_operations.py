@@ -117,6 +117,25 @@ def test_cancel_a_running_batch(jobs: JobsApp, client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("backend_url", ["memory", "sqlite"], indirect=True)
+def test_cancel_a_running_chain(jobs: JobsApp, client: TestClient) -> None:
+    chain_id = Chain(jobs, [(ok, {"n": 1}), (ok, {"n": 2})]).dispatch()
+    page = client.get(f"/batches/detail?id={chain_id}").text
+    assert "Cancel the chain" in page
+
+    response = client.post(
+        "/batches/cancel", data={"csrf_token": csrf(page), "id": chain_id}, follow_redirects=False
+    )
+
+    assert response.status_code == 303
+    record = jobs.driver.workflow(chain_id)
+    assert record is not None and (record.status, record.cancelled) == ("cancelled", 2)
+    after = client.get(response.headers["location"]).text
+    assert "Cancelled the chain" in after and "Cancel the chain" not in after
+    missing = client.post("/batches/cancel", data={"csrf_token": csrf(page), "id": "nope"})
+    assert missing.status_code == 404
+
+
+@pytest.mark.parametrize("backend_url", ["memory", "sqlite"], indirect=True)
 def test_an_unknown_batch_is_not_found(client: TestClient) -> None:
     response = client.get("/batches/detail?id=nope")
     assert response.status_code == 404

@@ -257,6 +257,11 @@ class Jobs:
         return workflows.cancel_batch(Jobs.app(), batch_id)
 
     @staticmethod
+    def cancel_chain(chain_id: str) -> bool:
+        """Cancel chain ``chain_id``: no more links run (a running one finishes); ``False`` if it ended."""
+        return workflows.cancel_chain(Jobs.app(), chain_id)
+
+    @staticmethod
     def add_to_batch(steps: Sequence[Step], batch_id: str | None = None) -> list[str]:
         """Add ``steps`` to a running batch (inside its jobs, ``batch_id`` may be left out)."""
         return workflows.add_to_batch(Jobs.app(), steps, batch_id)

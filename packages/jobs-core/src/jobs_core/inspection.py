@@ -23,7 +23,8 @@ from jobs_core.errors import (
     JobNotFound,
     ResultTimeout,
 )
-from jobs_core.status import CANCEL_NOT_FOUND, CANCELLED, FAILED, SUCCEEDED, JobStatus
+from jobs_core.status import CANCEL_NOT_FOUND, CANCEL_REMOVED, CANCELLED, FAILED, SUCCEEDED, JobStatus
+from jobs_core.workflow_state import cancel_waiting_job
 
 if TYPE_CHECKING:
     from jobs_core.driver import Driver
@@ -96,7 +97,10 @@ class AppInspection:
         ``"removed"``: it was waiting, and is gone (its status is ``cancelled``);
         ``"requested"``: it is running, and its worker was asked to stop it (it
         ends as ``cancelled`` within about a second, never retried);
-        ``"finished"``: it had already finished, nothing changed. Raises
+        ``"finished"``: it had already finished, nothing changed. A job
+        dispatched with ``after=`` that still waits for its dependencies is
+        ``"removed"`` too: it ends ``cancelled``, unrun, and the jobs waiting
+        for it fail with the reason. Raises
         :class:`~jobs_core.errors.JobNotFound` for an unknown id and
         :class:`~jobs_core.errors.UnsupportedOperation` if the driver lacks
         ``Capability.CANCEL``.
@@ -106,6 +110,12 @@ class AppInspection:
         driver.require(Capability.CANCEL, "cancelling jobs")
         outcome = driver.cancel(job_id)
         if outcome == CANCEL_NOT_FOUND:
+            # A job dispatched with after= waits in its workflow record until its
+            # dependencies finished: not stored as a job yet.
+            if driver.supports(Capability.WORKFLOWS):
+                with driver.workflow_transaction() as store:
+                    if cancel_waiting_job(store, job_id):
+                        return CANCEL_REMOVED
             raise JobNotFound(job_id)
         return outcome
 

@@ -54,6 +54,11 @@ CANCELLED = "cancelled"
 #: Names of the batch callbacks, in the order they fire when a batch ends.
 CALLBACKS = ("then", "catch", "finally")
 
+#: What :meth:`WorkflowStore.watch` answers for a job now watched (waiting or running).
+WATCHED = "watched"
+#: What :meth:`WorkflowStore.watch` answers for a job of a batch or chain (not watched).
+MEMBER = "member"
+
 
 @dataclass
 class WorkflowRecord:
@@ -152,6 +157,21 @@ class WorkflowStore(Protocol):
         A job is the workflow's if its :data:`WORKFLOW_HEADER` is ``workflow_id``.
         """
 
+    def watch(self, job_id: str) -> str | None:
+        """Mark the stored job ``job_id`` (waiting or running) as watched, or say how it ended.
+
+        Returns :data:`WATCHED` when the job is stored and carries no
+        :data:`WORKFLOW_HEADER`: from the commit on, the ``ack``/``ack_many``/
+        ``ack_results``, ``fail``, ``cancel`` and ``ack_cancelled`` that remove
+        it count it as if it carried the header naming its own id (the
+        workflow layer saves a record of kind :data:`JOB` with that id in the
+        same transaction). :data:`MEMBER` when it carries the header (a job of
+        a batch or chain; nothing marked). For a job no longer stored:
+        :data:`SUCCEEDED` or :data:`CANCELLED` if its result is kept,
+        :data:`FAILED` if it is in the failed store (the latest of the two),
+        ``None`` if the id is unknown.
+        """
+
 
 # -- building records (the workflow layer) -------------------------------------
 
@@ -175,15 +195,16 @@ def create(store: WorkflowStore, record: WorkflowRecord, messages: Sequence[Mess
         raise WorkflowError(f"workflow {record.id!r} already exists")
     waiting: list[str] = []
     failed_reason = ""
-    deps = [store.load(dep) for dep in record.state.get("after", [])]
-    for dep_id, dep in zip(record.state.get("after", []), deps, strict=True):
+    deps: list[WorkflowRecord] = []
+    for dep_id in record.state.get("after", []):
+        dep = store.load(dep_id)
         if dep is None:
-            raise WorkflowNotFound(
-                f"no batch, chain or tracked job with id {dep_id!r} to wait for (a single job can be "
-                "waited for when it was itself dispatched with after=, an empty list if it waits for nothing)"
-            )
+            dep, reason = _watch_job(store, dep_id)
+            if dep is None:
+                failed_reason = failed_reason or reason
+                continue
+        deps.append(dep)
     for dep in deps:
-        assert dep is not None
         outcome = dep.state.get("outcome")
         if outcome is None:
             waiting.append(dep.id)
@@ -203,6 +224,50 @@ def create(store: WorkflowStore, record: WorkflowRecord, messages: Sequence[Mess
     store.enqueue(messages)
 
 
+def _watch_job(store: WorkflowStore, job_id: str) -> tuple[WorkflowRecord | None, str]:
+    """A plainly dispatched job to wait for: its new watch record, or ``(None, reason)``.
+
+    ``reason`` is empty for a job that already succeeded (nothing to wait
+    for), and says why for one that failed or was cancelled; an unknown id
+    raises :class:`~jobs_core.errors.WorkflowNotFound`.
+    """
+    found = store.watch(job_id)
+    if found == WATCHED:
+        watch = new_record(JOB, job_id, 1, {"watch": True})
+        watch.status = RUNNING
+        store.save(watch)
+        return watch, ""
+    if found == MEMBER:
+        raise WorkflowError(
+            f"job {job_id!r} is a job of a batch or chain: wait for the batch or chain id instead"
+        )
+    if found == SUCCEEDED:
+        return None, ""
+    if found in (FAILED, CANCELLED):
+        return None, f"dependency job {job_id} {found}"
+    raise WorkflowNotFound(
+        f"no batch, chain or job with id {job_id!r} to wait for (a finished job is known while its "
+        "result is kept, results_ttl, or while it is in the failed store)"
+    )
+
+
+def cancel_waiting_job(store: WorkflowStore, job_id: str) -> bool:
+    """Cancel a dependent job still waiting for its dependencies (held in its record, not stored as a job).
+
+    It ends ``cancelled`` without running and the workflows waiting for it
+    fail with the reason. Returns ``False`` if ``job_id`` is not such a job.
+    """
+    record = store.load(job_id)
+    if record is None or record.kind != JOB or record.status != WAITING:
+        return False
+    record.status = CANCELLED
+    record.cancelled = 1
+    record.finished_at = time.time()
+    _settle_outcome(store, record, CANCELLED, "cancelled")
+    store.save(record)
+    return True
+
+
 def add(store: WorkflowStore, workflow_id: str, messages: Sequence[Message]) -> None:
     """Add ``messages`` (already carrying the batch's header) to a running batch."""
     record = _load(store, workflow_id)
@@ -215,26 +280,38 @@ def add(store: WorkflowStore, workflow_id: str, messages: Sequence[Message]) -> 
     store.enqueue(messages)
 
 
-def cancel(store: WorkflowStore, workflow_id: str) -> bool:
-    """Cancel a batch: its waiting jobs are removed and counted cancelled.
+def cancel(store: WorkflowStore, workflow_id: str, kind: str = BATCH) -> bool:
+    """Cancel a batch or a chain (``kind``): its waiting jobs are removed and counted cancelled.
 
-    Jobs already running finish and are counted as they end; ``then`` and
-    ``catch`` no longer fire, ``finally`` fires once nothing is pending.
-    Returns ``False`` if the batch had already finished or was cancelled.
+    Jobs already running finish and are counted as they end. A batch's
+    ``then`` and ``catch`` no longer fire, ``finally`` fires once nothing is
+    pending. A chain enqueues no further link: every link not run yet counts
+    cancelled, and the chain ends ``cancelled`` once a running link has
+    ended; the workflows waiting for it fail with that reason. Returns
+    ``False`` if it had already finished or was cancelled.
     """
     record = _load(store, workflow_id)
-    if record.kind != BATCH:
-        raise WorkflowError(f"workflow {workflow_id!r} is a {record.kind}, not a batch")
+    if record.kind != kind:
+        raise WorkflowError(f"workflow {workflow_id!r} is a {record.kind}, not a {kind}")
     if record.finished or record.status == CANCELLED:
         return False
+    was = record.status
     record.status = CANCELLED
     failed_ids: list[str] = record.state.setdefault("failed_ids", [])
-    for job_id in store.remove_waiting(workflow_id):
+    removed = store.remove_waiting(workflow_id)
+    for job_id in removed:
         if job_id in failed_ids:  # failed, retried from the failed store, waiting again
             failed_ids.remove(job_id)
             record.failed -= 1
-        record.cancelled += 1
-    _batch_maybe_finished(store, record)
+    if kind == BATCH:
+        record.cancelled += len(removed)
+        _batch_maybe_finished(store, record)
+    else:
+        running = 1 if was == RUNNING and not removed else 0
+        record.cancelled += record.pending - running
+        if not running:
+            record.finished_at = time.time()
+            _settle_outcome(store, record, CANCELLED, "cancelled")
     store.save(record)
     return True
 
@@ -409,6 +486,11 @@ def _chain_link(
     if not 0 <= index < len(links):
         return
     if not _count(record, message, succeeded):
+        return
+    if record.status == CANCELLED:  # the link that ran on while the chain was cancelled
+        if record.pending == 0 and record.finished_at is None:
+            record.finished_at = time.time()
+            _settle_outcome(store, record, CANCELLED, "cancelled")
         return
     if not succeeded:
         record.status = FAILED

@@ -309,10 +309,12 @@ def add_to_batch(app: JobsApp, steps: Sequence[Step], batch_id: str | None = Non
 def dispatch_after(app: JobsApp, message: Message, after: Sequence[str]) -> str:
     """Store ``message`` to be enqueued once the workflows ``after`` succeeded; return its id.
 
-    ``after`` holds batch ids, chain ids and ids of jobs dispatched with
-    ``after=`` (an empty list tracks a job without waiting, so that others can
-    wait for it). If one of them fails, the job goes to the failed store
-    with the reason, unrun.
+    ``after`` holds batch ids, chain ids and job ids: of jobs dispatched with
+    ``after=``, and of plainly dispatched jobs, which are then watched until
+    they finish (one that already succeeded, with its result still kept,
+    counts at once; one that failed or was cancelled fails this job at once).
+    If one of them fails, the job goes to the failed store with the reason,
+    unrun.
     """
     driver = app.driver
     driver.require(Capability.WORKFLOWS, "a dispatch with after=")
@@ -350,7 +352,15 @@ def cancel_batch(app: JobsApp, batch_id: str) -> bool:
     driver = app.driver
     driver.require(Capability.WORKFLOWS, "cancelling a batch")
     with driver.workflow_transaction() as store:
-        return ws.cancel(store, batch_id)
+        return ws.cancel(store, batch_id, ws.BATCH)
+
+
+def cancel_chain(app: JobsApp, chain_id: str) -> bool:
+    """Cancel a chain: no further link runs, a running one finishes; ``False`` if it had ended."""
+    driver = app.driver
+    driver.require(Capability.WORKFLOWS, "cancelling a chain")
+    with driver.workflow_transaction() as store:
+        return ws.cancel(store, chain_id, ws.CHAIN)
 
 
 def listing(app: JobsApp, kind: str | None = None, limit: int = 50, offset: int = 0) -> list[WorkflowStatus]:

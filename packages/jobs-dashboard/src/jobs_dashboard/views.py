@@ -79,6 +79,8 @@ NOTICES: Mapping[str, str] = {
     "queue-resumed": "Resumed the queue.",
     "batch-cancelled": "Cancelled the batch: its waiting jobs are removed.",
     "batch-finished": "That batch had already finished or was cancelled.",
+    "chain-cancelled": "Cancelled the chain: no further link runs.",
+    "chain-finished": "That chain had already finished or was cancelled.",
     "job-removed": "Cancelled the job: it was waiting, and is removed.",
     "job-requested": "Asked the job's worker to stop it: it ends as cancelled.",
     "job-finished": "That job had already finished: nothing changed.",
@@ -518,14 +520,18 @@ class Views:
         )
 
     async def cancel_batch(self, request: Request, form: dict[str, str]) -> Response:
-        """Cancel a running batch: its waiting jobs are removed."""
+        """Cancel a running batch (its waiting jobs are removed) or chain (no further link runs)."""
         self.require(Capability.WORKFLOWS)
         batch_id = form.get("id", "")
+        record = await run_in_threadpool(self.jobs.driver.workflow, batch_id) if batch_id else None
+        if record is None or record.kind not in ("batch", "chain"):
+            raise HTTPException(404, f"no batch or chain with id {batch_id!r}")
+        cancel = workflows.cancel_chain if record.kind == "chain" else workflows.cancel_batch
         try:
-            done = await run_in_threadpool(workflows.cancel_batch, self.jobs, batch_id)
+            done = await run_in_threadpool(cancel, self.jobs, batch_id)
         except WorkflowNotFound:
-            raise HTTPException(404, f"no batch with id {batch_id!r}") from None
-        notice = "batch-cancelled" if done else "batch-finished"
+            raise HTTPException(404, f"no {record.kind} with id {batch_id!r}") from None
+        notice = f"{record.kind}-cancelled" if done else f"{record.kind}-finished"
         return self.back(request, "/batches/detail", id=batch_id, notice=notice)
 
     # -- job status ----------------------------------------------------------------

@@ -28,6 +28,7 @@ class AdminOperations:
     """Stats, failed jobs, purge, prune and schedules, in SQL."""
 
     tables: Tables
+    workflows_table: sa.Table
     _waker: Waker
     _insert_stmt: sa.Insert
 
@@ -222,8 +223,11 @@ class AdminOperations:
         return self._run("purge", purge)
 
     def prune(self, older_than: float) -> int:
-        """Remove completed counts and failed jobs older than ``older_than`` seconds; return how many."""
+        """Remove completed counts, failed jobs and finished workflow records older than ``older_than``
+        seconds; return how many (jobs, failed entries and workflow records).
+        """
         completed, failed = self.tables.completed, self.tables.failed
+        flows = self.workflows_table
 
         def prune(conn: sa.Connection) -> int:
             cutoff = time.time() - older_than
@@ -240,6 +244,8 @@ class AdminOperations:
                     conn.execute(sa.delete(completed).where(completed.c.seq.in_(chunk)))
                 removed += sum(int(r[1]) for r in rows)
             removed += int(conn.execute(sa.delete(failed).where(failed.c.failed_at < cutoff)).rowcount)
+            # A record still running, or a chain stopped at a failed link, has no finish time.
+            removed += int(conn.execute(sa.delete(flows).where(flows.c.finished_at < cutoff)).rowcount)
             self._prune_status(conn, cutoff)
             return removed
 

@@ -153,29 +153,34 @@ class Acker(_Statements):
             # lease was extended since has moved (an update writes a new
             # version); ack() reports it, and ack_moved() finds it by its
             # claim-index key instead.
-            self._ack = sa.text(
+            # A watched row (``after=`` waits for it) is left to the workflow path.
+            ack = (
                 f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(CAST(:ctids AS tid[])) "
-                "AND receipt = ANY(CAST(:receipts AS varchar[])) RETURNING seq), "
+                "AND receipt = ANY(CAST(:receipts AS varchar[])){watched} RETURNING seq), "
                 f"c AS (INSERT INTO {completed} (queue, finished_at, count) "
                 "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0) "
                 "SELECT seq FROM d"
             )
+            self._ack = sa.text(ack.replace("{watched}", " AND watched IS NULL"))
+            self._ack_any = sa.text(ack.replace("{watched}", ""))
             self._ack_moved = sa.text(
                 f"WITH d AS (DELETE FROM {jobs} WHERE queue = :queue AND priority = :priority "
-                "AND visible_at = :visible_at AND seq = :seq AND receipt = :receipt RETURNING 1) "
+                "AND visible_at = :visible_at AND seq = :seq AND receipt = :receipt "
+                "AND watched IS NULL RETURNING 1) "
                 f"INSERT INTO {completed} (queue, finished_at, count) "
                 "SELECT :queue, :now, count(*) FROM d HAVING count(*) > 0"
             )
         elif backend == "sqlite":
             self._delete = sa.text(
                 f"DELETE FROM {jobs} WHERE seq IN (SELECT value FROM json_each(:seqs)) "
-                "AND receipt IN (SELECT value FROM json_each(:receipts))"
+                "AND receipt IN (SELECT value FROM json_each(:receipts)) AND watched IS NULL"
             )
         else:
             # Receipts are "<batch token><seq>": one token per claimed batch, the
             # (integer) seqs inline, so PyMySQL escapes one value per batch.
             self._delete_sql = (
-                f"DELETE FROM {jobs} WHERE seq IN ({{seqs}}) AND receipt = CONCAT(%(token)s, seq)"
+                f"DELETE FROM {jobs} WHERE seq IN ({{seqs}}) AND receipt = CONCAT(%(token)s, seq) "
+                "AND watched IS NULL"
             )
         if backend != "postgresql":
             self._count = sa.text(
@@ -187,14 +192,23 @@ class Acker(_Statements):
         """Whether one ack is a single statement (so it may run in autocommit mode)."""
         return self.backend == "postgresql"
 
-    def ack(
-        self, conn: sa.Connection, queue: str, handles: list[Handle], receipts: list[str], now: float
+    def ack(  # noqa: PLR0917 (the hot path: positional is cheapest)
+        self,
+        conn: sa.Connection,
+        queue: str,
+        handles: list[Handle],
+        receipts: list[str],
+        now: float,
+        plain: bool = True,
     ) -> list[int]:
         """Delete the rows of ``queue`` leased under ``receipts``; count them completed.
 
-        Returns the indexes of the rows not found where they were claimed
-        (PostgreSQL: moved since, or no longer leased under that receipt), for
-        :meth:`ack_moved`.
+        A ``plain`` ack leaves watched rows (``jobs.watched``: a dispatch with
+        ``after=`` waits for them) to the workflow path. Returns the indexes
+        of the rows not deleted: PostgreSQL, those not found where they were
+        claimed (moved since, watched, or no longer leased under that
+        receipt), for :meth:`ack_moved`; elsewhere every index when fewer rows
+        than asked were deleted (the caller looks for watched rows among them).
         """
         params: dict[str, object]
         seqs = [h[0] for h in handles]
@@ -207,7 +221,8 @@ class Acker(_Statements):
                 "queue": queue,
                 "now": now,
             }
-            deleted = {row[0] for row in fetch_all(conn, self._raw(conn, self._ack), params)}
+            statement = self._ack if plain else self._ack_any
+            deleted = {row[0] for row in fetch_all(conn, self._raw(conn, statement), params)}
             return [i for i, seq in enumerate(seqs) if seq not in deleted]
         if self.backend == "sqlite":
             params = {"seqs": json.dumps(seqs), "receipts": json.dumps(receipts)}
@@ -224,7 +239,7 @@ class Acker(_Statements):
                 done += conn.exec_driver_sql(sql, {"token": token}).rowcount
         if done:
             conn.execute(self._count, {"queue": queue, "now": now, "count": done})
-        return []
+        return [] if done >= len(seqs) else list(range(len(seqs)))
 
     def ack_moved(self, conn: sa.Connection, handle: Handle, receipt: str, now: float) -> None:
         """PostgreSQL: delete one row by its claim-index key, if still leased under ``receipt``."""

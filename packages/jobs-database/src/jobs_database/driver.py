@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import threading
@@ -16,7 +17,7 @@ import sqlalchemy as sa
 from jobs_core import Capability, Delivery, Driver, Message
 from jobs_core.errors import BackendError, ConfigurationError, JobsError, MalformedMessage
 from jobs_core.message import MessageBatch, new_id, validate_queue_name
-from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_cancelled, job_finished
+from jobs_core.workflow_state import JOB, WORKFLOW_HEADER, WorkflowRecord, job_cancelled, job_finished
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
@@ -745,9 +746,44 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
 
         single = self._acker.single_statement and len(by_queue) == 1
         missed = self._run("ack", ack, autocommit=single, relaxed=single)
-        for delivery in missed:
-            # Moved since the claim (a lease extension), or the lease was lost.
-            self._run("ack", self._ack_moved(delivery), autocommit=True, relaxed=True)
+        if not missed:
+            return
+        if self.backend == "postgresql":
+            for delivery in missed:
+                # Moved since the claim (a lease extension), watched, or the lease was lost.
+                self._run("ack", self._ack_moved(delivery), autocommit=True, relaxed=True)
+        self._ack_watched(missed)
+
+    def _ack_watched(
+        self, deliveries: Sequence[Delivery], results: dict[str, str | None] | None = None
+    ) -> None:
+        """Ack, through the workflow path, those of ``deliveries`` whose rows a plain ack left as watched.
+
+        A watched job (``after=`` waits for it, ``jobs.watched``) is counted as
+        a job of the workflow record named by its own id. Only rows still
+        leased under the delivery's receipt are deleted and counted there.
+        """
+        jobs = self.tables.jobs
+        by_seq = {int(d.handle[0]): d for d in deliveries}
+        stmt = sa.select(jobs.c.seq).where(jobs.c.seq.in_(list(by_seq)), jobs.c.watched.is_not(None))
+        rows = self._run("ack", lambda conn: conn.execute(stmt).all())
+        if rows:
+            flows = [_as_workflow_job(by_seq[int(row[0])]) for row in rows]
+            self._ack_workflow_jobs(flows, results)
+
+    def _flow_message(self, conn: sa.Connection, message: Message) -> Message | None:
+        """The message to count in a workflow as its job is removed in ``conn``'s transaction, or ``None``.
+
+        A job of a workflow carries its header; a watched job (a workflow
+        record of kind ``job`` has its id) is counted as if it carried it.
+        """
+        if WORKFLOW_HEADER in message.headers:
+            return message
+        table = self.workflows_table
+        row = conn.execute(sa.select(table.c.kind).where(table.c.id == message.id)).first()
+        if row is None or row.kind != JOB:
+            return None
+        return message.replace(headers={**message.headers, WORKFLOW_HEADER: message.id})
 
     def _ack_workflow_jobs(
         self, deliveries: Sequence[Delivery], results: dict[str, str | None] | None = None
@@ -865,7 +901,9 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                 # By the rows' addresses as claimed (one statement, counted there);
                 # a row moved since is found by its claim-index key.
                 handles = [d.handle for d in group]
-                missing = set(self._acker.ack(conn, queue, handles, [d.receipt for d in group], now))
+                missing = set(
+                    self._acker.ack(conn, queue, handles, [d.receipt for d in group], now, plain=False)
+                )
                 deleted.update(d.receipt for i, d in enumerate(group) if i not in missing)
                 rest = [group[i] for i in sorted(missing)]
             elif conn.dialect.delete_returning:
@@ -1034,7 +1072,6 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
         """Move the job to the failed store with ``attempts + 1``."""
         message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
         jobs, failed = self.tables.jobs, self.tables.failed
-        flow = WORKFLOW_HEADER in message.headers
         store_of: list[TransactionStore] = []
 
         def move(conn: sa.Connection) -> None:
@@ -1054,13 +1091,14 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                     body=message.encode(),
                 )
             )
-            if flow:
+            counted = self._flow_message(conn, message)
+            if counted is not None:
                 store = TransactionStore(self, conn)
                 store_of[:] = [store]
-                job_finished(store, message, False, error=error)
+                job_finished(store, counted, False, error=error)
                 store.flush()
 
-        self._run("fail", move, after_commit=self._after_workflow(store_of) if flow else None)
+        self._run("fail", move, after_commit=self._after_workflow(store_of))
         if store_of and store_of[0].enqueued:
             self._waker.notify()
 
@@ -1089,3 +1127,11 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
         for engine in (self._auto_engine, self._relaxed_engine):
             if engine is not None:
                 engine.dispose()
+
+
+def _as_workflow_job(delivery: Delivery) -> Delivery:
+    """``delivery`` of a watched job, its message carrying its own id as its workflow."""
+    message = delivery.message
+    return dataclasses.replace(
+        delivery, message=message.replace(headers={**message.headers, WORKFLOW_HEADER: message.id})
+    )

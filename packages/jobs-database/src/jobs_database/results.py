@@ -94,6 +94,14 @@ class StatusOperations:
     def _notify_after_workflow(self, store_of: list[Any]) -> None:
         raise NotImplementedError
 
+    def _flow_message(self, conn: sa.Connection, message: Message) -> Message | None:
+        raise NotImplementedError
+
+    def _ack_watched(
+        self, deliveries: Sequence[Delivery], results: dict[str, str | None] | None = None
+    ) -> None:
+        raise NotImplementedError
+
     # -- status ---------------------------------------------------------------
 
     def job_status(self, job_id: str) -> JobStatus | None:
@@ -240,13 +248,13 @@ class StatusOperations:
             self._status_statements = {
                 "ack": (
                     f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(%(ctids)s::tid[]) "
-                    "AND receipt = ANY(%(receipts)s::varchar[]) RETURNING seq, id), "
+                    "AND receipt = ANY(%(receipts)s::varchar[]) AND watched IS NULL RETURNING seq, id), "
                     f"c AS ({count}), r AS ({keep}) SELECT seq FROM d"
                 ),
                 "ack_moved": (
                     f"WITH d AS (DELETE FROM {jobs} WHERE queue = %(queue)s AND priority = %(priority)s "
                     "AND visible_at = %(visible_at)s AND seq = %(seq)s AND receipt = %(receipt)s "
-                    f"RETURNING seq, id), c AS ({count}), r AS ({keep}) SELECT seq FROM d"
+                    f"AND watched IS NULL RETURNING seq, id), c AS ({count}), r AS ({keep}) SELECT seq FROM d"
                 ),
             }
         return self._status_statements
@@ -303,6 +311,8 @@ class StatusOperations:
                 autocommit=True,
                 relaxed=True,
             )
+        if moved:  # watched jobs among them: counted in their workflow records
+            self._ack_watched([d for d, _ in moved], {d.receipt: r for d, r in moved})
 
     def _sqlite_statements(self) -> tuple[str, str, str]:
         if self._sqlite_cache is not None:
@@ -311,7 +321,7 @@ class StatusOperations:
         jobs, completed, results = t.jobs.name, t.completed.name, t.results.name
         self._sqlite_cache = (
             f"DELETE FROM {jobs} WHERE seq IN (SELECT value FROM json_each(?)) "
-            "AND receipt IN (SELECT value FROM json_each(?)) RETURNING seq",
+            "AND receipt IN (SELECT value FROM json_each(?)) AND watched IS NULL RETURNING seq",
             f"INSERT INTO {completed} (queue, finished_at, count) VALUES (?, ?, ?)",
             f"INSERT OR REPLACE INTO {results} (id, queue, name, state, attempts, result, finished_at) "
             f"VALUES (?, ?, ?, {RESULT_SUCCEEDED}, ?, ?, ?)",
@@ -349,16 +359,17 @@ class StatusOperations:
             for token, seqs in by_token.items():
                 sql = (
                     f"DELETE FROM {jobs} WHERE seq IN ({','.join(map(str, seqs))}) "
-                    "AND receipt = CONCAT(%(token)s, seq) RETURNING seq"
+                    "AND receipt = CONCAT(%(token)s, seq) AND watched IS NULL RETURNING seq"
                 )
                 gone.update(int(row[0]) for row in fetch_all(conn, sql, {"token": token}))
             if gone:
                 fetch_all(conn, count, {"queue": queue, "now": now, "count": len(gone)})
             return gone
 
-        def ack(conn: sa.Connection) -> None:
+        def ack(conn: sa.Connection) -> list[tuple[Delivery, str | None]]:
             now = time.time()
             mariadb = bool(getattr(conn.dialect, "is_mariadb", False))
+            left_over: list[tuple[Delivery, str | None]] = []
             for queue, group in by_queue.items():
                 if mariadb:
                     gone = mariadb_ack(conn, queue, [d for d, _ in group], now)
@@ -370,6 +381,7 @@ class StatusOperations:
                         r[0] for r in fetch_all(conn, f"SELECT seq FROM {jobs} WHERE seq IN ({listed})", {})
                     }
                     gone = {int(h[0]) for h in handles} - left
+                left_over += [item for item in group if int(item[0].handle[0]) not in gone]
                 rows = [
                     [d.message.id, d.message.name[:255], d.message.attempts + 1, result]
                     for d, result in group
@@ -377,8 +389,11 @@ class StatusOperations:
                 ]
                 if rows:
                     fetch_all(conn, keep, {"queue": queue, "now": now, "rows": dumps(rows)})
+            return left_over
 
-        self._run("ack", ack)
+        left_over = self._run("ack", ack)
+        if left_over:  # watched jobs among them: counted in their workflow records
+            self._ack_watched([d for d, _ in left_over], {d.receipt: r for d, r in left_over})
 
     def _ack_results_sqlite(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
         """SQLite: one ``DELETE ... RETURNING``, one count and one ``executemany`` of the results per queue.
@@ -389,8 +404,9 @@ class StatusOperations:
         """
         delete, count, keep = self._sqlite_statements()
 
-        def ack(conn: sa.Connection) -> None:
+        def ack(conn: sa.Connection) -> list[tuple[Delivery, str | None]]:
             now = time.time()
+            left_over: list[tuple[Delivery, str | None]] = []
             with dbapi_errors(conn, delete):
                 cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
                 try:
@@ -398,6 +414,8 @@ class StatusOperations:
                         seqs = dumps([d.handle[0] for d, _ in group])
                         cursor.execute(delete, (seqs, dumps([d.receipt for d, _ in group])))
                         gone = {row[0] for row in cursor.fetchall()}
+                        if len(gone) < len(group):
+                            left_over += [item for item in group if item[0].handle[0] not in gone]
                         if not gone:
                             continue
                         cursor.execute(count, (queue, now, len(gone)))
@@ -418,8 +436,11 @@ class StatusOperations:
                         )
                 finally:
                     cursor.close()
+            return left_over
 
-        self._run("ack", ack)
+        left_over = self._run("ack", ack)
+        if left_over:  # watched jobs among them: counted in their workflow records
+            self._ack_watched([d for d, _ in left_over], {d.receipt: r for d, r in left_over})
 
     # -- progress -----------------------------------------------------------------
 
@@ -486,9 +507,10 @@ class StatusOperations:
             conn.execute(sa.delete(running).where(running.c.id == job_id))
             message = _decode(row.body)
             self._keep_cancelled(conn, job_id, row.queue, message=message, extra=0, now=now)
-            if message is not None and WORKFLOW_HEADER in message.headers:
+            counted = None if message is None else self._flow_message(conn, message)
+            if counted is not None:
                 # Counted in its workflow in the transaction that removes it.
-                self._cancel_in_workflow(conn, message, store_of)
+                self._cancel_in_workflow(conn, counted, store_of)
             return CANCEL_REMOVED
 
         answer = self._run("cancel", cancel, after_commit=self._after_cancel_in_workflow(store_of))
@@ -548,8 +570,9 @@ class StatusOperations:
             self._keep_cancelled(
                 conn, delivery.id, delivery.handle[1], message=delivery.message, extra=1, now=time.time()
             )
-            if WORKFLOW_HEADER in delivery.message.headers:
-                self._cancel_in_workflow(conn, delivery.message, store_of)
+            counted = self._flow_message(conn, delivery.message)
+            if counted is not None:
+                self._cancel_in_workflow(conn, counted, store_of)
 
         self._run("finishing a cancelled job", finish, after_commit=self._after_cancel_in_workflow(store_of))
         self._notify_after_workflow(store_of)

@@ -134,6 +134,9 @@ def build_tables(prefix: str) -> Tables:
         sa.Column("unique_until", _Time, nullable=True),
         sa.Column("created_at", _Time, nullable=False),
         sa.Column("body", _Body, nullable=False),
+        # Set on a job some dispatch with after= waits for (schema version 12):
+        # its plain ack leaves it to the workflow path, which counts it.
+        sa.Column("watched", sa.SmallInteger, nullable=True),
         *(sa.CheckConstraint(condition, name=f"{prefix}jobs_{name}") for name, condition in JOBS_CHECKS),
         sa.CheckConstraint(SQLITE_BODY_CHECK[1], name=f"{prefix}jobs_{SQLITE_BODY_CHECK[0]}").ddl_if(
             dialect="sqlite"
@@ -255,6 +258,8 @@ def workflow_table(md: sa.MetaData, prefix: str) -> sa.Table:
         sa.Column("state", sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb"), nullable=False),
     )
     sa.Index(f"{prefix}workflows_created", table.c.created_at)
+    # For prune (schema version 12).
+    sa.Index(f"{prefix}workflows_finished", table.c.finished_at)
     return table
 
 
@@ -324,6 +329,10 @@ def _as_of_v1(table: sa.Table, drop_columns: tuple[str, ...], drop_indexes: tupl
     return old
 
 
+#: Columns of the jobs table added by a migration after version 5 (which may rebuild the table).
+_LATER_JOBS_COLUMNS = ("watched",)
+
+
 def _v1(conn: sa.Connection, t: Tables) -> None:
     """Version 1: the hot table, the failed store, schedules and the version row.
 
@@ -331,7 +340,9 @@ def _v1(conn: sa.Connection, t: Tables) -> None:
     """
     for table in (t.version, t.schedules):
         table.create(conn, checkfirst=True)
-    _as_of_v1(t.jobs, ("lease_until",), (f"{t.prefix}jobs_id",)).create(conn, checkfirst=True)
+    _as_of_v1(t.jobs, ("lease_until", *_LATER_JOBS_COLUMNS), (f"{t.prefix}jobs_id",)).create(
+        conn, checkfirst=True
+    )
     _as_of_v1(t.failed, (), (f"{t.prefix}failed_queue",)).create(conn, checkfirst=True)
 
 
@@ -432,7 +443,7 @@ def _v5(conn: sa.Connection, t: Tables) -> None:
         conn.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
     t.jobs.create(conn)
     conn.execute(sa.text(f"DROP INDEX IF EXISTS {t.prefix}jobs_id"))  # version 6 adds it
-    names = ", ".join(c.name for c in t.jobs.columns)
+    names = ", ".join(c.name for c in t.jobs.columns if c.name not in _LATER_JOBS_COLUMNS)
     conn.execute(sa.text(f"INSERT INTO {jobs} ({names}) SELECT {names} FROM {old}"))
     conn.execute(sa.text(f"DROP TABLE {old}"))
 
@@ -533,8 +544,28 @@ def _v10(conn: sa.Connection, t: Tables) -> None:
         flow_table(t, name).create(conn, checkfirst=True)
 
 
+def _v11(conn: sa.Connection, t: Tables) -> None:
+    """Version 11: kept free (another change takes this number)."""
+
+
+def _v12(conn: sa.Connection, t: Tables) -> None:
+    """Version 12: ``jobs.watched``, set on a job that a dispatch with ``after=`` waits for, and
+    the ``workflows`` table indexed by finish time (prune).
+
+    A nullable column without a default: added without rewriting the table.
+    """
+    inspector = sa.inspect(conn)
+    columns = {column["name"] for column in inspector.get_columns(t.jobs.name)}
+    if "watched" not in columns:  # a table rebuilt by version 5 on SQLite already has it
+        conn.execute(sa.text(f"ALTER TABLE {t.jobs.name} ADD COLUMN watched SMALLINT"))
+    flows = workflow_table(t.metadata, t.prefix)
+    index = next(i for i in flows.indexes if i.name == f"{t.prefix}workflows_finished")
+    if index.name not in {i["name"] for i in inspector.get_indexes(flows.name)}:
+        index.create(conn)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -13,14 +13,24 @@ removed.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from jobs_core.errors import MalformedMessage
 from jobs_core.message import Message
-from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord
+from jobs_core.workflow_state import (
+    CANCELLED,
+    FAILED,
+    MEMBER,
+    SUCCEEDED,
+    WATCHED,
+    WORKFLOW_HEADER,
+    WorkflowRecord,
+)
 
-from jobs_database.schema import WAITING
+from jobs_database.schema import RESULT_CANCELLED, WAITING
 
 if TYPE_CHECKING:
     from jobs_database.driver import DatabaseDriver
@@ -133,6 +143,45 @@ class TransactionStore:
                 chunks.append(kept)
         self._chunks = chunks
         return removed
+
+    def watch(self, job_id: str) -> str | None:
+        """Set ``jobs.watched`` on the stored job ``job_id``, or say how it ended (``WorkflowStore.watch``).
+
+        The row is locked and updated here, so an ack running at the same
+        time either finished it before (this finds how it ended) or finds it
+        watched (and leaves it to the workflow path).
+        """
+        driver, conn = self._driver, self._conn
+        jobs = driver.tables.jobs
+        select = sa.select(jobs.c.seq, jobs.c.body).where(jobs.c.id == job_id)
+        if driver.backend != "sqlite":
+            select = select.with_for_update()
+        row = conn.execute(select).first()
+        if row is not None:
+            try:
+                headers = Message.decode(bytes(row.body)).headers
+            except MalformedMessage:
+                headers = {}
+            if WORKFLOW_HEADER in headers:
+                return MEMBER
+            conn.execute(sa.update(jobs).where(jobs.c.seq == row.seq).values(watched=1))
+            return WATCHED
+        results, failed = driver.tables.results, driver.tables.failed
+        kept = None
+        if driver.results_ttl > 0:
+            kept = conn.execute(
+                sa.select(results.c.state, results.c.finished_at).where(
+                    results.c.id == job_id, results.c.finished_at >= time.time() - driver.results_ttl
+                )
+            ).first()
+        entry = conn.execute(
+            sa.select(failed.c.failed_at).where(failed.c.id == job_id).order_by(failed.c.seq.desc()).limit(1)
+        ).first()
+        if entry is not None and (kept is None or float(entry.failed_at) >= float(kept.finished_at)):
+            return FAILED
+        if kept is not None:
+            return CANCELLED if int(kept.state) == RESULT_CANCELLED else SUCCEEDED
+        return None
 
     def flush(self) -> None:
         """Write the changed records and store the jobs kept (still in the transaction)."""

@@ -26,6 +26,7 @@ from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
+from jobs_core import workflow_state as ws
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidURL, MalformedMessage
 from jobs_core.flow_state import TENANT_HEADER, TokenGrant, take_from_window
@@ -142,6 +143,8 @@ class MemoryStore:
         self.result_order: deque[tuple[float, str]] = deque()
         self.running: dict[str, _Running] = {}
         self.workflows: dict[str, WorkflowRecord] = {}
+        #: Ids of plainly dispatched jobs some workflow waits for (``after=``).
+        self.watched: set[str] = set()
         self.paused: set[str] = set()
         self.grants: dict[str, deque[tuple[float, int]]] = {}
         self.slots: dict[str, dict[str, float]] = {}
@@ -437,9 +440,10 @@ class MemoryDriver(Driver):
                 rec = self._owned(delivery)
                 if rec is None:
                     continue
-                if WORKFLOW_HEADER in delivery.message.headers:
+                flow = self._flow_message(delivery.message)
+                if flow is not None:
                     tx = _Transaction(self)
-                    job_finished(tx, delivery.message, True, delivery.result)
+                    job_finished(tx, flow, True, delivery.result)
                     tx.commit()
                 del store.records[rec.id]
                 store.running.pop(rec.id, None)
@@ -495,9 +499,10 @@ class MemoryDriver(Driver):
                 return
             message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
             tx = None
-            if WORKFLOW_HEADER in message.headers:
+            flow = self._flow_message(message)
+            if flow is not None:
                 tx = _Transaction(self)
-                job_finished(tx, message, False, error=error)
+                job_finished(tx, flow, False, error=error)
             self._to_failed(rec, message, error, time.time())
             if tx is not None:
                 tx.commit()
@@ -607,7 +612,7 @@ class MemoryDriver(Driver):
             return len(doomed)
 
     def prune(self, older_than: float) -> int:
-        """Remove completed and failed records older than ``older_than`` seconds."""
+        """Remove completed and failed records and finished workflows older than ``older_than`` seconds."""
         with self._store.condition:
             cutoff = time.time() - older_than
             removed = 0
@@ -620,6 +625,12 @@ class MemoryDriver(Driver):
             self._store.completed = kept
             for ident in [i for i, f in self._store.failed.items() if f.failed_at < cutoff]:
                 del self._store.failed[ident]
+                removed += 1
+            workflows = self._store.workflows
+            for ident in [
+                i for i, r in workflows.items() if r.finished_at is not None and r.finished_at < cutoff
+            ]:
+                del workflows[ident]
                 removed += 1
             self._expire_results(cutoff)
             return removed
@@ -721,9 +732,10 @@ class MemoryDriver(Driver):
                 rec = self._owned(delivery)
                 if rec is None:
                     continue
-                if WORKFLOW_HEADER in delivery.message.headers:
+                flow = self._flow_message(delivery.message)
+                if flow is not None:
                     tx = _Transaction(self)
-                    job_finished(tx, delivery.message, True, delivery.result)
+                    job_finished(tx, flow, True, delivery.result)
                     tx.commit()
                 del store.records[rec.id]
                 running = store.running.pop(rec.id, None)
@@ -777,11 +789,26 @@ class MemoryDriver(Driver):
             message = Message.decode(body)
         except MalformedMessage:
             return None
-        if WORKFLOW_HEADER not in message.headers:
+        flow = self._flow_message(message)
+        if flow is None:
             return None
         tx = _Transaction(self)
-        job_cancelled(tx, message)
+        job_cancelled(tx, flow)
         return tx
+
+    def _flow_message(self, message: Message) -> Message | None:
+        """The message to count in a workflow when its job is removed, or ``None``.
+
+        A job of a workflow carries its header; a watched job (one some
+        ``after=`` waits for) is counted as if it carried its own id, once.
+        """
+        if WORKFLOW_HEADER in message.headers:
+            return message
+        watched = self._store.watched
+        if not watched or message.id not in watched:
+            return None
+        watched.discard(message.id)
+        return message.replace(headers={**message.headers, WORKFLOW_HEADER: message.id})
 
     def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
         """Ids among ``deliveries`` with a cancel request."""
@@ -800,9 +827,10 @@ class MemoryDriver(Driver):
                 return
             now = time.time()
             tx = None
-            if WORKFLOW_HEADER in delivery.message.headers:
+            flow = self._flow_message(delivery.message)
+            if flow is not None:
                 tx = _Transaction(self)
-                job_cancelled(tx, delivery.message)
+                job_cancelled(tx, flow)
             del store.records[rec.id]
             running = store.running.pop(rec.id, None)
             self._release_unique(rec)
@@ -965,6 +993,7 @@ class _Transaction:
         self._enqueued: list[tuple[Message, bytes]] = []
         self._failed: list[tuple[Message, str]] = []
         self._removed: set[str] = set()
+        self._watched: set[str] = set()
 
     def load(self, workflow_id: str) -> WorkflowRecord | None:
         """The record as this transaction sees it (a private copy)."""
@@ -1007,11 +1036,35 @@ class _Transaction:
         self._enqueued = [(m, b) for m, b in self._enqueued if m.headers.get(WORKFLOW_HEADER) != workflow_id]
         return removed
 
+    def watch(self, job_id: str) -> str | None:
+        """Watch a stored job from the commit on, or say how it ended (see ``WorkflowStore.watch``)."""
+        store = self._driver._store
+        rec = store.records.get(job_id)
+        if rec is not None and job_id not in self._removed:
+            try:
+                headers = Message.decode(rec.body).headers
+            except MalformedMessage:
+                headers = {}
+            if WORKFLOW_HEADER in headers:
+                return ws.MEMBER
+            self._watched.add(job_id)
+            return ws.WATCHED
+        kept = store.results.get(job_id)
+        if kept is not None and kept.finished_at < time.time() - self._driver.results_ttl:
+            kept = None
+        failed = store.failed.get(job_id)
+        if failed is not None and (kept is None or failed.failed_at >= kept.finished_at):
+            return ws.FAILED
+        if kept is not None:
+            return ws.CANCELLED if kept.state == CANCELLED else ws.SUCCEEDED
+        return None
+
     def commit(self) -> None:
         """Apply every change kept (the caller holds the store's lock)."""
         driver, store = self._driver, self._driver._store
         now = time.time()
         store.workflows.update(self._saved)
+        store.watched.update(self._watched)
         for ident in self._removed:
             rec = store.records.pop(ident, None)
             if rec is not None:

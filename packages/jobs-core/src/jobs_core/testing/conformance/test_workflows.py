@@ -25,7 +25,7 @@ import pytest
 
 from jobs_core import workflow_state as ws
 from jobs_core.driver import Capability, Driver
-from jobs_core.errors import WorkflowNotFound
+from jobs_core.errors import WorkflowError, WorkflowNotFound
 from jobs_core.ids import new_id
 from jobs_core.message import Delivery
 from jobs_core.status import CANCEL_REMOVED, CANCEL_REQUESTED
@@ -33,6 +33,7 @@ from jobs_core.testing.conformance._helpers import (
     LONG_LEASE,
     assert_nothing,
     delivery_timeout,
+    enqueue_one,
     message,
     reserve_one,
     reserve_until,
@@ -95,6 +96,30 @@ def make_dependent(driver: Driver, queue: str, after: Sequence[str], payload: An
     return job.id
 
 
+@dataclasses.dataclass
+class Started:
+    """A batch made by :func:`start_batch`: its id, its queues, and its jobs reserved."""
+
+    batch_id: str
+    queue: str
+    callbacks: str
+    got: list[Delivery]
+
+
+def start_batch(
+    driver: Driver, queues: QueueFactory, count: int, *, reserve: int | None = None, **options: Any
+) -> Started:
+    """A batch of ``count`` jobs on a new queue, callbacks on another, ``reserve`` jobs
+    (all by default) reserved; ``options`` as :func:`make_batch` takes them.
+    """
+    queue, callbacks = queues(), queues()
+    batch_id = make_batch(driver, queue, count, callbacks, **options)
+    wanted = count if reserve is None else reserve
+    got = reserve_until(driver, [queue], wanted) if wanted else []
+    assert len(got) == wanted, f"reserved {len(got)} of the batch's {wanted} jobs"
+    return Started(batch_id, queue, callbacks, got)
+
+
 def record_of(driver: Driver, workflow_id: str) -> ws.WorkflowRecord:
     record = driver.workflow(workflow_id)
     assert record is not None, f"workflow {workflow_id} is not stored"
@@ -129,11 +154,10 @@ def callbacks_fired(driver: Driver, queue: str) -> list[str]:
 def test_a_batch_counts_each_job_once_and_fires_then_and_finally_once(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 5, callbacks)
+    b = start_batch(jobs_driver, jobs_queue_factory, 5)
+    batch_id, callbacks, got = b.batch_id, b.callbacks, b.got
     record = record_of(jobs_driver, batch_id)
     assert (record.kind, record.status, record.total, record.pending) == (ws.BATCH, ws.RUNNING, 5, 5)
-    got = reserve_until(jobs_driver, [queue], 5)
     jobs_driver.ack(got[0])
     jobs_driver.ack(got[0])  # idempotent: counted once
     assert record_of(jobs_driver, batch_id).succeeded == 1
@@ -149,9 +173,8 @@ def test_a_batch_counts_each_job_once_and_fires_then_and_finally_once(
 def test_a_failure_fires_catch_at_once_and_finally_at_the_end(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 3, callbacks)
-    got = reserve_until(jobs_driver, [queue], 3)
+    b = start_batch(jobs_driver, jobs_queue_factory, 3)
+    batch_id, callbacks, got = b.batch_id, b.callbacks, b.got
     jobs_driver.fail(got[0], "ValueError: first")
     jobs_driver.fail(got[0], "ValueError: again")  # lease gone: ignored
     assert callbacks_fired(jobs_driver, callbacks) == ["catch"]
@@ -164,9 +187,8 @@ def test_a_failure_fires_catch_at_once_and_finally_at_the_end(
 
 
 def test_allow_failures_fires_catch_at_the_end(jobs_driver: Driver, jobs_queue_factory: QueueFactory) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 2, callbacks, allow_failures=True)
-    got = reserve_until(jobs_driver, [queue], 2)
+    b = start_batch(jobs_driver, jobs_queue_factory, 2, allow_failures=True)
+    batch_id, callbacks, got = b.batch_id, b.callbacks, b.got
     jobs_driver.fail(got[0], "ValueError: boom")
     assert callbacks_fired(jobs_driver, callbacks) == []
     jobs_driver.ack(got[1])
@@ -175,8 +197,8 @@ def test_allow_failures_fires_catch_at_the_end(jobs_driver: Driver, jobs_queue_f
 
 
 def test_a_retry_is_not_a_completion(jobs_driver: Driver, jobs_queue_factory: QueueFactory) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 1, callbacks, max_retries=3)
+    b = start_batch(jobs_driver, jobs_queue_factory, 1, reserve=0, max_retries=3)
+    batch_id, queue, callbacks = b.batch_id, b.queue, b.callbacks
     for attempt in range(3):
         jobs_driver.retry(reserve_one(jobs_driver, queue), 0.0, f"error {attempt}")
         record = record_of(jobs_driver, batch_id)
@@ -190,9 +212,8 @@ def test_a_retry_is_not_a_completion(jobs_driver: Driver, jobs_queue_factory: Qu
 def test_a_failed_job_retried_from_the_failed_store_counts_as_succeeded(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 2, callbacks, allow_failures=True)
-    got = reserve_until(jobs_driver, [queue], 2)
+    b = start_batch(jobs_driver, jobs_queue_factory, 2, allow_failures=True)
+    batch_id, queue, callbacks, got = b.batch_id, b.queue, b.callbacks, b.got
     jobs_driver.fail(got[0], "ValueError: boom")
     jobs_driver.ack(got[1])
     assert callbacks_fired(jobs_driver, callbacks) == ["catch", "finally"]
@@ -353,9 +374,8 @@ def test_a_transaction_that_raises_stores_nothing(jobs_driver: Driver, jobs_queu
 def test_cancel_removes_the_waiting_jobs_and_running_ones_finish(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 5, callbacks)
-    running = reserve_until(jobs_driver, [queue], 2)
+    b = start_batch(jobs_driver, jobs_queue_factory, 5, reserve=2)
+    batch_id, queue, callbacks, running = b.batch_id, b.queue, b.callbacks, b.got
     with jobs_driver.workflow_transaction() as store:
         assert ws.cancel(store, batch_id)
     with jobs_driver.workflow_transaction() as store:
@@ -375,9 +395,8 @@ def test_cancel_removes_the_waiting_jobs_and_running_ones_finish(
 def test_cancelling_a_failed_job_waiting_for_its_retry_counts_it_cancelled_not_failed(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 2, callbacks, allow_failures=True)
-    failing, running = reserve_until(jobs_driver, [queue], 2)
+    b = start_batch(jobs_driver, jobs_queue_factory, 2, allow_failures=True)
+    batch_id, callbacks, (failing, running) = b.batch_id, b.callbacks, b.got
     jobs_driver.fail(failing, "ValueError: boom")
     assert jobs_driver.retry_failed(failing.id)
     with jobs_driver.workflow_transaction() as store:
@@ -392,9 +411,8 @@ def test_cancelling_a_failed_job_waiting_for_its_retry_counts_it_cancelled_not_f
 def test_jobs_added_to_a_running_batch_are_counted_before_it_can_end(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 1, callbacks)
-    first = reserve_one(jobs_driver, queue)
+    b = start_batch(jobs_driver, jobs_queue_factory, 1)
+    batch_id, queue, callbacks, (first,) = b.batch_id, b.queue, b.callbacks, b.got
     extra = [message(queue, {"extra": n}, headers={ws.WORKFLOW_HEADER: batch_id}) for n in range(2)]
     with jobs_driver.workflow_transaction() as store:
         ws.add(store, batch_id, extra)
@@ -522,9 +540,8 @@ def _cancel_waiting(driver: Driver, delivery: Delivery) -> None:
 def test_a_batch_job_cancelled_while_waiting_counts_as_failed_and_the_batch_finishes(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 3, callbacks)
-    got = reserve_until(jobs_driver, [queue], 3)
+    b = start_batch(jobs_driver, jobs_queue_factory, 3)
+    batch_id, queue, callbacks, got = b.batch_id, b.queue, b.callbacks, b.got
     _cancel_waiting(jobs_driver, got[2])
     assert jobs_driver.cancel(got[2].id) != CANCEL_REMOVED, "a second cancel changes nothing"
     assert callbacks_fired(jobs_driver, callbacks) == ["catch"], "catch fires at once, as for a failure"
@@ -540,9 +557,8 @@ def test_a_batch_job_cancelled_while_waiting_counts_as_failed_and_the_batch_fini
 def test_an_allow_failures_batch_goes_on_after_a_cancelled_job(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 2, callbacks, allow_failures=True)
-    first, second = reserve_until(jobs_driver, [queue], 2)
+    b = start_batch(jobs_driver, jobs_queue_factory, 2, allow_failures=True)
+    batch_id, callbacks, (first, second) = b.batch_id, b.callbacks, b.got
     _cancel_waiting(jobs_driver, second)
     assert callbacks_fired(jobs_driver, callbacks) == []
     jobs_driver.ack(first)
@@ -555,9 +571,8 @@ def test_an_allow_failures_batch_goes_on_after_a_cancelled_job(
 def test_a_running_batch_job_finished_as_cancelled_is_counted(
     jobs_driver: Driver, jobs_queue_factory: QueueFactory
 ) -> None:
-    queue, callbacks = jobs_queue_factory(), jobs_queue_factory()
-    batch_id = make_batch(jobs_driver, queue, 1, callbacks)
-    running = reserve_one(jobs_driver, queue)
+    b = start_batch(jobs_driver, jobs_queue_factory, 1)
+    batch_id, callbacks, (running,) = b.batch_id, b.callbacks, b.got
     assert jobs_driver.cancel(running.id) == CANCEL_REQUESTED
     assert record_of(jobs_driver, batch_id).pending == 1, "counted when the worker ends it, not before"
     jobs_driver.ack_cancelled(running)
@@ -609,3 +624,232 @@ def test_a_cancelled_dependent_job_ends_cancelled_and_fails_the_jobs_waiting_for
     assert (record.status, record.cancelled, record.finished) == (ws.CANCELLED, 1, True)
     failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=jobs_queue)}
     assert tracked in failed[follower] and "cancelled" in failed[follower]
+
+
+# -- waiting for a plainly dispatched job (a watch) -------------------------------
+
+
+def test_a_job_can_wait_for_plainly_dispatched_jobs_waiting_or_running(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    running_id = enqueue_one(jobs_driver, message(queue, "first"))
+    running = reserve_one(jobs_driver, queue)
+    waiting_id = enqueue_one(jobs_driver, message(queue, "second"))
+    dependent = make_dependent(jobs_driver, later, [running_id, waiting_id])
+    assert record_of(jobs_driver, dependent).status == ws.WAITING
+    jobs_driver.ack(running)
+    assert_nothing(jobs_driver, [later])
+    second = reserve_one(jobs_driver, queue)
+    assert second.id == waiting_id
+    assert ws.WORKFLOW_HEADER not in second.message.headers, "a watched job's message is unchanged"
+    jobs_driver.ack_many([second])
+    assert reserve_one(jobs_driver, later).id == dependent
+    assert_nothing(jobs_driver, [later])
+    for job_id in (running_id, waiting_id):
+        record = record_of(jobs_driver, job_id)
+        assert (record.kind, record.status, record.succeeded, record.finished) == (
+            ws.JOB,
+            ws.SUCCEEDED,
+            1,
+            True,
+        )
+
+
+def test_a_retried_watched_job_counts_once_when_it_finally_succeeds(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    job_id = enqueue_one(jobs_driver, message(queue, "flaky", max_retries=2))
+    dependent = make_dependent(jobs_driver, later, [job_id])
+    jobs_driver.retry(reserve_one(jobs_driver, queue), 0.0, "ValueError: once")
+    assert_nothing(jobs_driver, [later])
+    again = reserve_one(jobs_driver, queue)
+    jobs_driver.ack(again)
+    jobs_driver.ack(again)  # lease gone: ignored
+    assert reserve_one(jobs_driver, later).id == dependent
+    assert record_of(jobs_driver, job_id).succeeded == 1
+
+
+@pytest.mark.jobs_requires(Capability.FAILED_STORE)
+def test_a_failed_watched_job_fails_the_job_waiting_for_it(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    job_id = enqueue_one(jobs_driver, message(queue, "doomed"))
+    dependent = make_dependent(jobs_driver, later, [job_id])
+    jobs_driver.fail(reserve_one(jobs_driver, queue), "ValueError: boom")
+    assert_nothing(jobs_driver, [later])
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
+    assert job_id in failed[dependent] and "ValueError: boom" in failed[dependent]
+    assert record_of(jobs_driver, dependent).status == ws.FAILED
+
+
+@pytest.mark.jobs_requires(Capability.STATUS, Capability.FAILED_STORE)
+def test_waiting_for_a_finished_job_runs_at_once_or_fails_at_once(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    if jobs_driver.results_ttl <= 0:
+        pytest.skip("the driver keeps no results (results_ttl is 0)")
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    done_id = enqueue_one(jobs_driver, message(queue, "done"))
+    jobs_driver.ack_results([reserve_one(jobs_driver, queue)], ['"ok"'])
+    failed_id = enqueue_one(jobs_driver, message(queue, "failed"))
+    jobs_driver.fail(reserve_one(jobs_driver, queue), "ValueError: boom")
+    runs = make_dependent(jobs_driver, later, [done_id])
+    assert reserve_one(jobs_driver, later).id == runs
+    fails = make_dependent(jobs_driver, later, [done_id, failed_id])
+    assert_nothing(jobs_driver, [later])
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
+    assert failed_id in failed[fails]
+    assert jobs_driver.workflow(done_id) is None, "nothing to watch: no record"
+
+
+def test_waiting_for_an_unknown_job_or_a_job_of_a_batch_is_refused(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    b = start_batch(jobs_driver, jobs_queue_factory, 1, reserve=0)
+    later = jobs_queue_factory()
+    with pytest.raises(WorkflowNotFound, match="no-such-job"):
+        make_dependent(jobs_driver, later, ["no-such-job"])
+    member = reserve_one(jobs_driver, b.queue)
+    with pytest.raises(WorkflowError, match="batch or chain id"):
+        make_dependent(jobs_driver, later, [member.id])
+    assert jobs_driver.workflow(member.id) is None
+    assert_nothing(jobs_driver, [later])
+
+
+def _watch_together(
+    driver: Driver,
+    queue: str,
+    job_id: str,
+    barrier: threading.Barrier,
+    made: list[str],
+    errors: list[BaseException],
+) -> None:
+    barrier.wait(timeout=30)
+    try:
+        made.append(make_dependent(driver, queue, [job_id]))
+    except WorkflowNotFound:  # the ack came first and no result is kept
+        pass
+    except BaseException as exc:  # reported by the test
+        errors.append(exc)
+
+
+def test_a_watch_racing_the_ack_never_leaves_the_dependent_waiting(
+    jobs_driver_factory: DriverFactory, jobs_queue_factory: QueueFactory
+) -> None:
+    """The ack and the watch meet on the job's row: either the watch came first
+    (the ack counts it and the dependent is enqueued) or the ack did (the job is
+    finished: known by its kept result, or unknown and refused).
+    """
+    acker, watcher = jobs_driver_factory(), jobs_driver_factory()
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    for _ in range(8):
+        job_id = enqueue_one(acker, message(queue, "raced"))
+        held = reserve_one(acker, queue)
+        barrier = threading.Barrier(2)
+        made: list[str] = []
+        errors: list[BaseException] = []
+        thread = threading.Thread(
+            target=_watch_together, args=(watcher, later, job_id, barrier, made, errors)
+        )
+        thread.start()
+        _ack_together(acker, held, barrier, errors)
+        thread.join(60)
+        assert not errors, errors
+        if made:
+            assert reserve_one(acker, later).id == made[0]
+            assert record_of(acker, made[0]).status == ws.RUNNING
+    assert_nothing(acker, [queue, later])
+
+
+# -- cancelling a chain, a waiting dependent job ----------------------------------
+
+
+@pytest.mark.jobs_requires(Capability.FAILED_STORE)
+def test_cancelling_a_chain_keeps_its_waiting_links_from_running(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    chain_id = make_chain(jobs_driver, queue, 4)
+    dependent = make_dependent(jobs_driver, later, [chain_id])
+    jobs_driver.ack(reserve_one(jobs_driver, queue))
+    with jobs_driver.workflow_transaction() as store:
+        assert ws.cancel(store, chain_id, ws.CHAIN)
+    with jobs_driver.workflow_transaction() as store:
+        assert not ws.cancel(store, chain_id, ws.CHAIN), "a second cancel changes nothing"
+    assert_nothing(jobs_driver, [queue, later])
+    record = record_of(jobs_driver, chain_id)
+    assert (record.status, record.succeeded, record.cancelled, record.pending) == (ws.CANCELLED, 1, 3, 0)
+    assert record.finished
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
+    assert chain_id in failed[dependent] and "cancelled" in failed[dependent]
+
+
+def test_a_chain_cancelled_while_a_link_runs_ends_when_the_link_finishes(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    chain_id = make_chain(jobs_driver, jobs_queue, 3)
+    running = reserve_one(jobs_driver, jobs_queue)
+    with jobs_driver.workflow_transaction() as store:
+        assert ws.cancel(store, chain_id, ws.CHAIN)
+    record = record_of(jobs_driver, chain_id)
+    assert (record.status, record.cancelled, record.pending, record.finished) == (ws.CANCELLED, 2, 1, False)
+    jobs_driver.ack(running)
+    assert_nothing(jobs_driver, [jobs_queue])
+    record = record_of(jobs_driver, chain_id)
+    assert (record.status, record.succeeded, record.cancelled, record.pending) == (ws.CANCELLED, 1, 2, 0)
+    assert record.finished
+
+
+def test_cancelling_a_batch_as_a_chain_is_refused(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    b = start_batch(jobs_driver, jobs_queue_factory, 1, reserve=0)
+    with pytest.raises(WorkflowError, match="not a chain"), jobs_driver.workflow_transaction() as store:
+        ws.cancel(store, b.batch_id, ws.CHAIN)
+    assert record_of(jobs_driver, b.batch_id).status == ws.RUNNING
+
+
+@pytest.mark.jobs_requires(Capability.FAILED_STORE)
+def test_a_dependent_job_cancelled_while_it_waits_never_runs_and_fails_its_followers(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    b = start_batch(jobs_driver, jobs_queue_factory, 1)
+    later = jobs_queue_factory()
+    dependent = make_dependent(jobs_driver, later, [b.batch_id])
+    follower = make_dependent(jobs_driver, later, [dependent])
+    with jobs_driver.workflow_transaction() as store:
+        assert ws.cancel_waiting_job(store, dependent)
+    with jobs_driver.workflow_transaction() as store:
+        assert not ws.cancel_waiting_job(store, dependent), "it no longer waits"
+        assert not ws.cancel_waiting_job(store, b.batch_id), "a batch is not a waiting job"
+    record = record_of(jobs_driver, dependent)
+    assert (record.status, record.cancelled, record.finished) == (ws.CANCELLED, 1, True)
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
+    assert dependent in failed[follower] and "cancelled" in failed[follower]
+    jobs_driver.ack(b.got[0])  # the dependency finishes: the cancelled job stays unrun
+    assert_nothing(jobs_driver, [later])
+    assert record_of(jobs_driver, dependent).status == ws.CANCELLED
+
+
+# -- pruning -----------------------------------------------------------------------
+
+
+@pytest.mark.jobs_requires(Capability.PRUNE)
+def test_prune_removes_finished_workflow_records_only(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    done = start_batch(jobs_driver, jobs_queue_factory, 1)
+    jobs_driver.ack(done.got[0])
+    running = start_batch(jobs_driver, jobs_queue_factory, 1, reserve=0)
+    stopped = make_chain(jobs_driver, running.queue, 1)
+    jobs_driver.prune(3600.0)
+    assert jobs_driver.workflow(done.batch_id) is not None, "younger than the retention: kept"
+    time.sleep(0.05)
+    removed = jobs_driver.prune(0.01)
+    assert removed >= 2, "the finished batch's record and its acknowledged job are counted"
+    assert jobs_driver.workflow(done.batch_id) is None
+    assert record_of(jobs_driver, running.batch_id).status == ws.RUNNING
+    assert record_of(jobs_driver, stopped).status == ws.RUNNING
