@@ -5,25 +5,16 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
 
 import pytest
 from conftest import XSS
 from jobs_core import JobsApp
 from jobs_core.status import Progress
 from jobs_core.worker_records import WorkerRecord
-from jobs_dashboard import DashboardSettings, create_app
 from jobs_dashboard_test_jobs import explode, ok
 from starlette.testclient import TestClient
 
 BACKENDS = ["memory", "sqlite", "postgresql", "mariadb"]
-
-
-@pytest.fixture
-def client(jobs: JobsApp) -> Iterator[TestClient]:
-    application = create_app(jobs, DashboardSettings(sample_interval=3600))
-    with TestClient(application, base_url="http://localhost") as test_client:
-        yield test_client
 
 
 def job_row(page: str, job_id: str) -> str:
