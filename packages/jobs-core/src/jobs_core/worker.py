@@ -29,7 +29,6 @@ import time
 import types
 from collections.abc import Callable
 
-from jobs_core.distributions import distribution_version
 from jobs_core.driver import Capability
 from jobs_core.executor import bind_executor
 from jobs_core.heartbeat import Heartbeat
@@ -238,7 +237,6 @@ class Worker(PooledWorker):
                 self.queues,
                 self.concurrency,
                 lambda: (self._processed, self._failed),
-                version=distribution_version("jobs_core"),
             )
         ]
 

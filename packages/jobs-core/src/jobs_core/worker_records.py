@@ -104,8 +104,8 @@ class WorkerBeacon:
     A :class:`~jobs_core.worker_core.Service`: ``start(stop_event)`` starts its
     thread; once ``stop_event`` is set the record is removed. ``counts()``
     gives the worker's ``(processed, failed)`` counters when a record is
-    written. A failed write is logged and tried again at the next interval;
-    it never stops the worker.
+    written; ``version`` defaults to jobs-core's. A failed write is
+    logged and tried again at the next interval; it never stops the worker.
     """
 
     def __init__(
@@ -117,7 +117,7 @@ class WorkerBeacon:
         counts: Callable[[], tuple[int, int]],
         *,
         interval: float = BEACON_INTERVAL,
-        version: str = "",
+        version: str | None = None,
     ) -> None:
         self.driver = driver
         self.interval = interval
@@ -144,7 +144,7 @@ class WorkerBeacon:
             last_seen=time.time(),
             processed=processed,
             failed=failed,
-            version=self.version,
+            version=self.version or "",
         )
 
     def start(self, stop_event: threading.Event) -> None:
@@ -158,6 +158,10 @@ class WorkerBeacon:
             self.thread.join(timeout)
 
     def _run(self, stop_event: threading.Event) -> None:
+        if self.version is None:
+            from jobs_core import __version__  # at run time: the package is imported by then
+
+            self.version = __version__
         while True:
             try:
                 self.driver.save_worker(self.record())
