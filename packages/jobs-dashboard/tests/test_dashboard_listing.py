@@ -40,6 +40,7 @@ def test_jobs_page_shows_running_jobs_with_progress_and_filters_by_state_and_que
     assert "&lt;b&gt;rows&lt;/b&gt;" in row and "<b>rows</b>" not in page
     assert f'data-id="{waiting}"' not in page and f'data-id="{other}"' not in page
     assert 'hx-get="/jobs/list/live?state=running' in page
+    assert re.findall(r'href="([^"]*)" aria-current="page"', page) == ["/jobs/list"]  # not "Look up a job"
 
     delayed = client.get("/jobs/list", params={"state": "delayed"}).text
     assert f'data-id="{waiting}"' in delayed and f'data-id="{running}"' not in delayed

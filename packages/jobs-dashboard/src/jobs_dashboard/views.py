@@ -145,6 +145,14 @@ def _job_row(status: JobStatus) -> JobRow:
     return JobRow(status, percent, when, detail)
 
 
+def _current_page(nav: list[Page], request_path: str) -> str:
+    """The path of the navigation's page that ``request_path`` is in (the longest that holds it)."""
+    holding = [
+        page.path for page in nav if request_path == page.path or request_path.startswith(page.path + "/")
+    ]
+    return max(holding, key=len, default="")
+
+
 def _matches(entry: FailedJob, needle: str) -> bool:
     haystack = " ".join(
         (entry.id, entry.name or "", entry.queue, entry.error or "", _json(entry.payload), entry.raw or "")
@@ -200,10 +208,13 @@ class Views:
         notice_key = request.query_params.get("notice", "")
         count = request.query_params.get("count", "")
         notice = NOTICES.get(notice_key, "").format(count=int(count) if count.isdigit() else 0)
+        request_path = route_path(request.scope)
+        nav = available_pages(self.jobs.driver, self.pages)
         html = self.templates.get_template(template).render(
-            request_path=route_path(request.scope),
+            request_path=request_path,
+            current_path=_current_page(nav, request_path),
             root=root_of(request.scope),
-            nav=available_pages(self.jobs.driver, self.pages),
+            nav=nav,
             driver_name=self.jobs.driver.name,
             display_url=self.display_url,
             csrf_field=CSRF_FIELD,
