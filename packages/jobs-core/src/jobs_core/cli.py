@@ -29,7 +29,7 @@ from jobs_core import __version__
 from jobs_core.app import JobsApp
 from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
-from jobs_core.cli_status import cancel, result, status
+from jobs_core.cli_status import cancel, list_jobs, result, status, workers
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.cli_workflows import batch, batches
 from jobs_core.driver import Capability
@@ -266,6 +266,8 @@ cli.add_command(schedules)
 cli.add_command(status)
 cli.add_command(result)
 cli.add_command(cancel)
+cli.add_command(list_jobs)
+cli.add_command(workers)
 cli.add_command(batches)
 cli.add_command(batch)
 

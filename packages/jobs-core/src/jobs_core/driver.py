@@ -53,6 +53,7 @@ from jobs_core.message import (
     validate_queue_name,
 )
 from jobs_core.status import DEFAULT_RESULTS_TTL, JobStatus, Progress
+from jobs_core.worker_records import WorkerRecord
 
 if TYPE_CHECKING:
     from jobs_core.workflow_state import WorkflowRecord, WorkflowStore
@@ -130,6 +131,12 @@ class Capability(str, enum.Enum):
     #: ``Job.tenant``) round-robin, and the messages without a tenant as one
     #: more: one tenant's backlog delays another's job by at most one turn each.
     TENANT_FAIRNESS = "tenant_fairness"
+    #: ``save_worker``, ``remove_worker`` and ``workers``: the records of the
+    #: workers seen recently (see :mod:`jobs_core.worker_records`).
+    WORKERS = "workers"
+    #: ``list_jobs``: the jobs in one state (running with their worker, lease
+    #: end and progress; waiting; finished ones kept as results or failed).
+    JOB_LISTING = "job_listing"
 
 
 def _check_key(key: object, concurrency: object) -> None:
@@ -627,6 +634,57 @@ class Driver(abc.ABC):
         .. versionadded:: 0.2
         """
         raise UnsupportedOperation(self.name, Capability.CANCEL.value, "finishing cancelled jobs")
+
+    def list_jobs(
+        self, state: str, queue: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobStatus]:
+        """The jobs in ``state`` (one of :data:`~jobs_core.status.STATES`), ``limit`` from ``offset``.
+
+        Called by ``Jobs.jobs``, ``jobs list`` and the dashboard; ``queue``
+        keeps only that queue's jobs. Each answer is what :meth:`job_status`
+        would say of the job. Order: ``running`` by lease end (the soonest
+        first), ``queued`` in the order they would be reserved as far as the
+        backend can tell (else oldest first), ``delayed`` by due time, and the
+        finished states (``succeeded`` and ``cancelled`` from the results kept
+        for ``results_ttl``, ``failed`` from the failed store) newest first.
+        A job whose lease ended unrenewed is ``queued``. (``JOB_LISTING``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.JOB_LISTING.value)
+
+    # -- workers seen recently (optional) -------------------------------------
+
+    def save_worker(self, record: WorkerRecord) -> None:
+        """Create or replace the record of the worker ``record.id``.
+
+        Called by each worker's beacon thread when it starts and every few
+        seconds after (:data:`~jobs_core.worker_records.BEACON_INTERVAL`).
+        Records not renewed for
+        :data:`~jobs_core.worker_records.WORKER_EXPIRY` seconds (workers
+        killed without warning) are deleted here. (``WORKERS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKERS.value)
+
+    def remove_worker(self, worker_id: str) -> bool:
+        """Delete the record of ``worker_id`` (a worker stopping cleanly); ``False`` if there was none.
+
+        (``WORKERS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKERS.value)
+
+    def workers(self) -> list[WorkerRecord]:
+        """The workers whose record was written less than ``WORKER_EXPIRY`` seconds ago, oldest first.
+
+        Sorted by ``started_at``, then ``id``. (``WORKERS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKERS.value)
 
     # -- workflows (optional) -------------------------------------------------
 

@@ -35,6 +35,8 @@ CANCELLED = "cancelled"
 STATES = (QUEUED, DELAYED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 #: The states a job does not leave.
 FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+#: What ``Jobs.jobs`` takes for "every finished state", newest first.
+FINISHED_STATES = "finished"
 
 #: Seconds a driver keeps finished jobs' status and results unless configured.
 DEFAULT_RESULTS_TTL = 86_400.0

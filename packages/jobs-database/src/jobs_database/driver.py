@@ -26,7 +26,7 @@ from jobs_database.claims import Acker, Claimer, Handle
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
 from jobs_database.flow import FlowOperations
-from jobs_database.results import StatusOperations
+from jobs_database.listing import ListingOperations
 from jobs_database.schema import WAITING, Tables, build_tables
 from jobs_database.settings import DatabaseSettings
 from jobs_database.wakeup import (
@@ -78,6 +78,8 @@ _ALL = frozenset(
         Capability.QUEUE_PAUSE,
         Capability.RATE_LIMITS,
         Capability.CONCURRENCY_LIMITS,
+        Capability.WORKERS,
+        Capability.JOB_LISTING,
     }
 )
 
@@ -104,7 +106,7 @@ def _any_due(messages: Sequence[Message], now: float) -> bool:
     return any(m.available_at <= now for m in messages)
 
 
-class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
+class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver):
     """Jobs stored in a SQL database through SQLAlchemy 2 Core.
 
     Build it from a URL (``sqlite:///jobs.db``, ``postgresql://user@host/db``,

@@ -131,38 +131,15 @@ class StatusOperations:
                     )
                 ).first()
                 if kept is not None:
-                    found.append(
-                        JobStatus(
-                            id=job_id,
-                            state=_STATES.get(int(kept.state), SUCCEEDED),
-                            queue=kept.queue,
-                            name=kept.name,
-                            attempts=int(kept.attempts),
-                            progress=progress_from_json(kept.progress),
-                            result=None if kept.result is None else loads(kept.result),
-                            finished_at=float(kept.finished_at),
-                        )
-                    )
+                    found.append(kept_status(kept))
             entry = conn.execute(
-                sa.select(
-                    failed.c.queue, failed.c.name, failed.c.attempts, failed.c.error, failed.c.failed_at
-                )
+                sa.select(*failed_columns(failed))
                 .where(failed.c.id == job_id)
                 .order_by(failed.c.seq.desc())
                 .limit(1)
             ).first()
             if entry is not None:
-                found.append(
-                    JobStatus(
-                        id=job_id,
-                        state=FAILED,
-                        queue=entry.queue,
-                        name=entry.name,
-                        attempts=int(entry.attempts),
-                        error=entry.error,
-                        finished_at=float(entry.failed_at),
-                    )
-                )
+                found.append(failed_status(entry))
             return max(found, key=lambda s: s.finished_at or 0.0) if found else None
 
         return self._run("reading a job's status", read)
@@ -583,6 +560,39 @@ class StatusOperations:
         conn.execute(sa.delete(t.results).where(t.results.c.finished_at < cutoff))
         stale = sa.select(t.jobs.c.seq).where(t.jobs.c.seq == t.running.c.job_seq)
         conn.execute(sa.delete(t.running).where(~stale.exists()))
+
+
+def failed_columns(failed: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
+    """The columns of the failed store that :func:`failed_status` reads."""
+    c = failed.c
+    return (c.id, c.queue, c.name, c.attempts, c.error, c.failed_at)
+
+
+def failed_status(row: Any) -> JobStatus:
+    """The status of a job in the failed store, from a row of :func:`failed_columns`."""
+    return JobStatus(
+        id=row.id,
+        state=FAILED,
+        queue=row.queue,
+        name=row.name,
+        attempts=int(row.attempts),
+        error=row.error,
+        finished_at=float(row.failed_at),
+    )
+
+
+def kept_status(row: Any) -> JobStatus:
+    """The status of a succeeded or cancelled job, from its row of the ``results`` table."""
+    return JobStatus(
+        id=row.id,
+        state=_STATES.get(int(row.state), SUCCEEDED),
+        queue=row.queue,
+        name=row.name,
+        attempts=int(row.attempts),
+        progress=progress_from_json(row.progress),
+        result=None if row.result is None else loads(row.result),
+        finished_at=float(row.finished_at),
+    )
 
 
 def _decode(body: bytes | None) -> Message | None:

@@ -29,6 +29,9 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
 ``workflows``
     One row per batch, chain or dependent job (schema version 8): counts
     and state, changed in the transaction that acknowledges or fails one of its jobs.
+``workers``
+    One row per worker seen recently (schema version 13), renewed every few
+    seconds by the worker and deleted when it stops or goes stale.
 
 The jobs table constrains its columns to values a claim can act on
 (:data:`JOBS_CHECKS`): a known state, a reserved row with a lease end, a
@@ -232,7 +235,9 @@ def build_tables(prefix: str) -> Tables:
     )
     workflow_table(md, prefix)
     build_flow_tables(md, prefix)
-    return Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
+    tables = Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
+    worker_table(tables)
+    return tables
 
 
 def workflow_table(md: sa.MetaData, prefix: str) -> sa.Table:
@@ -290,6 +295,23 @@ def build_flow_tables(md: sa.MetaData, prefix: str) -> None:
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("holder", sa.String(96), primary_key=True),
         sa.Column("until", _Time, nullable=False),
+    )
+
+
+def worker_table(t: Tables) -> sa.Table:
+    """The ``workers`` table of ``t`` (schema version 13): one row per worker seen
+    recently, its :class:`~jobs_core.worker_records.WorkerRecord` as JSON in ``data``.
+    Defined on ``t.metadata`` once.
+    """
+    name = f"{t.prefix}workers"
+    if name in t.metadata.tables:
+        return t.metadata.tables[name]
+    return sa.Table(
+        name,
+        t.metadata,
+        sa.Column("id", sa.String(120), primary_key=True),
+        sa.Column("last_seen", _Time, nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
     )
 
 
@@ -564,8 +586,13 @@ def _v12(conn: sa.Connection, t: Tables) -> None:
         index.create(conn)
 
 
+def _v13(conn: sa.Connection, t: Tables) -> None:
+    """Version 13: the ``workers`` table (workers seen recently)."""
+    worker_table(t).create(conn, checkfirst=True)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12, _v13)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
