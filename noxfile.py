@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -117,6 +118,9 @@ def tests(session: nox.Session) -> None:
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
     paths.append(str(ROOT / "tests"))
+    # jobs-database's pooler test starts a PgBouncer of its own: under CI it must be there.
+    if os.environ.get("CI") and not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
+        session.error("pgbouncer is missing: apt-get install pgbouncer (.ci/run does)")
     session.run("pytest", *paths, *session.posargs)
 
 

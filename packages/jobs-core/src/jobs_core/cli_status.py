@@ -12,17 +12,19 @@ import sys
 
 import click
 
-from jobs_core.app import JobsApp
-from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
+from jobs_core.cli_output import (
+    emit_json,
+    json_option,
+    open_app,
+    print_table,
+    short_time,
+    url_option,
+)
 from jobs_core.errors import JobCancelled, JobFailed
 from jobs_core.status import CANCEL_FINISHED, CANCEL_REMOVED, FINISHED_STATES, RUNNING, STATES, JobStatus
 
 #: Exit status of ``jobs result`` for a job that failed or was cancelled.
 EXIT_JOB_FAILED = 1
-
-
-def _app(url: str | None, command: str) -> JobsApp:
-    return JobsApp(require_url(url, command), load_plugins=False)
 
 
 def _describe(status: JobStatus) -> list[tuple[str, str]]:
@@ -74,7 +76,7 @@ def _json_text(value: object) -> str:
 @json_option
 def status(url: str | None, job_id: str, as_json: bool) -> None:
     """Where job ID is: queued, delayed, running (worker, lease, progress), succeeded, failed, cancelled."""
-    found = _app(url, "status").status(job_id)
+    found = open_app(url, "status").status(job_id)
     if as_json:
         emit_json(found.to_dict())
         return
@@ -98,7 +100,7 @@ def result(url: str | None, job_id: str, timeout: float, as_json: bool) -> None:
 
     Exit status 1 if the job failed or was cancelled (or is not finished in time).
     """
-    app = _app(url, "result")
+    app = open_app(url, "result")
     try:
         value = app.result(job_id, timeout=timeout)
     except (JobFailed, JobCancelled) as exc:
@@ -119,7 +121,7 @@ def result(url: str | None, job_id: str, timeout: float, as_json: bool) -> None:
 @json_option
 def cancel(url: str | None, job_id: str, as_json: bool) -> None:
     """Cancel job ID: a waiting job is removed; a running job's worker is asked to stop it."""
-    outcome = _app(url, "cancel").cancel(job_id)
+    outcome = open_app(url, "cancel").cancel(job_id)
     if as_json:
         emit_json({"id": job_id, "outcome": outcome})
         return
@@ -148,7 +150,7 @@ def list_jobs(  # noqa: PLR0917 (click passes the options by name; one per optio
     url: str | None, state: str, queue: str | None, limit: int, offset: int, as_json: bool
 ) -> None:
     """Jobs in one state: running (worker, lease, progress), queued, delayed, or finished ones kept."""
-    found = _app(url, "list").jobs(state, queue, limit, offset)
+    found = open_app(url, "list").jobs(state, queue, limit, offset)
     if as_json:
         emit_json([status.to_dict() for status in found])
         return
@@ -182,7 +184,7 @@ def _finished_detail(status: JobStatus) -> str:
 @json_option
 def workers(url: str | None, as_json: bool) -> None:
     """Workers seen recently: host, pid, queues, concurrency, started, last seen, jobs done and failed."""
-    found = _app(url, "workers").workers()
+    found = open_app(url, "workers").workers()
     if as_json:
         emit_json([record.to_dict() for record in found])
         return

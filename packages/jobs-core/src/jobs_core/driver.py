@@ -26,7 +26,7 @@ Contract summary (the conformance suite is the executable form; the guide
   times, lease ends, ``failed_at`` and the ``prune`` cutoff are all read from
   it, never from a server's clock. ``timeout`` is a duration.
 
-Some 600 lines: the whole contract, each operation documented where it is
+Over 400 lines: the whole contract, in one place, each operation documented where it is
 declared (what it receives, returns and raises, and when it is called).
 """
 

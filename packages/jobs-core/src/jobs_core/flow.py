@@ -10,6 +10,9 @@ the driver (:attr:`~jobs_core.driver.Capability.QUEUE_PAUSE`,
 counted in one worker's memory. :class:`FlowGate` is the worker's side: it
 picks the queues to reserve from, and admits, delays or expires what was
 reserved before anything starts.
+
+Over 400 lines: what a job asks for (checked at dispatch, carried in headers)
+and how the worker's gate reads it back are one format, kept in one place.
 """
 
 from __future__ import annotations

@@ -4,6 +4,9 @@
 threads (started as they are needed, at most ``concurrency``), ``async def``
 jobs to the event loop, where each runs as a task, at most ``concurrency`` at
 once of both kinds together; its prefetch window follows the jobs' pace.
+
+Over 400 lines: the runner threads, the event loop's tasks and the prefetch
+window share one count of running jobs and one lock, so they stay together.
 """
 
 from __future__ import annotations

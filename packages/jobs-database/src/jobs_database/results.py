@@ -28,13 +28,11 @@ from jobs_core.status import (
     CANCEL_REMOVED,
     CANCEL_REQUESTED,
     CANCELLED,
-    DELAYED,
     FAILED,
-    QUEUED,
-    RUNNING,
     SUCCEEDED,
     JobStatus,
     Progress,
+    live_status,
     progress_from_json,
     progress_json,
 )
@@ -603,22 +601,15 @@ def _decode(body: bytes | None) -> Message | None:
 
 
 def _live(job_id: str, row: Any, extra: Any, now: float) -> JobStatus:
-    message = _decode(row.body)
-    if row.state == RESERVED and (row.lease_until or 0.0) > now:
-        state = RUNNING
-    elif row.state == RESERVED or row.visible_at <= now:
-        state = QUEUED
-    else:
-        state = DELAYED
-    return JobStatus(
-        id=job_id,
-        state=state,
-        queue=row.queue,
-        name="" if message is None else message.name,
-        attempts=0 if message is None else message.attempts,
+    return live_status(
+        job_id,
+        row.queue,
+        row.body,
+        reserved=row.state == RESERVED,
         available_at=float(row.visible_at),
-        lease_expires_at=float(row.lease_until) if state == RUNNING else None,
-        worker=extra.worker if extra is not None and state == RUNNING else None,
+        lease_expires_at=None if row.lease_until is None else float(row.lease_until),
+        now=now,
+        worker=None if extra is None else extra.worker,
         progress=None if extra is None else progress_from_json(extra.progress),
         cancel_requested=bool(extra is not None and extra.cancel),
     )
