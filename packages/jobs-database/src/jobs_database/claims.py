@@ -72,11 +72,8 @@ class Claimer(_Statements):
             f"AND (state = {WAITING} OR lease_until < :now) "
             "ORDER BY priority DESC, visible_at, seq LIMIT :limit"
         )
-        self._sources = {
-            # One tenant's jobs, found in the tenant claim index; the jobs without a tenant.
-            True: self._source_claim(jobs, pick, "tenant = :tenant", f"{tables.prefix}jobs_tenant"),
-            False: self._source_claim(jobs, pick, "tenant IS NULL", f"{tables.prefix}jobs_claim"),
-        }
+        # One source's jobs (a tenant's; "": those without one), found in the tenant claim index.
+        self._source = self._source_claim(jobs, pick, f"{tables.prefix}jobs_tenant")
         if backend == "postgresql":
             self._claim = sa.text(
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq::text, "
@@ -113,9 +110,9 @@ class Claimer(_Statements):
                 "lease_until = %(until)s WHERE seq IN ({seqs})"
             )
 
-    def _source_claim(self, jobs: str, pick: str, condition: str, index: str) -> sa.TextClause:
-        """The claim of one source of a queue with tenants: ``(statement, MySQL update)``."""
-        picked = pick.replace("AND visible_at <= :now", f"AND {condition} AND visible_at <= :now", 1)
+    def _source_claim(self, jobs: str, pick: str, index: str) -> sa.TextClause:
+        """The claim of one source of a queue with tenants."""
+        picked = pick.replace("AND visible_at <= :now", "AND tenant = :tenant AND visible_at <= :now", 1)
         if self.backend == "postgresql":
             statement = sa.text(
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq::text, "
@@ -143,15 +140,15 @@ class Claimer(_Statements):
         self,
         conn: sa.Connection,
         queue: str,
-        tenant: str | None,
+        tenant: str,
         *,
         limit: int,
         now: float,
         until: float,
         token: str,
     ) -> Sequence[Row]:
-        """Lease up to ``limit`` rows of ``queue`` of ``tenant`` (``None``: the rows without a tenant)."""
-        statement = self._sources[tenant is not None]
+        """Lease up to ``limit`` rows of ``queue`` stored with ``tenant``."""
+        statement = self._source
         params = {"queue": queue, "now": now, "until": until, "token": token, "limit": limit}
         params["tenant"] = tenant
         if self.backend == "postgresql":

@@ -24,7 +24,7 @@ from jobs_database.bulk import SMALL_BATCH, BulkInsert
 from jobs_database.claims import Acker, Claimer, Handle
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
-from jobs_database.fairness import TenantClaims, carries_tenant, tenant_of
+from jobs_database.fairness import TenantClaims, carries_tenant
 from jobs_database.flow import FlowOperations
 from jobs_database.results import StatusOperations
 from jobs_database.schema import WAITING, Tables, build_tables
@@ -369,7 +369,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                 "unique_until": None if m.unique_key is None or m.unique_ttl is None else now + m.unique_ttl,
                 "created_at": m.created_at,
                 "body": b,
-                "tenant": tenant_of(m),
+                "tenant": self._tenants.stored_tenant(m),
             }
             for m, b in zip(messages, bodies, strict=True)
         ]
@@ -381,7 +381,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
         channel = (
             self.tables.notify_channel if self.backend == "postgresql" and self.settings.notify else None
         )
-        if all(m.unique_key is None for m in messages) and not carries_tenant(messages):
+        if all(m.unique_key is None for m in messages) and not self._tenants.involved(messages):
             # The common case, kept lean: one tuple per row, in BulkInsert's column order.
             values = [_plain_row(m, b) for m, b in zip(messages, bodies, strict=True)]
             notified = self._bulk.insert(conn, values, channel, now)
@@ -401,7 +401,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                 notified |= bulk.insert(conn, plain, channel, now)
         tenants = {(r["queue"], r["tenant"]) for r in rows if r["tenant"] is not None}
         if tenants:
-            self._tenants.record(conn, tenants, self._insert_missing)
+            self._tenants.record(conn, tenants, self)
         ids: list[str | None] = []
         for row in rows:
             if row["unique_key"] is None or self._insert_keyed(conn, row, now):
@@ -504,7 +504,8 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Insert ``messages`` in one transaction (all or nothing)."""
         self.check_open()
-        tenanted = carries_tenant(messages)
+        self._tenants.queues(self._read_tenants)
+        tenanted = self._tenants.involved(messages)
         if self.backend == "postgresql" and len(messages) > SMALL_BATCH and not tenanted:
             ids = self._run("enqueue", lambda conn: self._stream(conn, messages))
             self._waker.notify()
@@ -519,7 +520,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
             autocommit=self._one_statement(messages) and not tenanted,
             after_commit=ring,
         )
-        if tenanted:
+        if tenanted and carries_tenant(messages):
             self._tenants.mark({m.queue for m in messages})
         self._waker.notify()
         return ids
@@ -565,6 +566,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
             )
         bodies = self.validate(messages)
         self._ensure_schema_in(conn)
+        self._tenants.queues(self._read_tenants)
         if carries_tenant(messages):
             self._tenants.mark({m.queue for m in messages})
         try:
@@ -597,7 +599,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
 
     def _claim(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
         token = os.urandom(8).hex() + ":"
-        fair = self._tenants.queues(lambda read: self._run("reading the queues of tenants", read))
+        fair = self._tenants.queues(self._read_tenants)
         claimers = [self._tenants.claim if queue in fair else self._claimer.claim for queue in queues]
 
         def claim(conn: sa.Connection) -> list[tuple[Handle, str, bytes, float]]:
@@ -642,6 +644,9 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
             order = {q: i for i, q in enumerate(queues)}
             deliveries.sort(key=lambda pair: (order.get(pair[1].handle[1], 0), pair[0]))
         return [d for _, d in deliveries]
+
+    def _read_tenants(self, read: Callable[[sa.Connection], list[str]]) -> list[str]:
+        return self._run("reading the queues of tenants", read)
 
     def _fail_raw(self, conn: sa.Connection, rows: list[tuple[Handle, str, bytes, str]]) -> None:
         jobs, failed = self.tables.jobs, self.tables.failed

@@ -4,19 +4,25 @@ A job dispatched with ``Job.tenant(key)`` is stored with its tenant in the
 jobs table's ``tenant`` column, and its queue and tenant get a row in the
 ``tenants`` table (with the empty tenant ``""`` standing for the queue's
 jobs without one). A claim on a queue that has tenants reads the queue's
-*sources* least recently served first (at most one per job wanted), takes
-an equal share of the batch from each (a tenant's own jobs in priority and
-due order, through the tenant claim index), fills what the shares left
-with the queue's ordinary claim, and marks the sources it took from as
-served now. One tenant's backlog therefore delays another tenant's jobs by
-at most one claim per source ahead of it, on any number of workers.
+*sources* least recently served first and takes an equal share of the
+batch from each in turn (a tenant's own jobs in priority and due order,
+through the tenant claim index); the shares of sources with fewer jobs
+due go to the others, in further turns. It marks the sources it took its
+turn from as served now, and fills what is left (jobs of a tenant without a
+``tenants`` row) with the queue's ordinary claim. One tenant's backlog
+therefore delays another tenant's jobs by at most one share of a batch per
+source ahead of it, on any number of workers.
 
-A queue whose jobs never carried a tenant is claimed as before, with one
+Jobs without a tenant in a queue with tenants are stored with the tenant
+``""``, so that every source is found through the tenant claim index (the
+jobs stored before the queue's first tenant take it then). A queue whose
+jobs never carried a tenant is stored and claimed as before, the claim one
 statement: each driver rereads which queues have tenants every
 :data:`TENANT_REFRESH` seconds (and knows at once of those it enqueued to),
-so a jobs without a tenant pay one small query per refresh, not per claim.
-A job whose tenant has no ``tenants`` row is still claimed by the fill; it is
-never stuck, only served without its turn.
+so jobs without a tenant pay one small query per refresh, not per job or
+claim. A job without its source's ``tenants`` row, or stored with no
+tenant by a producer that had not yet seen the queue's first tenant, is
+still claimed, by the fill: never stuck, only served without its turn.
 """
 
 from __future__ import annotations
@@ -25,17 +31,19 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
 
 import sqlalchemy as sa
 from jobs_core.flow_state import TENANT_HEADER
 from jobs_core.message import Message, MessageBatch
 
 from jobs_database.claims import Claimer, Row
+from jobs_database.flow import FlowOperations
 from jobs_database.schema import MAX_TENANT, Tables, flow_table
 
 #: Seconds between two reads, by a driver, of the queues that have tenants.
 TENANT_REFRESH = 0.5
+#: Sources read by a claim beyond one per job wanted: those with nothing due give their turn on.
+SPARE_SOURCES = 8
 #: The ``tenants`` row of a queue's jobs without a tenant.
 NO_TENANT = ""
 
@@ -69,6 +77,7 @@ class TenantClaims:
         self.backend = backend
         self.claimer = claimer
         self._table = flow_table(tables, "tenants")
+        self._jobs = tables.jobs
         self._known: frozenset[str] = frozenset()
         self._read = -math.inf
         self._lock = threading.Lock()
@@ -106,43 +115,74 @@ class TenantClaims:
         with self._lock:
             self._known = self._known | frozenset(queues)
 
+    def involved(self, messages: Sequence[Message]) -> bool:
+        """Whether storing ``messages`` involves tenants: one has one, or goes to a queue with tenants."""
+        if carries_tenant(messages):
+            return True
+        known = self._known
+        if not known:
+            return False
+        if isinstance(messages, MessageBatch):
+            return messages.common.get("queue") in known
+        return any(m.queue in known for m in messages)
+
+    def stored_tenant(self, message: Message) -> str | None:
+        """The ``tenant`` column of ``message``: its tenant; ``""`` in a queue with tenants; else NULL."""
+        tenant = tenant_of(message)
+        if tenant is None and message.queue in self._known:
+            return NO_TENANT
+        return tenant
+
     # -- enqueue ------------------------------------------------------------------------
 
-    def record(self, conn: sa.Connection, pairs: set[tuple[str, str]], insert_missing: Any) -> None:
+    def record(self, conn: sa.Connection, pairs: set[tuple[str, str]], ops: FlowOperations) -> None:
         """Give each ``(queue, tenant)`` of ``pairs`` its ``tenants`` row, if missing (first in line).
 
-        The queue's row for its jobs without a tenant is added with the first.
+        The queue's row for its jobs without a tenant is added with the first;
+        when it is, the jobs stored without a tenant in the queue until then
+        take the tenant ``""`` (once per queue: a scan of its rows), so that
+        they have their turn too.
         """
         queues = {queue for queue, _ in pairs}
+        jobs = self._jobs
         for queue, tenant in sorted(pairs | {(q, NO_TENANT) for q in queues}):
-            conn.execute(insert_missing(self._table, {"queue": queue, "tenant": tenant, "served_at": 0.0}))
+            row = {"queue": queue, "tenant": tenant, "served_at": 0.0}
+            if ops._inserted(conn, ops._insert_missing(self._table, row)) and tenant == NO_TENANT:
+                stmt = sa.update(jobs).where(jobs.c.queue == queue, jobs.c.tenant.is_(None))
+                conn.execute(stmt.values(tenant=NO_TENANT))
 
     # -- claim --------------------------------------------------------------------------
 
     def claim(
         self, conn: sa.Connection, queue: str, *, limit: int, now: float, until: float, token: str
     ) -> list[Row]:
-        """Lease up to ``limit`` rows of ``queue``, an equal share from each source in turn."""
-        sources = [str(s) for s in conn.execute(self._sources, {"queue": queue, "limit": limit}).scalars()]
+        """Lease up to ``limit`` rows of ``queue``, an equal share from each source in turn.
+
+        Sources are taken from least recently served first, in turns, until
+        the batch is full or none has more due; each source whose turn came
+        is marked served. What is left is filled by the ordinary claim.
+        """
+        params = {"queue": queue, "limit": limit + SPARE_SOURCES}
+        sources = [str(s) for s in conn.execute(self._sources, params).scalars()]
         rows: list[Row] = []
         served: list[str] = []
-        share = -(-limit // max(1, len(sources)))
-        for source in sources:
-            room = limit - len(rows)
-            if room <= 0:
-                break
-            served.append(source)
-            rows.extend(
-                self.claimer.claim_source(
-                    conn,
-                    queue,
-                    source or None,
-                    limit=min(share, room),
-                    now=now,
-                    until=until,
-                    token=token,
+        active = sources
+        while active and len(rows) < limit:
+            share = -(-(limit - len(rows)) // len(active))
+            more: list[str] = []
+            for source in active:
+                room = min(share, limit - len(rows))
+                if room <= 0:
+                    break
+                if source not in served:
+                    served.append(source)
+                got = self.claimer.claim_source(
+                    conn, queue, source, limit=room, now=now, until=until, token=token
                 )
-            )
+                rows.extend(got)
+                if len(got) == room:
+                    more.append(source)  # it may have more: another turn if there is room
+            active = more
         if len(rows) < limit:
             rows.extend(
                 self.claimer.claim(conn, queue, limit=limit - len(rows), now=now, until=until, token=token)
