@@ -12,7 +12,7 @@ caller's ``time.time()``, as for every other column.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -118,25 +118,39 @@ class FlowOperations:
     # -- CONCURRENCY_LIMITS ---------------------------------------------------
 
     def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
-        """Under the key's row lock: drop expired slots, count, take one if there is room."""
+        """One slot: :meth:`acquire_slots` for one holder."""
+        return self.acquire_slots(key, limit, [holder], lease) == 1
+
+    def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
+        """Under the key's row lock, in one transaction: drop expired slots, count, take what fits."""
         slots = flow_table(self.tables, "slots")
 
-        def acquire(conn: sa.Connection) -> bool:
+        def acquire(conn: sa.Connection) -> int:
             self._lock_key(conn, f"s:{key}")
             now = time.time()
             conn.execute(sa.delete(slots).where(slots.c.key == key, slots.c.until <= now))
-            holders = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
-            if holder in holders:
-                stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder == holder)
+            held = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
+            renewed: list[str] = []
+            taken: list[str] = []
+            for holder in holders:
+                if holder in held:
+                    renewed.append(holder)
+                elif len(held) < limit:
+                    held.add(holder)
+                    taken.append(holder)
+                else:
+                    break
+            if renewed:
+                stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder.in_(renewed))
                 conn.execute(stmt.values(until=now + lease))
-                return True
-            if len(holders) >= limit:
-                return False
-            conn.execute(sa.insert(slots).values(key=key, holder=holder, until=now + lease))
-            return True
+            if taken:
+                conn.execute(
+                    sa.insert(slots), [{"key": key, "holder": h, "until": now + lease} for h in taken]
+                )
+            return len(renewed) + len(taken)
 
         self._ensure_key(f"s:{key}")
-        return self._run("taking a concurrency slot", acquire)
+        return self._run("taking concurrency slots", acquire)
 
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Move the slot's ``until`` on, if it has not passed."""
