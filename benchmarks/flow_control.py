@@ -3,7 +3,8 @@
 ``drain`` (the default): each round queues ``--jobs`` no-op jobs and drains
 them with one worker in this process, in turn: plain; with a rate limit that
 does not bind (10,000,000 per second on one key); with a concurrency limit
-that does not bind (1,000,000 at once); with a tenant label. The rounds
+that does not bind (1,000,000 at once); with a tenant (on a driver with
+``TENANT_FAIRNESS`` the queue is then claimed in tenants' turns). The rounds
 alternate so that all see the same machine; the medians are printed as a
 Markdown table with each one's cost against the plain drain.
 

@@ -120,3 +120,14 @@ def test_upgrading_from_version_10_keeps_stored_jobs_and_serves_tenants(db_url: 
         assert old.id in {d.message.id for d in got}
     finally:
         driver.close()
+
+
+def test_purging_a_queue_forgets_its_tenants_without_jobs(make_driver: Callable[..., DatabaseDriver]) -> None:
+    driver = make_driver()
+    driver.enqueue(tenant_jobs("q", "a", 5) + tenant_jobs("q", "b", 2))
+    held = driver.reserve(["q"], 1, 30.0)  # a running job keeps its tenant
+    assert driver.purge("q") == 6
+    table = driver.tables.metadata.tables[f"{driver.tables.prefix}tenants"]
+    with driver.engine.connect() as conn:
+        left = set(conn.execute(sa.select(table.c.tenant)).scalars())
+    assert left == set(tenants(held))
