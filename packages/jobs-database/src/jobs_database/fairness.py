@@ -168,10 +168,11 @@ class TenantClaims:
         served: list[str] = []
         active = sources
         while active and len(rows) < limit:
-            share = -(-(limit - len(rows)) // len(active))
             more: list[str] = []
-            for source in active:
-                room = min(share, limit - len(rows))
+            for index, source in enumerate(active):
+                # An equal share of what is left among the sources still to come in this turn:
+                # what one with fewer jobs due leaves goes to those after it.
+                room = -(-(limit - len(rows)) // (len(active) - index))
                 if room <= 0:
                     break
                 if source not in served:
