@@ -616,7 +616,10 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                     break
             return rows
 
-        single = self._claimer.single_statement and len(queues) == 1 and queues[0] not in fair
+        # PostgreSQL: one queue's claim commits statement by statement, on the engine whose commits
+        # do not wait for the disk. Each statement of a claim in tenants' turns is a claim of its own
+        # (atomic, SKIP LOCKED) or the turns' bookkeeping, which needs no atomicity with them.
+        single = self._claimer.single_statement and len(queues) == 1
         rows = self._run("reserve", claim, autocommit=single, relaxed=single)
         if not rows:
             return []
