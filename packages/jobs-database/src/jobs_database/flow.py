@@ -32,7 +32,12 @@ class FlowOperations:
     backend: str
 
     def _run(
-        self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True, autocommit: bool = False
+        self,
+        operation: str,
+        fn: Callable[[sa.Connection], T],
+        retry: bool = True,
+        autocommit: bool = False,
+        relaxed: bool = False,
     ) -> T:
         raise NotImplementedError
 
@@ -161,10 +166,14 @@ class FlowOperations:
             stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder == holder, slots.c.until > now)
             return bool(conn.execute(stmt.values(until=now + lease)).rowcount)
 
-        return self._run("extending a concurrency slot", extend)
+        return self._run("extending a concurrency slot", extend, autocommit=True)
 
     def release_slot(self, key: str, holder: str) -> None:
-        """Delete the slot's row."""
+        """Delete the slot's row: one statement, on PostgreSQL committed without waiting for the disk
+        (a release lost in a server crash leaves the slot to its lease, as a crashed worker's).
+        """
         slots = flow_table(self.tables, "slots")
         stmt = sa.delete(slots).where(slots.c.key == key, slots.c.holder == holder)
-        self._run("freeing a concurrency slot", lambda conn: conn.execute(stmt))
+        self._run(
+            "freeing a concurrency slot", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True
+        )
