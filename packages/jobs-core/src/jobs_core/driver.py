@@ -814,6 +814,23 @@ class Driver(abc.ABC):
         """
         raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
 
+    def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
+        """Take slots of ``key`` for ``holders`` in order, each as :meth:`acquire_slot` would;
+        how many of them, from the first, hold one (``CONCURRENCY_LIMITS``).
+
+        A worker takes the slots of a reserved batch's jobs of one key at once.
+        The default calls :meth:`acquire_slot` for each until one is refused;
+        a driver may override it to take them all in one round trip.
+
+        .. versionadded:: 0.2
+        """
+        granted = 0
+        for holder in holders:
+            if not self.acquire_slot(key, limit, holder, lease):
+                break
+            granted += 1
+        return granted
+
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Renew ``holder``'s slot of ``key`` until now + ``lease``; ``False`` if it was lost.
 
