@@ -267,7 +267,7 @@ class QueueConsumer:
             now = time.time()
             if owned[1].expires_at <= now:
                 return False
-            owned[1].expires_at = now + seconds
+            owned[0].renew(owned[1], now + seconds)
             return True
 
     def local_counts(self, topic: str) -> tuple[int, int, int]:
@@ -583,13 +583,14 @@ class QueueConsumer:
             expired = 0
             for (topic, partition), state in self.parts.items():
                 expired += state.expire(now)
-                busy = bool(state.leases)
                 if state.in_flight < limit:
                     state.full_since = None
-                elif state.full_since is None or state.full_busy != busy:
-                    state.full_since, state.full_busy = clock, busy
+                elif state.full_since is None or (state.leases and not state.full_busy):
+                    # Full, or full and now taken from: from then on it counts as busy
+                    # (a moment between a worker's ack and its next reserve does not reset it).
+                    state.full_since, state.full_busy = clock, bool(state.leases)
                 full_for = -1.0 if state.full_since is None else clock - state.full_since
-                wait = PAUSE_AFTER if busy else IDLE_PAUSE_AFTER
+                wait = PAUSE_AFTER if state.full_busy else IDLE_PAUSE_AFTER
                 if not state.paused and (full_for >= wait or self.held):
                     state.paused = True
                     pause.append(TopicPartition(topic, partition))

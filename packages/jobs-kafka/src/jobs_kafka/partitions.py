@@ -64,9 +64,10 @@ class PartitionState:
     #: The group's committed offset when the partition was assigned (where fetching starts), if any.
     start: int | None = None
     paused: bool = False
-    #: Since when (monotonic) the window is full, while it is (and stays busy, or idle: see below).
+    #: Since when (monotonic) the window is full, while it is; restarted when a window
+    #: full of records nobody took has one taken (see ``full_busy``).
     full_since: float | None = None
-    #: Whether the full window held leased records (jobs running) when ``full_since`` was set.
+    #: Whether a record of the full window was leased (jobs of it run) since ``full_since``.
     full_busy: bool = False
     revoking: bool = False
     #: Leased records per key (keys with none are left out).
@@ -129,6 +130,11 @@ class PartitionState:
         key = record.key
         if key is not None:
             self.running[key] = self.running.get(key, 0) + 1
+
+    def renew(self, lease: Lease, expires_at: float) -> None:
+        """Move the end of ``lease`` (one of :attr:`leases`), later or earlier."""
+        lease.expires_at = expires_at
+        self.expiry_floor = min(self.expiry_floor, expires_at)
 
     def unlease(self, offset: int) -> Lease:
         """End the lease of ``offset`` (finished, given back or expired); its key's next record may run."""
