@@ -224,6 +224,10 @@ class WorkerCore:
             lease=self.lease,
             queue_limits=queue_rate_limits,
         )
+        #: Whether every job passes the flow gate: a queue rate limit applies to jobs
+        #: without headers too; otherwise only a job carrying headers can hold a rate
+        #: grant or a concurrency slot, and the others skip the gate's per-job calls.
+        self._flow_all = bool(self._flow.queue_limits)
         self._expired = 0
         self._give_back_thread: threading.Thread | None = None
         self.registry = app.registry
@@ -536,7 +540,8 @@ class WorkerCore:
     def _process(self, delivery: Delivery) -> None:
         """Run one delivery in this thread, to its outcome."""
         message = delivery.message
-        if self._flow.may_start(delivery) is not None:
+        gated = self._flow_all or bool(message.headers)
+        if gated and self._flow.may_start(delivery) is not None:
             self._late(delivery)
             return
         try:
@@ -584,7 +589,8 @@ class WorkerCore:
             leave_job(entered)
             if self._tracking:
                 self._tracker.finish(message.id)
-            self._flow.finished(delivery)
+            if gated:
+                self._flow.finished(delivery)
         self._success(delivery, result, time.perf_counter() - started)
 
     @staticmethod
@@ -607,14 +613,15 @@ class WorkerCore:
         self._release([delivery])
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
-        if self._tracking and delivery.id in self._tracker.cancelled:
+        if self._tracking and self._tracker.cancelled and delivery.id in self._tracker.cancelled:
             self._finish_cancelled(delivery)
             return
-        checked = self._with_result(delivery, result)
-        if isinstance(checked, WorkflowError):
-            self._failure(delivery, checked)
-            return
-        delivery = checked
+        if delivery.message.headers and result is not None:  # a chain link may want its result
+            checked = self._with_result(delivery, result)
+            if isinstance(checked, WorkflowError):
+                self._failure(delivery, checked)
+                return
+            delivery = checked
         with self._lock:
             if delivery.receipt in self._released:
                 return
