@@ -149,13 +149,19 @@ class StatusOperations:
                     )
             entry = conn.execute(
                 sa.select(
-                    failed.c.queue, failed.c.name, failed.c.attempts, failed.c.error, failed.c.failed_at
+                    failed.c.queue,
+                    failed.c.name,
+                    failed.c.attempts,
+                    failed.c.error,
+                    failed.c.failed_at,
+                    failed.c.body,
                 )
                 .where(failed.c.id == job_id)
                 .order_by(failed.c.seq.desc())
                 .limit(1)
             ).first()
             if entry is not None:
+                message = _decode(entry.body)
                 found.append(
                     JobStatus(
                         id=job_id,
@@ -165,6 +171,7 @@ class StatusOperations:
                         attempts=int(entry.attempts),
                         error=entry.error,
                         finished_at=float(entry.failed_at),
+                        payload=None if message is None else message.payload,
                     )
                 )
             return max(found, key=lambda s: s.finished_at or 0.0) if found else None
@@ -600,4 +607,5 @@ def _live(job_id: str, row: Any, extra: Any, now: float) -> JobStatus:
         worker=extra.worker if extra is not None and state == RUNNING else None,
         progress=None if extra is None else _progress(extra.progress),
         cancel_requested=bool(extra is not None and extra.cancel),
+        payload=None if message is None else message.payload,
     )

@@ -681,6 +681,7 @@ class MemoryDriver(Driver):
                     attempts=entry.attempts,
                     error=entry.error,
                     finished_at=entry.failed_at,
+                    payload=entry.payload,
                 )
             )
         if not finished:
@@ -710,6 +711,7 @@ class MemoryDriver(Driver):
             worker=running.worker if state == RUNNING else None,
             progress=running.progress,
             cancel_requested=running.cancel,
+            payload=None if message is None else message.payload,
         )
 
     def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
