@@ -148,16 +148,18 @@ def dashboard(session: nox.Session) -> None:
 
 @nox.session
 def django(session: nox.Session) -> None:
-    """jobs-django's test project, on SQLite then PostgreSQL, with real worker processes."""
-    session.install(*TEST_TOOLS, *DJANGO_DEPS)
+    """jobs-django's test project, on SQLite, PostgreSQL and MariaDB, with real worker processes."""
+    # mysqlclient: Django's MySQL backend (built against the MariaDB client library).
+    session.install(*TEST_TOOLS, *DJANGO_DEPS, "mysqlclient>=2.2.1")
     session.install(*_editable(*_available(CORE, DATABASE, DJANGO)))
     tests = str(PACKAGES / "jobs-django" / "tests")
     session.run("pytest", tests, *session.posargs, env={"JOBS_DJANGO_TEST_DATABASE": "sqlite"})
-    # On PostgreSQL, all but two tests whose outcome is the worker's, not the database's
+    # On the servers, all but two tests whose outcome is the worker's, not the database's
     # (which modules it imports; retries), each costing two worker processes.
     once = "not never_imports and not max_retries"
-    postgresql = {"JOBS_DJANGO_TEST_DATABASE": "postgresql"}
-    session.run("pytest", tests, "-k", once, *session.posargs, env=postgresql)
+    for database in ("postgresql", "mariadb"):
+        env = {"JOBS_DJANGO_TEST_DATABASE": database}
+        session.run("pytest", tests, "-k", once, *session.posargs, env=env)
 
 
 @nox.session

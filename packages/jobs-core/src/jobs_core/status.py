@@ -123,7 +123,11 @@ class JobStatus:
     error of a failed one. ``worker`` and ``lease_expires_at`` describe a
     running job (``worker`` once it reported progress or ran for about a
     second); ``progress`` what it last reported. ``cancel_requested`` is true
-    once ``Jobs.cancel`` asked its worker to stop it.
+    once ``Jobs.cancel`` asked its worker to stop it. ``payload`` is the
+    job's JSON payload as it was dispatched, while the driver holds its
+    message: queued, delayed, running and failed jobs (the failed store keeps
+    the message); ``None`` once it succeeded or was cancelled (a kept result
+    holds only the return value) or when the stored message cannot be decoded.
     """
 
     id: str
@@ -139,6 +143,7 @@ class JobStatus:
     result: Any = None
     error: str | None = None
     finished_at: float | None = None
+    payload: Any = None
 
     @property
     def finished(self) -> bool:
@@ -161,6 +166,7 @@ class JobStatus:
             "result": self.result,
             "error": self.error,
             "finished_at": self.finished_at,
+            "payload": self.payload,
         }
 
 
@@ -231,4 +237,5 @@ def live_status(
         worker=worker if running else None,
         progress=progress,
         cancel_requested=cancel_requested,
+        payload=None if message is None else message.payload,
     )

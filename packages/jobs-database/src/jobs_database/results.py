@@ -563,11 +563,12 @@ class StatusOperations:
 def failed_columns(failed: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
     """The columns of the failed store that :func:`failed_status` reads."""
     c = failed.c
-    return (c.id, c.queue, c.name, c.attempts, c.error, c.failed_at)
+    return (c.id, c.queue, c.name, c.attempts, c.error, c.failed_at, c.body)
 
 
 def failed_status(row: Any) -> JobStatus:
     """The status of a job in the failed store, from a row of :func:`failed_columns`."""
+    message = _decode(row.body)
     return JobStatus(
         id=row.id,
         state=FAILED,
@@ -576,6 +577,7 @@ def failed_status(row: Any) -> JobStatus:
         attempts=int(row.attempts),
         error=row.error,
         finished_at=float(row.failed_at),
+        payload=None if message is None else message.payload,
     )
 
 

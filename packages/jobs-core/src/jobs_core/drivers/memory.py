@@ -1029,6 +1029,7 @@ def _failed_status(entry: FailedJob) -> JobStatus:
         attempts=entry.attempts,
         error=entry.error,
         finished_at=entry.failed_at,
+        payload=entry.payload,
     )
 
 
