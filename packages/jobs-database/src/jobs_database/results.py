@@ -178,6 +178,20 @@ class StatusOperations:
         if not deliveries or self.results_ttl <= 0:
             return
         results_table = self.tables.results
+        if self.backend == "postgresql":
+            # One statement (one round trip): the latest run of an id replaces an earlier one's.
+            rows = {
+                d.id: {
+                    "id": d.id,
+                    "queue": d.handle[1],
+                    "name": d.message.name[:255],
+                    "attempts": d.message.attempts + 1,
+                    "result": results.get(d.receipt),
+                }
+                for d in deliveries
+            }
+            fetch_all(conn, self._statements()["keep"], {"rows": dumps(list(rows.values())), "now": now})
+            return
         # An earlier run of an id dispatched again after it finished.
         conn.execute(sa.delete(results_table).where(results_table.c.id.in_([d.id for d in deliveries])))
         conn.execute(
@@ -221,6 +235,15 @@ class StatusOperations:
                 "SELECT %(queue)s, %(now)s, count(*) FROM d HAVING count(*) > 0"
             )
             self._status_statements = {
+                "keep": (
+                    f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+                    f"SELECT v.id, v.queue, v.name, {RESULT_SUCCEEDED}, v.attempts, v.result, %(now)s "
+                    "FROM json_to_recordset(%(rows)s::json) "
+                    "AS v(id text, queue text, name text, attempts integer, result text) "
+                    "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, name = EXCLUDED.name, "
+                    "state = EXCLUDED.state, attempts = EXCLUDED.attempts, result = EXCLUDED.result, "
+                    "progress = NULL, finished_at = EXCLUDED.finished_at"
+                ),
                 "ack": (
                     f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(%(ctids)s::tid[]) "
                     "AND receipt = ANY(%(receipts)s::varchar[]) AND watched IS NULL RETURNING seq, id), "
