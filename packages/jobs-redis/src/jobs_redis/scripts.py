@@ -225,9 +225,17 @@ return out
 #: ARGV: B, now, lease end, limit, receipt token, queues... Returns a flat list of
 #: (queue, id, receipt, body) for each leased job, then the next time something falls due
 #: ('' if nothing is delayed or leased) when nothing was leased; members without a job
-#: record are moved to the failed store.
+#: record are moved to the failed store. "now" may be "@" and the caller's clock minus the
+#: server's (a call pipelined behind a blocking wait): now is then the server's clock plus
+#: that offset, and "lease end" is the lease's length.
 RESERVE = r"""
 local now, lease_end, limit, token = ARGV[2], ARGV[3], tonumber(ARGV[4]), ARGV[5]
+if string.sub(now, 1, 1) == '@' then
+  local t = redis.call('TIME')
+  local at = tonumber(t[1]) + tonumber(t[2]) / 1000000 + tonumber(string.sub(now, 2))
+  now = string.format('%.6f', at)
+  lease_end = string.format('%.6f', at + tonumber(lease_end))
+end
 local out = {}
 local n = 0
 for i = 6, #ARGV do
