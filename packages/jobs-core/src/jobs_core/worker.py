@@ -216,6 +216,7 @@ class Worker(PooledWorker):
                 self._run_pooled()
         finally:
             self._flush_acks_now()
+            self._ack_thread.close()
             stop_services.set()
             for service in services:
                 service.join(self.grace)

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
+from jobs_core.ack_thread import AckThread
 from jobs_core.context import enter_job, leave_job
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import (
@@ -250,7 +251,7 @@ class WorkerCore:
         self._flushing = threading.Lock()
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
-        self._ack_thread: threading.Thread | None = None
+        self._ack_thread = AckThread(self._flush_acks)
         self._ready: collections.deque[Delivery] = collections.deque()
         self._async_ready: collections.deque[tuple[Delivery, Job]] = collections.deque()
         self._running: dict[str, Delivery] = {}
@@ -413,14 +414,10 @@ class WorkerCore:
         if not self.driver.ack_in_background:
             self._flush_acks()
             return
-        thread = threading.Thread(target=self._flush_acks, name="jobs-acks", daemon=True)
-        self._ack_thread = thread
-        thread.start()
+        self._ack_thread.submit()
 
     def _wait_for_acks(self) -> None:
-        thread, self._ack_thread = self._ack_thread, None
-        if thread is not None:
-            thread.join()
+        self._ack_thread.wait()
 
     def _flush_acks_now(self) -> None:
         """Wait for an ack in flight, then acknowledge whatever is left."""
