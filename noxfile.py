@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pathlib
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -117,6 +118,9 @@ def tests(session: nox.Session) -> None:
     session.install(str(EXAMPLE_DRIVER))
     paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
     paths.append(str(ROOT / "tests"))
+    # jobs-database's pooler test starts a PgBouncer of its own: under CI it must be there.
+    if os.environ.get("CI") and not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
+        session.error("pgbouncer is missing: apt-get install pgbouncer (.ci/run does)")
     session.run("pytest", *paths, *session.posargs)
 
 
@@ -144,16 +148,18 @@ def dashboard(session: nox.Session) -> None:
 
 @nox.session
 def django(session: nox.Session) -> None:
-    """jobs-django's test project, on SQLite then PostgreSQL, with real worker processes."""
-    session.install(*TEST_TOOLS, *DJANGO_DEPS)
+    """jobs-django's test project, on SQLite, PostgreSQL and MariaDB, with real worker processes."""
+    # mysqlclient: Django's MySQL backend (built against the MariaDB client library).
+    session.install(*TEST_TOOLS, *DJANGO_DEPS, "mysqlclient>=2.2.1")
     session.install(*_editable(*_available(CORE, DATABASE, DJANGO)))
     tests = str(PACKAGES / "jobs-django" / "tests")
     session.run("pytest", tests, *session.posargs, env={"JOBS_DJANGO_TEST_DATABASE": "sqlite"})
-    # On PostgreSQL, all but two tests whose outcome is the worker's, not the database's
+    # On the servers, all but two tests whose outcome is the worker's, not the database's
     # (which modules it imports; retries), each costing two worker processes.
     once = "not never_imports and not max_retries"
-    postgresql = {"JOBS_DJANGO_TEST_DATABASE": "postgresql"}
-    session.run("pytest", tests, "-k", once, *session.posargs, env=postgresql)
+    for database in ("postgresql", "mariadb"):
+        env = {"JOBS_DJANGO_TEST_DATABASE": database}
+        session.run("pytest", tests, "-k", once, *session.posargs, env=env)
 
 
 @nox.session

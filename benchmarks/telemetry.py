@@ -6,7 +6,10 @@ once on an app with :class:`jobs_otel.TelemetryPlugin` recording: an SDK
 tracer provider whose batch processor hands every span to an exporter that
 drops it, and an SDK meter provider read by a Prometheus reader (as
 ``JOBS_METRICS_PORT`` sets up). The rounds alternate so that both see the
-same machine; the medians are printed as a Markdown table.
+same machine; the medians are printed as a Markdown table, the changes as
+the median of each round's ratio to the round's drain without the plugin,
+with the process's CPU time per drained job (the steadiest figure on a busy
+machine).
 
     python benchmarks/telemetry.py --backend sqlite --jobs 5000 --rounds 5
 """
@@ -51,16 +54,18 @@ class DroppingExporter(SpanExporter):
         return SpanExportResult.SUCCESS
 
 
-def drain(app: JobsApp, jobs: int, work: float = 0.0) -> tuple[float, float]:
-    """Queue ``jobs`` jobs, drain them; (jobs/s of the drain, jobs/s of the dispatch)."""
+def drain(app: JobsApp, jobs: int, work: float = 0.0) -> tuple[float, float, float]:
+    """Queue ``jobs`` jobs, drain them; (drain jobs/s, dispatch jobs/s, CPU µs per drained job)."""
     started = time.perf_counter()
     for start in range(0, jobs, 1000):
         app.dispatch_many(noop, [work] * (min(jobs, start + 1000) - start))
     queued = time.perf_counter()
+    cpu = time.process_time()
     handled = app.worker("default", stop_when_empty=True, install_signal_handlers=False).run()
     drained = time.perf_counter()
+    cpu = time.process_time() - cpu
     assert handled == jobs, f"drained {handled} of {jobs} jobs"
-    return jobs / (drained - queued), jobs / (queued - started)
+    return jobs / (drained - queued), jobs / (queued - started), cpu / jobs * 1e6
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         "installed, no OpenTelemetry SDK set up": [installed],
         "active: SDK traces and Prometheus metrics": [telemetry],
     }
-    results: dict[str, list[tuple[float, float]]] = {name: [] for name in setups}
+    results: dict[str, list[tuple[float, float, float]]] = {name: [] for name in setups}
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite:///{Path(tmp) / 'telemetry-bench.db'}" if args.backend == "sqlite" else "memory://"
         apps = {name: JobsApp(url, load_plugins=False, plugins=plugins) for name, plugins in setups.items()}
@@ -100,17 +105,24 @@ def main(argv: list[str] | None = None) -> int:
     tracer_provider.force_flush()
 
     assert exporter.count >= 2 * args.jobs * args.rounds, "the spans were not recorded"
-    base = statistics.median(r[0] for r in results["without jobs-otel"])
-    base_dispatch = statistics.median(r[1] for r in results["without jobs-otel"])
+    without = results["without jobs-otel"]
     kind = f"jobs of {args.work_ms:g} ms" if work else "no-op jobs"
     print(f"{args.backend}, {args.jobs} {kind}, median of {args.rounds} rounds, concurrency 1\n")
-    print("| | drain (jobs/s) | vs without | dispatch_many (jobs/s) | vs without |")
-    print("|---|---:|---:|---:|---:|")
+    print(
+        "| | drain (jobs/s) | vs without (paired) | worker CPU per job (µs) "
+        "| dispatch_many (jobs/s) | vs without (paired) |"
+    )
+    print("|---|---:|---:|---:|---:|---:|")
     for name, runs in results.items():
         rate = statistics.median(r[0] for r in runs)
         dispatch = statistics.median(r[1] for r in runs)
-        change, dispatch_change = rate / base - 1, dispatch / base_dispatch - 1
-        print(f"| {name} | {rate:,.0f} | {change:+.1%} | {dispatch:,.0f} | {dispatch_change:+.1%} |")
+        cpu = statistics.median(r[2] for r in runs)
+        # Each round's ratio against the round's own drain without the plugin: steadier under load.
+        change = statistics.median(r[0] / b[0] for r, b in zip(runs, without, strict=True)) - 1
+        dispatch_change = statistics.median(r[1] / b[1] for r, b in zip(runs, without, strict=True)) - 1
+        print(
+            f"| {name} | {rate:,.0f} | {change:+.1%} | {cpu:.0f} | {dispatch:,.0f} | {dispatch_change:+.1%} |"
+        )
     return 0
 
 

@@ -15,30 +15,21 @@ On PostgreSQL, on one SQLite file and on Redis (a prefix of its own).
 from __future__ import annotations
 
 import contextlib
-import os
-import shutil
-import signal
 import subprocess
-import sys
 import textwrap
 import time
-import uuid
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
 from jobs_core import JobsApp, job
+from jobs_core.testing.crash import WorkerRun
 from jobs_core.workflows import Batch, Chain, status
 
-POSTGRESQL_URL = os.environ.get(
-    "JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-)
 BATCH_SIZE = 2000
 CHAIN_LENGTH = 50
 PREFETCH = 20
-LEASE = "3"
 
 JOBS_MODULE = textwrap.dedent(
     """
@@ -48,7 +39,7 @@ JOBS_MODULE = textwrap.dedent(
     from jobs_core import job
     from jobs_core.workflows import previous_result
 
-    OUT = os.open(os.environ["WF_OUT"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    OUT = os.open(os.environ["JOBS_RECORD_FILE"], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
 
     def note(text):
@@ -100,71 +91,17 @@ STUBS = {
 }
 
 
-def _jobs_command() -> list[str]:
-    exe = shutil.which("jobs")
-    return [exe] if exe else [sys.executable, "-m", "jobs_core"]
+@pytest.fixture
+def url(workflow_url: str) -> str:
+    return workflow_url
 
 
-def _server_ready(url: str) -> None:
-    engine = sa.create_engine(url, connect_args={"connect_timeout": 3})
-    try:
-        with engine.connect() as conn:
-            conn.execute(sa.text("SELECT 1"))
-    except sa.exc.SQLAlchemyError as exc:
-        message = f"PostgreSQL unreachable at {url}: {str(exc).splitlines()[0]}"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    finally:
-        engine.dispose()
-
-
-REDIS_URL = os.environ.get("JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-
-
-def _redis_url() -> Iterator[str]:
-    pytest.importorskip("jobs_redis")
-    from jobs_redis.testing import delete_prefix, require_server
-
-    require_server(REDIS_URL)
-    url = f"{REDIS_URL}?prefix=w{uuid.uuid4().hex[:10]}"
-    yield url
-    delete_prefix(url)
-
-
-@pytest.fixture(params=["postgresql", "sqlite", "redis"])
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    if request.param == "redis":
-        yield from _redis_url()
-        return
-    _server_ready(POSTGRESQL_URL)
-    prefix = f"w{uuid.uuid4().hex[:10]}_"
-    yield f"{POSTGRESQL_URL}?table_prefix={prefix}"
-    from jobs_database.schema import build_tables, drop_all
-
-    engine = sa.create_engine(POSTGRESQL_URL)
-    drop_all(engine, build_tables(prefix))
-    engine.dispose()
-
-
-class Run:
-    """The files and environment of one test: the jobs module, its output file."""
+class Run(WorkerRun):
+    """A :class:`WorkerRun` with the workflow jobs, the mark file that makes ``wf.flaky`` fail."""
 
     def __init__(self, url: str, tmp_path: Path) -> None:
-        self.url = url
-        self.tmp_path = tmp_path
-        (tmp_path / "wfjobs.py").write_text(JOBS_MODULE)
-        self.out = tmp_path / "out.txt"
         self.fail_mark = tmp_path / "fail-mark"
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]),
-            "WF_OUT": str(self.out),
-            "WF_FAIL": str(self.fail_mark),
-        }
+        super().__init__(url, tmp_path, JOBS_MODULE, module="wfjobs", env={"WF_FAIL": str(self.fail_mark)})
 
     @contextlib.contextmanager
     def app(self) -> Iterator[JobsApp]:
@@ -179,55 +116,8 @@ class Run:
         with self.app() as app:
             return status(app, workflow_id, kind).to_dict()
 
-    def worker(self, *extra: str) -> subprocess.Popen[str]:
-        command = [
-            *_jobs_command(),
-            "worker",
-            "--url",
-            self.url,
-            "--queue",
-            "wf",
-            "--import",
-            "wfjobs",
-            "--prefetch",
-            str(PREFETCH),
-            "--lease",
-            LEASE,
-            "--progress",
-            "0",
-            *extra,
-        ]
-        return subprocess.Popen(command, env=self.env, cwd=self.tmp_path, stderr=subprocess.PIPE, text=True)
-
-    def lines(self) -> list[tuple[int, str]]:
-        if not self.out.exists():
-            return []
-        found = []
-        for line in self.out.read_text().splitlines():
-            pid, _, text = line.partition(" ")
-            found.append((int(pid), text))
-        return found
-
-
-def _wait(condition: object, what: str, timeout: float, workers: list[subprocess.Popen[str]]) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        for proc in workers:
-            assert proc.poll() is None, f"a worker exited early: {proc.stderr.read() if proc.stderr else ''}"
-        time.sleep(0.05)
-
-
-def _stop(workers: list[subprocess.Popen[str]]) -> None:
-    for proc in workers:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-    for proc in workers:
-        try:
-            proc.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=30)
+    def wf_worker(self, *extra: str) -> subprocess.Popen[str]:
+        return self.worker("wf", "--prefetch", str(PREFETCH), *extra)
 
 
 def test_a_2000_job_batch_with_a_killed_worker_runs_then_and_finally_once(url: str, tmp_path: Path) -> None:
@@ -236,23 +126,22 @@ def test_a_2000_job_batch_with_a_killed_worker_runs_then_and_finally_once(url: s
         steps = [(STUBS["member"], {"n": n}) for n in range(BATCH_SIZE)]
         batch = Batch(app, steps).then(STUBS["callback"], {"kind": "then"})
         batch_id = batch.finally_(STUBS["callback"], {"kind": "finally"}).dispatch()
-    workers = [run.worker(), run.worker()]
+    workers = [run.wf_worker(), run.wf_worker()]
     victim, survivor = workers
     try:
-        _wait(lambda: len(run.lines()) >= BATCH_SIZE // 4, "a quarter of the batch", 120, workers)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
-        assert any(pid == victim.pid for pid, _ in run.lines()), "the killed worker ran nothing"
+        run.wait_for(lambda: len(run.records()) >= BATCH_SIZE // 4, "a quarter of the batch", 120, workers)
+        run.kill(victim)
+        assert any(pid == victim.pid for pid, _ in run.records()), "the killed worker ran nothing"
         workers = [survivor]
 
         def finally_ran() -> bool:
-            return any(text.startswith("callback finally") for _, text in run.lines())
+            return any(text.startswith("callback finally") for _, text in run.records())
 
-        _wait(finally_ran, "the finally callback", 180, workers)
+        run.wait_for(finally_ran, "the finally callback", 180, workers)
         time.sleep(1.0)  # room for a second callback, were one stored
     finally:
-        _stop([victim, survivor])
-    texts = [text for _, text in run.lines()]
+        run.stop([victim, survivor])
+    texts = [text for _, text in run.records()]
     callbacks = Counter(t for t in texts if t.startswith("callback"))
     assert callbacks == {f"callback then {batch_id}": 1, f"callback finally {batch_id}": 1}
     members = {t for t in texts if t.startswith("member")}
@@ -272,25 +161,24 @@ def test_a_50_link_chain_with_a_killed_worker_completes_every_link_once(url: str
     run = Run(url, tmp_path)
     with run.app() as app:
         chain_id = Chain(app, [(STUBS["link"], {"i": i}) for i in range(CHAIN_LENGTH)]).dispatch()
-    workers = [run.worker(), run.worker()]
+    workers = [run.wf_worker(), run.wf_worker()]
     try:
-        _wait(lambda: len(run.lines()) >= CHAIN_LENGTH // 3, "a third of the chain", 120, workers)
+        run.wait_for(lambda: len(run.records()) >= CHAIN_LENGTH // 3, "a third of the chain", 120, workers)
         # Kill whichever worker ran the latest link: it is the likeliest to hold the next one.
-        latest_pid = run.lines()[-1][0]
+        latest_pid = run.records()[-1][0]
         victim = next(p for p in workers if p.pid == latest_pid)
-        victim.send_signal(signal.SIGKILL)
-        victim.wait(timeout=30)
+        run.kill(victim)
         survivor = next(p for p in workers if p is not victim)
-        _wait(
-            lambda: f"link {CHAIN_LENGTH - 1}" in {t for _, t in run.lines()},
+        run.wait_for(
+            lambda: f"link {CHAIN_LENGTH - 1}" in {t for _, t in run.records()},
             "the last link",
             180,
             [survivor],
         )
         time.sleep(1.0)  # room for a link stored twice to run
     finally:
-        _stop(workers)
-    lines = run.lines()
+        run.stop(workers)
+    lines = run.records()
     counts = Counter(text for _, text in lines)
     assert set(counts) == {f"link {i}" for i in range(CHAIN_LENGTH)}
     twice = [text for text, n in counts.items() if n > 1]
@@ -316,26 +204,18 @@ def test_a_chain_stops_at_its_failed_third_link_and_jobs_retry_finishes_it(url: 
     steps = [(link, {"i": 0}), (link, {"i": 1}), (flaky, {"i": 2}), (link, {"i": 3}), (link, {"i": 4})]
     with run.app() as app:
         chain_id = Chain(app, steps).dispatch()
-    first = run.worker("--stop-when-empty")
+    first = run.wf_worker("--stop-when-empty")
     assert first.wait(timeout=120) == 0
-    assert [t for _, t in run.lines()] == ["link 0", "link 1"]
+    assert [t for _, t in run.records()] == ["link 0", "link 1"]
     status = run.status("chain", chain_id)
     assert (status["status"], status["position"], status["failed"], status["pending"]) == ("failed", 2, 1, 2)
     (failed_id,) = status["failed_ids"]  # type: ignore[misc]
     run.fail_mark.unlink()
-    retried = subprocess.run(
-        [*_jobs_command(), "retry", "--url", url, str(failed_id)],
-        check=False,
-        env=run.env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    retried = run.jobs("retry", str(failed_id))
     assert retried.returncode == 0, retried.stderr
-    second = run.worker("--stop-when-empty")
+    second = run.wf_worker("--stop-when-empty")
     assert second.wait(timeout=120) == 0
-    assert [t for _, t in run.lines()] == [f"link {i}" for i in range(5)]
+    assert [t for _, t in run.records()] == [f"link {i}" for i in range(5)]
     status = run.status("chain", chain_id)
     assert (status["status"], status["succeeded"], status["failed"], status["finished"]) == (
         "succeeded",

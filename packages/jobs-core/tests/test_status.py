@@ -156,3 +156,44 @@ def test_the_cli_reports_an_unknown_id_in_one_line(app: JobsApp, command: str) -
     assert outcome.exit_code == 1
     assert outcome.output.strip() == "jobs: error: no job with id 'no-such-job'"
     assert "Traceback" not in outcome.output
+
+
+def test_a_queued_jobs_state_follows_its_lease_and_due_time() -> None:
+    from jobs_core.status import DELAYED, QUEUED, RUNNING, live_state
+
+    now = 1_000.0
+    assert live_state(True, now + 5, now - 10, now) == RUNNING
+    assert live_state(True, now - 1, now - 10, now) == QUEUED  # the lease ended: about to be taken again
+    assert live_state(False, None, now, now) == QUEUED
+    assert live_state(False, None, now + 1, now) == DELAYED
+
+
+def test_a_live_status_reads_name_and_attempts_from_the_body_and_shows_the_worker_only_while_running() -> (
+    None
+):
+    from jobs_core.message import Message
+    from jobs_core.status import QUEUED, RUNNING, live_status
+
+    body = Message(name="mail.send", queue="q", payload={}, attempts=2).encode()
+    running = live_status(
+        "a" * 32, "q", body, reserved=True, available_at=1.0, lease_expires_at=20.0, now=10.0, worker="h:1"
+    )
+    assert (running.state, running.name, running.attempts, running.worker) == (RUNNING, "mail.send", 2, "h:1")
+    assert running.lease_expires_at == 20.0
+    ended = live_status(
+        "a" * 32,
+        "q",
+        b"not json",
+        reserved=True,
+        available_at=1.0,
+        lease_expires_at=5.0,
+        now=10.0,
+        worker="h:1",
+    )
+    assert (ended.state, ended.name, ended.attempts, ended.worker, ended.lease_expires_at) == (
+        QUEUED,
+        "",
+        0,
+        None,
+        None,
+    )

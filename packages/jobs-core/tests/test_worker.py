@@ -416,10 +416,13 @@ def test_a_driver_with_round_trip_acks_has_them_sent_while_the_next_batch_is_cla
     driver = app.driver
     assert isinstance(driver, MemoryDriver)
     ack_threads: list[str] = []
+    helper_idents: set[int | None] = set()
     ack_results = driver.ack_results  # the worker keeps results: it acks with them
 
     def recording_ack_results(deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
         ack_threads.append(threading.current_thread().name)
+        if threading.current_thread().name == "jobs-acks":
+            helper_idents.add(threading.get_ident())
         ack_results(deliveries, results)
 
     driver.ack_in_background = True
@@ -428,7 +431,9 @@ def test_a_driver_with_round_trip_acks_has_them_sent_while_the_next_batch_is_cla
     handled = app.worker(stop_when_empty=True, install_signal_handlers=False).run()
     assert handled == 300 and RUNS["TestJob"] == 300
     assert app.stats() == {"pending": 0, "delayed": 0, "reserved": 0, "completed": 300, "failed": 0}
-    assert "jobs-acks" in ack_threads  # some batches were acknowledged behind the main loop
+    assert ack_threads.count("jobs-acks") >= 2  # batches were acknowledged behind the main loop
+    assert len(helper_idents) == 1  # by one helper thread, started once
+    assert not [t for t in threading.enumerate() if t.name == "jobs-acks"]  # ended with the worker
 
 
 class Unprintable(Exception):

@@ -19,7 +19,9 @@ from urllib.parse import urlencode
 
 import pytest
 from jobs_core import JobsApp
+from jobs_dashboard import DashboardSettings, create_app
 from jobs_dashboard_test_jobs import TEST_JOBS, explode
+from starlette.testclient import TestClient
 
 SERVERS = {
     "postgresql": os.environ.get(
@@ -125,6 +127,14 @@ def jobs(backend_url: str) -> Iterator[JobsApp]:
         app.register(target)
     yield app
     app.close()
+
+
+@pytest.fixture
+def client(jobs: JobsApp) -> Iterator[TestClient]:
+    """A TestClient of the dashboard over ``jobs`` (as from localhost: no token needed)."""
+    application = create_app(jobs, DashboardSettings(sample_interval=3600))
+    with TestClient(application, base_url="http://localhost") as test_client:
+        yield test_client
 
 
 @pytest.fixture

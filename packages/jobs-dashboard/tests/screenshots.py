@@ -18,6 +18,7 @@ from typing import Any
 from browser import CHROMIUM, CHROMIUM_ARGS, dashboard_process
 from jobs_core import JobsApp, job
 from jobs_core.status import Progress
+from jobs_core.worker_records import WorkerRecord
 from jobs_core.workflows import Batch, Chain
 
 
@@ -80,6 +81,31 @@ def workflows(app: JobsApp) -> str:
     return running
 
 
+def workers(app: JobsApp) -> None:
+    """Three workers seen recently, as their beacon threads record them."""
+    now = time.time()
+    for name, queues, concurrency, done, failed in (
+        ("worker-7f3a:2101", ("imports", "imports-big"), 4, 18_204, 3),
+        ("worker-7f3a:2102", ("imports", "imports-big"), 4, 17_988, 1),
+        ("web-2:88", ("default", "emails"), 16, 240_517, 4),
+    ):
+        app.driver.save_worker(
+            WorkerRecord(
+                f"{name}:0a1b",
+                name,
+                name.split(":")[0],
+                int(name.split(":")[1]),
+                queues,
+                concurrency,
+                now - 7200,
+                now - 2,
+                done,
+                failed,
+                "0.1.0",
+            )
+        )
+
+
 def traffic(app: JobsApp, seconds: float) -> None:
     """Dispatch and run jobs for ``seconds`` (a varying rate), leaving some waiting."""
     end = time.monotonic() + seconds
@@ -113,11 +139,14 @@ def main(out: pathlib.Path) -> None:
             page.screenshot(path=str(out / "dashboard-queues.png"))
             print(out / "dashboard-queues.png")
             worker.join()
+            workers(app)
             shots = {
                 "dashboard-failed.png": "/failed",
                 "dashboard-schedules.png": "/schedules",
                 "dashboard-batches.png": "/batches",
                 "dashboard-job.png": f"/jobs?id={running}",
+                "dashboard-jobs.png": "/jobs/list",
+                "dashboard-workers.png": "/workers",
             }
             for name, path in shots.items():
                 page.goto(base + path)

@@ -280,3 +280,43 @@ def test_a_job_looked_up_shows_its_result_as_text(
     page.fill('input[name="id"]', "no-such-job")
     page.click('button:has-text("Look up")')
     assert page.locator("p.not-found").inner_text().startswith("Not found")
+
+
+def test_running_jobs_show_progress_that_refreshes_and_workers_are_listed(
+    page: Any, dashboard: str, jobs: JobsApp, queue: str
+) -> None:
+    import time
+
+    from jobs_core.status import Progress
+    from jobs_core.worker_records import WorkerRecord
+    from jobs_dashboard_test_jobs import ok
+    from playwright.sync_api import expect
+
+    job_id = jobs.dispatch(ok.on_queue(queue), {"n": 1})
+    [delivery] = jobs.driver.reserve([queue], 1, lease=120)
+    jobs.driver.save_progress(delivery, Progress(3, 12, note=XSS), "web-3:4182")
+    worker_id = f"web-3:4182:{queue}"
+    now = time.time()
+    jobs.driver.save_worker(
+        WorkerRecord(worker_id, XSS, "web-3", 4182, (queue,), 4, now - 60, now, 17, 2, "0.1.0")
+    )
+
+    page.goto(f"{dashboard}/queues")
+    page.click('nav >> text="Jobs"')
+    assert page.locator("h1").inner_text() == "Jobs"
+    row = f'tr[data-id="{job_id}"]'
+    progress = page.locator(f"{row} progress")
+    assert progress.get_attribute("value") == "25"
+    assert "<script>window.__jobs_xss = 1;" in page.locator(f"{row} .note").inner_text()
+
+    jobs.driver.save_progress(delivery, Progress(9, 12, note="almost"), "web-3:4182")
+    expect(progress).to_have_attribute("value", "75", timeout=20_000)  # htmx reads the table again
+
+    page.click('nav >> text="Workers"')
+    worker = page.locator(f'tr[data-id="{worker_id}"]')
+    assert worker.locator("td.queues").inner_text() == queue
+    assert worker.locator("td.processed").inner_text() == "17"
+    assert "<script>window.__jobs_xss = 1;" in worker.locator("td.name").inner_text()
+    assert page.evaluate("window.__jobs_xss") is None
+    assert page.title() != "owned" and page.errors == [] and page.console_errors == []
+    jobs.driver.remove_worker(worker_id)

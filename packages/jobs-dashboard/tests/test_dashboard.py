@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 from conftest import XSS
@@ -21,13 +21,6 @@ def csrf(html: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert match, "no CSRF token on the page"
     return match.group(1)
-
-
-@pytest.fixture
-def client(jobs: JobsApp) -> Iterator[TestClient]:
-    application = create_app(jobs, DashboardSettings(sample_interval=3600))
-    with TestClient(application, base_url="http://localhost") as test_client:
-        yield test_client
 
 
 def counts(jobs: JobsApp, queue: str) -> dict[str, int | None]:

@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import html
 import re
-from collections.abc import Iterator
 
 import pytest
 from conftest import XSS
 from jobs_core import JobsApp
 from jobs_core.status import Progress
 from jobs_core.workflows import Batch, Chain
-from jobs_dashboard import DashboardSettings, create_app
 from jobs_dashboard_test_jobs import explode, ok
 from starlette.testclient import TestClient
 
@@ -22,13 +20,6 @@ def csrf(page: str) -> str:
     match = re.search(r'name="csrf_token" value="([^"]+)"', page)
     assert match, "no CSRF token on the page"
     return match.group(1)
-
-
-@pytest.fixture
-def client(jobs: JobsApp) -> Iterator[TestClient]:
-    application = create_app(jobs, DashboardSettings(sample_interval=3600))
-    with TestClient(application, base_url="http://localhost") as test_client:
-        yield test_client
 
 
 def queue_row(page: str, queue: str) -> str:

@@ -188,7 +188,8 @@ def test_jobs_db_upgrade_is_a_command_of_the_jobs_cli(tmp_path: Path) -> None:
 def test_postgresql_finds_jobs_through_the_claim_index_alone(postgresql_driver: DatabaseDriver) -> None:
     """Version 4: no primary-key index to maintain per insert; leases still name their rows.
 
-    Version 6 adds the unique index on ``id`` (a repeated enqueue stores nothing).
+    Version 6 adds the unique index on ``id`` (a repeated enqueue stores nothing),
+    version 11 the partial index of tenants' jobs (no entry for a job without one).
     """
     driver, prefix = postgresql_driver, postgresql_driver.tables.prefix
     driver.enqueue([Message(name="n", queue="q", payload=i) for i in range(3)])
@@ -196,7 +197,8 @@ def test_postgresql_finds_jobs_through_the_claim_index_alone(postgresql_driver: 
         inspector = sa.inspect(conn)
         assert inspector.get_pk_constraint(f"{prefix}jobs")["constrained_columns"] == []
         indexes = {i["name"] for i in inspector.get_indexes(f"{prefix}jobs")}
-        assert indexes == {f"{prefix}jobs_claim", f"{prefix}jobs_unique", f"{prefix}jobs_id"}
+        expected = {f"{prefix}jobs_claim", f"{prefix}jobs_unique", f"{prefix}jobs_id", f"{prefix}jobs_tenant"}
+        assert indexes == expected
         collation = conn.execute(
             sa.text(
                 "SELECT collation_name FROM information_schema.columns "

@@ -20,7 +20,12 @@ from shop.models import Order
 def test_the_jobs_url_comes_from_the_django_database_with_its_options() -> None:
     settings = conf.load({"DRIVER_OPTIONS": {"table_prefix": "djangotest_"}})
     assert settings.database == "default" and settings.transactional
-    assert settings.url.startswith(("sqlite:////", "postgresql+psycopg://"))
+    kind = os.environ.get("JOBS_DJANGO_TEST_DATABASE", "sqlite")
+    scheme = {"sqlite": "sqlite:////", "postgresql": "postgresql+psycopg://", "mariadb": "mysql+pymysql://"}
+    assert settings.url.startswith(scheme[kind])
+    from django.conf import settings as django_settings
+
+    assert settings.url.endswith("/" + django_settings.DATABASES["default"]["NAME"].lstrip("/"))
     assert Jobs.app().config.url == settings.url  # the facade, configured by the app's ready()
     assert Jobs.app().config.options == {"table_prefix": "djangotest_"}
 
@@ -63,9 +68,31 @@ def test_the_jobs_setting_is_read_and_an_in_memory_database_refused(monkeypatch:
     monkeypatch.setitem(django_settings.DATABASES, "memory", memory)
     with pytest.raises(DjangoConfigurationError, match="in-memory"):
         conf.database_url("memory")
-    mysql = {"ENGINE": "django.db.backends.mysql", "NAME": "shop"}
-    monkeypatch.setitem(django_settings.DATABASES, "mysql", mysql)
+    oracle = {"ENGINE": "django.db.backends.oracle", "NAME": "shop"}
+    monkeypatch.setitem(django_settings.DATABASES, "oracle", oracle)
     with pytest.raises(DjangoConfigurationError, match="give URL"):
+        conf.database_url("oracle")
+
+
+def test_a_mysql_database_gives_a_pymysql_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    from django.conf import settings as django_settings
+
+    mysql = {
+        "ENGINE": "django.db.backends.mysql",
+        "NAME": "shop",
+        "USER": "app",
+        "PASSWORD": "p@ss/word",
+        "HOST": "db.internal",
+        "PORT": "3307",
+    }
+    monkeypatch.setitem(django_settings.DATABASES, "mysql", mysql)
+    assert conf.database_url("mysql") == "mysql+pymysql://app:p%40ss%2Fword@db.internal:3307/shop"
+    socket = {"ENGINE": "django.db.backends.mysql", "NAME": "shop", "USER": "app", "HOST": "/run/mysqld.sock"}
+    monkeypatch.setitem(django_settings.DATABASES, "mysql", socket)
+    assert conf.database_url("mysql") == "mysql+pymysql://app@/shop?unix_socket=/run/mysqld.sock"
+    option_file = {"ENGINE": "django.db.backends.mysql", "OPTIONS": {"read_default_file": "/etc/my.cnf"}}
+    monkeypatch.setitem(django_settings.DATABASES, "mysql", option_file)
+    with pytest.raises(DjangoConfigurationError, match=r"option file.*give URL"):
         conf.database_url("mysql")
 
 

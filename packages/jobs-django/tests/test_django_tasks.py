@@ -32,6 +32,9 @@ def test_tasks_run_on_the_worker_and_their_results_read_back(project: pathlib.Pa
         assert result.backend == "default"
         assert result.enqueued_at is not None
     assert added.args == [2] and added.kwargs == {"b": 3}
+    # Read back as another request would: a waiting task's arguments come from its job.
+    waiting = tasks.add.get_result(added.id)
+    assert (waiting.status, waiting.args, waiting.kwargs) == (Status.READY, [2], {"b": 3})
 
     run_worker("--queue", "default", "--queue", "emails")
 
@@ -60,6 +63,8 @@ def test_tasks_run_on_the_worker_and_their_results_read_back(project: pathlib.Pa
     again = tasks.add.get_result(added.id)
     assert again.status == Status.SUCCESSFUL and again.return_value == 5
     assert again.enqueued_at == added.enqueued_at
+    assert again.args == [] and again.kwargs == {}  # a kept result holds the return value only
+    assert added.args == [2] and added.kwargs == {"b": 3}  # refresh() kept them
     assert compat.tasks.default_task_backend.get_result(meaning.id).return_value == 42
     assert asyncio.run(tasks.add.aget_result(added.id)).return_value == 5
     with pytest.raises(compat.exceptions.TaskResultMismatch):
@@ -78,6 +83,7 @@ def test_priority_queue_and_run_after_are_the_jobs(project: pathlib.Path) -> Non
     backend = compat.tasks.default_task_backend
     assert backend.app.status(special.id).queue == "special"
     assert backend.app.status(later.id).state == "delayed"
+    assert tasks.record.get_result(later.id).args == ["p-later"]
 
     # The jobs CLI itself, with the Django plugin, serving one queue.
     run_worker("--queue", "default", "--concurrency", "1", command="jobs")

@@ -87,6 +87,34 @@ def test_a_window_kept_busy_is_never_paused_and_one_left_full_is(
     assert seen == list(range(200))
 
 
+def test_a_window_full_of_records_no_job_took_waits_longer_before_a_pause(
+    make_driver: Callable[..., KafkaDriver], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Between its group join and its first reserve a worker takes nothing: pausing then
+    # would throw away what librdkafka prefetched and stall the worker's start.
+    from jobs_kafka import consuming
+
+    monkeypatch.setattr(consuming, "IDLE_PAUSE_AFTER", 2.0)
+    driver = make_driver(max_in_flight=20)
+    driver.enqueue(jobs("idle", 100))
+    assert driver.join(["idle"], timeout=30)
+    consumer = driver.consumer.get(driver.names.queue("idle"))
+    deadline = time.monotonic() + 10
+    while sum(state.in_flight for state in consumer.parts.values()) < 20 and time.monotonic() < deadline:
+        time.sleep(0.05)  # the window fills with records nobody has taken
+    time.sleep(consuming.PAUSE_AFTER + 0.5)
+    assert not any(state.paused for state in consumer.parts.values())
+    time.sleep(2.0)
+    assert all(state.paused for state in consumer.parts.values())
+    seen: list[int] = []
+    deadline = time.monotonic() + 30
+    while len(seen) < 100 and time.monotonic() < deadline:
+        batch = driver.reserve(["idle"], limit=15, lease=60, timeout=0.5)
+        seen.extend(d.message.payload for d in batch)
+        driver.ack_many(batch)
+    assert seen == list(range(100))
+
+
 def test_a_full_window_pauses_the_partition_without_losing_records(
     make_driver: Callable[..., KafkaDriver],
 ) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs_kafka.partitions import Fetched, Lease, PartitionState
+from jobs_kafka.partitions import Fetched, PartitionState
 
 
 def record(offset: int) -> Fetched:
@@ -38,8 +38,23 @@ def test_expired_leases_come_back_first_in_offset_order() -> None:
         state.add(record(offset))
     first, second = state.pop_ready(), state.pop_ready()
     assert first is not None and second is not None
-    state.leases[first.offset] = Lease("a", 5.0, first)
-    state.leases[second.offset] = Lease("b", 50.0, second)
+    state.lease(first, "a", 5.0)
+    state.lease(second, "b", 50.0)
+    assert state.expire(now=4.0) == 0
     assert state.expire(now=10.0) == 1
+    assert state.expire(now=20.0) == 0
     assert [state.pop_ready(), state.pop_ready()] == [first, record(2)]
     assert state.next_expiry() == 50.0
+
+
+def test_a_lease_renewed_for_less_time_than_it_had_still_expires() -> None:
+    state = PartitionState("t", 0, generation=1)
+    state.add(record(0))
+    first = state.pop_ready()
+    assert first is not None
+    state.lease(first, "a", 50.0)
+    assert state.expire(now=10.0) == 0
+    state.renew(state.leases[0], 12.0)
+    assert state.expire(now=11.0) == 0
+    assert state.expire(now=13.0) == 1
+    assert state.pop_ready() == first

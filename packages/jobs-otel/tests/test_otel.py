@@ -224,6 +224,29 @@ def test_installed_but_unconfigured_it_changes_nothing() -> None:
     assert [dict(message.headers) for message in seen] == [{}, {}]
 
 
+def test_the_run_hooks_are_registered_only_once_telemetry_is_configured() -> None:
+    from jobs_core.middleware import has_middleware
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.trace import NoOpTracerProvider
+
+    unconfigured = TelemetryPlugin(tracer_provider=NoOpTracerProvider(), meter_provider=NoOpMeterProvider())
+    with JobsApp("memory://", load_plugins=False, plugins=[unconfigured]) as app:
+        app.dispatch(Traced, {"n": 1})
+        assert app.work() == 1
+        assert not has_middleware(app.plugin_manager)  # async jobs stay on the worker's event loop
+        assert not app.plugin_manager.hook.jobs_job_processed.get_hookimpls()
+
+    reader = InMemoryMetricReader()
+    configured = TelemetryPlugin(meter_provider=MeterProvider(metric_readers=[reader]))
+    with JobsApp("memory://", load_plugins=False, plugins=[configured]) as app:
+        app.dispatch(Traced, {"n": 1})
+        assert app.work() == 1
+        assert has_middleware(app.plugin_manager)
+        assert app.work() == 0  # a second run registers nothing twice
+    durations = [key for key in metric_points(reader) if key[0] == "jobs.duration"]
+    assert durations, "the configured plugin recorded no run"
+
+
 def test_settings_come_from_the_environment_and_bad_values_are_named() -> None:
     settings = TelemetrySettings.from_env({"JOBS_METRICS_PORT": "9100", "JOBS_METRICS_STATS_INTERVAL": "2.5"})
     assert settings == TelemetrySettings(metrics_port=9100, metrics_addr="0.0.0.0", stats_interval=2.5)

@@ -14,17 +14,16 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
-import inspect
 import logging
 import threading
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
+from jobs_core.async_dispatch import enqueue_async, refuse_async_transaction
 from jobs_core.config import JobsConfig
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import ConfigurationError
@@ -211,7 +210,7 @@ class JobsApp(AppScheduling, AppInspection):
         (batch, chain or job ids; drivers with ``WORKFLOWS``), the job is
         enqueued once those succeeded (see :mod:`jobs_core.workflows`).
         """
-        _refuse_async_transaction(transaction, "dispatch")
+        refuse_async_transaction(transaction, "dispatch")
         message = self.message_for(job, payload, queue, delay)
         if after is not None:
             if transaction is not None:
@@ -241,7 +240,7 @@ class JobsApp(AppScheduling, AppInspection):
         Every payload is checked before anything is stored; on drivers with
         ``ATOMIC_BATCH`` the batch is all-or-nothing.
         """
-        _refuse_async_transaction(transaction, "dispatch_many")
+        refuse_async_transaction(transaction, "dispatch_many")
         template = self._template(job)
         messages = template.to_messages(payloads, queue=queue, delay=delay)
         return self.queue.enqueue(messages, transaction=transaction)
@@ -264,7 +263,7 @@ class JobsApp(AppScheduling, AppInspection):
         sync ``Connection`` or ``Session`` is used as :meth:`dispatch` uses it.
         """
         message = self.message_for(job, payload, queue, delay)
-        return (await self._aenqueue([message], transaction))[0]
+        return (await enqueue_async(self.queue, [message], transaction))[0]
 
     async def adispatch_many(
         self,
@@ -278,18 +277,7 @@ class JobsApp(AppScheduling, AppInspection):
         """:meth:`dispatch_many` for ``async`` code (see :meth:`adispatch`)."""
         template = self._template(job)
         messages = template.to_messages(payloads, queue=queue, delay=delay)
-        return await self._aenqueue(messages, transaction)
-
-    async def _aenqueue(self, messages: Sequence[Message], transaction: Any) -> list[str | None]:
-        if transaction is None:
-            return await asyncio.to_thread(self.queue.enqueue, messages)
-        run_sync = _async_run_sync(transaction)
-        if run_sync is None:
-            return self.queue.enqueue(messages, transaction=transaction)
-        result: list[str | None] = await run_sync(
-            lambda sync_transaction: self.queue.enqueue(messages, transaction=sync_transaction)
-        )
-        return result
+        return await enqueue_async(self.queue, messages, transaction)
 
     # -- inspection and administration ---------------------------------------
 
@@ -383,22 +371,3 @@ class JobsApp(AppScheduling, AppInspection):
 
     def __repr__(self) -> str:
         return f"<JobsApp {self.config.display_url} jobs={len(self.registry)}>"
-
-
-def _async_run_sync(transaction: Any) -> Callable[[Callable[[Any], Any]], Awaitable[Any]] | None:
-    """The ``run_sync`` coroutine method of an async transaction object (SQLAlchemy's
-    ``AsyncConnection`` and ``AsyncSession``), or ``None`` for anything else.
-    """
-    run_sync = getattr(transaction, "run_sync", None)
-    if run_sync is not None and inspect.iscoroutinefunction(run_sync):
-        return cast("Callable[[Callable[[Any], Any]], Awaitable[Any]]", run_sync)
-    return None
-
-
-def _refuse_async_transaction(transaction: Any, method: str) -> None:
-    """Raise :class:`ConfigurationError` for an async transaction given to a sync dispatch."""
-    if transaction is not None and _async_run_sync(transaction) is not None:
-        raise ConfigurationError(
-            f"{method}(transaction=...) got an async {type(transaction).__name__}, whose statements "
-            f"run on the event loop: use 'await Jobs.a{method}(..., transaction=...)' in async code"
-        )

@@ -7,7 +7,8 @@ commands print tables for people and JSON with ``--json``. A user error
 (bad URL, unknown driver or queue, no URL) prints one line to stderr and
 exits with status 2; a backend error exits with status 1.
 
-Some 450 lines of click declarations, one per command; the worker's and the
+Over 400 lines: one click declaration per command, the worker's alone some
+130 lines of options, with their help text; the worker's and the
 scheduler's bodies live in :mod:`jobs_core.cli_worker` and
 :mod:`jobs_core.cli_scheduler`, the output helpers in :mod:`jobs_core.cli_output`.
 """
@@ -27,9 +28,17 @@ import click
 
 from jobs_core import __version__
 from jobs_core.app import JobsApp
-from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
+from jobs_core.cli_output import (
+    emit_json,
+    json_option,
+    log_level_option,
+    open_app,
+    print_table,
+    short_time,
+    url_option,
+)
 from jobs_core.cli_scheduler import scheduler, schedules, worker_with_scheduler
-from jobs_core.cli_status import cancel, result, status
+from jobs_core.cli_status import cancel, list_jobs, result, status, workers
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.cli_workflows import batch, batches
 from jobs_core.driver import Capability
@@ -101,10 +110,6 @@ class JobsGroup(click.Group):
 
 def _one_line(text: str) -> str:
     return " ".join(text.split())
-
-
-def _app(url: str | None, command: str) -> JobsApp:
-    return JobsApp(require_url(url, command), load_plugins=False)
 
 
 def _check_queue(app: JobsApp, queue: str) -> None:
@@ -219,12 +224,7 @@ def cli() -> None:
     show_default=True,
     help="Seconds between progress lines on stderr (0: none).",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="WARNING",
-    show_default=True,
-)
+@log_level_option()
 @click.option("--with-scheduler", is_flag=True, help="Also fire the stored schedules (see `jobs scheduler`).")
 @click.option(
     "--log-format",
@@ -266,6 +266,8 @@ cli.add_command(schedules)
 cli.add_command(status)
 cli.add_command(result)
 cli.add_command(cancel)
+cli.add_command(list_jobs)
+cli.add_command(workers)
 cli.add_command(batches)
 cli.add_command(batch)
 
@@ -279,7 +281,7 @@ cli.add_command(batch)
 @json_option
 def stats(url: str | None, queues: Sequence[str], as_json: bool) -> None:
     """Counts per queue: pending, delayed, reserved, completed, failed (one snapshot)."""
-    app = _app(url, "stats")
+    app = open_app(url, "stats")
     names = list(queues)
     for name in names:
         _check_queue(app, name)
@@ -324,7 +326,7 @@ def queue() -> None:
 @json_option
 def queue_pause(url: str | None, name: str, as_json: bool) -> None:
     """Stop starting jobs of queue NAME on every worker (running jobs finish)."""
-    changed = _app(url, "queue pause").pause_queue(name)
+    changed = open_app(url, "queue pause").pause_queue(name)
     if as_json:
         emit_json({"queue": name, "paused": True, "changed": changed})
     else:
@@ -337,7 +339,7 @@ def queue_pause(url: str | None, name: str, as_json: bool) -> None:
 @json_option
 def queue_resume(url: str | None, name: str, as_json: bool) -> None:
     """Start jobs of queue NAME again."""
-    changed = _app(url, "queue resume").resume_queue(name)
+    changed = open_app(url, "queue resume").resume_queue(name)
     if as_json:
         emit_json({"queue": name, "paused": False, "changed": changed})
     else:
@@ -349,7 +351,7 @@ def queue_resume(url: str | None, name: str, as_json: bool) -> None:
 @json_option
 def queue_list(url: str | None, as_json: bool) -> None:
     """List the paused queues."""
-    paused = _app(url, "queue list").paused_queues()
+    paused = open_app(url, "queue list").paused_queues()
     if as_json:
         emit_json({"paused": paused})
     else:
@@ -377,7 +379,7 @@ def _sum(items: Any) -> dict[str, int | None]:
 @json_option
 def failed(url: str | None, limit: int, offset: int, queue: str | None, as_json: bool) -> None:
     """List failed jobs, newest first."""
-    app = _app(url, "failed")
+    app = open_app(url, "failed")
     if queue is not None:
         _check_queue(app, queue)
     entries = app.failed_jobs(limit=limit, offset=offset, queue=queue)
@@ -407,7 +409,7 @@ def retry(url: str | None, ids: Sequence[str], retry_all: bool, queue: str | Non
     """Put failed jobs back on their queues: by ID, or --all."""
     if bool(ids) == retry_all:
         raise click.UsageError("give failed job IDs or --all (not both)")
-    app = _app(url, "retry")
+    app = open_app(url, "retry")
     if retry_all:
         if queue is not None:
             _check_queue(app, queue)
@@ -443,7 +445,7 @@ def retry(url: str | None, ids: Sequence[str], retry_all: bool, queue: str | Non
 @json_option
 def purge(url: str | None, queue: str, yes: bool, as_json: bool) -> None:
     """Remove the waiting (pending and delayed) jobs of QUEUE."""
-    app = _app(url, "purge")
+    app = open_app(url, "purge")
     _check_queue(app, queue)
     if not yes:
         click.confirm(
@@ -477,7 +479,7 @@ def parse_duration(text: str) -> float:
 def prune(url: str | None, older_than: str, as_json: bool) -> None:
     """Remove completed and failed records older than DURATION."""
     seconds = parse_duration(older_than)
-    app = _app(url, "prune")
+    app = open_app(url, "prune")
     count = app.prune(seconds)
     if as_json:
         emit_json({"pruned": count, "older_than": seconds})

@@ -1,5 +1,17 @@
 """Helpers shared by the ``jobs`` CLI commands: the ``--url``/``--json`` options, tables, JSON, times.
 
+Commands that installed packages add to ``jobs`` (the ``jobs.cli``
+entry-point group) use them too: :func:`url_option` and :func:`open_app`
+give a command the backend as the built-in commands take it, and
+:func:`log_level_option` the same ``--log-level``. For example::
+
+    @click.command()
+    @url_option
+    @log_level_option(default="INFO")
+    def report(url: str | None, log_level: str) -> None:
+        with open_app(url, "report") as app:
+            click.echo(app.stats())
+
 Tables use ``rich`` when it is installed and stdout is a terminal, and plain
 aligned text otherwise (pipes, files, no ``rich``).
 """
@@ -14,6 +26,7 @@ from typing import Any, TypeVar
 
 import click
 
+from jobs_core.app import JobsApp
 from jobs_core.errors import ConfigurationError
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -48,6 +61,31 @@ def require_url(url: str | None, command: str) -> str:
     if not url:
         raise missing_url(command)
     return url
+
+
+def open_app(url: str | None, command: str, *, load_plugins: bool = False) -> JobsApp:
+    """The app of ``jobs COMMAND``: for ``url`` (from :func:`url_option`), without the
+    ``jobs.plugins`` entry points unless ``load_plugins``.
+
+    With no URL, raises the :class:`~jobs_core.errors.ConfigurationError` of
+    :func:`missing_url`, which the ``jobs`` command prints as one line.
+    """
+    return JobsApp(require_url(url, command), load_plugins=load_plugins)
+
+
+def log_level_option(default: str = "WARNING") -> Callable[[F], F]:
+    """``--log-level DEBUG|INFO|WARNING|ERROR`` (any case), ``default`` unless given."""
+
+    def decorate(function: F) -> F:
+        return click.option(
+            "--log-level",
+            type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
+            default=default,
+            show_default=True,
+            help="Least severe log records to show.",
+        )(function)
+
+    return decorate
 
 
 def json_option(function: F) -> F:

@@ -18,28 +18,29 @@ from collections.abc import Sequence
 import click
 
 from jobs_core.app import JobsApp
-from jobs_core.cli_output import F, emit_json, json_option, print_table, require_url, short_time, url_option
+from jobs_core.cli_output import (
+    F,
+    emit_json,
+    json_option,
+    log_level_option,
+    open_app,
+    print_table,
+    short_time,
+    url_option,
+)
+from jobs_core.cli_say import Say
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.config import ENV_URL
 from jobs_core.driver import Capability
 from jobs_core.errors import UnsupportedOperation
 from jobs_core.schedule_data import Schedule
 from jobs_core.scheduler_runner import SchedulerThread, run_scheduler
-from jobs_core.worker_health import JsonFormatter, use_log_format
 
 #: Default seconds between looks at the store for schedules declared elsewhere.
 DEFAULT_POLL_INTERVAL = 1.0
 
 
-_json_lines = False
-
-
-def _say(text: str) -> None:
-    if _json_lines:
-        record = logging.LogRecord("jobs_core.scheduler", logging.INFO, __file__, 0, text, None, None)
-        click.echo(JsonFormatter().format(record), err=True)
-    else:
-        click.echo(f"jobs scheduler[{os.getpid()}]: {text}", err=True)
+_say = Say("jobs scheduler", "jobs_core.scheduler")
 
 
 def poll_interval_option(function: F) -> F:
@@ -61,7 +62,7 @@ def _app(url: str | None, command: str, load_plugins: bool = False) -> JobsApp:
     :class:`~jobs_core.errors.UnsupportedOperation` before connecting when
     the driver does not declare ``schedules``.
     """
-    app = JobsApp(require_url(url, command), load_plugins=load_plugins)
+    app = open_app(url, command, load_plugins=load_plugins)
     cls = app.config.driver_class(app.drivers)
     if Capability.SCHEDULES not in cls.capabilities:
         raise UnsupportedOperation(cls.name, Capability.SCHEDULES.value, "scheduling")
@@ -79,12 +80,7 @@ def _app(url: str | None, command: str, load_plugins: bool = False) -> JobsApp:
     help="Module whose jobs to register (repeatable); schedules fire without it.",
 )
 @poll_interval_option
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="WARNING",
-    show_default=True,
-)
+@log_level_option()
 @click.option(
     "--log-format",
     type=click.Choice(["text", "json"]),
@@ -96,9 +92,7 @@ def scheduler(
     url: str | None, imports: Sequence[str], poll_interval: float, log_level: str, log_format: str
 ) -> None:
     """Fire the stored schedules until SIGTERM/SIGINT (run as many as you like)."""
-    global _json_lines
-    _json_lines = log_format == "json"
-    use_log_format(log_format)
+    _say.use_format(log_format)
     logging.getLogger("jobs_core").setLevel(log_level.upper())
     app = _app(url, "scheduler", load_plugins=True)
     try:

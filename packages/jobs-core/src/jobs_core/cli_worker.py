@@ -12,6 +12,9 @@ A worker past ``--max-memory`` finishes its running jobs and exits with
 a new process in its place. ``--health-port`` serves HTTP probes: from the
 worker itself, or, under ``--processes``, from the health file each child
 writes (``--health-file``).
+
+The supervisor lives in :mod:`jobs_core.cli_supervisor` and the options in
+:mod:`jobs_core.cli_worker_options`; both are importable from here.
 """
 
 from __future__ import annotations
@@ -20,22 +23,16 @@ import importlib
 import inspect
 import logging
 import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import threading
 import time
-import types
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from typing import Any
-
-import click
 
 from jobs_core.app import JobsApp
 from jobs_core.cli_output import missing_url
+from jobs_core.cli_say import Say
+from jobs_core.cli_supervisor import ENV_SUPERVISOR, supervise
+from jobs_core.cli_worker_options import WorkerOptions
 from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
 from jobs_core.facade import set_default_app
@@ -45,123 +42,23 @@ from jobs_core.worker_health import (
     RECYCLE_STATUS,
     HealthFile,
     HealthServer,
-    JsonFormatter,
     MemoryLimit,
     ParentWatch,
-    WorkerHealth,
-    combine,
     parse_address,
     parse_size,
-    read_health_files,
-    use_log_format,
 )
 
+__all__ = [
+    "ENV_SUPERVISOR",
+    "WorkerOptions",
+    "load_plugin",
+    "prepare_app",
+    "run_worker",
+    "supervise",
+]
 
-@dataclass(frozen=True)
-class WorkerOptions:
-    """The options of ``jobs worker``."""
-
-    url: str | None
-    queues: tuple[str, ...]
-    concurrency: int = 1
-    processes: int = 1
-    imports: tuple[str, ...] = ()
-    plugins: tuple[str, ...] = ()
-    max_jobs: int | None = None
-    stop_when_empty: bool = False
-    grace: float = 30.0
-    lease: float = 30.0
-    prefetch: int | None = None
-    ack_interval: float = 0.05
-    progress_interval: float = 10.0
-    log_level: str = "WARNING"
-    queue_order: str | None = None
-    weights: tuple[str, ...] = ()
-    rate_limits: tuple[str, ...] = ()
-    log_format: str = "text"
-    max_memory: str | None = None
-    health_port: str | None = None
-    health_file: str | None = None
-
-    def check(self) -> None:
-        """Refuse a bad ``--max-memory`` or ``--health-port`` before anything starts."""
-        if self.max_memory is not None:
-            parse_size(self.max_memory)
-        if self.health_port is not None:
-            parse_address(self.health_port)
-
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> WorkerOptions:
-        """Build from the click parameters of the ``worker`` command (unknown keys ignored)."""
-        fields = cls.__dataclass_fields__
-        values = {k: v for k, v in params.items() if k in fields}
-        values["queues"] = tuple(values.get("queues") or ("default",))
-        values["imports"] = tuple(values.get("imports") or ())
-        values["plugins"] = tuple(values.get("plugins") or ())
-        values["weights"] = tuple(values.get("weights") or ())
-        values["rate_limits"] = tuple(values.get("rate_limits") or ())
-        return cls(**values)
-
-    def weight_map(self) -> dict[str, int] | None:
-        """``--weight QUEUE=N`` values as a dict (``None`` when none was given)."""
-        if not self.weights:
-            return None
-        weights: dict[str, int] = {}
-        for text in self.weights:
-            name, _, number = text.partition("=")
-            try:
-                weights[name] = int(number)
-            except ValueError:
-                raise ConfigurationError(f"--weight takes QUEUE=N, N a whole number; got {text!r}") from None
-        return weights
-
-    def child_args(self) -> list[str]:
-        """Command-line arguments of one child worker (without ``--url``)."""
-        args = ["worker", "--processes", "1", "--concurrency", str(self.concurrency)]
-        for queue in self.queues:
-            args += ["--queue", queue]
-        for module in self.imports:
-            args += ["--import", module]
-        for plugin in self.plugins:
-            args += ["--plugin", plugin]
-        if self.max_jobs is not None:
-            args += ["--max-jobs", str(self.max_jobs)]
-        if self.stop_when_empty:
-            args.append("--stop-when-empty")
-        args += ["--grace", repr(self.grace), "--lease", repr(self.lease)]
-        if self.prefetch is not None:
-            args += ["--prefetch", str(self.prefetch)]
-        args += ["--ack-interval", repr(self.ack_interval)]
-        if self.queue_order is not None:
-            args += ["--queue-order", self.queue_order]
-        for weight in self.weights:
-            args += ["--weight", weight]
-        for limit in self.rate_limits:
-            args += ["--rate-limit", limit]
-        args += ["--progress", repr(self.progress_interval), "--log-level", self.log_level]
-        args += ["--log-format", self.log_format]
-        if self.max_memory is not None:
-            args += ["--max-memory", self.max_memory]
-        return args
-
-
-_json_lines = False
-#: Set by :func:`supervise` for its worker processes: its process id (they stop when it is gone).
-ENV_SUPERVISOR = "JOBS_SUPERVISOR_PID"
-
-
-def _say(text: str) -> None:
-    if _json_lines:
-        record = logging.LogRecord("jobs_core.worker", logging.INFO, __file__, 0, text, None, None)
-        click.echo(JsonFormatter().format(record), err=True)
-    else:
-        click.echo(f"jobs worker[{os.getpid()}]: {text}", err=True)
-
-
-def _use_log_format(name: str) -> None:
-    global _json_lines
-    _json_lines = name == "json"
-    use_log_format(name)
+_say = Say("jobs worker", "jobs_core.worker")
+_use_log_format = _say.use_format
 
 
 def _summary(worker: Worker) -> str:
@@ -358,96 +255,3 @@ def run_worker(
         _say(f"exiting with status {RECYCLE_STATUS} to be replaced (--max-memory)")
         return RECYCLE_STATUS
     return 0
-
-
-def supervise(options: WorkerOptions) -> int:
-    """Run ``options.processes`` worker processes; forward signals; return the exit status.
-
-    A child that exits with :data:`~jobs_core.worker_health.RECYCLE_STATUS`
-    (``--max-memory``) before a stop was asked for is replaced by a new one.
-    With ``--health-port`` or ``--health-file`` each child writes its health
-    to a file of its own, and this process answers for all of them.
-    """
-    options.check()
-    _use_log_format(options.log_format)
-    env = dict(os.environ)
-    if options.url:
-        env["JOBS_URL"] = options.url
-    env[ENV_SUPERVISOR] = str(os.getpid())
-    command = [sys.executable, "-m", "jobs_core", *options.child_args()]
-    scratch = None
-    files: list[str] = []
-    if options.health_port is not None or options.health_file is not None:
-        scratch = tempfile.mkdtemp(prefix="jobs-health-")
-        files = [os.path.join(scratch, f"worker-{slot}.json") for slot in range(options.processes)]
-
-    def start(slot: int) -> subprocess.Popen[bytes]:
-        health = ["--health-file", files[slot]] if files else []
-        return subprocess.Popen([*command, *health], env=env, start_new_session=True)
-
-    forwarded: set[int] = set()
-
-    def report() -> list[WorkerHealth]:
-        processes = read_health_files(files)
-        if forwarded:  # stopping, from the signal on (the children's files follow within a second)
-            return [WorkerHealth(False, p.live, "stopping") for p in processes]
-        return processes
-
-    def health() -> WorkerHealth:
-        return combine(report())
-
-    children = [start(slot) for slot in range(options.processes)]
-    _say(f"started {len(children)} worker processes: {', '.join(str(c.pid) for c in children)}")
-
-    def forward(signum: int, frame: types.FrameType | None) -> None:
-        forwarded.add(signum)
-        for child in children:
-            if child.poll() is None:
-                try:
-                    child.send_signal(signum)
-                except OSError:
-                    pass
-
-    previous = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGINT)}
-    stop_services = threading.Event()
-    services: list[Service] = []
-    try:
-        if options.health_port is not None:
-            address = parse_address(options.health_port)
-            services.append(HealthServer(address, report))
-        if options.health_file is not None:
-            services.append(HealthFile(options.health_file, health))
-        for service in services:
-            service.start(stop_services)
-        codes: dict[int, int] = {}
-        while len(codes) < len(children):
-            for slot, child in enumerate(children):
-                code = child.poll() if slot not in codes else None
-                if code is None:
-                    continue
-                if code == RECYCLE_STATUS and not forwarded:
-                    children[slot] = start(slot)
-                    _say(f"worker process {child.pid} recycled (--max-memory); started {children[slot].pid}")
-                else:
-                    codes[slot] = code
-            time.sleep(0.1)
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        stop_services.set()
-        for service in services:
-            service.join(5)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
-    # A child killed by a signal we forwarded died before it installed its
-    # handlers, that is before it reserved anything: a clean stop. One that
-    # was recycling when the stop came stopped cleanly too.
-    results = [codes[slot] for slot in range(len(children))]
-    results = [
-        0 if (code < 0 and -code in forwarded) or (code == RECYCLE_STATUS and forwarded) else code
-        for code in results
-    ]
-    for child, code in zip(children, results, strict=True):
-        if code != 0:
-            _say(f"worker process {child.pid} exited with status {code}")
-    return next((code for code in results if code > 0), 1) if any(results) else 0

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
-from jobs_core.app import JobsApp
-from jobs_core.cli_output import emit_json, json_option, print_table, require_url, short_time, url_option
+from jobs_core.cli_output import (
+    emit_json,
+    json_option,
+    open_app,
+    print_table,
+    short_time,
+    url_option,
+)
 from jobs_core.workflows import WorkflowStatus, listing, status
 
 #: Width of the progress bar, in characters.
@@ -18,10 +24,6 @@ def progress_bar(done: int, total: int, width: int = BAR_WIDTH) -> str:
     return f"[{'#' * filled}{'-' * (width - filled)}] {done}/{total}"
 
 
-def _app(url: str | None, command: str) -> JobsApp:
-    return JobsApp(require_url(url, command), load_plugins=False)
-
-
 @click.command()
 @url_option
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
@@ -29,7 +31,7 @@ def _app(url: str | None, command: str) -> JobsApp:
 @json_option
 def batches(url: str | None, limit: int, offset: int, as_json: bool) -> None:
     """List batches, newest first, with their progress."""
-    app = _app(url, "batches")
+    app = open_app(url, "batches")
     found = listing(app, "batch", limit=limit, offset=offset)
     if as_json:
         emit_json([s.to_dict() for s in found])
@@ -50,7 +52,7 @@ def batches(url: str | None, limit: int, offset: int, as_json: bool) -> None:
 @json_option
 def batch(url: str | None, batch_id: str, as_json: bool) -> None:
     """Show one batch: counts, progress, failed job ids."""
-    app = _app(url, "batch")
+    app = open_app(url, "batch")
     found = status(app, batch_id, "batch")
     if as_json:
         emit_json(found.to_dict())

@@ -26,7 +26,7 @@ Contract summary (the conformance suite is the executable form; the guide
   times, lease ends, ``failed_at`` and the ``prune`` cutoff are all read from
   it, never from a server's clock. ``timeout`` is a duration.
 
-Some 600 lines: the whole contract, each operation documented where it is
+Over 400 lines: the whole contract, in one place, each operation documented where it is
 declared (what it receives, returns and raises, and when it is called).
 """
 
@@ -53,6 +53,7 @@ from jobs_core.message import (
     validate_queue_name,
 )
 from jobs_core.status import DEFAULT_RESULTS_TTL, JobStatus, Progress
+from jobs_core.worker_records import WorkerRecord
 
 if TYPE_CHECKING:
     from jobs_core.workflow_state import WorkflowRecord, WorkflowStore
@@ -130,6 +131,12 @@ class Capability(str, enum.Enum):
     #: ``Job.tenant``) round-robin, and the messages without a tenant as one
     #: more: one tenant's backlog delays another's job by at most one turn each.
     TENANT_FAIRNESS = "tenant_fairness"
+    #: ``save_worker``, ``remove_worker`` and ``workers``: the records of the
+    #: workers seen recently (see :mod:`jobs_core.worker_records`).
+    WORKERS = "workers"
+    #: ``list_jobs``: the jobs in one state (running with their worker, lease
+    #: end and progress; waiting; finished ones kept as results or failed).
+    JOB_LISTING = "job_listing"
 
 
 def _check_key(key: object, concurrency: object) -> None:
@@ -628,6 +635,57 @@ class Driver(abc.ABC):
         """
         raise UnsupportedOperation(self.name, Capability.CANCEL.value, "finishing cancelled jobs")
 
+    def list_jobs(
+        self, state: str, queue: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobStatus]:
+        """The jobs in ``state`` (one of :data:`~jobs_core.status.STATES`), ``limit`` from ``offset``.
+
+        Called by ``Jobs.jobs``, ``jobs list`` and the dashboard; ``queue``
+        keeps only that queue's jobs. Each answer is what :meth:`job_status`
+        would say of the job. Order: ``running`` by lease end (the soonest
+        first), ``queued`` in the order they would be reserved as far as the
+        backend can tell (else oldest first), ``delayed`` by due time, and the
+        finished states (``succeeded`` and ``cancelled`` from the results kept
+        for ``results_ttl``, ``failed`` from the failed store) newest first.
+        A job whose lease ended unrenewed is ``queued``. (``JOB_LISTING``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.JOB_LISTING.value)
+
+    # -- workers seen recently (optional) -------------------------------------
+
+    def save_worker(self, record: WorkerRecord) -> None:
+        """Create or replace the record of the worker ``record.id``.
+
+        Called by each worker's beacon thread when it starts and every few
+        seconds after (:data:`~jobs_core.worker_records.BEACON_INTERVAL`).
+        Records not renewed for
+        :data:`~jobs_core.worker_records.WORKER_EXPIRY` seconds (workers
+        killed without warning) are deleted here. (``WORKERS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKERS.value)
+
+    def remove_worker(self, worker_id: str) -> bool:
+        """Delete the record of ``worker_id`` (a worker stopping cleanly); ``False`` if there was none.
+
+        (``WORKERS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKERS.value)
+
+    def workers(self) -> list[WorkerRecord]:
+        """The workers whose record was written less than ``WORKER_EXPIRY`` seconds ago, oldest first.
+
+        Sorted by ``started_at``, then ``id``. (``WORKERS``)
+
+        .. versionadded:: 0.2
+        """
+        raise UnsupportedOperation(self.name, Capability.WORKERS.value)
+
     # -- workflows (optional) -------------------------------------------------
 
     def workflow_transaction(self) -> contextlib.AbstractContextManager[WorkflowStore]:
@@ -755,6 +813,23 @@ class Driver(abc.ABC):
         .. versionadded:: 0.2
         """
         raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
+
+    def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
+        """Take slots of ``key`` for ``holders`` in order, each as :meth:`acquire_slot` would;
+        how many of them, from the first, hold one (``CONCURRENCY_LIMITS``).
+
+        A worker takes the slots of a reserved batch's jobs of one key at once.
+        The default calls :meth:`acquire_slot` for each until one is refused;
+        a driver may override it to take them all in one round trip.
+
+        .. versionadded:: 0.2
+        """
+        granted = 0
+        for holder in holders:
+            if not self.acquire_slot(key, limit, holder, lease):
+                break
+            granted += 1
+        return granted
 
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Renew ``holder``'s slot of ``key`` until now + ``lease``; ``False`` if it was lost.

@@ -260,3 +260,20 @@ class WorkflowError(ConfigurationError):
 
 class WorkflowNotFound(WorkflowError):
     """No workflow (batch, chain or tracked job) has the given id."""
+
+
+class ChildJobError(JobsError):
+    """An exception raised by a job that ran in a child process.
+
+    ``type_name`` is the qualified name of the original exception type and
+    ``traceback_text`` its formatted traceback.
+    """
+
+    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
+        self.type_name = type_name
+        self.traceback_text = traceback_text
+        super().__init__(message)
+
+
+class ChildDied(JobsError):
+    """The child process running a job exited without reporting a result."""

@@ -13,32 +13,45 @@
 
 A job stopped at its deadline raises :class:`~jobs_core.errors.JobTimeout`.
 
-Just over 400 lines: the three ways of running a job share the shutdown
-(cancelling tasks, killing children) that this module's :class:`Executor` owns.
+What runs in a child process lives in :mod:`jobs_core.child_process`; how a
+failed attempt is described (:func:`describe_error`, importable from here) in
+:mod:`jobs_core.error_text`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import ctypes
 import inspect
-import json
 import os
-import select
 import signal
-import sys
 import threading
 import time
-import traceback
-import types
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from jobs_core.errors import JobsError, JobTimeout, Retry, SkipJob
+from jobs_core.child_process import (
+    child_main,
+    decode_child_result,
+    kill_and_reap,
+    read_until,
+    run_in_thread,
+    timeout_error,
+)
+from jobs_core.error_text import describe_error
+from jobs_core.errors import ChildDied, ChildJobError
 from jobs_core.job import Job
-from jobs_core.limits import MAX_ERROR_CHARS
 from jobs_core.run import JobRun
+
+__all__ = [
+    "ChildDied",
+    "ChildJobError",
+    "Executor",
+    "bind_executor",
+    "current_executor",
+    "describe_error",
+    "is_async_job",
+]
 
 _ASYNC_CACHE: dict[type[Job], bool] = {}
 
@@ -49,83 +62,6 @@ def is_async_job(cls: type[Job]) -> bool:
     if cached is None:
         cached = _ASYNC_CACHE[cls] = inspect.iscoroutinefunction(cls.handle)
     return cached
-
-
-class ChildJobError(JobsError):
-    """An exception raised by a job that ran in a child process.
-
-    ``type_name`` is the qualified name of the original exception type and
-    ``traceback_text`` its formatted traceback.
-    """
-
-    def __init__(self, type_name: str, message: str, traceback_text: str) -> None:
-        self.type_name = type_name
-        self.traceback_text = traceback_text
-        super().__init__(message)
-
-
-class ChildDied(JobsError):
-    """The child process running a job exited without reporting a result."""
-
-
-def describe_error(exc: BaseException) -> tuple[str, str]:
-    """``(summary, full)`` for a failed attempt.
-
-    ``summary`` is ``"Type: message"``; ``full`` adds the traceback after a
-    blank line. Both name the original type for jobs run in a child process.
-    ``full`` is at most :data:`~jobs_core.limits.MAX_ERROR_CHARS` characters
-    (its middle is cut), ``summary`` at most 500; an exception that cannot be
-    turned into text is described by its type.
-    """
-    if isinstance(exc, ChildJobError):
-        summary = f"{exc.type_name}: {_text_of(exc)}"
-        return _clip(summary, 500), _clip(f"{summary}\n\n{exc.traceback_text}".rstrip(), MAX_ERROR_CHARS)
-    summary = f"{_type_name(type(exc))}: {_text_of(exc)}"
-    try:
-        text = "".join(traceback.format_exception(type(exc), exc, _user_frames(exc.__traceback__)))
-    except Exception as trouble:  # an exception whose __str__ or notes fail
-        text = f"(the traceback could not be formatted: {type(trouble).__name__})"
-    return _clip(summary, 500), _clip(f"{summary}\n\n{text}".rstrip(), MAX_ERROR_CHARS)
-
-
-def _text_of(exc: BaseException) -> str:
-    """``str(exc)``, or a stand-in when the exception cannot be shown."""
-    try:
-        return str(exc)
-    except Exception:
-        return f"<unprintable {type(exc).__name__}>"
-
-
-def _clip(text: str, limit: int) -> str:
-    """``text`` cut to ``limit`` characters: its head and its tail, with the cut said."""
-    if len(text) <= limit:
-        return text
-    note = f"\n[... {len(text) - limit} characters cut ...]\n"
-    keep = max(0, limit - len(note))
-    head = keep // 3
-    return text[:head] + note + text[len(text) - (keep - head) :]
-
-
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def _user_frames(tb: types.TracebackType | None) -> types.TracebackType | None:
-    """``tb`` without its leading frames from jobs_core itself (the worker's own calls)."""
-    first = tb
-    while tb is not None and os.path.dirname(tb.tb_frame.f_code.co_filename) == _PACKAGE_DIR:
-        tb = tb.tb_next
-    return tb if tb is not None else first
-
-
-def _type_name(cls: type) -> str:
-    module = cls.__module__
-    if module in ("builtins", "__main__"):
-        return cls.__qualname__
-    return f"{module}.{cls.__qualname__}"
-
-
-def _timeout_error(timeout: float) -> JobTimeout:
-    return JobTimeout(f"job exceeded its timeout of {timeout:g}s and was stopped")
 
 
 class Executor:
@@ -151,7 +87,7 @@ class Executor:
             return run.job.handle(run.payload)
         if hasattr(os, "fork"):
             return self._run_in_child(run, timeout)
-        return _run_in_thread(run, timeout)
+        return run_in_thread(run, timeout)
 
     def submit_async(self, run: JobRun) -> concurrent.futures.Future[Any]:
         """Start an ``async def`` job on the event loop; return a future of its result."""
@@ -211,7 +147,7 @@ class Executor:
         try:
             return await asyncio.wait_for(coroutine, timeout)
         except asyncio.TimeoutError:
-            raise _timeout_error(timeout) from None
+            raise timeout_error(timeout) from None
 
     # -- the event loop -----------------------------------------------------
 
@@ -231,7 +167,7 @@ class Executor:
         pid = os.fork()
         if pid == 0:  # pragma: no cover - runs in the child, reported through the pipe
             os.close(read_fd)
-            _child_main(run, write_fd)
+            child_main(run, write_fd)
         os.close(write_fd)
         ident = run.message.id
 
@@ -246,18 +182,18 @@ class Executor:
             self._stoppers[ident] = kill
         reaped = False
         try:
-            data = _read_until(read_fd, time.monotonic() + timeout)
+            data = read_until(read_fd, time.monotonic() + timeout)
             if data is None:
-                _kill(pid)
+                kill_and_reap(pid)
                 reaped = True
-                raise _timeout_error(timeout)
+                raise timeout_error(timeout)
             _, status = os.waitpid(pid, 0)
             reaped = True
-            return _decode_child_result(data, status)
+            return decode_child_result(data, status)
         finally:
             os.close(read_fd)
             if not reaped:
-                _kill(pid)
+                kill_and_reap(pid)
             with self._lock:
                 self._children.discard(pid)
                 if self._stoppers.get(ident) is kill:
@@ -296,120 +232,6 @@ class Executor:
             thread.join(timeout=5)
             if not thread.is_alive():
                 loop.close()
-
-
-def _child_main(run: JobRun, write_fd: int) -> None:  # pragma: no cover - runs in the child
-    status = 0
-    try:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        try:
-            result = run.job.handle(run.payload)
-            out: dict[str, Any] = {"kind": "ok", "result": _jsonable(result)}
-        except Retry as exc:
-            out = {"kind": "retry", "delay": exc.delay, "message": str(exc)}
-        except SkipJob as exc:
-            out = {"kind": "skip", "message": str(exc)}
-        except BaseException as exc:
-            out = {
-                "kind": "error",
-                "type": _type_name(type(exc)),
-                "message": str(exc),
-                "traceback": "".join(traceback.format_exception(type(exc), exc, exc.__traceback__)),
-            }
-        data = json.dumps(out, default=repr).encode()
-        view = memoryview(data)
-        while view:
-            written = os.write(write_fd, view)
-            view = view[written:]
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-    except BaseException:
-        status = 70
-    finally:
-        os._exit(status)
-
-
-def _jsonable(value: Any) -> Any:
-    try:
-        json.dumps(value)
-    except (TypeError, ValueError):
-        return repr(value)
-    return value
-
-
-def _read_until(fd: int, deadline: float) -> bytes | None:
-    """Read ``fd`` to end of file; ``None`` if the deadline passes first."""
-    chunks: list[bytes] = []
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None
-        ready, _, _ = select.select([fd], [], [], remaining)
-        if not ready:
-            continue
-        chunk = os.read(fd, 65536)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
-
-
-def _kill(pid: int) -> None:
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    try:
-        os.waitpid(pid, 0)
-    except ChildProcessError:
-        pass
-
-
-def _decode_child_result(data: bytes, status: int) -> Any:
-    if not data:
-        if os.WIFSIGNALED(status):
-            how = f"was killed by signal {os.WTERMSIG(status)}"
-        else:
-            how = f"exited with status {os.waitstatus_to_exitcode(status)}"
-        raise ChildDied(f"the process running the job {how} before reporting a result")
-    out = json.loads(data)
-    kind = out.get("kind")
-    if kind == "ok":
-        return out.get("result")
-    if kind == "retry":
-        raise Retry(out.get("delay"), out.get("message") or "retry requested")
-    if kind == "skip":
-        raise SkipJob(out.get("message") or "")
-    raise ChildJobError(out.get("type", "Exception"), out.get("message", ""), out.get("traceback", ""))
-
-
-def _run_in_thread(run: JobRun, timeout: float) -> Any:  # pragma: no cover - platforms without fork
-    box: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            box["result"] = run.job.handle(run.payload)
-        except BaseException as exc:
-            box["error"] = exc
-
-    thread = threading.Thread(target=target, name="jobs-timed-job", daemon=True)
-    thread.start()
-    thread.join(timeout)
-    if thread.is_alive():
-        _inject(thread, JobTimeout)
-        raise _timeout_error(timeout)
-    if "error" in box:
-        raise box["error"]
-    return box.get("result")
-
-
-def _inject(thread: threading.Thread, exc_type: type[BaseException]) -> None:  # pragma: no cover
-    ident = thread.ident
-    if ident is not None:
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(exc_type))
 
 
 #: The executor of the worker running in the current thread (see :func:`current_executor`).

@@ -229,6 +229,8 @@ class Jobs:
     astatus = staticmethod(on_default_app(JobsApp.astatus))
     aresult = staticmethod(on_default_app(JobsApp.aresult))
     acancel = staticmethod(on_default_app(JobsApp.acancel))
+    jobs = staticmethod(on_default_app(JobsApp.jobs))
+    workers = staticmethod(on_default_app(JobsApp.workers))
     # -- workflows (jobs_core.workflows) --------------------------------------
 
     @staticmethod

@@ -10,6 +10,9 @@ the driver (:attr:`~jobs_core.driver.Capability.QUEUE_PAUSE`,
 counted in one worker's memory. :class:`FlowGate` is the worker's side: it
 picks the queues to reserve from, and admits, delays or expires what was
 reserved before anything starts.
+
+Over 400 lines: what a job asks for (checked at dispatch, carried in headers)
+and how the worker's gate reads it back are one format, kept in one place.
 """
 
 from __future__ import annotations
@@ -494,22 +497,24 @@ class FlowGate:
         return None
 
     def _take_slots(self, start: list[Delivery], later: list[tuple[Delivery, float]]) -> list[Delivery]:
-        admitted: list[Delivery] = []
-        full: set[str] = set()
+        """The deliveries of ``start`` that may start: slots taken in one call per key and limit."""
+        groups: dict[tuple[str, int], list[Delivery]] = {}
         for delivery in start:
             limit = concurrency_of(delivery.message) if delivery.message.headers else None
-            if limit is None:
-                admitted.append(delivery)
-                continue
-            key, count = limit
-            if key not in full and self.driver.acquire_slot(key, count, delivery.receipt, self.lease):
-                with self._slots_lock:
+            if limit is not None:
+                groups.setdefault(limit, []).append(delivery)
+        if not groups:
+            return start
+        refused: set[str] = set()
+        for (key, count), group in groups.items():
+            granted = self.driver.acquire_slots(key, count, [d.receipt for d in group], self.lease)
+            with self._slots_lock:
+                for delivery in group[:granted]:
                     self._slots[delivery.receipt] = key
-                admitted.append(delivery)
-            else:
-                full.add(key)
+            for delivery in group[granted:]:
+                refused.add(delivery.receipt)
                 later.append((delivery, SLOT_RETRY))
-        return admitted
+        return [d for d in start if d.receipt not in refused]
 
     def finished(self, delivery: Delivery) -> None:
         """Free the concurrency slot ``delivery`` holds, if any (the job ran, or was given back)."""

@@ -23,11 +23,22 @@ from jobs_core.errors import (
     JobNotFound,
     ResultTimeout,
 )
-from jobs_core.status import CANCEL_NOT_FOUND, CANCEL_REMOVED, CANCELLED, FAILED, SUCCEEDED, JobStatus
+from jobs_core.status import (
+    CANCEL_NOT_FOUND,
+    CANCEL_REMOVED,
+    CANCELLED,
+    FAILED,
+    FINISHED_STATES,
+    RUNNING,
+    STATES,
+    SUCCEEDED,
+    JobStatus,
+)
 from jobs_core.workflow_state import cancel_waiting_job
 
 if TYPE_CHECKING:
     from jobs_core.driver import Driver
+    from jobs_core.worker_records import WorkerRecord
 
 #: First and longest pause, in seconds, between two looks of :meth:`AppInspection.result`.
 RESULT_POLL = (0.02, 0.5)
@@ -119,6 +130,48 @@ class AppInspection:
             raise JobNotFound(job_id)
         return outcome
 
+    def jobs(
+        self, state: str = RUNNING, queue: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobStatus]:
+        """The jobs in ``state``: ``limit`` of them, after skipping ``offset``.
+
+        ``state`` is one of :data:`~jobs_core.status.STATES` — ``running``
+        (soonest lease end first, with worker and progress), ``queued``
+        (next to run first), ``delayed`` (soonest due first), ``succeeded``,
+        ``failed``, ``cancelled`` (newest first) — or ``"finished"``: the last
+        three together, newest first. ``queue`` keeps one queue's jobs.
+        Finished jobs are those still kept (the driver's ``results_ttl``;
+        failed ones until pruned). Raises
+        :class:`~jobs_core.errors.ConfigurationError` for a bad argument and
+        :class:`~jobs_core.errors.UnsupportedOperation` if the driver lacks
+        ``Capability.JOB_LISTING``.
+        """
+        _check_listing(state, queue, limit, offset)
+        driver = self.driver
+        driver.require(Capability.JOB_LISTING, "listing jobs")
+        if state != FINISHED_STATES:
+            return driver.list_jobs(state, queue, limit, offset)
+        merged = [
+            status
+            for finished in (SUCCEEDED, FAILED, CANCELLED)
+            for status in driver.list_jobs(finished, queue, limit + offset, 0)
+        ]
+        merged.sort(key=lambda status: -(status.finished_at or 0.0))
+        return merged[offset : offset + limit]
+
+    def workers(self) -> list[WorkerRecord]:
+        """The workers seen recently (their record renewed within ``WORKER_EXPIRY`` seconds).
+
+        Each :class:`~jobs_core.worker_records.WorkerRecord` tells the worker's
+        host, pid, queues, concurrency, start, last sign of life, and jobs
+        processed and failed. Raises
+        :class:`~jobs_core.errors.UnsupportedOperation` if the driver lacks
+        ``Capability.WORKERS``.
+        """
+        driver = self.driver
+        driver.require(Capability.WORKERS, "listing workers")
+        return driver.workers()
+
     async def astatus(self, job_id: str) -> JobStatus:
         """:meth:`status` for ``async`` code: the event loop is not blocked."""
         return await asyncio.to_thread(self.status, job_id)
@@ -144,6 +197,18 @@ class AppInspection:
     async def acancel(self, job_id: str) -> str:
         """:meth:`cancel` for ``async`` code."""
         return await asyncio.to_thread(self.cancel, job_id)
+
+
+def _check_listing(state: object, queue: object, limit: object, offset: object) -> None:
+    """:class:`ConfigurationError` naming the first bad argument of :meth:`AppInspection.jobs`."""
+    if state not in STATES and state != FINISHED_STATES:
+        choices = ", ".join((*STATES, FINISHED_STATES))
+        raise ConfigurationError(f"state must be one of {choices}; got {state!r}")
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise ConfigurationError(f"queue must be a non-empty str or None, got {queue!r}")
+    for what, value in (("limit", limit), ("offset", offset)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ConfigurationError(f"{what} must be an int >= 0, got {value!r}")
 
 
 def _check_timeout(timeout: object) -> None:

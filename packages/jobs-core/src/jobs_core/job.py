@@ -7,7 +7,7 @@ the job, so calls chain::
 
     SendEmail().on_queue("urgent").retries(5).retry_after(60).timeout(120)
 
-Some 500 lines: the class, the fluent overrides, the ``@job`` decorator and
+Over 400 lines: the class, the fluent overrides, the ``@job`` decorator and
 the function-job wrapper are one API, read together.
 """
 

@@ -3,12 +3,18 @@
 :class:`Message` is the job as the backend stores it; :class:`Delivery` is a
 message leased to one worker; :class:`FailedJob` is an entry of the failed
 store. All are plain data and encode to JSON. :class:`MessageBatch` holds
-the messages of one bulk dispatch, encoded as they are read (it and
-:class:`Message` share the envelope's encoding, hence one module of some 500
-lines). Ids (:mod:`jobs_core.ids`), retry policies
+the messages of one bulk dispatch, encoded as they are read.
+
+This module holds the envelope, one message or a batch of them; the leased
+and failed forms live in :mod:`jobs_core.delivery`, the splicing of a batch's
+encodings in :mod:`jobs_core.splicing`. Ids (:mod:`jobs_core.ids`), retry policies
 (:mod:`jobs_core.retry_policy`), the checks of fields read back
 (:mod:`jobs_core.fields`) and what ``stats`` reports
 (:mod:`jobs_core.records`) live beside it and are importable from here too.
+
+Over 400 lines: :class:`Message` and :class:`MessageBatch` are one envelope
+encoded two ways (one message, or a batch spliced from a shared encoding),
+and each of their fields is checked where it is encoded and read back.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from types import MappingProxyType
 from typing import Any, overload
 
 from jobs_core import serializer
+from jobs_core.delivery import Delivery, FailedJob
 from jobs_core.errors import InvalidName, MalformedMessage
 from jobs_core.fields import (
     MAX_PRIORITY,
@@ -38,6 +45,7 @@ from jobs_core.fields import (
 from jobs_core.ids import ID_LENGTH, new_id, new_ids
 from jobs_core.records import QueueStats, ScheduleRecord
 from jobs_core.retry_policy import _DEFAULT_POLICY, Backoff, RetryPolicy, _policy_dict, retry_policy
+from jobs_core.splicing import ENCODED_KEY, build_spliced, dump_all, envelope_parts, splice
 
 __all__ = [
     "DEFAULT_MAX_RETRIES",
@@ -78,16 +86,6 @@ def validate_queue_name(name: object) -> str:
             "'.', '_' or '-', starting with a letter or digit"
         )
     return name
-
-
-#: Where a message built with a known encoding keeps it (outside the dataclass
-#: fields: ``replace`` and ``__init__`` build messages without it).
-ENCODED_KEY = "_encoded"
-
-# Placeholders spliced out of a shared envelope by Message.build_many; the
-# control characters keep them apart from anything a user would write.
-_ID_MARK = "\x01jobs-id\x01"
-_PAYLOAD_MARK = "\x01jobs-payload\x01"
 
 
 @dataclass(frozen=True)
@@ -225,7 +223,7 @@ class Message:
         field but ``id`` and ``payload``, already validated, and every payload
         must have passed :func:`~jobs_core.serializer.check_json`.
         """
-        return _build_spliced(cls, common, _envelope_parts(cls, common), payloads)
+        return build_spliced(cls, common, envelope_parts(cls, common), payloads)
 
     @classmethod
     def from_dict(cls, data: object) -> Message:
@@ -329,66 +327,6 @@ class Message:
             raise MalformedMessage(f"cannot decode message: {type(exc).__name__}: {exc}") from exc
 
 
-def _envelope_parts(cls: type[Message], common: dict[str, Any]) -> tuple[bytes, bytes, bytes] | None:
-    """The encoded envelope of ``common`` cut around its id and payload, or ``None``
-    when the cut would be ambiguous (a field that contains a placeholder).
-    """
-    template = cls.build({**common, "id": _ID_MARK, "payload": _PAYLOAD_MARK})
-    shell = serializer.dump_bytes(template.envelope(), checked=True)
-    id_mark, payload_mark = serializer.dump_bytes(_ID_MARK), serializer.dump_bytes(_PAYLOAD_MARK)
-    at_id, at_payload = shell.find(id_mark), shell.find(payload_mark)
-    if shell.count(id_mark) != 1 or shell.count(payload_mark) != 1 or at_payload < at_id:
-        return None
-    head = shell[: at_id + 1]  # up to the id's opening quote
-    middle = shell[at_id + len(id_mark) - 1 : at_payload]  # from its closing quote
-    tail = shell[at_payload + len(payload_mark) :]
-    return head, middle, tail
-
-
-def _build_spliced(
-    cls: type[Message],
-    common: dict[str, Any],
-    parts: tuple[bytes, bytes, bytes] | None,
-    payloads: Sequence[Any],
-) -> list[Message]:
-    ids = new_ids(len(payloads))
-    if parts is None:
-        return [cls.build({**common, "id": i, "payload": p}) for i, p in zip(ids, payloads, strict=True)]
-    new = object.__new__
-    messages = []
-    for ident, payload, body in zip(ids, payloads, _splice(parts, ids, _dump_all(payloads)), strict=True):
-        message = new(cls)
-        fields = message.__dict__
-        fields.update(common)
-        fields["id"] = ident
-        fields["payload"] = payload
-        fields[ENCODED_KEY] = body
-        messages.append(message)
-    return messages
-
-
-def _splice(parts: tuple[bytes, bytes, bytes], ids: Sequence[str], payloads: Sequence[bytes]) -> list[bytes]:
-    """Each message's encoding: the shared envelope with its id and encoded payload put in."""
-    head, middle, tail = parts
-    join = b"".join
-    return [
-        join((head, ident.encode(), middle, payload, tail))
-        for ident, payload in zip(ids, payloads, strict=True)
-    ]
-
-
-def _dump_all(payloads: Sequence[Any]) -> list[bytes]:
-    """The encodings of payloads already checked with :func:`~jobs_core.serializer.check_json`."""
-    fast = serializer.FAST_DUMPS
-    if fast is not None:
-        try:
-            return [fast(payload) for payload in payloads]
-        except TypeError:
-            pass  # an integer beyond 64 bits: dump_bytes encodes it
-    dump = serializer.dump_bytes
-    return [dump(payload, checked=True) for payload in payloads]
-
-
 class MessageBatch(Sequence[Message]):
     """The messages of one bulk dispatch, encoded :data:`CHUNK` at a time as they are first read.
 
@@ -406,7 +344,7 @@ class MessageBatch(Sequence[Message]):
     def __init__(self, common: dict[str, Any], payloads: Sequence[Any]) -> None:
         self._common = common
         self._payloads = payloads
-        self._parts = _envelope_parts(Message, common)
+        self._parts = envelope_parts(Message, common)
         self._ids: list[str] = []
         self._bodies: list[bytes] = []
         self._built: list[Message | None] = [None] * len(payloads)
@@ -422,7 +360,7 @@ class MessageBatch(Sequence[Message]):
             start = len(self._ids)
             chunk = self._payloads[start : start + self.CHUNK]
             if self._parts is None:  # no splicing: build and encode each message
-                for offset, message in enumerate(_build_spliced(Message, self._common, None, chunk)):
+                for offset, message in enumerate(build_spliced(Message, self._common, None, chunk)):
                     self._built[start + offset] = message
                     self._ids.append(message.id)
                     self._bodies.append(message.encode())
@@ -430,8 +368,8 @@ class MessageBatch(Sequence[Message]):
             ids = new_ids(len(chunk))
             # The payloads' encodings: kept from largest(), or made now.
             kept = self._dumped
-            dumped = _dump_all(chunk) if kept is None else kept[start : start + self.CHUNK]
-            self._bodies.extend(_splice(self._parts, ids, dumped))
+            dumped = dump_all(chunk) if kept is None else kept[start : start + self.CHUNK]
+            self._bodies.extend(splice(self._parts, ids, dumped))
             self._ids.extend(ids)
 
     def largest(self) -> int:
@@ -447,7 +385,7 @@ class MessageBatch(Sequence[Message]):
             _, bodies = self.encoded()
             return max(map(len, bodies))
         if self._dumped is None:
-            self._dumped = _dump_all(self._payloads)
+            self._dumped = dump_all(self._payloads)
         head, middle, tail = self._parts
         fixed = len(head) + len(middle) + len(tail) + ID_LENGTH
         return fixed + max(map(len, self._dumped))
@@ -497,60 +435,3 @@ class MessageBatch(Sequence[Message]):
         message = self._message
         for position in range(len(self)):
             yield message(position)
-
-
-@dataclass(frozen=True)
-class Delivery:
-    """A message leased to one worker.
-
-    ``receipt`` identifies this lease: an ack, retry or extend with a receipt
-    whose lease has since ended and been given to another worker is ignored.
-    ``handle`` is private to the driver (a row id, a partition and offset).
-    """
-
-    message: Message
-    receipt: str
-    lease_expires_at: float
-    handle: Any = None
-    #: The job's return value, set by the worker on a delivery it acknowledges
-    #: when the message asks for it (a chain link, ``WORKFLOWS``); else ``None``.
-    result: Any = None
-
-    @property
-    def id(self) -> str:
-        """The message id."""
-        return self.message.id
-
-    @property
-    def queue(self) -> str:
-        """The queue the message was reserved from."""
-        return self.message.queue
-
-
-@dataclass(frozen=True)
-class FailedJob:
-    """An entry of the failed store: a job that used up its attempts, or a
-    record the worker could not run (unknown name, malformed body).
-    """
-
-    id: str
-    name: str
-    queue: str
-    payload: Any
-    attempts: int
-    error: str
-    failed_at: float
-    message: Message | None = None
-    raw: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON form (without the nested message)."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "queue": self.queue,
-            "payload": self.payload,
-            "attempts": self.attempts,
-            "error": self.error,
-            "failed_at": self.failed_at,
-        }

@@ -20,8 +20,8 @@ Schedules are stored as JSON that holds the message to enqueue (job name,
 payload, queue and every per-dispatch setting of the job), so a scheduler
 process fires them without importing the job's code.
 
-This module holds the :class:`Scheduler` alone (over 400 lines: declaring,
-listing and firing share its driver, clock and held ticks); what a schedule
+Over 400 lines: this module holds the :class:`Scheduler` alone, whose
+declaring, listing and firing share its driver, clock and held ticks; what a schedule
 is lives in :mod:`jobs_core.schedule_data`, running one in
 :mod:`jobs_core.scheduler_runner`, and the app's and facade's methods, made
 from the scheduler's, in :mod:`jobs_core.scheduling`.

@@ -16,7 +16,8 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from jobs_core.errors import ConfigurationError
+from jobs_core.errors import ConfigurationError, MalformedMessage
+from jobs_core.message import Message
 
 #: Waiting and due.
 QUEUED = "queued"
@@ -35,6 +36,8 @@ CANCELLED = "cancelled"
 STATES = (QUEUED, DELAYED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 #: The states a job does not leave.
 FINISHED = frozenset({SUCCEEDED, FAILED, CANCELLED})
+#: What ``Jobs.jobs`` takes for "every finished state", newest first.
+FINISHED_STATES = "finished"
 
 #: Seconds a driver keeps finished jobs' status and results unless configured.
 DEFAULT_RESULTS_TTL = 86_400.0
@@ -120,7 +123,11 @@ class JobStatus:
     error of a failed one. ``worker`` and ``lease_expires_at`` describe a
     running job (``worker`` once it reported progress or ran for about a
     second); ``progress`` what it last reported. ``cancel_requested`` is true
-    once ``Jobs.cancel`` asked its worker to stop it.
+    once ``Jobs.cancel`` asked its worker to stop it. ``payload`` is the
+    job's JSON payload as it was dispatched, while the driver holds its
+    message: queued, delayed, running and failed jobs (the failed store keeps
+    the message); ``None`` once it succeeded or was cancelled (a kept result
+    holds only the return value) or when the stored message cannot be decoded.
     """
 
     id: str
@@ -136,6 +143,7 @@ class JobStatus:
     result: Any = None
     error: str | None = None
     finished_at: float | None = None
+    payload: Any = None
 
     @property
     def finished(self) -> bool:
@@ -158,6 +166,7 @@ class JobStatus:
             "result": self.result,
             "error": self.error,
             "finished_at": self.finished_at,
+            "payload": self.payload,
         }
 
 
@@ -176,3 +185,57 @@ def results_ttl(value: object, what: str = "results_ttl") -> float:
     ):
         raise ConfigurationError(f"{what} must be a number of seconds >= 0, got {value!r}")
     return float(value)
+
+
+def live_state(reserved: bool, lease_expires_at: float | None, available_at: float, now: float) -> str:
+    """The state of a job a driver still holds in its queue, from its stored record.
+
+    :data:`RUNNING` while a lease holds it; :data:`QUEUED` when it is due or
+    its lease has ended (it is about to be reserved again); :data:`DELAYED`
+    when it is due later. ``now`` is :func:`time.time`.
+    """
+    if reserved and (lease_expires_at or 0.0) > now:
+        return RUNNING
+    if reserved or available_at <= now:
+        return QUEUED
+    return DELAYED
+
+
+def live_status(
+    job_id: str,
+    queue: str,
+    body: bytes | None,
+    *,
+    reserved: bool,
+    available_at: float,
+    lease_expires_at: float | None,
+    now: float,
+    worker: str | None = None,
+    progress: Progress | None = None,
+    cancel_requested: bool = False,
+) -> JobStatus:
+    """The :class:`JobStatus` of a job still in its queue (see :func:`live_state`), for a driver.
+
+    ``body`` is the stored message (its name and attempts are read from it; a
+    malformed one leaves them empty); ``worker`` and ``lease_expires_at`` are
+    reported only while it runs.
+    """
+    try:
+        message: Message | None = Message.decode(bytes(body or b""))
+    except MalformedMessage:
+        message = None
+    state = live_state(reserved, lease_expires_at, available_at, now)
+    running = state == RUNNING
+    return JobStatus(
+        id=job_id,
+        state=state,
+        queue=queue,
+        name="" if message is None else message.name,
+        attempts=0 if message is None else message.attempts,
+        available_at=available_at,
+        lease_expires_at=lease_expires_at if running else None,
+        worker=worker if running else None,
+        progress=progress,
+        cancel_requested=cancel_requested,
+        payload=None if message is None else message.payload,
+    )

@@ -29,6 +29,7 @@ import time
 import types
 from collections.abc import Callable
 
+from jobs_core.driver import Capability
 from jobs_core.executor import bind_executor
 from jobs_core.heartbeat import Heartbeat
 from jobs_core.worker_core import (
@@ -44,6 +45,7 @@ from jobs_core.worker_core import (
 )
 from jobs_core.worker_health import LIVENESS_WINDOW, WorkerHealth
 from jobs_core.worker_pool import PooledWorker
+from jobs_core.worker_records import WorkerBeacon
 
 __all__ = [
     "ACK_FLUSH_INTERVAL",
@@ -200,7 +202,8 @@ class Worker(PooledWorker):
             tick=self._tick_seconds,
         )
         heartbeat.start()
-        for service in self.services:
+        services = [*self.services, *self._beacon()]
+        for service in services:
             service.start(stop_services)
         try:
             self.app.plugin_manager.hook.jobs_worker_started(worker=self)
@@ -213,8 +216,9 @@ class Worker(PooledWorker):
                 self._run_pooled()
         finally:
             self._flush_acks_now()
+            self._ack_thread.close()
             stop_services.set()
-            for service in self.services:
+            for service in services:
                 service.join(self.grace)
             heartbeat.stop()
             self.executor.close()
@@ -222,6 +226,20 @@ class Worker(PooledWorker):
             restore_signals()
             self._running_loop = False
         return self.stats.handled
+
+    def _beacon(self) -> list[WorkerBeacon]:
+        """The thread recording this worker in the backend, if the driver keeps such records."""
+        if not self.driver.supports(Capability.WORKERS):
+            return []
+        return [
+            WorkerBeacon(
+                self.driver,
+                self._tracker.name,
+                self.queues,
+                self.concurrency,
+                lambda: (self._processed, self._failed),
+            )
+        ]
 
     # -- signals ------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import pluggy
 
+from jobs_core.ack_thread import AckThread
 from jobs_core.context import enter_job, leave_job
 from jobs_core.driver import Capability, Driver
 from jobs_core.errors import (
@@ -224,6 +225,10 @@ class WorkerCore:
             lease=self.lease,
             queue_limits=queue_rate_limits,
         )
+        #: Whether every job passes the flow gate: a queue rate limit applies to jobs
+        #: without headers too; otherwise only a job carrying headers can hold a rate
+        #: grant or a concurrency slot, and the others skip the gate's per-job calls.
+        self._flow_all = bool(self._flow.queue_limits)
         self._expired = 0
         self._give_back_thread: threading.Thread | None = None
         self.registry = app.registry
@@ -246,7 +251,7 @@ class WorkerCore:
         self._flushing = threading.Lock()
         self._processed_events: list[tuple[Message, Any, float]] = []
         self._last_flush = time.monotonic()
-        self._ack_thread: threading.Thread | None = None
+        self._ack_thread = AckThread(self._flush_acks)
         self._ready: collections.deque[Delivery] = collections.deque()
         self._async_ready: collections.deque[tuple[Delivery, Job]] = collections.deque()
         self._running: dict[str, Delivery] = {}
@@ -409,14 +414,10 @@ class WorkerCore:
         if not self.driver.ack_in_background:
             self._flush_acks()
             return
-        thread = threading.Thread(target=self._flush_acks, name="jobs-acks", daemon=True)
-        self._ack_thread = thread
-        thread.start()
+        self._ack_thread.submit()
 
     def _wait_for_acks(self) -> None:
-        thread, self._ack_thread = self._ack_thread, None
-        if thread is not None:
-            thread.join()
+        self._ack_thread.wait()
 
     def _flush_acks_now(self) -> None:
         """Wait for an ack in flight, then acknowledge whatever is left."""
@@ -536,7 +537,8 @@ class WorkerCore:
     def _process(self, delivery: Delivery) -> None:
         """Run one delivery in this thread, to its outcome."""
         message = delivery.message
-        if self._flow.may_start(delivery) is not None:
+        gated = self._flow_all or bool(message.headers)
+        if gated and self._flow.may_start(delivery) is not None:
             self._late(delivery)
             return
         try:
@@ -584,7 +586,8 @@ class WorkerCore:
             leave_job(entered)
             if self._tracking:
                 self._tracker.finish(message.id)
-            self._flow.finished(delivery)
+            if gated:
+                self._flow.finished(delivery)
         self._success(delivery, result, time.perf_counter() - started)
 
     @staticmethod
@@ -607,14 +610,15 @@ class WorkerCore:
         self._release([delivery])
 
     def _success(self, delivery: Delivery, result: Any, duration: float) -> None:
-        if self._tracking and delivery.id in self._tracker.cancelled:
+        if self._tracking and self._tracker.cancelled and delivery.id in self._tracker.cancelled:
             self._finish_cancelled(delivery)
             return
-        checked = self._with_result(delivery, result)
-        if isinstance(checked, WorkflowError):
-            self._failure(delivery, checked)
-            return
-        delivery = checked
+        if delivery.message.headers and result is not None:  # a chain link may want its result
+            checked = self._with_result(delivery, result)
+            if isinstance(checked, WorkflowError):
+                self._failure(delivery, checked)
+                return
+            delivery = checked
         with self._lock:
             if delivery.receipt in self._released:
                 return

@@ -4,6 +4,9 @@
 threads (started as they are needed, at most ``concurrency``), ``async def``
 jobs to the event loop, where each runs as a task, at most ``concurrency`` at
 once of both kinds together; its prefetch window follows the jobs' pace.
+
+Over 400 lines: the runner threads, the event loop's tasks and the prefetch
+window share one count of running jobs and one lock, so they stay together.
 """
 
 from __future__ import annotations
@@ -368,7 +371,8 @@ class PooledWorker(WorkerCore):
         round trip), so the loop keeps running the other jobs meanwhile.
         """
         message = delivery.message
-        if self._flow.may_start(delivery) is not None:
+        gated = self._flow_all or bool(message.headers)
+        if gated and self._flow.may_start(delivery) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._late, delivery)
             self._finished(delivery, on_loop=True)
             return
@@ -415,5 +419,6 @@ class PooledWorker(WorkerCore):
         finally:
             if self._tracking:
                 self._tracker.finish(message.id)
-            self._flow.finished(delivery)
+            if gated:
+                self._flow.finished(delivery)
             self._finished(delivery, on_loop=True, outcome=outcome)

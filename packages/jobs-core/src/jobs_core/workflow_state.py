@@ -17,6 +17,9 @@ finishes such a job (``ack``, ``ack_many``, ``fail``), it calls
 ``ack_cancelled``) in the transaction that removes the job, and only if that
 transaction did remove it (the caller still held the lease): a completion is
 then counted once however often a worker crashes, and never twice.
+
+Over 400 lines: every transition of the three kinds of workflow is here, as
+pure functions over one record, so that each driver runs the same rules.
 """
 
 from __future__ import annotations

@@ -12,8 +12,7 @@ from __future__ import annotations
 import logging
 
 import click
-from jobs_core.app import JobsApp
-from jobs_core.cli_output import require_url, url_option
+from jobs_core.cli_output import log_level_option, open_app, url_option
 
 from jobs_dashboard.settings import ENV_BASIC_AUTH, ENV_TOKEN, DashboardSettings
 
@@ -45,12 +44,7 @@ log = logging.getLogger("jobs_dashboard")
     show_default=True,
     help="Seconds between two reads of the queue counts (the throughput chart).",
 )
-@click.option(
-    "--log-level",
-    type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False),
-    default="INFO",
-    show_default=True,
-)
+@log_level_option(default="INFO")
 def dashboard(
     *,
     url: str | None,
@@ -74,7 +68,7 @@ def dashboard(
         sample_interval=sample_interval,
     )
     settings.check()  # before connecting to anything
-    jobs = JobsApp(require_url(url, "dashboard"), load_plugins=False)
+    jobs = open_app(url, "dashboard")
     try:
         jobs.driver.ping()
         application = create_app(jobs, settings)

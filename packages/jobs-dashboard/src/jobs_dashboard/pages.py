@@ -39,7 +39,9 @@ PAGES: tuple[Page, ...] = (
     Page("/failed", "Failed jobs", frozenset({Capability.FAILED_STORE})),
     Page("/schedules", "Schedules", frozenset({Capability.SCHEDULES})),
     Page("/batches", "Batches", frozenset({Capability.WORKFLOWS})),
+    Page("/jobs/list", "Jobs", frozenset({Capability.JOB_LISTING})),
     Page("/jobs", "Look up a job", frozenset({Capability.STATUS})),
+    Page("/workers", "Workers", frozenset({Capability.WORKERS})),
     Page("/driver", "Driver"),
 )
 

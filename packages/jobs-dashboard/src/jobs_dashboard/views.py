@@ -30,7 +30,7 @@ from jobs_core.errors import (
     WorkflowNotFound,
 )
 from jobs_core.message import FailedJob, QueueStats
-from jobs_core.status import DELAYED, QUEUED, RUNNING, JobStatus
+from jobs_core.status import DELAYED, FINISHED_STATES, QUEUED, RUNNING, STATES, JobStatus
 from jobs_core.urls import redact_text
 from jobs_core.workflow_state import BATCH, CHAIN
 from jobs_core.workflows import WorkflowStatus
@@ -116,6 +116,45 @@ def _first_line(text: str, limit: int = 120) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
+@dataclass(frozen=True)
+class JobRow:
+    """A job as the jobs table shows it."""
+
+    status: JobStatus
+    #: Progress in percent (``None``: no total reported).
+    percent: int | None
+    #: The time that matters in its state: lease end, due time, or finish time.
+    when: str
+    #: A finished job's result (JSON) or the last line of its error, shortened.
+    detail: str
+
+
+def _job_row(status: JobStatus) -> JobRow:
+    progress = status.progress
+    percent = None if progress is None or progress.fraction is None else round(progress.fraction * 100)
+    if status.state == RUNNING:
+        when = _time(status.lease_expires_at)
+    elif status.finished:
+        when = _time(status.finished_at)
+    else:
+        when = _time(status.available_at)
+    if status.error:
+        detail = _first_line(status.error.strip().splitlines()[-1], PREVIEW)
+    elif status.state == "succeeded":
+        detail = _first_line(_json(status.result), PREVIEW)
+    else:
+        detail = ""
+    return JobRow(status, percent, when, detail)
+
+
+def _current_page(nav: list[Page], request_path: str) -> str:
+    """The path of the navigation's page that ``request_path`` is in (the longest that holds it)."""
+    holding = [
+        page.path for page in nav if request_path == page.path or request_path.startswith(page.path + "/")
+    ]
+    return max(holding, key=len, default="")
+
+
 def _matches(entry: FailedJob, needle: str) -> bool:
     haystack = " ".join(
         (entry.id, entry.name or "", entry.queue, entry.error or "", _json(entry.payload), entry.raw or "")
@@ -171,10 +210,13 @@ class Views:
         notice_key = request.query_params.get("notice", "")
         count = request.query_params.get("count", "")
         notice = NOTICES.get(notice_key, "").format(count=int(count) if count.isdigit() else 0)
+        request_path = route_path(request.scope)
+        nav = available_pages(self.jobs.driver, self.pages)
         html = self.templates.get_template(template).render(
-            request_path=route_path(request.scope),
+            request_path=request_path,
+            current_path=_current_page(nav, request_path),
             root=root_of(request.scope),
-            nav=available_pages(self.jobs.driver, self.pages),
+            nav=nav,
             driver_name=self.jobs.driver.name,
             display_url=self.display_url,
             csrf_field=CSRF_FIELD,
@@ -582,6 +624,50 @@ class Views:
         except JobNotFound:
             return self.back(request, "/jobs", id=job_id, notice="job-missing")
         return self.back(request, "/jobs", id=job_id, notice=f"job-{outcome}")
+
+    # -- jobs by state and workers ---------------------------------------------------
+
+    def _jobs_context(self, request: Request) -> dict[str, Any]:
+        params = request.query_params
+        state = params.get("state") or RUNNING
+        if state not in (*STATES, FINISHED_STATES):
+            raise HTTPException(400, f"unknown state {state!r}")
+        queue = (params.get("queue") or "").strip() or None
+        offset = int(params["offset"]) if params.get("offset", "").isdigit() else 0
+        found = self.jobs.jobs(state, queue, PAGE_SIZE + 1, offset)
+        more = len(found) > PAGE_SIZE
+        rows = [_job_row(status) for status in found[:PAGE_SIZE]]
+        filters = {"state": state, "queue": queue or ""}
+        return {
+            "rows": rows,
+            "state": state,
+            "states": [*STATES, FINISHED_STATES],
+            "queue": queue or "",
+            "queues": self._queue_names(),
+            "live_query": urlencode({**filters, "offset": offset}),
+            "newer": urlencode({**filters, "offset": max(0, offset - PAGE_SIZE)}) if offset else None,
+            "older": urlencode({**filters, "offset": offset + PAGE_SIZE}) if more else None,
+        }
+
+    def jobs_list(self, request: Request) -> Response:
+        """Jobs in one state (running by default, with progress bars), filtered by queue; refreshed live."""
+        self.require(Capability.JOB_LISTING)
+        return self.render(request, "jobs_list.html", title="Jobs", **self._jobs_context(request))
+
+    def jobs_list_live(self, request: Request) -> Response:
+        """The table of :meth:`jobs_list` alone (polled by that page)."""
+        self.require(Capability.JOB_LISTING)
+        return self.render(request, "jobs_table.html", **self._jobs_context(request))
+
+    def workers(self, request: Request) -> Response:
+        """The workers seen recently: host, pid, queues, concurrency, jobs done and failed."""
+        self.require(Capability.WORKERS)
+        now = time.time()
+        rows = [
+            (record, _time(record.started_at), f"{max(0.0, now - record.last_seen):.0f} s ago")
+            for record in self.jobs.workers()
+        ]
+        return self.render(request, "workers.html", title="Workers", rows=rows)
 
     # -- driver ------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from jobs_core import FailedJob, Message, QueueStats, ScheduleRecord
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import validate_queue_name
 
-from jobs_database.schema import RESERVED, WAITING, Tables
+from jobs_database.schema import RESERVED, WAITING, Tables, flow_table
 from jobs_database.wakeup import Waker
 
 T = TypeVar("T")
@@ -209,16 +209,23 @@ class AdminOperations:
         return bool(self._run("forget_failed", lambda conn: conn.execute(stmt).rowcount))
 
     def purge(self, queue: str) -> int:
-        """Delete the waiting and delayed jobs of ``queue``; return how many."""
+        """Delete the waiting and delayed jobs of ``queue``; return how many.
+
+        The queue's tenants left without a job are forgotten with them.
+        """
         validate_queue_name(queue)
         jobs = self.tables.jobs
+        tenants = flow_table(self.tables, "tenants")
 
         def purge(conn: sa.Connection) -> int:
             stmt = sa.delete(jobs).where(
                 jobs.c.queue == queue,
                 sa.or_(jobs.c.state == WAITING, jobs.c.lease_until <= time.time()),
             )
-            return int(conn.execute(stmt).rowcount)
+            count = int(conn.execute(stmt).rowcount)
+            left = sa.select(jobs.c.seq).where(jobs.c.queue == queue, jobs.c.tenant == tenants.c.tenant)
+            conn.execute(sa.delete(tenants).where(tenants.c.queue == queue, ~left.exists()))
+            return count
 
         return self._run("purge", purge)
 

@@ -46,15 +46,19 @@ SMALL_BATCH = 64
 
 
 class BulkInsert:
-    """Inserts rows (tuples of the values of :data:`COLUMNS`, in order) into the jobs table."""
+    """Inserts rows (tuples of the values of :attr:`columns`, in order) into the jobs table."""
 
-    def __init__(self, backend: str, tables: Tables) -> None:
+    def __init__(self, backend: str, tables: Tables, *, tenant: bool = False) -> None:
         self.backend = backend
-        names = ", ".join(COLUMNS)
+        #: The columns of a row, in order: :data:`COLUMNS`, then ``tenant`` for rows of tenants.
+        self.columns = (*COLUMNS, "tenant") if tenant else COLUMNS
+        self.types = (*PG_TYPES, "varchar") if tenant else PG_TYPES
+        columns, types = self.columns, self.types
+        names = ", ".join(columns)
         table = tables.jobs.name
         if backend == "postgresql":
             self._sql = f"COPY {table} ({names}) FROM STDIN (FORMAT BINARY)"
-            arrays = ", ".join(f"%({c})s::{t}[]" for c, t in zip(COLUMNS, PG_TYPES, strict=True))
+            arrays = ", ".join(f"%({c})s::{t}[]" for c, t in zip(columns, types, strict=True))
             notify = (
                 "ON CONFLICT (id) DO NOTHING RETURNING queue, visible_at) "
                 "SELECT q.queue, pg_notify(%(channel)s, q.queue) FROM "
@@ -63,19 +67,18 @@ class BulkInsert:
             self._small = (
                 f"WITH ins AS (INSERT INTO {table} ({names}) SELECT * FROM unnest({arrays}) {notify}"
             )
-            values = ", ".join(f"%({c})s" for c in COLUMNS)
+            values = ", ".join(f"%({c})s" for c in columns)
             self._single = f"WITH ins AS (INSERT INTO {table} ({names}) VALUES ({values}) {notify}"
             # One job, the latency path: the same statement run straight on libpq.
             single = self._single
-            for number, name in enumerate((*COLUMNS, "channel", "notify", "now"), 1):
+            for number, name in enumerate((*columns, "channel", "notify", "now"), 1):
                 single = single.replace(f"%({name})s", f"${number}")
-            self._single_prepared = PreparedStatement(
-                "enqueue", single, (*PG_TYPES, "text", "bool", "float8")
-            )
+            name = "enqueue_tenant" if tenant else "enqueue"
+            self._single_prepared = PreparedStatement(name, single, (*types, "text", "bool", "float8"))
         else:
             mark = "?" if backend == "sqlite" else "%s"
             skip = "ON CONFLICT (id) DO NOTHING" if backend == "sqlite" else "ON DUPLICATE KEY UPDATE id = id"
-            self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(COLUMNS))}) {skip}"
+            self._sql = f"INSERT INTO {table} ({names}) VALUES ({', '.join([mark] * len(columns))}) {skip}"
 
     def insert(
         self, conn: sa.Connection, rows: Sequence[tuple[Any, ...]], notify_channel: str | None, now: float
@@ -101,7 +104,7 @@ class BulkInsert:
         if self.backend == "postgresql" and len(rows) <= SMALL_BATCH:
             single = len(rows) == 1
             columns = rows[0] if single else [list(column) for column in zip(*rows, strict=True)]
-            params: dict[str, Any] = dict(zip(COLUMNS, columns, strict=True))
+            params: dict[str, Any] = dict(zip(self.columns, columns, strict=True))
             params.update(channel=notify_channel or "", notify=notify_channel is not None, now=now)
             with dbapi.cursor() as cursor:
                 cursor.execute(self._single if single else self._small, params)
@@ -168,7 +171,7 @@ class BulkInsert:
             # bytes dumper (in C with psycopg[binary]) does the same, faster.
             cursor.adapters.register_dumper(bytes, BytesBinaryDumper)
             with cursor.copy(self._sql) as copy:
-                copy.set_types(list(PG_TYPES))
+                copy.set_types(list(self.types))
                 write = copy.write_row
                 for row in rows:
                     write(row)

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 
@@ -71,6 +72,8 @@ class Claimer(_Statements):
             f"AND (state = {WAITING} OR lease_until < :now) "
             "ORDER BY priority DESC, visible_at, seq LIMIT :limit"
         )
+        # One source's jobs (a tenant's; "": those without one), found in the tenant claim index.
+        self._source = self._source_claim(jobs, pick, f"{tables.prefix}jobs_tenant")
         if backend == "postgresql":
             self._claim = sa.text(
                 f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq::text, "
@@ -107,6 +110,66 @@ class Claimer(_Statements):
                 "lease_until = %(until)s WHERE seq IN ({seqs})"
             )
 
+    def _source_claim(self, jobs: str, pick: str, index: str) -> sa.TextClause:
+        """The claim of one source of a queue with tenants."""
+        picked = pick.replace("AND visible_at <= :now", "AND tenant = :tenant AND visible_at <= :now", 1)
+        if self.backend == "postgresql":
+            statement = sa.text(
+                f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq::text, "
+                f"lease_until = :until WHERE ctid = ANY(ARRAY("
+                f"{picked.replace('SELECT seq', 'SELECT ctid', 1)} FOR UPDATE SKIP LOCKED)) "
+                "RETURNING seq, receipt, body, priority, visible_at, ctid"
+            )
+        elif self.backend == "sqlite":
+            statement = sa.text(
+                f"UPDATE {jobs} SET state = {RESERVED}, receipt = :token || seq, lease_until = :until "
+                f"WHERE seq IN ({picked}) RETURNING seq, receipt, body, priority, visible_at"
+            )
+        else:
+            statement = sa.text(
+                picked.replace(
+                    f"SELECT seq FROM {jobs}",
+                    f"SELECT seq, body, priority, visible_at FROM {jobs} FORCE INDEX ({index})",
+                    1,
+                )
+                + " FOR UPDATE SKIP LOCKED"
+            )
+        return statement
+
+    def claim_source(
+        self,
+        conn: sa.Connection,
+        queue: str,
+        tenant: str,
+        *,
+        limit: int,
+        now: float,
+        until: float,
+        token: str,
+    ) -> Sequence[Row]:
+        """Lease up to ``limit`` rows of ``queue`` stored with ``tenant``."""
+        statement = self._source
+        params = {"queue": queue, "now": now, "until": until, "token": token, "limit": limit}
+        params["tenant"] = tenant
+        if self.backend == "postgresql":
+            raw = fetch_all(conn, self._raw(conn, statement), params)
+            return [(r[0], r[1], bytes(r[2]), r[3], r[4], str(r[5])) for r in raw]
+        if self.backend == "sqlite":
+            rows = conn.execute(statement, params).all()
+            return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4]), None) for r in rows]
+        return self._lease_picked(conn, fetch_all(conn, self._raw(conn, statement), params), until, token)
+
+    def _lease_picked(
+        self, conn: sa.Connection, picked: Sequence[Any], until: float, token: str
+    ) -> list[Row]:
+        """MySQL: lease the rows a ``SELECT ... FOR UPDATE`` picked."""
+        if not picked:
+            return []
+        seqs = [int(r[0]) for r in picked]
+        update = self._update.replace("{seqs}", ",".join(str(int(seq)) for seq in seqs))
+        fetch_all(conn, update, {"until": until, "token": token})
+        return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3]), None) for r in picked]
+
     @property
     def single_statement(self) -> bool:
         """Whether a claim is a single statement (so it may run in autocommit mode)."""
@@ -132,13 +195,7 @@ class Claimer(_Statements):
         if self.backend == "sqlite":
             rows = conn.execute(self._claim, params).all()
             return [(int(r[0]), str(r[1]), bytes(r[2]), int(r[3]), float(r[4]), None) for r in rows]
-        picked = fetch_all(conn, self._raw(conn, self._select), params)
-        if not picked:
-            return []
-        seqs = [int(r[0]) for r in picked]
-        update = self._update.replace("{seqs}", ",".join(str(int(seq)) for seq in seqs))
-        fetch_all(conn, update, {"until": until, "token": token})
-        return [(int(r[0]), f"{token}{int(r[0])}", bytes(r[1]), int(r[2]), float(r[3]), None) for r in picked]
+        return self._lease_picked(conn, fetch_all(conn, self._raw(conn, self._select), params), until, token)
 
 
 class Acker(_Statements):

@@ -21,12 +21,13 @@ from jobs_core.workflow_state import JOB, WORKFLOW_HEADER, WorkflowRecord, job_c
 
 from jobs_database import schema
 from jobs_database.admin import AdminOperations
-from jobs_database.bulk import COLUMNS, SMALL_BATCH, BulkInsert
+from jobs_database.bulk import SMALL_BATCH, BulkInsert
 from jobs_database.claims import Acker, Claimer, Handle
 from jobs_database.engine import create_engine
 from jobs_database.errors import translate
+from jobs_database.fairness import TenantClaims, carries_tenant
 from jobs_database.flow import FlowOperations
-from jobs_database.results import StatusOperations
+from jobs_database.listing import ListingOperations
 from jobs_database.schema import WAITING, Tables, build_tables
 from jobs_database.settings import DatabaseSettings
 from jobs_database.wakeup import (
@@ -78,6 +79,9 @@ _ALL = frozenset(
         Capability.QUEUE_PAUSE,
         Capability.RATE_LIMITS,
         Capability.CONCURRENCY_LIMITS,
+        Capability.WORKERS,
+        Capability.JOB_LISTING,
+        Capability.TENANT_FAIRNESS,
     }
 )
 
@@ -104,7 +108,7 @@ def _any_due(messages: Sequence[Message], now: float) -> bool:
     return any(m.available_at <= now for m in messages)
 
 
-class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
+class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver):
     """Jobs stored in a SQL database through SQLAlchemy 2 Core.
 
     Build it from a URL (``sqlite:///jobs.db``, ``postgresql://user@host/db``,
@@ -138,6 +142,8 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
         self.engine = create_engine(settings)
         self._claimer = Claimer(self.backend, self.tables)
         self._bulk = BulkInsert(self.backend, self.tables)
+        self._bulk_tenant = BulkInsert(self.backend, self.tables, tenant=True)
+        self._tenants = TenantClaims(self.backend, self.tables, self._claimer)
         self._acker = Acker(self.backend, self.tables)
         self._auto_engine = create_engine(settings, autocommit=True) if self.backend == "postgresql" else None
         # Claims and acks: a commit lost in a server crash only runs a job again.
@@ -366,6 +372,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                 "unique_until": None if m.unique_key is None or m.unique_ttl is None else now + m.unique_ttl,
                 "created_at": m.created_at,
                 "body": b,
+                "tenant": self._tenants.stored_tenant(m),
             }
             for m, b in zip(messages, bodies, strict=True)
         ]
@@ -377,7 +384,7 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
         channel = (
             self.tables.notify_channel if self.backend == "postgresql" and self.settings.notify else None
         )
-        if all(m.unique_key is None for m in messages):
+        if all(m.unique_key is None for m in messages) and not self._tenants.involved(messages):
             # The common case, kept lean: one tuple per row, in BulkInsert's column order.
             values = [_plain_row(m, b) for m, b in zip(messages, bodies, strict=True)]
             notified = self._bulk.insert(conn, values, channel, now)
@@ -386,10 +393,18 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                     conn.execute(self._notify_stmt, {"channel": channel, "queue": queue})
             return [v[0] for v in values]
         rows = self._rows(messages, bodies, now)
-        plain = [tuple(r[c] for c in COLUMNS) for r in rows if r["unique_key"] is None]
         notified = set()
-        if plain:
-            notified = self._bulk.insert(conn, plain, channel, now)
+        for bulk, tenanted in ((self._bulk, False), (self._bulk_tenant, True)):
+            plain = [
+                tuple(r[c] for c in bulk.columns)
+                for r in rows
+                if r["unique_key"] is None and (r["tenant"] is not None) == tenanted
+            ]
+            if plain:
+                notified |= bulk.insert(conn, plain, channel, now)
+        tenants = {(r["queue"], r["tenant"]) for r in rows if r["tenant"] is not None}
+        if tenants:
+            self._tenants.record(conn, tenants, self)
         ids: list[str | None] = []
         for row in rows:
             if row["unique_key"] is None or self._insert_keyed(conn, row, now):
@@ -492,7 +507,9 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
     def enqueue(self, messages: Sequence[Message]) -> list[str | None]:
         """Insert ``messages`` in one transaction (all or nothing)."""
         self.check_open()
-        if self.backend == "postgresql" and len(messages) > SMALL_BATCH:
+        self._tenants.queues(self._read_tenants)
+        tenanted = self._tenants.involved(messages)
+        if self.backend == "postgresql" and len(messages) > SMALL_BATCH and not tenanted:
             ids = self._run("enqueue", lambda conn: self._stream(conn, messages))
             self._waker.notify()
             return ids
@@ -503,9 +520,11 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
         ids = self._run(
             "enqueue",
             lambda conn: self._insert(conn, messages, bodies),
-            autocommit=self._one_statement(messages),
+            autocommit=self._one_statement(messages) and not tenanted,
             after_commit=ring,
         )
+        if tenanted and carries_tenant(messages):
+            self._tenants.mark({m.queue for m in messages})
         self._waker.notify()
         return ids
 
@@ -550,6 +569,9 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
             )
         bodies = self.validate(messages)
         self._ensure_schema_in(conn)
+        self._tenants.queues(self._read_tenants)
+        if carries_tenant(messages):
+            self._tenants.mark({m.queue for m in messages})
         try:
             return self._insert(conn, messages, bodies)
         except sa.exc.SQLAlchemyError as exc:
@@ -580,15 +602,15 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
 
     def _claim(self, queues: Sequence[str], limit: int, lease: float) -> list[Delivery]:
         token = os.urandom(8).hex() + ":"
+        fair = self._tenants.queues(self._read_tenants)
+        claimers = [self._tenants.claim if queue in fair else self._claimer.claim for queue in queues]
 
         def claim(conn: sa.Connection) -> list[tuple[Handle, str, bytes, float]]:
             now = time.time()
             until = now + lease
             rows: list[tuple[Handle, str, bytes, float]] = []
-            for queue in queues:
-                got = self._claimer.claim(
-                    conn, queue, limit=limit - len(rows), now=now, until=until, token=token
-                )
+            for queue, claimer in zip(queues, claimers, strict=True):
+                got = claimer(conn, queue, limit=limit - len(rows), now=now, until=until, token=token)
                 rows.extend(
                     ((seq, queue, priority, visible_at, ctid), receipt, body, until)
                     for seq, receipt, body, priority, visible_at, ctid in got
@@ -597,6 +619,9 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
                     break
             return rows
 
+        # PostgreSQL: one queue's claim commits statement by statement, on the engine whose commits
+        # do not wait for the disk. Each statement of a claim in tenants' turns is a claim of its own
+        # (atomic, SKIP LOCKED) or the turns' bookkeeping, which needs no atomicity with them.
         single = self._claimer.single_statement and len(queues) == 1
         rows = self._run("reserve", claim, autocommit=single, relaxed=single)
         if not rows:
@@ -625,6 +650,9 @@ class DatabaseDriver(StatusOperations, AdminOperations, FlowOperations, Driver):
             order = {q: i for i, q in enumerate(queues)}
             deliveries.sort(key=lambda pair: (order.get(pair[1].handle[1], 0), pair[0]))
         return [d for _, d in deliveries]
+
+    def _read_tenants(self, read: Callable[[sa.Connection], list[str]]) -> list[str]:
+        return self._run("reading the queues of tenants", read)
 
     def _fail_raw(self, conn: sa.Connection, rows: list[tuple[Handle, str, bytes, str]]) -> None:
         jobs, failed = self.tables.jobs, self.tables.failed

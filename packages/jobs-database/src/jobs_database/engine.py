@@ -94,6 +94,13 @@ def _create_engine(settings: DatabaseSettings, autocommit: bool, relaxed: bool) 
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+            if settings.pooler == "transaction":
+                # Each transaction may run on another server connection: no
+                # prepared statement (psycopg's or the driver's, see
+                # jobs_database.prepared.usable) and no session setting, which
+                # would stay on a server connection that other clients use.
+                dbapi_connection.prepare_threshold = None
+                return
             autocommit = dbapi_connection.autocommit
             dbapi_connection.autocommit = True
             try:

@@ -12,7 +12,7 @@ caller's ``time.time()``, as for every other column.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -32,7 +32,12 @@ class FlowOperations:
     backend: str
 
     def _run(
-        self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True, autocommit: bool = False
+        self,
+        operation: str,
+        fn: Callable[[sa.Connection], T],
+        retry: bool = True,
+        autocommit: bool = False,
+        relaxed: bool = False,
     ) -> T:
         raise NotImplementedError
 
@@ -118,25 +123,39 @@ class FlowOperations:
     # -- CONCURRENCY_LIMITS ---------------------------------------------------
 
     def acquire_slot(self, key: str, limit: int, holder: str, lease: float) -> bool:
-        """Under the key's row lock: drop expired slots, count, take one if there is room."""
+        """One slot: :meth:`acquire_slots` for one holder."""
+        return self.acquire_slots(key, limit, [holder], lease) == 1
+
+    def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
+        """Under the key's row lock, in one transaction: drop expired slots, count, take what fits."""
         slots = flow_table(self.tables, "slots")
 
-        def acquire(conn: sa.Connection) -> bool:
+        def acquire(conn: sa.Connection) -> int:
             self._lock_key(conn, f"s:{key}")
             now = time.time()
             conn.execute(sa.delete(slots).where(slots.c.key == key, slots.c.until <= now))
-            holders = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
-            if holder in holders:
-                stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder == holder)
+            held = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
+            renewed: list[str] = []
+            taken: list[str] = []
+            for holder in holders:
+                if holder in held:
+                    renewed.append(holder)
+                elif len(held) < limit:
+                    held.add(holder)
+                    taken.append(holder)
+                else:
+                    break
+            if renewed:
+                stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder.in_(renewed))
                 conn.execute(stmt.values(until=now + lease))
-                return True
-            if len(holders) >= limit:
-                return False
-            conn.execute(sa.insert(slots).values(key=key, holder=holder, until=now + lease))
-            return True
+            if taken:
+                conn.execute(
+                    sa.insert(slots), [{"key": key, "holder": h, "until": now + lease} for h in taken]
+                )
+            return len(renewed) + len(taken)
 
         self._ensure_key(f"s:{key}")
-        return self._run("taking a concurrency slot", acquire)
+        return self._run("taking concurrency slots", acquire)
 
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Move the slot's ``until`` on, if it has not passed."""
@@ -147,10 +166,14 @@ class FlowOperations:
             stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder == holder, slots.c.until > now)
             return bool(conn.execute(stmt.values(until=now + lease)).rowcount)
 
-        return self._run("extending a concurrency slot", extend)
+        return self._run("extending a concurrency slot", extend, autocommit=True)
 
     def release_slot(self, key: str, holder: str) -> None:
-        """Delete the slot's row."""
+        """Delete the slot's row: one statement, on PostgreSQL committed without waiting for the disk
+        (a release lost in a server crash leaves the slot to its lease, as a crashed worker's).
+        """
         slots = flow_table(self.tables, "slots")
         stmt = sa.delete(slots).where(slots.c.key == key, slots.c.holder == holder)
-        self._run("freeing a concurrency slot", lambda conn: conn.execute(stmt))
+        self._run(
+            "freeing a concurrency slot", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True
+        )

@@ -28,13 +28,11 @@ from jobs_core.status import (
     CANCEL_REMOVED,
     CANCEL_REQUESTED,
     CANCELLED,
-    DELAYED,
     FAILED,
-    QUEUED,
-    RUNNING,
     SUCCEEDED,
     JobStatus,
     Progress,
+    live_status,
     progress_from_json,
     progress_json,
 )
@@ -131,38 +129,15 @@ class StatusOperations:
                     )
                 ).first()
                 if kept is not None:
-                    found.append(
-                        JobStatus(
-                            id=job_id,
-                            state=_STATES.get(int(kept.state), SUCCEEDED),
-                            queue=kept.queue,
-                            name=kept.name,
-                            attempts=int(kept.attempts),
-                            progress=progress_from_json(kept.progress),
-                            result=None if kept.result is None else loads(kept.result),
-                            finished_at=float(kept.finished_at),
-                        )
-                    )
+                    found.append(kept_status(kept))
             entry = conn.execute(
-                sa.select(
-                    failed.c.queue, failed.c.name, failed.c.attempts, failed.c.error, failed.c.failed_at
-                )
+                sa.select(*failed_columns(failed))
                 .where(failed.c.id == job_id)
                 .order_by(failed.c.seq.desc())
                 .limit(1)
             ).first()
             if entry is not None:
-                found.append(
-                    JobStatus(
-                        id=job_id,
-                        state=FAILED,
-                        queue=entry.queue,
-                        name=entry.name,
-                        attempts=int(entry.attempts),
-                        error=entry.error,
-                        finished_at=float(entry.failed_at),
-                    )
-                )
+                found.append(failed_status(entry))
             return max(found, key=lambda s: s.finished_at or 0.0) if found else None
 
         return self._run("reading a job's status", read)
@@ -203,6 +178,20 @@ class StatusOperations:
         if not deliveries or self.results_ttl <= 0:
             return
         results_table = self.tables.results
+        if self.backend == "postgresql":
+            # One statement (one round trip): the latest run of an id replaces an earlier one's.
+            rows = {
+                d.id: {
+                    "id": d.id,
+                    "queue": d.handle[1],
+                    "name": d.message.name[:255],
+                    "attempts": d.message.attempts + 1,
+                    "result": results.get(d.receipt),
+                }
+                for d in deliveries
+            }
+            fetch_all(conn, self._statements()["keep"], {"rows": dumps(list(rows.values())), "now": now})
+            return
         # An earlier run of an id dispatched again after it finished.
         conn.execute(sa.delete(results_table).where(results_table.c.id.in_([d.id for d in deliveries])))
         conn.execute(
@@ -246,6 +235,15 @@ class StatusOperations:
                 "SELECT %(queue)s, %(now)s, count(*) FROM d HAVING count(*) > 0"
             )
             self._status_statements = {
+                "keep": (
+                    f"INSERT INTO {results} (id, queue, name, state, attempts, result, finished_at) "
+                    f"SELECT v.id, v.queue, v.name, {RESULT_SUCCEEDED}, v.attempts, v.result, %(now)s "
+                    "FROM json_to_recordset(%(rows)s::json) "
+                    "AS v(id text, queue text, name text, attempts integer, result text) "
+                    "ON CONFLICT (id) DO UPDATE SET queue = EXCLUDED.queue, name = EXCLUDED.name, "
+                    "state = EXCLUDED.state, attempts = EXCLUDED.attempts, result = EXCLUDED.result, "
+                    "progress = NULL, finished_at = EXCLUDED.finished_at"
+                ),
                 "ack": (
                     f"WITH d AS (DELETE FROM {jobs} WHERE ctid = ANY(%(ctids)s::tid[]) "
                     "AND receipt = ANY(%(receipts)s::varchar[]) AND watched IS NULL RETURNING seq, id), "
@@ -585,6 +583,41 @@ class StatusOperations:
         conn.execute(sa.delete(t.running).where(~stale.exists()))
 
 
+def failed_columns(failed: sa.Table) -> tuple[sa.ColumnElement[Any], ...]:
+    """The columns of the failed store that :func:`failed_status` reads."""
+    c = failed.c
+    return (c.id, c.queue, c.name, c.attempts, c.error, c.failed_at, c.body)
+
+
+def failed_status(row: Any) -> JobStatus:
+    """The status of a job in the failed store, from a row of :func:`failed_columns`."""
+    message = _decode(row.body)
+    return JobStatus(
+        id=row.id,
+        state=FAILED,
+        queue=row.queue,
+        name=row.name,
+        attempts=int(row.attempts),
+        error=row.error,
+        finished_at=float(row.failed_at),
+        payload=None if message is None else message.payload,
+    )
+
+
+def kept_status(row: Any) -> JobStatus:
+    """The status of a succeeded or cancelled job, from its row of the ``results`` table."""
+    return JobStatus(
+        id=row.id,
+        state=_STATES.get(int(row.state), SUCCEEDED),
+        queue=row.queue,
+        name=row.name,
+        attempts=int(row.attempts),
+        progress=progress_from_json(row.progress),
+        result=None if row.result is None else loads(row.result),
+        finished_at=float(row.finished_at),
+    )
+
+
 def _decode(body: bytes | None) -> Message | None:
     try:
         return Message.decode(bytes(body or b""))
@@ -593,22 +626,15 @@ def _decode(body: bytes | None) -> Message | None:
 
 
 def _live(job_id: str, row: Any, extra: Any, now: float) -> JobStatus:
-    message = _decode(row.body)
-    if row.state == RESERVED and (row.lease_until or 0.0) > now:
-        state = RUNNING
-    elif row.state == RESERVED or row.visible_at <= now:
-        state = QUEUED
-    else:
-        state = DELAYED
-    return JobStatus(
-        id=job_id,
-        state=state,
-        queue=row.queue,
-        name="" if message is None else message.name,
-        attempts=0 if message is None else message.attempts,
+    return live_status(
+        job_id,
+        row.queue,
+        row.body,
+        reserved=row.state == RESERVED,
         available_at=float(row.visible_at),
-        lease_expires_at=float(row.lease_until) if state == RUNNING else None,
-        worker=extra.worker if extra is not None and state == RUNNING else None,
+        lease_expires_at=None if row.lease_until is None else float(row.lease_until),
+        now=now,
+        worker=None if extra is None else extra.worker,
         progress=None if extra is None else progress_from_json(extra.progress),
         cancel_requested=bool(extra is not None and extra.cancel),
     )

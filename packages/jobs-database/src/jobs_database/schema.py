@@ -29,6 +29,13 @@ Tables (every name starts with the configured prefix, ``jobs_`` by default):
 ``workflows``
     One row per batch, chain or dependent job (schema version 8): counts
     and state, changed in the transaction that acknowledges or fails one of its jobs.
+``workers``
+    One row per worker seen recently (schema version 13), renewed every few
+    seconds by the worker and deleted when it stops or goes stale.
+``tenants``
+    One row per tenant of a queue (schema version 11): the jobs of a queue
+    carrying a tenant (``Job.tenant``; the jobs table's ``tenant`` column) are
+    claimed in turns between its tenants, least recently served first.
 
 The jobs table constrains its columns to values a claim can act on
 (:data:`JOBS_CHECKS`): a known state, a reserved row with a lease end, a
@@ -66,6 +73,9 @@ _BigInt = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 _Body = sa.LargeBinary().with_variant(mysql.LONGBLOB(), "mysql", "mariadb")
 _Time: sa.Double[float] = sa.Double()
 _LongText = sa.Text().with_variant(mysql.LONGTEXT(), "mysql", "mariadb")
+
+#: Longest tenant key stored in the jobs table (as ``jobs_core.flow.MAX_FLOW_KEY``).
+MAX_TENANT = 200
 
 #: ``results.state`` of a succeeded job.
 RESULT_SUCCEEDED = 2
@@ -137,6 +147,8 @@ def build_tables(prefix: str) -> Tables:
         # Set on a job some dispatch with after= waits for (schema version 12):
         # its plain ack leaves it to the workflow path, which counts it.
         sa.Column("watched", sa.SmallInteger, nullable=True),
+        # The job's tenant (schema version 11); NULL for the jobs without one.
+        sa.Column("tenant", sa.String(MAX_TENANT), nullable=True),
         *(sa.CheckConstraint(condition, name=f"{prefix}jobs_{name}") for name, condition in JOBS_CHECKS),
         sa.CheckConstraint(SQLITE_BODY_CHECK[1], name=f"{prefix}jobs_{SQLITE_BODY_CHECK[0]}").ddl_if(
             dialect="sqlite"
@@ -159,6 +171,19 @@ def build_tables(prefix: str) -> Tables:
         unique=True,
         postgresql_where=has_key,
         sqlite_where=has_key,
+    )
+    # The claim index of each tenant's jobs (schema version 11). Partial where the backend
+    # has partial indexes, so that a job without a tenant writes no entry to it.
+    has_tenant = jobs.c.tenant.is_not(None)
+    sa.Index(
+        f"{prefix}jobs_tenant",
+        jobs.c.queue,
+        jobs.c.tenant,
+        jobs.c.priority.desc(),
+        jobs.c.visible_at,
+        jobs.c.seq,
+        postgresql_where=has_tenant,
+        sqlite_where=has_tenant,
     )
     # One unfinished job per id: an enqueue repeating an id stores nothing (schema version 6).
     sa.Index(f"{prefix}jobs_id", jobs.c.id, unique=True)
@@ -232,7 +257,9 @@ def build_tables(prefix: str) -> Tables:
     )
     workflow_table(md, prefix)
     build_flow_tables(md, prefix)
-    return Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
+    tables = Tables(prefix, md, jobs, completed, failed, schedules, version, results, running)
+    worker_table(tables)
+    return tables
 
 
 def workflow_table(md: sa.MetaData, prefix: str) -> sa.Table:
@@ -270,7 +297,8 @@ def build_flow_tables(md: sa.MetaData, prefix: str) -> None:
     rate-limit or concurrency key, locked while it is updated (``r:KEY``
     holds the rate window as JSON in ``data``; ``s:KEY`` only serialises the
     takers of the slots of ``KEY``). ``slots``: one row per held
-    concurrency slot, with its lease.
+    concurrency slot, with its lease. ``tenants`` (schema version 11): one
+    row per tenant of a queue, for the claim's turns.
     """
     sa.Table(
         f"{prefix}paused_queues",
@@ -285,6 +313,14 @@ def build_flow_tables(md: sa.MetaData, prefix: str) -> None:
         sa.Column("data", sa.Text, nullable=True),
     )
     sa.Table(
+        f"{prefix}tenants",
+        md,
+        sa.Column("queue", sa.String(100), primary_key=True),
+        sa.Column("tenant", sa.String(MAX_TENANT), primary_key=True),
+        # When a claim last took the tenant's turn; a new tenant's 0 puts it first.
+        sa.Column("served_at", _Time, nullable=False),
+    )
+    sa.Table(
         f"{prefix}slots",
         md,
         sa.Column("key", sa.String(200), primary_key=True),
@@ -293,8 +329,25 @@ def build_flow_tables(md: sa.MetaData, prefix: str) -> None:
     )
 
 
+def worker_table(t: Tables) -> sa.Table:
+    """The ``workers`` table of ``t`` (schema version 13): one row per worker seen
+    recently, its :class:`~jobs_core.worker_records.WorkerRecord` as JSON in ``data``.
+    Defined on ``t.metadata`` once.
+    """
+    name = f"{t.prefix}workers"
+    if name in t.metadata.tables:
+        return t.metadata.tables[name]
+    return sa.Table(
+        name,
+        t.metadata,
+        sa.Column("id", sa.String(120), primary_key=True),
+        sa.Column("last_seen", _Time, nullable=False),
+        sa.Column("data", sa.Text, nullable=False),
+    )
+
+
 def flow_table(t: Tables, name: str) -> sa.Table:
-    """One of the flow-control tables of ``t`` (``paused_queues``, ``flow_keys``, ``slots``)."""
+    """One of the flow-control tables of ``t`` (``paused_queues``, ``flow_keys``, ``slots``, ``tenants``)."""
     return t.metadata.tables[f"{t.prefix}{name}"]
 
 
@@ -330,7 +383,7 @@ def _as_of_v1(table: sa.Table, drop_columns: tuple[str, ...], drop_indexes: tupl
 
 
 #: Columns of the jobs table added by a migration after version 5 (which may rebuild the table).
-_LATER_JOBS_COLUMNS = ("watched",)
+_LATER_JOBS_COLUMNS = ("watched", "tenant")
 
 
 def _v1(conn: sa.Connection, t: Tables) -> None:
@@ -340,9 +393,9 @@ def _v1(conn: sa.Connection, t: Tables) -> None:
     """
     for table in (t.version, t.schedules):
         table.create(conn, checkfirst=True)
-    _as_of_v1(t.jobs, ("lease_until", *_LATER_JOBS_COLUMNS), (f"{t.prefix}jobs_id",)).create(
-        conn, checkfirst=True
-    )
+    _as_of_v1(
+        t.jobs, ("lease_until", *_LATER_JOBS_COLUMNS), (f"{t.prefix}jobs_id", f"{t.prefix}jobs_tenant")
+    ).create(conn, checkfirst=True)
     _as_of_v1(t.failed, (), (f"{t.prefix}failed_queue",)).create(conn, checkfirst=True)
 
 
@@ -443,7 +496,8 @@ def _v5(conn: sa.Connection, t: Tables) -> None:
         conn.execute(sa.text(f"DROP INDEX IF EXISTS {index.name}"))
     t.jobs.create(conn)
     conn.execute(sa.text(f"DROP INDEX IF EXISTS {t.prefix}jobs_id"))  # version 6 adds it
-    names = ", ".join(c.name for c in t.jobs.columns if c.name not in _LATER_JOBS_COLUMNS)
+    had = {c["name"] for c in sa.inspect(conn).get_columns(old)}
+    names = ", ".join(c.name for c in t.jobs.columns if c.name in had)
     conn.execute(sa.text(f"INSERT INTO {jobs} ({names}) SELECT {names} FROM {old}"))
     conn.execute(sa.text(f"DROP TABLE {old}"))
 
@@ -545,7 +599,23 @@ def _v10(conn: sa.Connection, t: Tables) -> None:
 
 
 def _v11(conn: sa.Connection, t: Tables) -> None:
-    """Version 11: kept free (another change takes this number)."""
+    """Version 11: tenant fairness: the jobs table's ``tenant`` column, its index, and ``tenants``.
+
+    Stored rows keep ``tenant`` NULL (they were enqueued without one being
+    stored; they are claimed as jobs without a tenant). Adding a nullable
+    column rewrites no row on PostgreSQL, SQLite or MariaDB; the partial
+    index (PostgreSQL, SQLite) starts empty. A jobs table made by a later
+    definition (the SQLite copy of version 5) already has both.
+    """
+    inspector = sa.inspect(conn)
+    jobs = t.jobs.name
+    if "tenant" not in {c["name"] for c in inspector.get_columns(jobs)}:
+        kind = t.jobs.c.tenant.type.compile(dialect=conn.dialect)
+        conn.execute(sa.text(f"ALTER TABLE {jobs} ADD COLUMN tenant {kind}"))
+    index = next(i for i in t.jobs.indexes if i.name == f"{t.prefix}jobs_tenant")
+    if index.name not in {i["name"] for i in inspector.get_indexes(jobs)}:
+        index.create(conn)
+    flow_table(t, "tenants").create(conn, checkfirst=True)
 
 
 def _v12(conn: sa.Connection, t: Tables) -> None:
@@ -564,8 +634,13 @@ def _v12(conn: sa.Connection, t: Tables) -> None:
         index.create(conn)
 
 
+def _v13(conn: sa.Connection, t: Tables) -> None:
+    """Version 13: the ``workers`` table (workers seen recently)."""
+    worker_table(t).create(conn, checkfirst=True)
+
+
 #: The migrations, in order; the schema version is the number applied.
-MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12)
+MIGRATIONS: tuple[Migration, ...] = (_v1, _v2, _v3, _v4, _v5, _v6, _v7, _v8, _v9, _v10, _v11, _v12, _v13)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -59,7 +59,11 @@ DEFAULTS: dict[str, Any] = {
     "create_schema": True,
     "notify": True,
     "results_ttl": DEFAULT_RESULTS_TTL,
+    "pooler": "none",
 }
+
+#: Values of the ``pooler`` setting: what sits between the driver and PostgreSQL.
+POOLERS = ("none", "session", "transaction")
 
 
 def validate_prefix(prefix: object) -> str:
@@ -140,6 +144,10 @@ class DatabaseSettings:
     results_ttl: float = DEFAULT_RESULTS_TTL
     #: Strings to scrub from any text shown (the password and secret query values, as written and parsed).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: What sits between the driver and PostgreSQL (:data:`POOLERS`). Behind a pooler in
+    #: ``transaction`` mode (PgBouncer's) no statement is prepared, no session setting made
+    #: and no ``LISTEN`` held: each transaction may run on another server connection.
+    pooler: str = "none"
 
     def __repr__(self) -> str:
         return f"DatabaseSettings({self.display!r}, prefix={self.table_prefix!r})"
@@ -216,6 +224,14 @@ class DatabaseSettings:
             )
         poll = merged["poll_interval"]
         notify = _as_bool("notify", merged["notify"])
+        pooler = _pooler(backend, merged["pooler"])
+        if pooler == "transaction":
+            if "notify" in settings and notify:
+                raise ConfigurationError(
+                    "setting 'notify' cannot be true with pooler=transaction: LISTEN needs a session of its "
+                    "own; leave notify out (workers then poll) or connect the workers without the pooler"
+                )
+            notify = False
         max_bytes = merged["max_message_bytes"]
         synchronous = str(merged["synchronous"]).lower()
         if synchronous not in ("off", "normal", "full", "extra"):
@@ -240,7 +256,19 @@ class DatabaseSettings:
             notify=notify,
             results_ttl=results_ttl(merged["results_ttl"]),
             secrets=_secrets(raw, parsed),
+            pooler=pooler,
         )
+
+
+def _pooler(backend: Backend, value: object) -> str:
+    pooler = str(value).lower()
+    if pooler not in POOLERS:
+        raise ConfigurationError(f"setting 'pooler' must be none, session or transaction, got {value!r}")
+    if pooler != "none" and backend != "postgresql":
+        raise ConfigurationError(
+            f"setting 'pooler' is for PostgreSQL (a PgBouncer in front of it), not {backend}"
+        )
+    return pooler
 
 
 def _display(url: URL) -> str:

@@ -151,8 +151,10 @@ class JobsBackend(compat.BaseTaskBackend):  # type: ignore[misc]
         finished longer ago than the driver keeps results) raises
         ``TaskResultDoesNotExist``; a job that is not a Django task known to
         this process raises :class:`~jobs_django.errors.TaskNotRegistered`.
-        ``args`` and ``kwargs`` are not kept with a job's status: they are
-        empty lists here (the ``TaskResult`` that ``enqueue`` returned has them).
+        ``args`` and ``kwargs`` are the job's while the backend holds its
+        payload (a waiting, running or failed task); a succeeded task's kept
+        result holds only its return value, so they are empty there (the
+        ``TaskResult`` that ``enqueue`` returned, and ``refresh()``, keep them).
         """
         try:
             status = self.app.status(result_id)
@@ -221,6 +223,8 @@ def result_from_status(task: Any, status: JobStatus, alias: str) -> Any:
     else:
         state = compat.TaskResultStatus.READY
     attempts = status.attempts + (1 if status.state == RUNNING else 0)
+    payload = status.payload if isinstance(status.payload, dict) else {}
+    args, kwargs = payload.get("args", []), payload.get("kwargs", {})
     result = compat.TaskResult(
         task=task,
         id=status.id,
@@ -229,8 +233,8 @@ def result_from_status(task: Any, status: JobStatus, alias: str) -> Any:
         started_at=None,
         finished_at=finished_at,
         last_attempted_at=finished_at,
-        args=[],
-        kwargs={},
+        args=args if isinstance(args, list) else [],
+        kwargs=kwargs if isinstance(kwargs, dict) else {},
         backend=alias,
         errors=errors,
         worker_ids=[status.worker or "jobs"] * attempts,

@@ -8,8 +8,8 @@ Both are dicts with the same keys; a backend's ``OPTIONS`` win over ``JOBS``::
 ``URL``
     The jobs backend (``sqlite:///...``, ``postgresql+psycopg://...``,
     ``kafka://...``). Without it, the URL of the Django database ``DATABASE``
-    is used (SQLite and PostgreSQL databases), so that jobs live beside the
-    project's tables.
+    is used (SQLite, PostgreSQL and MySQL/MariaDB databases), so that jobs
+    live beside the project's tables.
 ``DATABASE``
     The alias of the Django database that holds the jobs tables (``"default"``
     when ``URL`` is not given). Inside ``transaction.atomic()`` on that
@@ -117,11 +117,16 @@ def load(options: Mapping[str, Any] | None = None, where: str = "JOBS") -> JobsS
 
 
 def database_url(alias: str, where: str = "JOBS") -> str:
-    """The jobs URL of the Django database ``alias`` (SQLite and PostgreSQL).
+    """The jobs URL of the Django database ``alias`` (SQLite, PostgreSQL, MySQL/MariaDB).
+
+    A MySQL or MariaDB database gives a ``mysql+pymysql://`` URL (the jobs
+    driver's, with ``jobs-database[mysql]``), on its host and port or its
+    socket (``HOST`` starting with ``/``).
 
     Raises :class:`~jobs_django.errors.DjangoConfigurationError` for an
     unknown alias, an in-memory SQLite database (a worker process could not
-    see it) or another engine (give ``URL`` then).
+    see it), a MySQL database configured by an option file
+    (``read_default_file``) or another engine (give ``URL`` then).
     """
     from django.conf import settings
 
@@ -141,20 +146,34 @@ def database_url(alias: str, where: str = "JOBS") -> str:
             )
         return f"sqlite:///{os.path.abspath(name)}"
     if engine in ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis"):
-        return _postgresql_url(db)
+        return _server_url(_postgresql_scheme(), db)
+    if engine in ("django.db.backends.mysql", "django.contrib.gis.db.backends.mysql"):
+        options = db.get("OPTIONS") or {}
+        if "read_default_file" in options:
+            raise DjangoConfigurationError(
+                f"{where}: the MySQL database {alias!r} is configured by an option file "
+                "(OPTIONS['read_default_file']), which a jobs URL cannot name; give URL"
+            )
+        host = str(db.get("HOST") or "")
+        if host.startswith("/"):  # a socket, as Django reads HOST
+            return _server_url("mysql+pymysql", {**db, "HOST": ""}) + f"?unix_socket={quote(host)}"
+        return _server_url("mysql+pymysql", db)
     raise DjangoConfigurationError(
         f"{where}: cannot derive a jobs URL from the {engine or 'unnamed'} database {alias!r}; "
-        "give URL (SQLite and PostgreSQL databases are derived)"
+        "give URL (SQLite, PostgreSQL and MySQL/MariaDB databases are derived)"
     )
 
 
-def _postgresql_url(db: Mapping[str, Any]) -> str:
+def _postgresql_scheme() -> str:
     try:
         import psycopg  # noqa: F401
 
-        scheme = "postgresql+psycopg"
+        return "postgresql+psycopg"
     except ImportError:
-        scheme = "postgresql+psycopg2"
+        return "postgresql+psycopg2"
+
+
+def _server_url(scheme: str, db: Mapping[str, Any]) -> str:
     user = quote(str(db.get("USER") or ""), safe="")
     password = quote(str(db.get("PASSWORD") or ""), safe="")
     credentials = f"{user}:{password}@" if password else (f"{user}@" if user else "")

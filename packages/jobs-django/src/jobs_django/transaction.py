@@ -41,7 +41,7 @@ def connection(using: str = "default") -> Iterator[Any]:
     Pass it as ``transaction=`` to ``Jobs.dispatch``: the job is stored with
     the rows the caller wrote in the same ``transaction.atomic()`` block.
     Raises :class:`~jobs_django.errors.DjangoConfigurationError` for a
-    database other than SQLite or PostgreSQL.
+    database other than SQLite, PostgreSQL or MySQL/MariaDB.
     """
     from django.db import connections
 
@@ -73,10 +73,12 @@ def _borrowing_engine(using: str, vendor: str) -> Any:
         from django.db.backends.postgresql.psycopg_any import is_psycopg3
 
         url = "postgresql+psycopg://" if is_psycopg3 else "postgresql+psycopg2://"
+    elif vendor == "mysql":  # MySQL and MariaDB: Django's connection is mysqlclient's (MySQLdb)
+        url = "mysql+mysqldb://"
     else:
         raise DjangoConfigurationError(
-            f"enqueueing in the transaction of the Django database {using!r} needs SQLite or PostgreSQL, "
-            f"not {vendor}; set TRANSACTIONAL to False"
+            f"enqueueing in the transaction of the Django database {using!r} needs SQLite, PostgreSQL "
+            f"or MySQL/MariaDB, not {vendor}; set TRANSACTIONAL to False"
         )
 
     def borrow() -> Any:

@@ -43,8 +43,14 @@ Key = tuple[str, int]
 Handle = tuple[str, int, int, int]
 #: Most records taken from librdkafka's queue per poll.
 FETCH_BATCH = 1000
-#: Seconds a partition's window must stay full before the partition is paused.
+#: Seconds a partition's window must stay full, with jobs of it running, before the partition is paused.
 PAUSE_AFTER = 0.5
+#: Seconds a window full of records that no job has taken yet must stay so before the
+#: partition is paused: a worker between its group join and its first reserve, or
+#: busy with another queue, takes them soon, and a pause would throw away what
+#: librdkafka prefetched (fetched again on resume, a stall of 0.1-0.3 s seen at
+#: every start of a drain that paused).
+IDLE_PAUSE_AFTER = 5.0
 #: Seconds between checks that no partition is read from beyond the end of its log.
 RESET_CHECK_INTERVAL = 1.0
 #: Re-creates topics that may have vanished (a broker that lost its data).
@@ -261,7 +267,7 @@ class QueueConsumer:
             now = time.time()
             if owned[1].expires_at <= now:
                 return False
-            owned[1].expires_at = now + seconds
+            owned[0].renew(owned[1], now + seconds)
             return True
 
     def local_counts(self, topic: str) -> tuple[int, int, int]:
@@ -563,8 +569,10 @@ class QueueConsumer:
         fetch it again on resume (and a fetch answered while paused backs off
         ``fetch.error.backoff.ms``), so a window that is full only until the
         worker's next acks is not paused: the poll loop just stops taking
-        records. Only a window full for ``PAUSE_AFTER`` seconds (slow jobs) is
-        paused, so that the other partitions and the group's events keep flowing.
+        records. Only a window full for ``PAUSE_AFTER`` seconds while jobs of it
+        run (slow jobs) is paused, so that the other partitions and the group's
+        events keep flowing; one full of records no job has taken yet (a worker
+        still starting) waits ``IDLE_PAUSE_AFTER`` seconds.
         """
         limit = self.settings.max_in_flight
         pause: list[TopicPartition] = []
@@ -577,10 +585,13 @@ class QueueConsumer:
                 expired += state.expire(now)
                 if state.in_flight < limit:
                     state.full_since = None
-                elif state.full_since is None:
-                    state.full_since = clock
+                elif state.full_since is None or (state.leases and not state.full_busy):
+                    # Full, or full and now taken from: from then on it counts as busy
+                    # (a moment between a worker's ack and its next reserve does not reset it).
+                    state.full_since, state.full_busy = clock, bool(state.leases)
                 full_for = -1.0 if state.full_since is None else clock - state.full_since
-                if not state.paused and (full_for >= PAUSE_AFTER or self.held):
+                wait = PAUSE_AFTER if state.full_busy else IDLE_PAUSE_AFTER
+                if not state.paused and (full_for >= wait or self.held):
                     state.paused = True
                     pause.append(TopicPartition(topic, partition))
                 elif state.paused and not self.held and state.in_flight < max(1, limit // 2):

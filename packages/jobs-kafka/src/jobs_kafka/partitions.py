@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import math
 from collections import deque
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -63,13 +64,19 @@ class PartitionState:
     #: The group's committed offset when the partition was assigned (where fetching starts), if any.
     start: int | None = None
     paused: bool = False
-    #: Since when (monotonic) the window is full, while it is.
+    #: Since when (monotonic) the window is full, while it is; restarted when a window
+    #: full of records nobody took has one taken (see ``full_busy``).
     full_since: float | None = None
+    #: Whether a record of the full window was leased (jobs of it run) since ``full_since``.
+    full_busy: bool = False
     revoking: bool = False
     #: Leased records per key (keys with none are left out).
     running: dict[bytes, int] = field(default_factory=dict)
     #: Records set aside until an earlier record of their key finishes, per key, by offset.
     blocked: dict[bytes, list[tuple[int, Fetched]]] = field(default_factory=dict)
+    #: No lease ends before this (wall clock): :meth:`expire` looks at the leases
+    #: only from then on, not at every reserve and poll (renewals only move ends later).
+    expiry_floor: float = math.inf
 
     def add(self, record: Fetched) -> bool:
         """Buffer a fetched record; ``False`` if it was already seen (a re-fetch)."""
@@ -119,9 +126,15 @@ class PartitionState:
     def lease(self, record: Fetched, receipt: str, expires_at: float) -> None:
         """Lease ``record`` (popped by :meth:`pop_runnable`)."""
         self.leases[record.offset] = Lease(receipt, expires_at, record)
+        self.expiry_floor = min(self.expiry_floor, expires_at)
         key = record.key
         if key is not None:
             self.running[key] = self.running.get(key, 0) + 1
+
+    def renew(self, lease: Lease, expires_at: float) -> None:
+        """Move the end of ``lease`` (one of :attr:`leases`), later or earlier."""
+        lease.expires_at = expires_at
+        self.expiry_floor = min(self.expiry_floor, expires_at)
 
     def unlease(self, offset: int) -> Lease:
         """End the lease of ``offset`` (finished, given back or expired); its key's next record may run."""
@@ -166,10 +179,17 @@ class PartitionState:
         return len(self.unfinished)
 
     def expire(self, now: float) -> int:
-        """Return expired leases to the ready heap; how many."""
+        """Return expired leases to the ready heap; how many.
+
+        Cheap until the earliest lease may end: a worker holding thousands of
+        leases calls this on every reserve, and the poll loop on every poll.
+        """
+        if now < self.expiry_floor:
+            return 0
         expired = [offset for offset, lease in self.leases.items() if lease.expires_at <= now]
         for offset in expired:
             self.push_back(self.unlease(offset).record)
+        self.expiry_floor = min((lease.expires_at for lease in self.leases.values()), default=math.inf)
         return len(expired)
 
     def next_expiry(self) -> float | None:

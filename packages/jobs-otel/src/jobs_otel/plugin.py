@@ -107,6 +107,8 @@ class TelemetryPlugin:
         self._workers: list[weakref.ref[Worker]] = []
         self._stats: dict[int, tuple[float, dict[str, QueueStats]]] = {}
         self._lag: dict[str, float] = {}
+        #: The hooks around each job run, registered by ``jobs_worker_started`` when active.
+        self._runs = _RunTelemetry(self)
 
     # -- dispatching process ------------------------------------------------
 
@@ -171,9 +173,23 @@ class TelemetryPlugin:
 
     # -- worker process -----------------------------------------------------
 
+    def active(self) -> bool:
+        """Whether anything is recorded: a tracer or meter provider is set, or ``JOBS_METRICS_PORT``."""
+        return self.settings.metrics_port is not None or self._tracing() or self._measuring()
+
     @hookimpl
     def jobs_worker_started(self, worker: Worker) -> None:
-        """Watch the worker's queues for the gauges; start the Prometheus endpoint if asked."""
+        """When telemetry is configured: hook the job runs, watch the queues, serve Prometheus if asked.
+
+        Unconfigured (no provider, no ``JOBS_METRICS_PORT``), the worker's job
+        runs are left alone: no run wrapper, no per-job hook, and ``async``
+        jobs stay on the worker's event loop.
+        """
+        if not self.active():
+            return
+        manager = worker.app.plugin_manager
+        if not manager.is_registered(self._runs):
+            manager.register(self._runs, name=f"{SCOPE}:runs:{id(self)}")
         with self._lock:
             self._workers = [ref for ref in self._workers if ref() is not None]
             self._workers.append(weakref.ref(worker))
@@ -181,89 +197,6 @@ class TelemetryPlugin:
             from jobs_otel.prometheus import start_metrics_server
 
             start_metrics_server(self.settings.metrics_port, self.settings.metrics_addr)
-
-    @hookimpl
-    def jobs_job_processing(self, message: Message) -> None:
-        """Count the run and note how late it started."""
-        self._counts.add(("started", message.queue, message.name))
-        self._lag[message.queue] = max(0.0, time.time() - message.available_at)
-
-    @hookimpl(wrapper=True)
-    def jobs_run_job(self, run: JobRun) -> Generator[None, Any, Any]:
-        """Run the job inside a consumer span, child of the dispatcher's send span."""
-        message = run.message
-        if not self._tracing():
-            started = time.perf_counter()
-            outcome = "failed"
-            try:
-                result = yield
-                outcome = "succeeded"
-                return result
-            except SkipJob:
-                outcome = "skipped"
-                raise
-            except Retry:
-                outcome = "retry"
-                raise
-            finally:
-                if self._measuring():
-                    elapsed = time.perf_counter() - started
-                    attributes = {"queue": message.queue, "job": message.name, "outcome": outcome}
-                    self._duration.record(elapsed, attributes)
-        parent = propagate.extract(message.headers) if message.headers else None
-        span = self._tracer.start_span(
-            f"process {message.name}",
-            context=parent,
-            kind=SpanKind.CONSUMER,
-            attributes={
-                "messaging.system": "jobs",
-                "messaging.destination.name": message.queue,
-                "messaging.message.id": message.id,
-                "jobs.job.name": message.name,
-                "jobs.attempt": run.attempt,
-            },
-        )
-        token = otel_context.attach(trace.set_span_in_context(span, parent))
-        outcome = "succeeded"
-        started = time.perf_counter()
-        try:
-            return (yield)
-        except SkipJob:
-            outcome = "skipped"
-            span.set_attribute("jobs.outcome", outcome)
-            raise
-        except BaseException as exc:
-            outcome = "retry" if isinstance(exc, Retry) else "failed"
-            span.set_attribute("jobs.outcome", outcome)
-            _record_failure(span, exc)
-            raise
-        finally:
-            elapsed = time.perf_counter() - started
-            otel_context.detach(token)
-            span.end()
-            if self._measuring():
-                attributes = {"queue": message.queue, "job": message.name, "outcome": outcome}
-                self._duration.record(elapsed, attributes)
-
-    @hookimpl
-    def jobs_job_processed(self, message: Message) -> None:
-        """Count the success."""
-        self._counts.add(("succeeded", message.queue, message.name))
-
-    @hookimpl
-    def jobs_job_failed(self, message: Message, will_retry: bool) -> None:
-        """Count the failed attempt."""
-        self._counts.add(("failed", message.queue, message.name, will_retry))
-
-    @hookimpl
-    def jobs_job_retrying(self, message: Message) -> None:
-        """Count the retry."""
-        self._counts.add(("retried", message.queue, message.name))
-
-    @hookimpl
-    def jobs_job_dead(self, message: Message) -> None:
-        """Count the job sent to the failed store."""
-        self._counts.add(("dead", message.queue, message.name))
 
     # -- gauges ---------------------------------------------------------------
 
@@ -301,6 +234,101 @@ class TelemetryPlugin:
     def _observe_lag(self, options: CallbackOptions) -> Iterable[Observation]:
         for queue, lag in list(self._lag.items()):
             yield Observation(lag, {"queue": queue})
+
+
+class _RunTelemetry:
+    """The hooks of a worker's job runs: counts, lag, a consumer span and the duration of each run.
+
+    Registered in an app by :meth:`TelemetryPlugin.jobs_worker_started` only
+    when telemetry is configured, so that an installed but unconfigured
+    package adds nothing to a job's run.
+    """
+
+    def __init__(self, telemetry: TelemetryPlugin) -> None:
+        self.telemetry = telemetry
+
+    @hookimpl
+    def jobs_job_processing(self, message: Message) -> None:
+        """Count the run and note how late it started."""
+        self.telemetry._counts.add(("started", message.queue, message.name))
+        self.telemetry._lag[message.queue] = max(0.0, time.time() - message.available_at)
+
+    @hookimpl(wrapper=True)
+    def jobs_run_job(self, run: JobRun) -> Generator[None, Any, Any]:
+        """Run the job inside a consumer span, child of the dispatcher's send span."""
+        message = run.message
+        if not self.telemetry._tracing():
+            started = time.perf_counter()
+            outcome = "failed"
+            try:
+                result = yield
+                outcome = "succeeded"
+                return result
+            except SkipJob:
+                outcome = "skipped"
+                raise
+            except Retry:
+                outcome = "retry"
+                raise
+            finally:
+                if self.telemetry._measuring():
+                    elapsed = time.perf_counter() - started
+                    attributes = {"queue": message.queue, "job": message.name, "outcome": outcome}
+                    self.telemetry._duration.record(elapsed, attributes)
+        parent = propagate.extract(message.headers) if message.headers else None
+        span = self.telemetry._tracer.start_span(
+            f"process {message.name}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes={
+                "messaging.system": "jobs",
+                "messaging.destination.name": message.queue,
+                "messaging.message.id": message.id,
+                "jobs.job.name": message.name,
+                "jobs.attempt": run.attempt,
+            },
+        )
+        token = otel_context.attach(trace.set_span_in_context(span, parent))
+        outcome = "succeeded"
+        started = time.perf_counter()
+        try:
+            return (yield)
+        except SkipJob:
+            outcome = "skipped"
+            span.set_attribute("jobs.outcome", outcome)
+            raise
+        except BaseException as exc:
+            outcome = "retry" if isinstance(exc, Retry) else "failed"
+            span.set_attribute("jobs.outcome", outcome)
+            _record_failure(span, exc)
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            otel_context.detach(token)
+            span.end()
+            if self.telemetry._measuring():
+                attributes = {"queue": message.queue, "job": message.name, "outcome": outcome}
+                self.telemetry._duration.record(elapsed, attributes)
+
+    @hookimpl
+    def jobs_job_processed(self, message: Message) -> None:
+        """Count the success."""
+        self.telemetry._counts.add(("succeeded", message.queue, message.name))
+
+    @hookimpl
+    def jobs_job_failed(self, message: Message, will_retry: bool) -> None:
+        """Count the failed attempt."""
+        self.telemetry._counts.add(("failed", message.queue, message.name, will_retry))
+
+    @hookimpl
+    def jobs_job_retrying(self, message: Message) -> None:
+        """Count the retry."""
+        self.telemetry._counts.add(("retried", message.queue, message.name))
+
+    @hookimpl
+    def jobs_job_dead(self, message: Message) -> None:
+        """Count the job sent to the failed store."""
+        self.telemetry._counts.add(("dead", message.queue, message.name))
 
 
 def _record_failure(span: trace.Span, exc: BaseException) -> None:

@@ -69,6 +69,7 @@ def _live(job_id: str, fields: Sequence[Any], now: float) -> JobStatus:
         worker=_text(worker) if worker and state == RUNNING else None,
         progress=progress_from_json(progress),
         cancel_requested=cancel == b"1",
+        payload=None if message is None else message.payload,
     )
 
 
@@ -111,6 +112,7 @@ def _failed(job_id: str, fields: Sequence[Any]) -> JobStatus:
         attempts=0 if message is None else message.attempts,
         error=_text(error or b""),
         finished_at=float(failed_at or 0),
+        payload=None if message is None else message.payload,
     )
 
 

@@ -9,6 +9,10 @@ the same name.
 Messages are stored encoded, exactly as a real backend would hold them, so
 what a worker receives is a fresh decoded copy and a malformed record is
 handled as on any other backend.
+
+Over 400 lines: as the reference implementation it declares every capability,
+and each operation is written next to the others it shares the store and its
+lock with, so a reader sees the whole contract kept in one place.
 """
 
 from __future__ import annotations
@@ -48,14 +52,15 @@ from jobs_core.status import (
     CANCELLED,
     DELAYED,
     FAILED,
-    QUEUED,
     RUNNING,
     SUCCEEDED,
     JobStatus,
     Progress,
+    live_status,
     results_ttl,
 )
 from jobs_core.urls import redact_url
+from jobs_core.worker_records import WORKER_EXPIRY, WorkerRecord
 from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_cancelled, job_finished
 
 WAITING = "waiting"
@@ -152,6 +157,7 @@ class MemoryStore:
         #: round-robin ring of a queue's sources ("" for its messages without a tenant).
         self.tenants: dict[str, dict[str, list[tuple[int, float, int, int, str]]]] = {}
         self.rings: dict[str, deque[str]] = {}
+        self.workers: dict[str, WorkerRecord] = {}
 
 
 _SHARED: dict[str, MemoryStore] = {}
@@ -188,6 +194,8 @@ class MemoryDriver(Driver):
             Capability.RATE_LIMITS,
             Capability.CONCURRENCY_LIMITS,
             Capability.TENANT_FAIRNESS,
+            Capability.WORKERS,
+            Capability.JOB_LISTING,
         }
     )
 
@@ -683,45 +691,80 @@ class MemoryDriver(Driver):
                 finished.append(kept.status(job_id))
             entry = store.failed.get(job_id)
         if entry is not None:
-            finished.append(
-                JobStatus(
-                    id=entry.id,
-                    state=FAILED,
-                    queue=entry.queue,
-                    name=entry.name,
-                    attempts=entry.attempts,
-                    error=entry.error,
-                    finished_at=entry.failed_at,
-                )
-            )
+            finished.append(_failed_status(entry))
         if not finished:
             return None
         return max(finished, key=lambda status: status.finished_at or 0.0)
 
     def _live_status(self, rec: _Record, now: float) -> JobStatus:
-        try:
-            message: Message | None = Message.decode(rec.body)
-        except MalformedMessage:
-            message = None
         running = self._store.running.get(rec.id) or _Running()
-        if rec.state == RESERVED and rec.lease_expires_at > now:
-            state = RUNNING
-        elif rec.state == RESERVED or rec.available_at <= now:
-            state = QUEUED
-        else:
-            state = DELAYED
-        return JobStatus(
-            id=rec.id,
-            state=state,
-            queue=rec.queue,
-            name="" if message is None else message.name,
-            attempts=0 if message is None else message.attempts,
+        return live_status(
+            rec.id,
+            rec.queue,
+            rec.body,
+            reserved=rec.state == RESERVED,
             available_at=rec.available_at,
-            lease_expires_at=rec.lease_expires_at if state == RUNNING else None,
-            worker=running.worker if state == RUNNING else None,
+            lease_expires_at=rec.lease_expires_at,
+            now=now,
+            worker=running.worker,
             progress=running.progress,
             cancel_requested=running.cancel,
         )
+
+    def list_jobs(
+        self, state: str, queue: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[JobStatus]:
+        """Scans the records (waiting and running), the results kept, or the failed store."""
+        store = self._store
+        with store.condition:
+            now = time.time()
+            if state == FAILED:
+                entries = [f for f in reversed(store.failed.values()) if queue is None or f.queue == queue]
+                return [_failed_status(entry) for entry in entries[offset : offset + limit]]
+            if state in (SUCCEEDED, CANCELLED):
+                cutoff = now - self.results_ttl
+                kept = [
+                    (ident, k)
+                    for ident, k in reversed(store.results.items())
+                    if k.state == state and k.finished_at >= cutoff and (queue is None or k.queue == queue)
+                ]
+                kept.sort(key=lambda item: -item[1].finished_at)
+                return [k.status(ident) for ident, k in kept[offset : offset + limit]]
+            live = [
+                (rec, status)
+                for rec in store.records.values()
+                if queue is None or rec.queue == queue
+                for status in (self._live_status(rec, now),)
+                if status.state == state
+            ]
+        if state == RUNNING:
+            live.sort(key=lambda item: (item[0].lease_expires_at, item[0].seq))
+        elif state == DELAYED:
+            live.sort(key=lambda item: (item[0].available_at, item[0].seq))
+        else:
+            live.sort(key=lambda item: (-item[0].priority, item[0].available_at, item[0].seq))
+        return [status for _, status in live[offset : offset + limit]]
+
+    def save_worker(self, record: WorkerRecord) -> None:
+        """Keep the record; forget those stale for ``WORKER_EXPIRY`` seconds."""
+        with self._store.condition:
+            workers = self._store.workers
+            workers[record.id] = record
+            cutoff = time.time() - WORKER_EXPIRY
+            for ident in [i for i, r in workers.items() if r.last_seen < cutoff]:
+                del workers[ident]
+
+    def remove_worker(self, worker_id: str) -> bool:
+        """Forget the record; ``False`` if there was none."""
+        with self._store.condition:
+            return self._store.workers.pop(worker_id, None) is not None
+
+    def workers(self) -> list[WorkerRecord]:
+        """The records written within ``WORKER_EXPIRY`` seconds, oldest worker first."""
+        cutoff = time.time() - WORKER_EXPIRY
+        with self._store.condition:
+            found = [r for r in self._store.workers.values() if r.last_seen >= cutoff]
+        return sorted(found, key=lambda r: (r.started_at, r.id))
 
     def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
         """:meth:`ack_many`, keeping each result for ``results_ttl`` seconds."""
@@ -974,6 +1017,20 @@ class MemoryDriver(Driver):
         super().close()
         with self._store.condition:
             self._store.condition.notify_all()
+
+
+def _failed_status(entry: FailedJob) -> JobStatus:
+    """The status of a job in the failed store."""
+    return JobStatus(
+        id=entry.id,
+        state=FAILED,
+        queue=entry.queue,
+        name=entry.name,
+        attempts=entry.attempts,
+        error=entry.error,
+        finished_at=entry.failed_at,
+        payload=entry.payload,
+    )
 
 
 def _copy(record: WorkflowRecord) -> WorkflowRecord:

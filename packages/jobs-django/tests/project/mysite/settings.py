@@ -1,8 +1,9 @@
-"""Settings of the test project: SQLite or PostgreSQL, chosen by JOBS_DJANGO_TEST_DATABASE.
+"""Settings of the test project: SQLite, PostgreSQL or MariaDB, chosen by JOBS_DJANGO_TEST_DATABASE.
 
 ``JOBS_DJANGO_TEST_DATABASE`` is ``sqlite`` (the default; the file is
-``JOBS_DJANGO_TEST_SQLITE``) or ``postgresql`` (``JOBS_TEST_POSTGRESQL_URL``,
-else the local ``test`` database).
+``JOBS_DJANGO_TEST_SQLITE``), ``postgresql`` (``JOBS_TEST_POSTGRESQL_URL``,
+else the local ``test`` database) or ``mariadb`` (``JOBS_TEST_MARIADB_URL``,
+else the local ``test`` database; Django's MySQL backend, mysqlclient).
 """
 
 import os
@@ -28,13 +29,24 @@ except ImportError:
     pass
 
 _kind = os.environ.get("JOBS_DJANGO_TEST_DATABASE", "sqlite")
-if _kind == "postgresql":
-    _url = urlsplit(
-        os.environ.get("JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
-    )
+_SERVERS = {  # kind: (Django engine, variable with the URL, default URL)
+    "postgresql": (
+        "django.db.backends.postgresql",
+        "JOBS_TEST_POSTGRESQL_URL",
+        "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+    ),
+    "mariadb": (
+        "django.db.backends.mysql",
+        "JOBS_TEST_MARIADB_URL",
+        "mysql+pymysql://root@127.0.0.1:3306/test",
+    ),
+}
+if _kind in _SERVERS:
+    _engine, _variable, _default = _SERVERS[_kind]
+    _url = urlsplit(os.environ.get(_variable, _default))
     DATABASES = {
         "default": {
-            "ENGINE": "django.db.backends.postgresql",
+            "ENGINE": _engine,
             "NAME": _url.path.lstrip("/"),
             "USER": unquote(_url.username or ""),
             "PASSWORD": unquote(_url.password or ""),
@@ -50,6 +62,9 @@ else:
             "NAME": _file,
             # Django's test runner: a file, not its in-memory default, so that a worker can see it.
             "TEST": {"NAME": _file + ".test"},
+            # A task's atomic() block takes the write lock at BEGIN, so that it waits for the
+            # worker's own writes rather than failing with "database is locked" on its first write.
+            "OPTIONS": {"transaction_mode": "IMMEDIATE", "timeout": 30},
         }
     }
 

@@ -56,6 +56,11 @@ OPERATIONS: dict[Capability, list[Operation]] = {
         lambda d, q: d.paused_queues(),
     ],
     Capability.RATE_LIMITS: [lambda d, q: d.take_tokens(q, 1, 1.0)],
+    Capability.JOB_LISTING: [lambda d, q: d.list_jobs("queued", q)],
+    Capability.WORKERS: [
+        lambda d, q: d.workers(),
+        lambda d, q: d.remove_worker("0" * 32),
+    ],
     Capability.CONCURRENCY_LIMITS: [
         lambda d, q: d.acquire_slot(q, 1, "holder", 1.0),
         lambda d, q: d.extend_slot(q, "holder", 1.0),

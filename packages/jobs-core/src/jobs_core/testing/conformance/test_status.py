@@ -72,12 +72,30 @@ def test_a_waiting_job_is_queued_and_a_leased_one_running(jobs_driver: Driver, j
     assert abs(running.lease_expires_at - held.lease_expires_at) < 1.0
 
 
+@status_required
+def test_a_waiting_running_or_failed_job_reports_its_payload(jobs_driver: Driver, jobs_queue: str) -> None:
+    payload = {"args": [2, "é <b>"], "kwargs": {"to": None, "n": [1.5, True]}}
+    ident = enqueue_one(jobs_driver, message(jobs_queue, payload, max_retries=0))
+    assert _status(jobs_driver, ident).payload == payload
+    held = reserve_one(jobs_driver, jobs_queue)
+    assert _status(jobs_driver, ident).payload == payload
+    if jobs_driver.supports(Capability.FAILED_STORE):
+        jobs_driver.fail(held, "ValueError: boom")
+        failed = _status(jobs_driver, ident)
+        assert (failed.state, failed.payload) == (FAILED, payload)
+    else:
+        jobs_driver.ack(held)
+    none = enqueue_one(jobs_driver, message(jobs_queue))  # a job without a payload
+    assert _status(jobs_driver, none).payload is None
+    assert _status(jobs_driver, none).to_dict()["payload"] is None
+
+
 @pytest.mark.jobs_requires(Capability.STATUS, Capability.DELAY)
 def test_a_job_due_later_is_delayed(jobs_driver: Driver, jobs_queue: str) -> None:
     due = time.time() + 60
-    ident = enqueue_one(jobs_driver, message(jobs_queue, available_at=due))
+    ident = enqueue_one(jobs_driver, message(jobs_queue, {"later": [1]}, available_at=due))
     delayed = _status(jobs_driver, ident)
-    assert delayed.state == DELAYED
+    assert delayed.state == DELAYED and delayed.payload == {"later": [1]}
     assert delayed.available_at is not None and abs(delayed.available_at - due) < 1.0
 
 
