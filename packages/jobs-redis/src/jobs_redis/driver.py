@@ -10,6 +10,7 @@ on one node of a Redis Cluster. The key layout is in :mod:`jobs_redis.scripts`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import time
@@ -56,7 +57,7 @@ from redis.retry import Retry
 from jobs_redis import scripts, status_scripts, workflow_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
 from jobs_redis.settings import RedisSettings, parse
-from jobs_redis.status import meta, parse_status
+from jobs_redis.status import ended_as, meta, parse_status
 from jobs_redis.workflows import LOCK_MS, Transaction, parse_record
 
 #: Longest single wait of a blocked ``reserve`` (it then checks again).
@@ -89,6 +90,12 @@ def _all_of(decisions: Sequence[Decision]) -> Decision:
 def _succeeded(delivery: Delivery) -> Decision:
     """Count ``delivery``'s job succeeded in its workflow (with its result, for a chain)."""
     return lambda tx: job_finished(tx, delivery.message, True, delivery.result)
+
+
+def _as_member(delivery: Delivery) -> Delivery:
+    """``delivery`` of a watched job, its message given the header naming its own id (how it is counted)."""
+    headers = {**delivery.message.headers, WORKFLOW_HEADER: delivery.message.id}
+    return dataclasses.replace(delivery, message=delivery.message.replace(headers=headers))
 
 
 def _text(value: bytes | str) -> str:
@@ -508,10 +515,19 @@ class RedisDriver(Driver):
         """Finish several jobs, a thousand per script call."""
         deliveries = self._ack_workflow_jobs(deliveries, None)
         for start in range(0, len(deliveries), ACK_CHUNK):
+            chunk = deliveries[start : start + ACK_CHUNK]
             args: list[Any] = [repr(time.time()), self._token()]
-            for d in deliveries[start : start + ACK_CHUNK]:
+            for d in chunk:
                 args += [d.message.queue, self._handle(d), d.receipt]
-            self._run("ack", args, "acknowledging")
+            if watched := self._run("ack", args, "acknowledging"):
+                self._ack_watched(chunk, watched, None)
+
+    def _ack_watched(
+        self, chunk: Sequence[Delivery], handles: Sequence[bytes], results: Mapping[str, str | None] | None
+    ) -> None:
+        """Acknowledge the watched jobs an ack script left held (``handles``) as workflow jobs."""
+        by_handle = {self._handle(d): d for d in chunk}
+        self._ack_workflow_jobs([_as_member(by_handle[_text(h)]) for h in handles], results)
 
     def retry(self, delivery: Delivery, delay: float, error: str) -> None:
         """Back on its queue after ``delay`` with ``attempts + 1``, behind the waiting jobs."""
@@ -542,8 +558,7 @@ class RedisDriver(Driver):
         """Into the failed store with ``attempts + 1`` and ``error``."""
         message = delivery.message.replace(attempts=delivery.message.attempts + 1, last_error=error)
         if WORKFLOW_HEADER in message.headers:
-            count: Decision = lambda tx: job_finished(tx, delivery.message, False, error=error)  # noqa: E731
-            self._finish_in_workflow([(delivery, ["fail", message.id, message.encode(), error], count)])
+            self._fail_in_workflow(delivery, message, error)
             return
         args = [
             message.queue,
@@ -555,7 +570,13 @@ class RedisDriver(Driver):
             repr(time.time()),
             "0",
         ]
-        self._run("fail", args, "failing a job")
+        if self._run("fail", args, "failing a job") == -1:
+            self._fail_in_workflow(_as_member(delivery), message, error)
+
+    def _fail_in_workflow(self, delivery: Delivery, message: Message, error: str) -> None:
+        """Fail a held workflow job (``message``: its failed body) and count it, in one commit."""
+        count: Decision = lambda tx: job_finished(tx, delivery.message, False, error=error)  # noqa: E731
+        self._finish_in_workflow([(delivery, ["fail", message.id, message.encode(), error], count)])
 
     # -- administration -------------------------------------------------------
 
@@ -670,7 +691,8 @@ class RedisDriver(Driver):
         self.check_open()
         cutoff = repr(time.time() - older_than)
         self._run("prune_results", [cutoff], "pruning kept results")
-        return int(self._run("prune", [cutoff], "pruning"))
+        workflows = int(self._run("workflow_prune", [cutoff], "pruning workflow records"))
+        return workflows + int(self._run("prune", [cutoff], "pruning"))
 
     def inject_raw(self, queue: str, body: bytes) -> None:
         """Store ``body`` as-is under an id of the driver's choosing (tests of malformed input)."""
@@ -763,9 +785,11 @@ class RedisDriver(Driver):
         for start in range(0, len(pairs), ACK_CHUNK):
             now = time.time()
             args: list[Any] = [repr(now), uuid.uuid4().hex, *self._keeping(now)]
-            for d, result in pairs[start : start + ACK_CHUNK]:
+            chunk = pairs[start : start + ACK_CHUNK]
+            for d, result in chunk:
                 args += [d.message.queue, self._handle(d), d.receipt, meta(SUCCEEDED, d.message, result)]
-            self._run("ack_results", args, "acknowledging")
+            if watched := self._run("ack_results", args, "acknowledging"):
+                self._ack_watched([d for d, _ in chunk], watched, {d.receipt: r for d, r in chunk})
 
     def save_progress(self, delivery: Delivery, progress: Progress | None, worker: str) -> None:
         """Keep ``worker`` and ``progress`` on the job's record; ignored if the lease was lost."""
@@ -775,12 +799,15 @@ class RedisDriver(Driver):
     def cancel(self, job_id: str) -> str:
         """Remove a waiting job (kept as cancelled) or mark a running one, in one script."""
         self.check_open()
-        while (answer := self._cancel_in_workflow(job_id)) == "changed":
-            pass
-        if answer == "ok":
-            return CANCEL_REMOVED
-        now = time.time()
-        return _text(self._run("cancel", [repr(now), *self._keeping(now), job_id], "cancelling a job"))
+        while True:
+            while (answer := self._cancel_in_workflow(job_id)) == "changed":
+                pass
+            if answer == "ok":
+                return CANCEL_REMOVED
+            now = time.time()
+            answer = _text(self._run("cancel", [repr(now), *self._keeping(now), job_id], "cancelling a job"))
+            if answer != "watched":  # watched since it was read: cancelled as a workflow job
+                return answer
 
     def cancel_requested(self, deliveries: Sequence[Delivery]) -> set[str]:
         """The ids among ``deliveries`` whose cancellation was asked (one script)."""
@@ -793,19 +820,38 @@ class RedisDriver(Driver):
     def ack_cancelled(self, delivery: Delivery) -> None:
         """Remove the held job as cancelled (not counted completed); ignored if the lease was lost."""
         if WORKFLOW_HEADER in delivery.message.headers:
-            fields = ["cancelled", delivery.id, meta(CANCELLED, delivery.message, None), ""]
-            count: Decision = lambda tx: job_cancelled(tx, delivery.message)  # noqa: E731
-            self._finish_in_workflow([(delivery, fields, count)])
+            self._cancelled_in_workflow(delivery)
             return
         now = time.time()
         args = [repr(now), *self._keeping(now), delivery.message.queue, self._handle(delivery)]
         args += [delivery.receipt, meta(CANCELLED, delivery.message, None)]
-        self._run("ack_cancelled", args, "finishing a cancelled job")
+        if self._run("ack_cancelled", args, "finishing a cancelled job") == -1:
+            self._cancelled_in_workflow(_as_member(delivery))
+
+    def _cancelled_in_workflow(self, delivery: Delivery) -> None:
+        """Remove a held workflow job as cancelled and count it, in one commit."""
+        fields = ["cancelled", delivery.id, meta(CANCELLED, delivery.message, None), ""]
+        count: Decision = lambda tx: job_cancelled(tx, delivery.message)  # noqa: E731
+        self._finish_in_workflow([(delivery, fields, count)])
 
     # -- workflows ------------------------------------------------------------
 
     def _transaction(self) -> Transaction:
-        return Transaction(self._client, self._base, self.validate, self._fields, self._lock_record)
+        return Transaction(
+            self._client,
+            self._base,
+            self.validate,
+            self._fields,
+            self._lock_record,
+            watch=self._watch,
+            ended=self._ended,
+        )
+
+    def _watch(self, job_id: str, token: str, mark: bool) -> list[Any]:
+        return list(self._run("workflow_watch", [job_id, token, "1" if mark else "0"], "watching a job"))
+
+    def _ended(self, job_id: str, kept: bytes | None, failed_at: bytes | None) -> str | None:
+        return ended_as(job_id, kept, failed_at, time.time(), self.results_ttl)
 
     def _lock_record(self, workflow_id: str, token: str) -> tuple[bool, bytes | None]:
         reply = self._run("workflow_lock", [token, LOCK_MS, workflow_id], "locking a workflow")
@@ -882,7 +928,9 @@ class RedisDriver(Driver):
     def _cancel_in_workflow(self, job_id: str) -> str:
         """Cancel a waiting job of a workflow, counted in its commit: ok, changed, or no (not one)."""
         with self._errors("reading a job"):
-            state, body, member, lease_end = self._client.hmget(f"{self._base}j:{job_id}", "s", "b", "m", "e")
+            state, body, member, lease_end, watched = self._client.hmget(
+                f"{self._base}j:{job_id}", "s", "b", "m", "e", "v"
+            )
         if state is None or (state == b"r" and float(lease_end or 0) > time.time()):
             return "no"
         try:
@@ -890,7 +938,9 @@ class RedisDriver(Driver):
         except MalformedMessage:
             return "no"
         if WORKFLOW_HEADER not in message.headers:
-            return "no"
+            if watched is None:
+                return "no"
+            message = message.replace(headers={**message.headers, WORKFLOW_HEADER: message.id})
         tx = self._decide(lambda tx: job_cancelled(tx, message))
         answer = self._commit(tx, [["cancel", message.queue, job_id, _text(member), message.id, "", ""]])
         return answer if answer in {"ok", "changed"} else "no"

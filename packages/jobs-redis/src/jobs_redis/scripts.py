@@ -19,7 +19,8 @@ Key layout under ``B = {prefix}:``:
 ``B queues``               set         every queue name that held a message
 ``B j:<id>``               hash        one stored job: b body, q queue, p priority, a due
                                        time, m ready-set member, s state (w/r), r receipt,
-                                       e lease end, u unique key, k ordering key, c its concurrency
+                                       e lease end, u unique key, k ordering key, c its concurrency,
+                                       v set while a workflow watches it (see workflow_scripts)
 ``B q:<queue>:p``          zset        priorities with a ready set (score -priority)
 ``B q:<queue>:r:<prio>``   zset        waiting jobs: score due time, member 16-digit
                                        sequence ``:`` id
@@ -174,13 +175,22 @@ local function key_done(q, id, k, c)
   end
 end
 
+-- Ids of held jobs a plain ack left alone because a workflow watches them (field v).
+local watched = {}
+
 -- Remove job id if receipt still holds its lease (its unique key released, its ordering key's
 -- next jobs made ready; the lease entry is left to the caller). Returns the job's saved
 -- progress ('' if none) when removed, nil when the lease was lost: the one per-job ack step.
-local function take_held(q, id, receipt)
+-- A watched job is removed only by a workflow commit (watched_too); otherwise it stays held,
+-- its id noted in watched, and nil is returned: the caller finishes it as a workflow job.
+local function take_held(q, id, receipt, watched_too)
   local jk = B .. 'j:' .. id
-  local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c', 'g')
+  local st = redis.call('HMGET', jk, 's', 'r', 'u', 'k', 'c', 'g', 'v')
   if st[1] ~= 'r' or st[2] ~= receipt then return nil end
+  if st[7] and not watched_too then
+    watched[#watched + 1] = id
+    return nil
+  end
   redis.call('DEL', jk)
   release_unique(st[3], id)
   key_done(q, id, st[4], st[5])
@@ -198,6 +208,8 @@ local function collect(freed, q, id)
 end
 
 -- Remove the leases of the acknowledged ids and count them completed: one batch per queue.
+-- Returns the ids left held because they are watched (see take_held), for the caller to
+-- finish as workflow jobs.
 local function count_acked(freed, now, token)
   local done = 0
   for q, ids in pairs(freed) do
@@ -210,7 +222,7 @@ local function count_acked(freed, now, token)
     redis.call('INCRBY', qk .. ':dc', #ids)
     done = done + #ids
   end
-  return done
+  return watched
 end
 """
 
@@ -360,7 +372,8 @@ return out
 """
 
 #: ARGV: B, now, batch token, then (queue, id, receipt) triples. Finishes each job still held
-#: by its receipt; each queue counts the batch once in its completed records.
+#: by its receipt; each queue counts the batch once in its completed records. Returns the ids
+#: of the watched jobs it left held (to be finished by a workflow commit).
 ACK = r"""
 local now, token = ARGV[2], ARGV[3]
 local freed = {}
@@ -403,13 +416,15 @@ return 1
 """
 
 #: ARGV: B, queue, id, receipt, failed id, body to keep ('' keeps the stored one), error, now,
-#: "1" if the record is malformed. Moves a held job to the failed store.
+#: "1" if the record is malformed. Moves a held job to the failed store: returns 1, 0 if the
+#: lease was lost, -1 (nothing written) if the job is watched (a workflow commit fails it).
 FAIL = r"""
 local q, id, receipt, fid = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local body, err, now, raw = ARGV[6], ARGV[7], ARGV[8], ARGV[9]
 local jk = B .. 'j:' .. id
-local st = redis.call('HMGET', jk, 's', 'r', 'u', 'b', 'k', 'c')
+local st = redis.call('HMGET', jk, 's', 'r', 'u', 'b', 'k', 'c', 'v')
 if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
+if st[7] then return -1 end
 if body == '' then body = st[4] end
 redis.call('DEL', jk)
 redis.call('ZREM', B .. 'q:' .. q .. ':l', id)

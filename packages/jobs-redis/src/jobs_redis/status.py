@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobs_core import serializer
+from jobs_core import workflow_state as ws
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import Message
 from jobs_core.status import (
@@ -130,3 +131,21 @@ def parse_status(job_id: str, reply: Sequence[Any], now: float, results_ttl: flo
     if not finished:
         return None
     return max(finished, key=lambda status: status.finished_at or 0.0)
+
+
+def ended_as(
+    job_id: str, kept_raw: bytes | None, failed_at: bytes | None, now: float, results_ttl: float
+) -> str | None:
+    """How a job no longer stored ended, for a workflow watch.
+
+    The latest of its kept record and its failed entry: ``succeeded``,
+    ``cancelled`` or ``failed``; ``None`` if neither is there.
+    """
+    kept = _kept(job_id, kept_raw) if kept_raw else None
+    if kept is not None and (kept.finished_at or 0.0) < now - results_ttl:
+        kept = None
+    if failed_at is not None and (kept is None or float(failed_at) >= (kept.finished_at or 0.0)):
+        return ws.FAILED
+    if kept is None:
+        return None
+    return ws.CANCELLED if kept.state == CANCELLED else ws.SUCCEEDED

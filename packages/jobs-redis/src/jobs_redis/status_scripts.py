@@ -33,7 +33,7 @@ local function keep(id, now, progress, meta, ttl, cutoff)
 end
 
 -- The fields remove_job takes, in its order.
-local JOB_FIELDS = {'s', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g'}
+local JOB_FIELDS = {'s', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g', 'v'}
 
 -- Remove job id, not held by a worker, whose JOB_FIELDS are st: out of its ready, keyed and
 -- lease sets, its unique key released, its ordering key's next jobs made ready.
@@ -65,18 +65,21 @@ return count_acked(freed, now, token)
 """
 
 #: ARGV: B, now, ttl ms, cutoff, queue, id, receipt, meta. Removes a held job as cancelled
-#: (not counted completed); returns 1 if it was held.
+#: (not counted completed); returns 1 if it was held, 0 if not, -1 (nothing written) if it is
+#: watched (a workflow commit finishes it).
 ACK_CANCELLED = r"""
 local now, ttl, cutoff, q, id = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local progress = take_held(q, id, ARGV[7])
-if not progress then return 0 end
+if not progress then return #watched > 0 and -1 or 0 end
 redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
 keep(id, now, progress, ARGV[8], ttl, cutoff)
 return 1
 """
 
 #: ARGV: B, now, ttl ms, cutoff, id. Removes a waiting job (or one whose lease ended) and keeps
-#: it as cancelled, or marks a running one. Returns removed, requested, finished or not_found.
+#: it as cancelled, or marks a running one. Returns removed, requested, finished or not_found,
+#: or watched (nothing written) for a waiting job a workflow watches (a workflow commit
+#: cancels it).
 CANCEL = r"""
 local now, ttl, cutoff, id = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
 local jk = B .. 'j:' .. id
@@ -91,6 +94,7 @@ if st[1] == 'r' and tonumber(st[5]) > tonumber(now) then
   redis.call('HSET', jk, 'x', '1')
   return 'requested'
 end
+if st[11] then return 'watched' end
 remove_job(id, st)
 keep(id, now, st[10] or '', '~' .. st[2] .. '\n' .. st[9], ttl, cutoff)
 return 'removed'

@@ -14,21 +14,32 @@ Keys under ``B = {prefix}:``:
 
 =========================  ==========  =====================================================
 ``B wf:<id>``              hash        a workflow record: d its JSON (written by Python,
-                                       never decoded in Lua)
+                                       never decoded in Lua), k its kind
+``B wff``                  zset        ids of the finished records by finished_at (prune)
 ``B wfs``, ``B wfs:<kind>``  zset      record ids by creation time (listing, newest first)
 ``B wf:<id>:j``            set         ids of the jobs the workflow's transactions stored
                                        (cancelling a batch finds its waiting jobs there)
 ``B wfl:<id>``             string      the lock of a transaction reading the record
+``B j:<id>`` field v       hash field  the token of the transaction that watches the job
+                                       (a plainly dispatched job a dependent job waits for)
 =========================  ==========  =====================================================
+
+A watched job (field ``v`` set) is never removed by the plain ``ack``,
+``ack_results``, ``ack_cancelled``, ``fail`` or ``cancel`` scripts: they
+leave it as it is and say so, and the driver finishes it through
+:data:`COMMIT` as a job of the workflow named by its own id. The watching
+transaction sets ``v`` while it holds the lock of that record (so the commit
+that counts the job waits for the record to exist), and clears it again if
+it does not commit.
 """
 
 from __future__ import annotations
 
 #: ARGV: B, now, token, ttl ms, cutoff, batch token, then sections, each a count and its rows:
 #: jobs finished (action, queue, handle, receipt, job id, x1, x2), locks (id), removals (id,
-#: ready member), saves (id, data, created_at, kind), enqueues (id, body, queue, priority, due,
-#: unique key, unique expiry, ordering key, key concurrency, workflow id), failures (failed
-#: id, queue, body, error).
+#: ready member), saves (id, data, created_at, kind, finished_at or ''), enqueues (id, body,
+#: queue, priority, due, unique key, unique expiry, ordering key, key concurrency, workflow
+#: id), failures (failed id, queue, body, error).
 #:
 #: Actions: 'ack' (x1: the kept record's meta, '' none); 'fail' (x1: body, x2: error);
 #: 'cancelled' (x1: meta); 'cancel' of a waiting job (receipt: its ready member).
@@ -39,7 +50,7 @@ COMMIT = r"""
 local now, token, ttl, cutoff, batch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local i = 7
 local sections = {}
-for s, width in ipairs({7, 1, 2, 4, 10, 4}) do
+for s, width in ipairs({7, 1, 2, 5, 10, 4}) do
   local rows = {}
   for _ = 1, tonumber(ARGV[i]) do
     rows[#rows + 1] = {unpack(ARGV, i + 1, i + width)}
@@ -89,7 +100,7 @@ for n, a in ipairs(acts) do
     remove_job(handle, job)
     keep(fid, now, job[10] or '', '~' .. job[2] .. '\n' .. job[9], ttl, cutoff)
   else
-    local progress = take_held(q, handle, receipt)
+    local progress = take_held(q, handle, receipt, true)
     if action == 'ack' then
       collect(freed, q, handle)
       if x1 ~= '' then keep(fid, now, progress, x1, ttl, cutoff) end
@@ -106,7 +117,12 @@ end
 count_acked(freed, now, batch)
 for _, pair in ipairs(doomed) do remove_job(pair[1], pair[2]) end
 for _, row in ipairs(saves) do
-  redis.call('HSET', B .. 'wf:' .. row[1], 'd', row[2])
+  redis.call('HSET', B .. 'wf:' .. row[1], 'd', row[2], 'k', row[4])
+  if row[5] == '' then
+    redis.call('ZREM', B .. 'wff', row[1])
+  else
+    redis.call('ZADD', B .. 'wff', row[5], row[1])
+  end
   redis.call('ZADD', B .. 'wfs', row[3], row[1])
   redis.call('ZADD', B .. 'wfs:' .. row[4], row[3], row[1])
 end
@@ -133,14 +149,54 @@ if not redis.call('SET', lk, ARGV[2], 'NX', 'PX', ARGV[3]) then return {0} end
 return {1, redis.call('HGET', B .. 'wf:' .. ARGV[4], 'd')}
 """
 
-#: ARGV: B, token, ids... Releases the transaction's locks (a block that raised).
+#: ARGV: B, token, ids... Releases the transaction's locks and the watch marks it set (a block
+#: that raised, a commit that wrote nothing).
 UNLOCK = r"""
 for k = 3, #ARGV do
   local lk = B .. 'wfl:' .. ARGV[k]
   if redis.call('GET', lk) == ARGV[2] then redis.call('DEL', lk) end
+  local jk = B .. 'j:' .. ARGV[k]
+  if redis.call('HGET', jk, 'v') == ARGV[2] then redis.call('HDEL', jk, 'v') end
 end
 return 1
 """
 
+#: ARGV: B, job id, token, "1" to mark. A stored job: {1, its body}, or with "1" marks it
+#: watched by the token: {2}. A job no longer stored: {0, its kept record or false, its
+#: failed_at or false}.
+WATCH = r"""
+local id = ARGV[2]
+local jk = B .. 'j:' .. id
+local body = redis.call('HGET', jk, 'b')
+if body then
+  if ARGV[4] ~= '1' then return {1, body} end
+  redis.call('HSET', jk, 'v', ARGV[3])
+  return {2}
+end
+return {0, redis.call('GET', B .. 'r:' .. id), redis.call('HGET', B .. 'f:' .. id, 't')}
+"""
+
+#: ARGV: B, cutoff. Deletes the workflow records finished before the cutoff (with their job-id
+#: sets); returns how many. Records still running are not in ``wff``: never pruned.
+PRUNE = r"""
+local cutoff = '(' .. ARGV[2]
+local old = redis.call('ZRANGEBYSCORE', B .. 'wff', '-inf', cutoff)
+for _, id in ipairs(old) do
+  local wk = B .. 'wf:' .. id
+  local kind = redis.call('HGET', wk, 'k')
+  redis.call('ZREM', B .. 'wfs', id)
+  if kind then redis.call('ZREM', B .. 'wfs:' .. kind, id) end
+  redis.call('DEL', wk, wk .. ':j')
+  redis.call('ZREM', B .. 'wff', id)
+end
+return #old
+"""
+
 #: Script name -> source (each after PRELUDE and the status scripts' HELPERS).
-ALL: dict[str, str] = {"workflow_commit": COMMIT, "workflow_lock": LOCK, "workflow_unlock": UNLOCK}
+ALL: dict[str, str] = {
+    "workflow_commit": COMMIT,
+    "workflow_lock": LOCK,
+    "workflow_unlock": UNLOCK,
+    "workflow_watch": WATCH,
+    "workflow_prune": PRUNE,
+}

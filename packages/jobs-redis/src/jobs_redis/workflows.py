@@ -31,7 +31,7 @@ from typing import Any
 from jobs_core import serializer
 from jobs_core.errors import MalformedMessage, OperationTimedOut, WorkflowError
 from jobs_core.message import Message
-from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord
+from jobs_core.workflow_state import MEMBER, WATCHED, WORKFLOW_HEADER, WorkflowRecord
 
 #: Milliseconds a record lock holds if its transaction never ends (its process died).
 LOCK_MS = 10_000
@@ -91,8 +91,11 @@ class Transaction:
     ``client`` is the driver's redis-py client, ``base`` its key start,
     ``validate`` its message check, ``fields`` its per-message enqueue
     fields (queue, priority, due, unique key, unique expiry, ordering key,
-    key concurrency) and ``lock(id, token)`` takes a record's lock if it is
-    free and reads the record in the same script: ``(taken, record JSON)``.
+    key concurrency), ``lock(id, token)`` takes a record's lock if it is
+    free and reads the record in the same script: ``(taken, record JSON)``,
+    and ``watch(job id, token, mark)`` runs
+    :data:`~jobs_redis.workflow_scripts.WATCH`, ``ended(job id, kept record,
+    failed_at)`` says how a job no longer stored ended.
     """
 
     def __init__(
@@ -102,8 +105,13 @@ class Transaction:
         validate: Callable[[Sequence[Message]], list[bytes]],
         fields: Callable[[Message, float], tuple[Any, ...]],
         lock: Callable[[str, str], tuple[bool, bytes | None]],
+        *,
+        watch: Callable[[str, str, bool], list[Any]],
+        ended: Callable[[str, bytes | None, bytes | None], str | None],
     ) -> None:
         self._client = client
+        self._watch = watch
+        self._ended = ended
         self._try_lock = lock
         self._base = base
         self._validate = validate
@@ -156,6 +164,29 @@ class Transaction:
         """Put ``message`` in the failed store at the commit."""
         self._failed.append((message, error))
 
+    def watch(self, job_id: str) -> str | None:
+        """Mark the stored job ``job_id`` watched, or say how it ended (``WorkflowStore.watch``).
+
+        The job's record id is locked first (the lock the record of the watch
+        is saved under), so an ack that finds the mark waits for this
+        transaction before counting the job; the mark is set at once and
+        cleared again if the transaction does not commit.
+        """
+        if job_id not in self._records and job_id not in self._saved:
+            self.load(job_id)
+        reply = self._watch(job_id, self.token, False)
+        if reply[0] == 1:
+            try:
+                headers = Message.decode(reply[1]).headers
+            except MalformedMessage:
+                headers = {}
+            if WORKFLOW_HEADER in headers:
+                return MEMBER
+            reply = self._watch(job_id, self.token, True)
+            if reply[0] == 2:
+                return WATCHED
+        return self._ended(job_id, reply[1], reply[2])
+
     def remove_waiting(self, workflow_id: str) -> list[str]:
         """The waiting jobs the workflow stored, removed at the commit if still unchanged."""
         ids = sorted(m.decode() for m in self._client.smembers(f"{self._base}wf:{workflow_id}:j"))
@@ -187,7 +218,8 @@ class Transaction:
             args += [ident, member]
         args.append(len(self._saved))
         for record in self._saved.values():
-            args += [record.id, record_json(record), repr(record.created_at), record.kind]
+            finished = "" if record.finished_at is None else repr(record.finished_at)
+            args += [record.id, record_json(record), repr(record.created_at), record.kind, finished]
         args.append(len(self._enqueued))
         for message, body in self._enqueued:
             args += [message.id, body, *self._fields(message, now)]
