@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -9,6 +10,7 @@ import sqlalchemy as sa
 from jobs_core import Message
 from jobs_core.errors import ConfigurationError
 from jobs_database import DatabaseDriver
+from jobs_database.fairness import TENANT_REFRESH
 from sqlalchemy.orm import Session
 
 
@@ -101,3 +103,23 @@ def test_a_connection_to_another_kind_of_database_is_refused(
     with other.connect() as conn, pytest.raises(ConfigurationError, match="got a sqlite connection"):
         driver.enqueue_in(conn, [Message(name="a", queue="q")])
     other.dispose()
+
+
+def test_an_enqueue_after_the_callers_own_write_does_not_wait_for_the_callers_lock(
+    make_driver: Callable[..., DatabaseDriver], app_engine: sa.Engine
+) -> None:
+    """What the driver reads while storing (the queues that have tenants) goes through the caller's
+    connection: a connection of its own would wait, on SQLite, for the write lock that the caller's
+    own transaction holds, until the busy timeout."""
+    driver = make_driver()
+    orders = _orders(app_engine, f"{driver.settings.table_prefix}orders")
+    try:
+        time.sleep(TENANT_REFRESH + 0.1)  # the driver's view of the tenants' queues is due a reread
+        with app_engine.begin() as conn:
+            conn.execute(sa.insert(orders).values(id=1))
+            [job_id] = driver.enqueue_in(conn, [Message(name="ship", payload={"order": 1}, queue="q")])
+        [delivery] = driver.reserve(["q"])
+        assert delivery.id == job_id
+        driver.ack(delivery)
+    finally:
+        orders.drop(app_engine)

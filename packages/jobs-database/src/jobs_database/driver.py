@@ -569,7 +569,9 @@ class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver)
             )
         bodies = self.validate(messages)
         self._ensure_schema_in(conn)
-        self._tenants.queues(self._read_tenants)
+        # Read through the caller's connection: one of this driver's own would wait for the
+        # write lock that the caller's transaction may hold (SQLite, MySQL), for ever.
+        self._tenants.queues(lambda read: read(conn))
         if carries_tenant(messages):
             self._tenants.mark({m.queue for m in messages})
         try:
