@@ -93,6 +93,28 @@ def drop_prefix(server_url: str, prefix: str) -> None:
         engine.dispose()
 
 
+class Prefixes:
+    """Server URLs with fresh table prefixes, whose tables are dropped after the test (:func:`prefixes`)."""
+
+    def __init__(self) -> None:
+        self.made: list[tuple[str, str]] = []
+
+    def url(self, url: str, drop_on: str) -> str:
+        """``url`` with a new table prefix, dropped afterwards through ``drop_on`` (a direct server URL)."""
+        prefix = new_prefix()
+        self.made.append((drop_on, prefix))
+        return with_prefix(url, prefix)
+
+
+@pytest.fixture
+def prefixes() -> Iterator[Prefixes]:
+    """Fresh table prefixes for URLs built by the test (a pooler in front of a server, say)."""
+    made = Prefixes()
+    yield made
+    for server_url, prefix in made.made:
+        drop_prefix(server_url, prefix)
+
+
 @pytest.fixture
 def make_driver(db_url: str) -> Iterator[Callable[..., DatabaseDriver]]:
     """Build drivers on ``db_url``; all are closed after the test."""

@@ -21,11 +21,11 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 import sqlalchemy as sa
-from conftest import drop_prefix, new_prefix, with_prefix
 from jobs_core.errors import ConfigurationError
 from jobs_core.message import Message
 from jobs_database import DatabaseDriver
@@ -94,14 +94,13 @@ def pgbouncer_url(postgresql_base_url: str, tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.fixture
-def pooled_driver(pgbouncer_url: str, postgresql_base_url: str) -> Iterator[DatabaseDriver]:
-    prefix = new_prefix()
-    driver = DatabaseDriver(with_prefix(pgbouncer_url, prefix), pooler="transaction", pool_size=THREADS)
+def pooled_driver(pgbouncer_url: str, postgresql_base_url: str, prefixes: Any) -> Iterator[DatabaseDriver]:
+    url = prefixes.url(pgbouncer_url, drop_on=postgresql_base_url)
+    driver = DatabaseDriver(url, pooler="transaction", pool_size=THREADS)
     try:
         yield driver
     finally:
         driver.close()
-        drop_prefix(postgresql_base_url, prefix)
 
 
 def test_jobs_dispatched_one_by_one_and_in_bulk_are_each_claimed_and_acked_once_behind_pgbouncer(
