@@ -139,7 +139,7 @@ def wait_for_probe(port: int, path: str, status: int, process: subprocess.Popen[
 
 
 def test_health_port_is_ready_while_serving_and_live_while_it_stops(project: Project) -> None:
-    project.dispatch("ops.slow", [{"n": 1, "seconds": 3}])
+    project.dispatch("ops.slow", [{"n": 1, "seconds": 10}])  # still running when /ready turns 503
     port = free_port()
     worker = project.start("--health-port", f"127.0.0.1:{port}", "--grace", "30")
     body = wait_for_probe(port, "/ready", 200, worker)

@@ -529,3 +529,24 @@ def test_jobs_dispatched_by_jobs_reach_the_workers_backend(
         assert result.returncode == 0, result.stderr
         assert "processed 2" in result.stderr
         assert app.stats()["completed"] == 2
+
+
+def test_log_level_reaches_every_installed_driver_package_but_not_the_libraries_below() -> None:
+    import logging
+    from importlib import metadata
+
+    from jobs_core.cli_say import set_log_level
+
+    roots = {ep.value.split(".", 1)[0].split(":", 1)[0] for ep in metadata.entry_points(group="jobs.drivers")}
+    assert roots, "no driver installed beside jobs-core"
+    names = roots | {"jobs_core"}
+    saved = {name: logging.getLogger(name).level for name in names}
+    below = logging.getLogger("sqlalchemy.engine").level
+    try:
+        set_log_level("info")
+        for name in names:
+            assert logging.getLogger(name).level == logging.INFO, name
+        assert logging.getLogger("sqlalchemy.engine").level == below  # no SQL echo
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)

@@ -8,12 +8,29 @@ from __future__ import annotations
 
 import logging
 import os
+from importlib import metadata
 
 import click
 
 from jobs_core.worker_health import JsonFormatter, use_log_format
 
-__all__ = ["Say"]
+__all__ = ["Say", "set_log_level"]
+
+#: The entry point groups whose packages log under their own top-level names.
+_LOGGING_GROUPS = ("jobs.drivers", "jobs.plugins")
+
+
+def set_log_level(level: str) -> None:
+    """Set ``level`` on ``jobs_core``'s logger and on those of every installed driver
+    and plugin package (``jobs_kafka``, ``jobs_database``, ...), not on the root
+    logger: the libraries below them (SQLAlchemy's SQL echo) keep their own levels.
+    """
+    names = {"jobs_core"}
+    for group in _LOGGING_GROUPS:
+        for entry_point in metadata.entry_points(group=group):
+            names.add(entry_point.value.split(":", 1)[0].split(".", 1)[0])
+    for name in sorted(names):
+        logging.getLogger(name).setLevel(level.upper())
 
 
 class Say:

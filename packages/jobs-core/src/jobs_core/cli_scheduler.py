@@ -9,7 +9,6 @@ with a scheduler beside it.
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 import time
@@ -28,7 +27,7 @@ from jobs_core.cli_output import (
     short_time,
     url_option,
 )
-from jobs_core.cli_say import Say
+from jobs_core.cli_say import Say, set_log_level
 from jobs_core.cli_worker import WorkerOptions, run_worker, supervise
 from jobs_core.config import ENV_URL
 from jobs_core.driver import Capability
@@ -93,7 +92,7 @@ def scheduler(
 ) -> None:
     """Fire the stored schedules until SIGTERM/SIGINT (run as many as you like)."""
     _say.use_format(log_format)
-    logging.getLogger("jobs_core").setLevel(log_level.upper())
+    set_log_level(log_level)
     app = _app(url, "scheduler", load_plugins=True)
     try:
         for module in imports:

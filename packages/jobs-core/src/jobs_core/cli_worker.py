@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import importlib
 import inspect
-import logging
 import os
 import threading
 import time
@@ -30,7 +29,7 @@ from typing import Any
 
 from jobs_core.app import JobsApp
 from jobs_core.cli_output import missing_url
-from jobs_core.cli_say import Say
+from jobs_core.cli_say import Say, set_log_level
 from jobs_core.cli_supervisor import ENV_SUPERVISOR, supervise
 from jobs_core.cli_worker_options import WorkerOptions
 from jobs_core.config import ENV_URL, JobsConfig
@@ -189,7 +188,7 @@ def run_worker(
     """
     options.check()
     _use_log_format(options.log_format)
-    logging.getLogger("jobs_core").setLevel(options.log_level.upper())
+    set_log_level(options.log_level)
     unconfigured: JobsConfig | None = None
     if app is None:
         app = JobsApp(options.url) if options.url else JobsApp()

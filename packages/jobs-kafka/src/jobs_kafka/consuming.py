@@ -661,6 +661,7 @@ class QueueConsumer:
         )
 
     def _on_assign(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("kafka consumer group %s assigned %s", self.group, _names(partitions))
         starts = assignment_starts(consumer, partitions, self.settings.timeout)
         fresh: list[TopicPartition] = []
         with self.cond:
@@ -680,6 +681,7 @@ class QueueConsumer:
             self.cond.notify_all()
 
     def _on_revoke(self, consumer: Any, partitions: list[TopicPartition]) -> None:
+        log.info("kafka consumer group %s revoked %s", self.group, _names(partitions))
         keys = [(tp.topic, tp.partition) for tp in partitions]
         deadline = time.monotonic() + self.settings.rebalance_grace
         with self.cond:
@@ -710,3 +712,11 @@ class QueueConsumer:
                 self.parts.pop((tp.topic, tp.partition), None)
             self._rejoin = True
             self.cond.notify_all()
+
+
+def _names(partitions: list[TopicPartition]) -> str:
+    """``topic[0,1]`` for a log line; ``nothing`` for an empty list."""
+    by_topic: dict[str, list[int]] = {}
+    for tp in partitions:
+        by_topic.setdefault(tp.topic, []).append(tp.partition)
+    return ", ".join(f"{t}{sorted(p)}" for t, p in sorted(by_topic.items())) or "nothing"
