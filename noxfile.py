@@ -106,8 +106,26 @@ def typecheck(session: nox.Session) -> None:
     session.run("mypy")
 
 
+#: The parts of ``tests`` (``nox -s tests`` runs both): the Kafka tests wait on a broker
+#: most of the time, so CI runs them beside the rest instead of after it.
+TEST_PARTS = ["kafka", "other"]
+
+
+def _test_paths(part: str) -> list[str]:
+    """The test files and folders of one part of the ``tests`` session."""
+    folders = [p for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
+    kafka = [PACKAGES / "jobs-kafka" / "tests", ROOT / "tests" / "test_kafka_worker.py"]
+    if part == "kafka":
+        return [str(p) for p in kafka]
+    paths = [str(p) for p in folders if p not in kafka]
+    paths.append(str(ROOT / "tests"))
+    paths += [f"--ignore={p}" for p in kafka[1:]]
+    return paths
+
+
 @nox.session
-def tests(session: nox.Session) -> None:
+@nox.parametrize("part", TEST_PARTS)
+def tests(session: nox.Session, part: str) -> None:
     """Unit tests of every package and the cross-package tests (with the orjson accelerator)."""
     # Async SQLAlchemy and an async driver per database, for adispatch(transaction=AsyncSession).
     session.install(*TEST_TOOLS, "orjson", "sqlalchemy[asyncio]", "aiosqlite", "asyncmy")
@@ -116,12 +134,10 @@ def tests(session: nox.Session) -> None:
     session.install(*DEPLOYMENT_TOOLS, *WEB_TOOLS, "griffe")
     session.install(*_editable(*_available(CORE, DATABASE, KAFKA, REDIS)))
     session.install(str(EXAMPLE_DRIVER))
-    paths = [str(p) for p in sorted(PACKAGES.glob("*/tests")) if p.is_dir() and p.parent.name not in PLUGINS]
-    paths.append(str(ROOT / "tests"))
     # jobs-database's pooler test starts a PgBouncer of its own: under CI it must be there.
     if os.environ.get("CI") and not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
         session.error("pgbouncer is missing: apt-get install pgbouncer (.ci/run does)")
-    session.run("pytest", *paths, *session.posargs)
+    session.run("pytest", *_test_paths(part), *session.posargs)
 
 
 #: Packages tested in a session of their own: plugins that change every app they are installed
