@@ -247,6 +247,23 @@ def test_cancel_of_a_job_still_waiting_for_its_dependencies(app: JobsApp) -> Non
     assert "cancelled" in str(Jobs.status(follower).error)
 
 
+def test_status_of_a_job_waiting_for_its_dependencies_is_waiting_then_queued(app: JobsApp) -> None:
+    batch_id = Jobs.batch([(note, "b")]).dispatch()
+    waiting = Jobs.dispatch(note, {"n": 1}, after=[batch_id])
+    cancelled = Jobs.dispatch(note, "never", after=[batch_id])
+    status = Jobs.status(waiting)
+    assert (status.state, status.name, status.payload, status.finished) == (
+        "waiting",
+        "wf.note",
+        {"n": 1},
+        False,
+    )
+    assert Jobs.cancel(cancelled) == "removed"
+    assert (Jobs.status(cancelled).state, Jobs.status(cancelled).finished) == ("cancelled", True)
+    app.work("default", max_jobs=1)
+    assert Jobs.status(waiting).state == "queued"
+
+
 @pytest.mark.parametrize(
     ("build", "match"),
     [

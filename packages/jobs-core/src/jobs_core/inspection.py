@@ -34,7 +34,7 @@ from jobs_core.status import (
     SUCCEEDED,
     JobStatus,
 )
-from jobs_core.workflow_state import cancel_waiting_job
+from jobs_core.workflow_state import cancel_waiting_job, held_job_status
 
 if TYPE_CHECKING:
     from jobs_core.driver import Driver
@@ -61,7 +61,8 @@ class AppInspection:
             """The app's driver."""
 
     def status(self, job_id: str) -> JobStatus:
-        """Where the job ``job_id`` is: queued, delayed, running, succeeded, failed or cancelled.
+        """Where the job ``job_id`` is: queued, delayed, running, succeeded, failed or cancelled,
+        or ``waiting`` for the jobs and workflows named by its ``after=``.
 
         Raises :class:`~jobs_core.errors.JobNotFound` for an id no job has (or
         a job finished longer ago than the driver keeps results, its
@@ -72,6 +73,11 @@ class AppInspection:
         driver = self.driver
         driver.require(Capability.STATUS, "job status")
         status = driver.job_status(job_id)
+        if status is None and driver.supports(Capability.WORKFLOWS):
+            # A job dispatched with after= is held in its workflow record until its
+            # dependencies finished (or it was cancelled there): not stored as a job.
+            with driver.workflow_transaction() as store:
+                status = held_job_status(store, job_id)
         if status is None:
             detail = "" if driver.results_ttl > 0 else "this driver keeps no results: results_ttl is 0"
             raise JobNotFound(job_id, detail)

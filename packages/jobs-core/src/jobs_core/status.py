@@ -31,6 +31,10 @@ SUCCEEDED = "succeeded"
 FAILED = "failed"
 #: Cancelled with ``Jobs.cancel`` before or while it ran.
 CANCELLED = "cancelled"
+#: Dispatched with ``after=``, waiting for the jobs or workflows it depends on:
+#: held in its workflow record, not stored as a job yet (so not listed by
+#: ``Jobs.jobs``; ``Jobs.status`` tells it).
+WAITING = "waiting"
 
 #: Every state, in the order a job passes through them.
 STATES = (QUEUED, DELAYED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -118,7 +122,8 @@ def check_progress(done: object, total: object, note: object, updated_at: float 
 class JobStatus:
     """Where one job is.
 
-    ``state`` is one of :data:`STATES`. ``result`` is the JSON return value of
+    ``state`` is one of :data:`STATES`, or :data:`WAITING` for a job still
+    waiting for its dependencies. ``result`` is the JSON return value of
     a succeeded job (``None`` for a value JSON cannot hold); ``error`` the
     error of a failed one. ``worker`` and ``lease_expires_at`` describe a
     running job (``worker`` once it reported progress or ran for about a

@@ -30,8 +30,10 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from jobs_core.errors import WorkflowError, WorkflowNotFound
+from jobs_core import status as status_states
+from jobs_core.errors import MalformedMessage, WorkflowError, WorkflowNotFound
 from jobs_core.message import Message
+from jobs_core.status import JobStatus
 
 #: Header naming the workflow a message belongs to (its id).
 WORKFLOW_HEADER = "jobs.workflow"
@@ -269,6 +271,30 @@ def cancel_waiting_job(store: WorkflowStore, job_id: str) -> bool:
     _settle_outcome(store, record, CANCELLED, "cancelled")
     store.save(record)
     return True
+
+
+def held_job_status(store: WorkflowStore, job_id: str) -> JobStatus | None:
+    """What ``Jobs.status`` says of a dependent job held in its record: ``waiting``
+    (with what it waits for) or, once cancelled there, ``cancelled``; ``None`` for
+    any other id (a started or failed dependent is a stored job by then).
+    """
+    record = store.load(job_id)
+    if record is None or record.kind != JOB or record.status not in (WAITING, CANCELLED):
+        return None
+    try:
+        message = Message.decode(record.state["message"].encode())
+    except (KeyError, AttributeError, MalformedMessage):
+        message = None
+    state = status_states.WAITING if record.status == WAITING else status_states.CANCELLED
+    return JobStatus(
+        id=job_id,
+        state=state,
+        queue=message.queue if message else "",
+        name=message.name if message else "",
+        available_at=message.available_at if message else None,
+        finished_at=record.finished_at,
+        payload=message.payload if message and state == status_states.WAITING else None,
+    )
 
 
 def add(store: WorkflowStore, workflow_id: str, messages: Sequence[Message]) -> None:

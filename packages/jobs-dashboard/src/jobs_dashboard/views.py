@@ -30,7 +30,7 @@ from jobs_core.errors import (
     WorkflowNotFound,
 )
 from jobs_core.message import FailedJob, QueueStats
-from jobs_core.status import DELAYED, FINISHED_STATES, QUEUED, RUNNING, STATES, JobStatus
+from jobs_core.status import DELAYED, FINISHED_STATES, QUEUED, RUNNING, STATES, WAITING, JobStatus
 from jobs_core.urls import redact_text
 from jobs_core.workflow_state import BATCH, CHAIN
 from jobs_core.workflows import WorkflowStatus
@@ -610,7 +610,7 @@ class Views:
             lease_expires_at=_time(status.lease_expires_at) if status is not None else "-",
             finished_at=_time(status.finished_at) if status is not None else "-",
             cancellable=status is not None
-            and status.state in (QUEUED, DELAYED, RUNNING)
+            and status.state in (QUEUED, DELAYED, RUNNING, WAITING)
             and not status.cancel_requested
             and self.supports(Capability.CANCEL),
         )
