@@ -453,7 +453,13 @@ class Driver(abc.ABC):
         raise UnsupportedOperation(self.name, Capability.FAILED_STORE.value, "forgetting failed jobs")
 
     def purge(self, queue: str) -> int:
-        """Remove the pending and delayed messages of ``queue``; return how many."""
+        """Remove the pending and delayed messages of ``queue``; return how many.
+
+        With ``WORKFLOWS``, a removed job of a batch or chain, or one a
+        dispatch with ``after=`` waits for, is counted ``cancelled`` in its
+        workflow as :meth:`cancel` counts it (its batch can still finish and
+        fire ``finally``; what waits for it fails with the reason).
+        """
         raise UnsupportedOperation(self.name, Capability.PURGE.value)
 
     def prune(self, older_than: float) -> int:

@@ -10,32 +10,32 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from jobs_core import FailedJob, Message, QueueStats, ScheduleRecord
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import validate_queue_name
+from jobs_core.workflow_state import WORKFLOW_HEADER
 
-from jobs_database.schema import RESERVED, WAITING, Tables, flow_table
+from jobs_database.driver_parts import DriverParts
+from jobs_database.schema import RESERVED, WAITING, flow_table
 from jobs_database.wakeup import Waker
 
 T = TypeVar("T")
 
 
-class AdminOperations:
+#: In the body of a stored message whose headers may name its workflow.
+_WORKFLOW_MARK = f'"{WORKFLOW_HEADER}"'.encode()
+
+
+class AdminOperations(DriverParts):
     """Stats, failed jobs, purge, prune and schedules, in SQL."""
 
-    tables: Tables
     workflows_table: sa.Table
     _waker: Waker
     _insert_stmt: sa.Insert
-
-    def _run(
-        self, operation: str, fn: Callable[[sa.Connection], T], retry: bool = True, autocommit: bool = False
-    ) -> T:
-        raise NotImplementedError
 
     def _rows(self, messages: Sequence[Message], bodies: Sequence[bytes], now: float) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -211,23 +211,47 @@ class AdminOperations:
     def purge(self, queue: str) -> int:
         """Delete the waiting and delayed jobs of ``queue``; return how many.
 
-        The queue's tenants left without a job are forgotten with them.
+        The jobs of workflows among them (their messages carry the workflow
+        header, or a dispatch with ``after=`` watches them) are counted
+        cancelled in their workflows in the same transaction. The queue's
+        tenants left without a job are forgotten with them.
         """
         validate_queue_name(queue)
         jobs = self.tables.jobs
         tenants = flow_table(self.tables, "tenants")
+        store_of: list[Any] = []
 
         def purge(conn: sa.Connection) -> int:
-            stmt = sa.delete(jobs).where(
+            doomed = sa.and_(
                 jobs.c.queue == queue,
                 sa.or_(jobs.c.state == WAITING, jobs.c.lease_until <= time.time()),
             )
-            count = int(conn.execute(stmt).rowcount)
+            # Only rows that may belong to a workflow are read (a payload holding the
+            # header's name is read too, and left alone once decoded).
+            if self.backend == "sqlite":  # its LIKE does not match inside a BLOB
+                named = sa.func.instr(jobs.c.body, _WORKFLOW_MARK) > 0
+            else:
+                named = jobs.c.body.like(b"%" + _WORKFLOW_MARK + b"%")
+            maybe = sa.or_(jobs.c.watched.is_not(None), named)
+            flows = []
+            for body in conn.execute(sa.select(jobs.c.body).where(doomed, maybe)).scalars():
+                try:
+                    message = Message.decode(bytes(body))
+                except MalformedMessage:
+                    continue
+                counted = self._flow_message(conn, message)
+                if counted is not None:
+                    flows.append(counted)
+            count = int(conn.execute(sa.delete(jobs).where(doomed)).rowcount)
+            if flows:
+                self._cancel_in_workflow(conn, flows, store_of)
             left = sa.select(jobs.c.seq).where(jobs.c.queue == queue, jobs.c.tenant == tenants.c.tenant)
             conn.execute(sa.delete(tenants).where(tenants.c.queue == queue, ~left.exists()))
             return count
 
-        return self._run("purge", purge)
+        count = self._run("purge", purge, after_commit=self._after_cancel_in_workflow(store_of))
+        self._notify_after_workflow(store_of)
+        return count
 
     def prune(self, older_than: float) -> int:
         """Remove completed counts, failed jobs and finished workflow records older than ``older_than``

@@ -220,7 +220,7 @@ class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver)
                     yield conn
                 after_commit(conn)
 
-    def _run(  # noqa: PLR0917 (admin.AdminOperations declares the positional ones)
+    def _run(  # noqa: PLR0917 (driver_parts.DriverParts declares the positional ones)
         self,
         operation: str,
         fn: Callable[[sa.Connection], T],
@@ -971,11 +971,17 @@ class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver)
 
         return ring
 
-    def _cancel_in_workflow(self, conn: sa.Connection, message: Message, store_of: list[Any]) -> None:
-        """Count ``message``'s job cancelled in its workflow, in the open transaction that removed it."""
+    def _cancel_in_workflow(
+        self, conn: sa.Connection, messages: Message | Sequence[Message], store_of: list[Any]
+    ) -> None:
+        """Count the jobs of ``messages`` cancelled in their workflows, in the open transaction
+        that removed them (records taken in one lock order: by id).
+        """
+        many = [messages] if isinstance(messages, Message) else messages
         store = TransactionStore(self, conn)
         store_of[:] = [store]
-        job_cancelled(store, message)
+        for message in sorted(many, key=lambda m: m.headers[WORKFLOW_HEADER]):
+            job_cancelled(store, message)
         store.flush()
 
     def _after_cancel_in_workflow(self, store_of: list[Any]) -> Callable[[sa.Connection], None] | None:

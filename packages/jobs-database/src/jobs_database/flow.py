@@ -12,7 +12,7 @@ caller's ``time.time()``, as for every other column.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -20,26 +20,14 @@ from jobs_core.flow_state import TokenGrant, decode_window, encode_window, take_
 from jobs_core.message import validate_queue_name
 from sqlalchemy.dialects import postgresql, sqlite
 
-from jobs_database.schema import Tables, flow_table
+from jobs_database.driver_parts import DriverParts
+from jobs_database.schema import flow_table
 
 T = TypeVar("T")
 
 
-class FlowOperations:
+class FlowOperations(DriverParts):
     """``QUEUE_PAUSE``, ``RATE_LIMITS`` and ``CONCURRENCY_LIMITS`` in SQL."""
-
-    tables: Tables
-    backend: str
-
-    def _run(
-        self,
-        operation: str,
-        fn: Callable[[sa.Connection], T],
-        retry: bool = True,
-        autocommit: bool = False,
-        relaxed: bool = False,
-    ) -> T:
-        raise NotImplementedError
 
     def _insert_missing(self, table: sa.Table, values: dict[str, Any]) -> Any:
         """An ``INSERT`` that does nothing when the primary key is already there.

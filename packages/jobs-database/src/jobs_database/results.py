@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
@@ -39,8 +39,9 @@ from jobs_core.status import (
 from jobs_core.workflow_state import WORKFLOW_HEADER
 
 from jobs_database.claims import Acker
+from jobs_database.driver_parts import DriverParts
 from jobs_database.raw import dbapi_errors, fetch_all
-from jobs_database.schema import RESERVED, RESULT_CANCELLED, RESULT_SUCCEEDED, Tables
+from jobs_database.schema import RESERVED, RESULT_CANCELLED, RESULT_SUCCEEDED
 from jobs_database.settings import DatabaseSettings
 
 T = TypeVar("T")
@@ -51,12 +52,10 @@ SWEEP_INTERVAL = 60.0
 _STATES = {RESULT_SUCCEEDED: SUCCEEDED, RESULT_CANCELLED: CANCELLED}
 
 
-class StatusOperations:
+class StatusOperations(DriverParts):
     """``job_status``, ``ack_results``, ``save_progress``, ``cancel`` and friends, in SQL."""
 
-    tables: Tables
     settings: DatabaseSettings
-    backend: str
     results_ttl: float
     _acker: Acker
     _owned: tuple[Any, ...]
@@ -64,35 +63,12 @@ class StatusOperations:
     _status_statements: dict[str, str] | None = None
     _sqlite_cache: tuple[str, str, str] | None = None
 
-    def _run(  # noqa: PLR0917 (the driver's signature)
-        self,
-        operation: str,
-        fn: Callable[[sa.Connection], T],
-        retry: bool = True,
-        autocommit: bool = False,
-        relaxed: bool = False,
-        after_commit: Callable[[sa.Connection], None] | None = None,
-    ) -> T:
-        raise NotImplementedError
-
     def _owned_params(self, delivery: Delivery) -> dict[str, Any]:
         raise NotImplementedError
 
     def _ack_workflow_jobs(
         self, deliveries: Sequence[Delivery], results: dict[str, str | None] | None = None
     ) -> None:
-        raise NotImplementedError
-
-    def _cancel_in_workflow(self, conn: sa.Connection, message: Message, store_of: list[Any]) -> None:
-        raise NotImplementedError
-
-    def _after_cancel_in_workflow(self, store_of: list[Any]) -> Callable[[sa.Connection], None] | None:
-        raise NotImplementedError
-
-    def _notify_after_workflow(self, store_of: list[Any]) -> None:
-        raise NotImplementedError
-
-    def _flow_message(self, conn: sa.Connection, message: Message) -> Message | None:
         raise NotImplementedError
 
     def _ack_watched(

@@ -681,10 +681,16 @@ class RedisDriver(Driver):
         return bool(self._run("forget_failed", [failed_id], "forgetting a failed job"))
 
     def purge(self, queue: str) -> int:
-        """Remove the waiting (pending and delayed) jobs of ``queue``; return how many."""
+        """Remove the waiting (pending and delayed) jobs of ``queue``; return how many.
+
+        One script removes the plain jobs; the jobs of workflows it leaves are
+        cancelled one by one, which counts each in its workflow.
+        """
         self.check_open()
         validate_queue_name(queue)
-        return int(self._run("purge", [repr(time.time()), queue], "purging"))
+        removed, kept = self._run("purge", [repr(time.time()), queue], "purging")
+        cancelled = sum(self.cancel(_text(job_id)) == CANCEL_REMOVED for job_id in kept)
+        return int(removed) + cancelled
 
     def prune(self, older_than: float) -> int:
         """Remove completed and failed records finished more than ``older_than`` seconds ago."""

@@ -497,32 +497,52 @@ local now, q = ARGV[2], ARGV[3]
 local qk = B .. 'q:' .. q
 expire_leases(q, now)
 local removed = 0
+local kept = {}
+-- A job of a workflow (its body names one, or after= watches it) is left in place and
+-- returned: the caller cancels it, which counts it in its workflow.
+local function of_workflow(jk)
+  local st = redis.call('HMGET', jk, 'v', 'b')
+  return st[1] or (st[2] and string.find(st[2], '"jobs.workflow"', 1, true) ~= nil)
+end
 for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
   local rk = qk .. ':r:' .. p
+  local left = 0
   for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
     local id = string.sub(m, 18)
     local jk = B .. 'j:' .. id
     local st = redis.call('HMGET', jk, 's', 'u', 'k')
-    if st[1] == 'w' then
-      release_unique(st[2], id)
-      if st[3] and st[3] ~= '' then redis.call('ZREM', qk .. ':o:' .. st[3], id) end
-      redis.call('DEL', jk)
-      removed = removed + 1
+    if st[1] == 'w' and of_workflow(jk) then
+      kept[#kept + 1] = id
+      left = left + 1
+    else
+      if st[1] == 'w' then
+        release_unique(st[2], id)
+        if st[3] and st[3] ~= '' then redis.call('ZREM', qk .. ':o:' .. st[3], id) end
+        redis.call('DEL', jk)
+        removed = removed + 1
+      end
+      redis.call('ZREM', rk, m)
     end
   end
-  redis.call('DEL', rk)
+  if left == 0 then
+    redis.call('DEL', rk)
+    redis.call('ZREM', qk .. ':p', p)
+  end
 end
-redis.call('DEL', qk .. ':p')
 for _, id in ipairs(redis.call('ZRANGE', qk .. ':b', 0, -1)) do
   local jk = B .. 'j:' .. id
-  local st = redis.call('HMGET', jk, 'u', 'k')
-  release_unique(st[1], id)
-  if st[2] then redis.call('ZREM', qk .. ':o:' .. st[2], id) end
-  redis.call('DEL', jk)
-  removed = removed + 1
+  if of_workflow(jk) then
+    kept[#kept + 1] = id
+  else
+    local st = redis.call('HMGET', jk, 'u', 'k')
+    release_unique(st[1], id)
+    if st[2] then redis.call('ZREM', qk .. ':o:' .. st[2], id) end
+    redis.call('DEL', jk)
+    redis.call('ZREM', qk .. ':b', id)
+    removed = removed + 1
+  end
 end
-redis.call('DEL', qk .. ':b')
-return removed
+return {removed, kept}
 """
 
 #: ARGV: B, cutoff. Removes completed and failed records finished before the cutoff.

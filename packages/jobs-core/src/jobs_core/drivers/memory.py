@@ -604,12 +604,17 @@ class MemoryDriver(Driver):
             return self._store.failed.pop(failed_id, None) is not None
 
     def purge(self, queue: str) -> int:
-        """Remove the waiting (pending and delayed) messages of ``queue``."""
+        """Remove the waiting (pending and delayed) messages of ``queue``; a job
+        of a workflow is counted cancelled in it (see :meth:`_cancel_in_workflow`).
+        """
         validate_queue_name(queue)
         with self._store.condition:
             self._expire_leases(time.time())
             doomed = [r for r in self._store.records.values() if r.queue == queue and r.state == WAITING]
+            tx = _Transaction(self)  # one for all: each record is loaded and saved once
+            counted = 0
             for rec in doomed:
+                counted += self._cancel_in_workflow(rec.body, tx) is not None
                 del self._store.records[rec.id]
                 self._store.running.pop(rec.id, None)
                 self._release_unique(rec)
@@ -617,6 +622,8 @@ class MemoryDriver(Driver):
             self._store.tenants.pop(queue, None)
             self._store.rings.pop(queue, None)
             self._store.delayed.pop(queue, None)
+            if counted:
+                tx.commit()
             return len(doomed)
 
     def prune(self, older_than: float) -> int:
@@ -826,8 +833,10 @@ class MemoryDriver(Driver):
                 tx.commit()
             return CANCEL_REMOVED
 
-    def _cancel_in_workflow(self, body: bytes) -> _Transaction | None:
-        """Count a removed job cancelled in its workflow, if it has one (commit after the removal)."""
+    def _cancel_in_workflow(self, body: bytes, tx: _Transaction | None = None) -> _Transaction | None:
+        """Count a removed job cancelled in its workflow, if it has one, in ``tx`` (a new one by
+        default); return the transaction to commit after the removal, ``None`` if nothing was counted.
+        """
         try:
             message = Message.decode(body)
         except MalformedMessage:
@@ -835,7 +844,7 @@ class MemoryDriver(Driver):
         flow = self._flow_message(message)
         if flow is None:
             return None
-        tx = _Transaction(self)
+        tx = _Transaction(self) if tx is None else tx
         job_cancelled(tx, flow)
         return tx
 

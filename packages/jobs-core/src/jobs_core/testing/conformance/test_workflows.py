@@ -853,3 +853,36 @@ def test_prune_removes_finished_workflow_records_only(
     assert jobs_driver.workflow(done.batch_id) is None
     assert record_of(jobs_driver, running.batch_id).status == ws.RUNNING
     assert record_of(jobs_driver, stopped).status == ws.RUNNING
+
+
+# -- purge ------------------------------------------------------------------------
+
+
+@pytest.mark.jobs_requires(Capability.PURGE)
+def test_a_purged_batch_counts_its_jobs_cancelled_and_fires_finally_once(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    started = start_batch(jobs_driver, jobs_queue_factory, 4, reserve=1)
+    assert jobs_driver.purge(started.queue) == 3
+    jobs_driver.ack(started.got[0])
+    record = record_of(jobs_driver, started.batch_id)
+    assert (record.succeeded, record.cancelled, record.pending, record.finished) == (1, 3, 0, True)
+    callbacks = [d.message.payload["callback"] for d in drain(jobs_driver, started.callbacks)]
+    assert sorted(callbacks) == ["catch", "finally"]
+
+
+@pytest.mark.jobs_requires(Capability.PURGE, Capability.FAILED_STORE)
+def test_purging_a_job_that_a_dependent_waits_for_fails_the_dependent_with_the_reason(
+    jobs_driver: Driver, jobs_queue_factory: QueueFactory
+) -> None:
+    queue, later = jobs_queue_factory(), jobs_queue_factory()
+    watched = enqueue_one(jobs_driver, message(queue, "watched"))
+    chain_id = make_chain(jobs_driver, queue, 2)
+    on_job = make_dependent(jobs_driver, later, [watched])
+    on_chain = make_dependent(jobs_driver, later, [chain_id])
+    assert jobs_driver.purge(queue) == 2
+    assert_nothing(jobs_driver, [queue, later])
+    failed = {f.id: f.error for f in jobs_driver.failed(limit=50, queue=later)}
+    assert watched in failed[on_job] and "cancelled" in failed[on_job]
+    assert chain_id in failed[on_chain] and "cancelled" in failed[on_chain]
+    assert record_of(jobs_driver, chain_id).status == ws.CANCELLED
