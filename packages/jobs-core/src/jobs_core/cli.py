@@ -30,6 +30,7 @@ from jobs_core import __version__
 from jobs_core.app import JobsApp
 from jobs_core.cli_output import (
     emit_json,
+    emit_listing,
     json_option,
     log_level_option,
     open_app,
@@ -383,11 +384,7 @@ def failed(url: str | None, limit: int, offset: int, queue: str | None, as_json:
     if queue is not None:
         _check_queue(app, queue)
     entries = app.failed_jobs(limit=limit, offset=offset, queue=queue)
-    if as_json:
-        emit_json([entry.to_dict() for entry in entries])
-        return
-    if not entries:
-        click.echo("no failed jobs")
+    if emit_listing(entries, as_json, "no failed jobs"):
         return
     rows = [
         [e.id, e.name or "?", e.queue, str(e.attempts), short_time(e.failed_at), _first_line(e.error)]

@@ -22,7 +22,7 @@ import datetime
 import json
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import click
 
@@ -96,6 +96,29 @@ def json_option(function: F) -> F:
 def emit_json(value: Any) -> None:
     """Print ``value`` as indented JSON on stdout."""
     click.echo(json.dumps(value, indent=2, sort_keys=False, default=str))
+
+
+class Listed(Protocol):
+    """What a listing command prints: anything with a ``to_dict()`` for ``--json``."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """The item as JSON-ready data."""
+        ...
+
+
+def emit_listing(found: Sequence[Listed], as_json: bool, nothing: str) -> bool:
+    """Print ``found`` as a JSON list (``--json``), or ``nothing`` when it is empty.
+
+    Returns ``True`` when that was all there was to print; ``False`` leaves the
+    table to the caller.
+    """
+    if as_json:
+        emit_json([item.to_dict() for item in found])
+        return True
+    if not found:
+        click.echo(nothing)
+        return True
+    return False
 
 
 def short_time(timestamp: float) -> str:

@@ -20,6 +20,7 @@ from jobs_core.app import JobsApp
 from jobs_core.cli_output import (
     F,
     emit_json,
+    emit_listing,
     json_option,
     log_level_option,
     open_app,
@@ -145,11 +146,7 @@ def _list(url: str | None, as_json: bool) -> None:
         found = app.schedules()
     finally:
         app.close()
-    if as_json:
-        emit_json([s.to_dict() for s in found])
-        return
-    if not found:
-        click.echo("no schedules")
+    if emit_listing(found, as_json, "no schedules"):
         return
     print_table(
         ["NAME", "JOB", "WHEN", "QUEUE", "NEXT RUN", "LAST RUN", "MISSED", "STATE"],

@@ -14,6 +14,7 @@ import click
 
 from jobs_core.cli_output import (
     emit_json,
+    emit_listing,
     json_option,
     open_app,
     print_table,
@@ -151,11 +152,7 @@ def list_jobs(  # noqa: PLR0917 (click passes the options by name; one per optio
 ) -> None:
     """Jobs in one state: running (worker, lease, progress), queued, delayed, or finished ones kept."""
     found = open_app(url, "list").jobs(state, queue, limit, offset)
-    if as_json:
-        emit_json([status.to_dict() for status in found])
-        return
-    if not found:
-        click.echo(f"no {state} jobs")
+    if emit_listing(found, as_json, f"no {state} jobs"):
         return
     rows = []
     for status in found:
@@ -185,11 +182,7 @@ def _finished_detail(status: JobStatus) -> str:
 def workers(url: str | None, as_json: bool) -> None:
     """Workers seen recently: host, pid, queues, concurrency, started, last seen, jobs done and failed."""
     found = open_app(url, "workers").workers()
-    if as_json:
-        emit_json([record.to_dict() for record in found])
-        return
-    if not found:
-        click.echo("no workers seen recently")
+    if emit_listing(found, as_json, "no workers seen recently"):
         return
     rows = [
         [

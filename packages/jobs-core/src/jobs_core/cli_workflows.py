@@ -6,6 +6,7 @@ import click
 
 from jobs_core.cli_output import (
     emit_json,
+    emit_listing,
     json_option,
     open_app,
     print_table,
@@ -33,11 +34,7 @@ def batches(url: str | None, limit: int, offset: int, as_json: bool) -> None:
     """List batches, newest first, with their progress."""
     app = open_app(url, "batches")
     found = listing(app, "batch", limit=limit, offset=offset)
-    if as_json:
-        emit_json([s.to_dict() for s in found])
-        return
-    if not found:
-        click.echo("no batches")
+    if emit_listing(found, as_json, "no batches"):
         return
     rows = [
         [s.id, s.status, progress_bar(s.done, s.total), str(s.failed), short_time(s.created_at)]
