@@ -369,7 +369,8 @@ def test_scaling_two_workers_to_three_and_back_during_a_drain_loses_nothing(
         wait_for("the third worker got no partition", lambda: workers[2].pid in _pids(out))
         # The scale-down waits for the scale-up's rebalance to end: Tansu never re-forms a
         # group whose leader leaves during the second round of a cooperative rebalance
-        # (seen: three partitions owned by no member for 90 s). One change at a time is
+        # (seen: three partitions owned by no member for 90 s; jobs-kafka's
+        # test_broker_groups.py shows it with plain clients). One change at a time is
         # what a deployment's rolling update does anyway.
         wait_for("the group did not settle after the third worker joined", settled, 60)
         leaving = workers.pop(0)
