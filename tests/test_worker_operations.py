@@ -154,6 +154,9 @@ def test_health_port_is_ready_while_serving_and_live_while_it_stops(project: Pro
     worker.send_signal(signal.SIGTERM)
     body = wait_for_probe(port, "/ready", 503, worker)
     assert body["reason"] == "stopping"
+    # At once, not when the running job ends: the signal reaches the main thread even
+    # while it sleeps in the job (the worker's other threads leave it to that thread).
+    assert not project.lines("done"), "the worker turned unready only after its job ended"
     assert probe(port, "/live")[0] == 200  # stopping within the grace period is not being stuck
     _, err = worker.communicate(timeout=60)
     assert worker.returncode == 0, err

@@ -15,6 +15,8 @@ import logging
 import threading
 from collections.abc import Callable
 
+from jobs_core.quiet_threads import quiet
+
 log = logging.getLogger("jobs_core.worker")
 
 
@@ -37,7 +39,7 @@ class AckThread:
             self._pending = True
             if self._thread is None:
                 self._closed = False
-                self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
+                self._thread = threading.Thread(target=quiet(self._loop), name=self._name, daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from jobs_core.error_text import type_name
 from jobs_core.errors import ChildDied, ChildJobError, JobTimeout, Retry, SkipJob
+from jobs_core.quiet_threads import quiet
 from jobs_core.run import JobRun
 
 __all__ = [
@@ -141,7 +142,7 @@ def run_in_thread(run: JobRun, timeout: float) -> Any:  # pragma: no cover - pla
         except BaseException as exc:
             box["error"] = exc
 
-    thread = threading.Thread(target=target, name="jobs-timed-job", daemon=True)
+    thread = threading.Thread(target=quiet(target), name="jobs-timed-job", daemon=True)
     thread.start()
     thread.join(timeout)
     if thread.is_alive():

@@ -36,6 +36,7 @@ from jobs_core.config import ENV_URL, JobsConfig
 from jobs_core.errors import ConfigurationError
 from jobs_core.facade import set_default_app
 from jobs_core.flow import parse_rate
+from jobs_core.quiet_threads import quiet
 from jobs_core.worker import Service, Worker
 from jobs_core.worker_health import (
     RECYCLE_STATUS,
@@ -75,7 +76,7 @@ class _Progress:
         self.worker = worker
         self.interval = interval
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="jobs-progress", daemon=True)
+        self._thread = threading.Thread(target=quiet(self._loop), name="jobs-progress", daemon=True)
 
     def start(self) -> None:
         if self.interval > 0:

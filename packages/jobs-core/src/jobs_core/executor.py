@@ -41,6 +41,7 @@ from jobs_core.child_process import (
 from jobs_core.error_text import describe_error
 from jobs_core.errors import ChildDied, ChildJobError
 from jobs_core.job import Job
+from jobs_core.quiet_threads import quiet
 from jobs_core.run import JobRun
 
 __all__ = [
@@ -155,7 +156,7 @@ class Executor:
         with self._lock:
             if self._loop is None:
                 loop = asyncio.new_event_loop()
-                thread = threading.Thread(target=loop.run_forever, name="jobs-event-loop", daemon=True)
+                thread = threading.Thread(target=quiet(loop.run_forever), name="jobs-event-loop", daemon=True)
                 thread.start()
                 self._loop, self._loop_thread = loop, thread
             return self._loop

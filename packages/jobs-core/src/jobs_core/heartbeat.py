@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 from jobs_core.driver import Driver
 from jobs_core.message import Delivery
+from jobs_core.quiet_threads import quiet
 
 log = logging.getLogger("jobs_core.worker")
 
@@ -48,7 +49,7 @@ class Heartbeat:
         self._on_tick = on_tick
         self.tick = max(0.005, tick)
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, name="jobs-heartbeat", daemon=True)
+        self._thread = threading.Thread(target=quiet(self._loop), name="jobs-heartbeat", daemon=True)
 
     def start(self) -> None:
         """Start the thread."""

@@ -9,6 +9,8 @@ from collections.abc import Callable
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
+from jobs_core.quiet_threads import block_stop_signals
+
 if TYPE_CHECKING:
     from jobs_core.scheduler import Scheduler
 
@@ -28,7 +30,8 @@ class SchedulerThread(threading.Thread):
         self.stop_event = threading.Event()
 
     def run(self) -> None:
-        """The thread's body: :meth:`Scheduler.run` until stopped."""
+        """The thread's body: :meth:`Scheduler.run` until stopped (stop signals left to the main thread)."""
+        block_stop_signals()
         self.scheduler.run(self.stop_event, self.poll_interval)
 
     def stop(self, timeout: float | None = 10.0) -> None:

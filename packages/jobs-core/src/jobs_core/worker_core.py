@@ -41,6 +41,7 @@ from jobs_core.flow import FlowGate, RateLimit, check_queue_order
 from jobs_core.job import Job
 from jobs_core.message import Delivery, Message, validate_queue_name
 from jobs_core.middleware import has_middleware
+from jobs_core.quiet_threads import quiet
 from jobs_core.registry import Registry
 from jobs_core.run import JobRun
 from jobs_core.serializer import check_json, dumps
@@ -96,7 +97,10 @@ class _ThreadService:
 
     def start(self, stop_event: threading.Event) -> None:
         self.thread = threading.Thread(
-            target=self.function, args=(stop_event,), name=f"jobs-service-{self.function!r}", daemon=True
+            target=quiet(self.function),
+            args=(stop_event,),
+            name=f"jobs-service-{self.function!r}",
+            daemon=True,
         )
         self.thread.start()
 
@@ -485,7 +489,7 @@ class WorkerCore:
             # rate-limited one has moments to start in).
             self._wait_for_give_back()
             self._give_back_thread = threading.Thread(
-                target=self._give_back, args=(later,), name="jobs-give-back", daemon=True
+                target=quiet(self._give_back), args=(later,), name="jobs-give-back", daemon=True
             )
             self._give_back_thread.start()
         if expired:

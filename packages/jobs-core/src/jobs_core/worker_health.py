@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from jobs_core.errors import ConfigurationError
+from jobs_core.quiet_threads import quiet
 
 log = logging.getLogger("jobs_core.worker")
 
@@ -104,7 +105,7 @@ class _Ticker:
                     break
             self.finish()
 
-        self._thread = threading.Thread(target=loop, name=self.name, daemon=True)
+        self._thread = threading.Thread(target=quiet(loop), name=self.name, daemon=True)
         self._thread.start()
 
     def join(self, timeout: float | None = None) -> None:
@@ -259,7 +260,9 @@ class HealthServer:
             where = f"{address[0]}:{address[1]}"
             raise ConfigurationError(f"--health-port: cannot listen on {where}: {exc}") from exc
         self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, name="jobs-health", daemon=True)
+        self._thread = threading.Thread(
+            target=quiet(self._server.serve_forever), name="jobs-health", daemon=True
+        )
 
     @property
     def port(self) -> int:

@@ -22,6 +22,7 @@ from jobs_core.context import enter_job
 from jobs_core.executor import Executor, bind_executor, is_async_job
 from jobs_core.job import Job
 from jobs_core.message import Delivery
+from jobs_core.quiet_threads import quiet
 from jobs_core.run import JobRun
 from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, _ForcedStop, log
 
@@ -222,7 +223,7 @@ class PooledWorker(WorkerCore):
                     missing = 0
                 for _ in range(missing):
                     thread = threading.Thread(
-                        target=self._runner, name=f"jobs-runner-{len(self._threads)}", daemon=True
+                        target=quiet(self._runner), name=f"jobs-runner-{len(self._threads)}", daemon=True
                     )
                     self._threads.append(thread)
                     thread.start()

@@ -20,6 +20,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from jobs_core.quiet_threads import quiet
+
 if TYPE_CHECKING:
     from jobs_core.driver import Driver
 
@@ -149,7 +151,9 @@ class WorkerBeacon:
 
     def start(self, stop_event: threading.Event) -> None:
         """Write the first record and start the thread that renews it."""
-        self.thread = threading.Thread(target=self._run, args=(stop_event,), name="jobs-beacon", daemon=True)
+        self.thread = threading.Thread(
+            target=quiet(self._run), args=(stop_event,), name="jobs-beacon", daemon=True
+        )
         self.thread.start()
 
     def join(self, timeout: float | None = None) -> None:

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from jobs_core.quiet_threads import quiet
 
 log = logging.getLogger("jobs_database.wakeup")
 
@@ -121,7 +122,7 @@ class PgListener:
         self._waker = waker
         self._stop = threading.Event()
         self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"jobs-listen-{channel}", daemon=True)
+        self._thread = threading.Thread(target=quiet(self._run), name=f"jobs-listen-{channel}", daemon=True)
         self._thread.start()
 
     def wait_ready(self, timeout: float) -> bool:
@@ -300,7 +301,7 @@ class MySqlWatcher:
         self._failing = False
         self._stopped = False
         self._connection_id: int | None = None
-        self._thread = threading.Thread(target=self._run, name="jobs-mysql-wakeup", daemon=True)
+        self._thread = threading.Thread(target=quiet(self._run), name="jobs-mysql-wakeup", daemon=True)
         self._thread.start()
 
     @property

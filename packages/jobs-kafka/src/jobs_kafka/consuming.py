@@ -30,6 +30,7 @@ from typing import Any
 
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from jobs_core.errors import BackendUnavailable
+from jobs_core.quiet_threads import quiet
 
 from jobs_kafka.keys import key_concurrency
 from jobs_kafka.offsets import assignment_starts, resume_fresh
@@ -112,7 +113,7 @@ class QueueConsumer:
                     self.settings.consumer_config(self.group, on_commit=self._on_commit)
                 )
                 self._thread = threading.Thread(
-                    target=self._run, name=f"jobs-kafka-consumer-{self.group}", daemon=True
+                    target=quiet(self._run), name=f"jobs-kafka-consumer-{self.group}", daemon=True
                 )
                 self._thread.start()
 

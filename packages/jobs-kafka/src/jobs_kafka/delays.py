@@ -46,6 +46,7 @@ from typing import Any
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from jobs_core.errors import JobsError
 from jobs_core.message import Message
+from jobs_core.quiet_threads import quiet
 
 from jobs_kafka.keys import key_headers, record_key
 from jobs_kafka.offsets import assignment_starts, resume_fresh
@@ -158,7 +159,7 @@ class DelayForwarder:
                 return
             self.admin.ensure(self.topics.values())
             self._thread = threading.Thread(
-                target=self._run, name=f"jobs-kafka-delays-{self.queue}", daemon=True
+                target=quiet(self._run), name=f"jobs-kafka-delays-{self.queue}", daemon=True
             )
             self._thread.start()
 

@@ -17,6 +17,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from jobs_core import Capability, Driver
 from jobs_core.errors import BackendError, BackendUnavailable, OperationTimedOut
 from jobs_core.message import Delivery, FailedJob, Message, MessageBatch, QueueStats, ScheduleRecord
+from jobs_core.quiet_threads import quiet
 
 from jobs_kafka.consuming import Handle
 from jobs_kafka.control import ControlLog
@@ -378,7 +379,10 @@ class KafkaDriver(Driver):
                 self._forwarders[queue] = forwarder
                 # A new group_id reads the queue from its start: warn if another group did not.
                 threading.Thread(
-                    target=warn_if_renamed, args=(self.admin, queue), name="jobs-kafka-groups", daemon=True
+                    target=quiet(warn_if_renamed),
+                    args=(self.admin, queue),
+                    name="jobs-kafka-groups",
+                    daemon=True,
                 ).start()
             return forwarder
 
