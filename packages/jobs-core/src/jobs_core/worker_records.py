@@ -150,7 +150,14 @@ class WorkerBeacon:
         )
 
     def start(self, stop_event: threading.Event) -> None:
-        """Write the first record and start the thread that renews it."""
+        """Write the first record (here, so that the worker is listed before it runs a job)
+        and start the thread that renews it.
+        """
+        if self.version is None:
+            from jobs_core import __version__  # at run time: the package is imported by then
+
+            self.version = __version__
+        self._save()
         self.thread = threading.Thread(
             target=quiet(self._run), args=(stop_event,), name="jobs-beacon", daemon=True
         )
@@ -161,18 +168,15 @@ class WorkerBeacon:
         if self.thread is not None:
             self.thread.join(timeout)
 
-    def _run(self, stop_event: threading.Event) -> None:
-        if self.version is None:
-            from jobs_core import __version__  # at run time: the package is imported by then
+    def _save(self) -> None:
+        try:
+            self.driver.save_worker(self.record())
+        except Exception as exc:  # the backend may be down for a while
+            log.warning("could not record worker %s: %s", self.id, exc)
 
-            self.version = __version__
-        while True:
-            try:
-                self.driver.save_worker(self.record())
-            except Exception as exc:  # the backend may be down for a while
-                log.warning("could not record worker %s: %s", self.id, exc)
-            if stop_event.wait(self.interval):
-                break
+    def _run(self, stop_event: threading.Event) -> None:
+        while not stop_event.wait(self.interval):
+            self._save()
         try:
             self.driver.remove_worker(self.id)
         except Exception as exc:
