@@ -82,14 +82,15 @@ local seen = 0
 for _, c in ipairs(found) do
   local id = c[4]
   local st = redis.call('HMGET', B .. 'j:' .. id, 's', 'q', 'a', 'e', 'b', 'w', 'g', 'x')
-  local leased = st[1] == 'r' and tonumber(st[4]) > at
+  local due = tonumber(st[3]) or 0
+  local leased = st[1] == 'r' and (tonumber(st[4]) or 0) > at
   local ok
   if state == 'running' then
     ok = leased
   elseif queued then
-    ok = st[1] ~= nil and not leased and (st[1] == 'r' or tonumber(st[3]) <= at)
+    ok = st[1] and not leased and (st[1] == 'r' or due <= at)
   else
-    ok = st[1] == 'w' and tonumber(st[3]) > at
+    ok = st[1] == 'w' and due > at
   end
   if ok then
     seen = seen + 1
