@@ -26,16 +26,25 @@ from __future__ import annotations
 
 #: Helpers of the scripts below (after the driver's PRELUDE).
 HELPERS = r"""
+-- The index keys keep wrote to -> the cutoff of their entries (see trim_kept).
+local kept_indexes = {}
+
 -- Keep job id, finished in queue q as state ('succeeded' or 'cancelled'), for ttl milliseconds
--- ('0': keep none), indexed for prune and for list_jobs; drop index entries older than cutoff
--- (their records expire on their own).
+-- ('0': keep none), indexed for prune and for list_jobs. The script calls trim_kept once at the
+-- end.
 local function keep(id, q, state, now, progress, meta, ttl, cutoff)
   if ttl == '0' then return end
   redis.call('SET', B .. 'r:' .. id, now .. '\n' .. progress .. '\n' .. meta, 'PX', ttl)
   for _, k in ipairs({B .. 'r', B .. 'rk:' .. state, B .. 'q:' .. q .. ':rk:' .. state}) do
     redis.call('ZADD', k, now, id)
-    redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. cutoff)
+    kept_indexes[k] = cutoff
   end
+end
+
+-- Drop the entries older than the cutoff from the indexes keep wrote to, once per key (their
+-- records expire on their own).
+local function trim_kept()
+  for k, cutoff in pairs(kept_indexes) do redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. cutoff) end
 end
 
 -- The fields remove_job takes, in its order.
@@ -67,6 +76,7 @@ for k = 6, #ARGV, 4 do
     keep(id, q, 'succeeded', now, progress, ARGV[k + 3], ttl, cutoff)
   end
 end
+trim_kept()
 return count_acked(freed, now, token)
 """
 
@@ -79,6 +89,7 @@ local progress = take_held(q, id, ARGV[7])
 if not progress then return #watched > 0 and -1 or 0 end
 redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
 keep(id, q, 'cancelled', now, progress, ARGV[8], ttl, cutoff)
+trim_kept()
 return 1
 """
 
@@ -103,6 +114,7 @@ end
 if st[11] then return 'watched' end
 remove_job(id, st)
 keep(id, st[2], 'cancelled', now, st[10] or '', '~' .. st[2] .. '\n' .. st[9], ttl, cutoff)
+trim_kept()
 return 'removed'
 """
 

@@ -115,6 +115,7 @@ for n, a in ipairs(acts) do
   end
 end
 count_acked(freed, now, batch)
+trim_kept()
 for _, pair in ipairs(doomed) do remove_job(pair[1], pair[2]) end
 for _, row in ipairs(saves) do
   redis.call('HSET', B .. 'wf:' .. row[1], 'd', row[2], 'k', row[4])
