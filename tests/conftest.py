@@ -40,6 +40,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     yield from _database(request.param, tmp_path)
 
 
+def _redis() -> Iterator[str]:
+    pytest.importorskip("jobs_redis")
+    from jobs_redis.testing import delete_prefix, require_server
+
+    require_server(REDIS_URL)
+    url = f"{REDIS_URL}?prefix=w{uuid.uuid4().hex[:10]}"
+    yield url
+    delete_prefix(url)
+
+
 @pytest.fixture(params=["postgresql", "sqlite", "redis"])
 def workflow_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """:func:`database_url`'s backends and Redis (keys under a prefix of their own): drivers with workflows.
@@ -49,10 +59,18 @@ def workflow_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param != "redis":
         yield from _database(request.param, tmp_path)
         return
-    pytest.importorskip("jobs_redis")
-    from jobs_redis.testing import delete_prefix, require_server
+    yield from _redis()
 
-    require_server(REDIS_URL)
-    url = f"{REDIS_URL}?prefix=w{uuid.uuid4().hex[:10]}"
-    yield url
-    delete_prefix(url)
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
+def listing_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh backend of each driver that lists jobs and workers: memory, SQLite and Redis.
+
+    Redis down: skipped, or failed under ``CI``.
+    """
+    if request.param == "memory":
+        yield f"memory://listing-{uuid.uuid4().hex[:8]}"
+    elif request.param == "redis":
+        yield from _redis()
+    else:
+        yield from _database(request.param, tmp_path)

@@ -10,13 +10,14 @@ deletes it. ``Jobs.workers()`` and ``jobs workers`` list the records.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -93,6 +94,23 @@ class WorkerRecord:
             )
         except (KeyError, TypeError, ValueError):
             return None
+
+
+def records_from_json(texts: Iterable[str | bytes]) -> list[WorkerRecord]:
+    """The records stored as JSON texts of :meth:`WorkerRecord.to_dict`, oldest worker first.
+
+    Sorted by ``started_at``, then ``id`` (what ``Driver.workers`` answers); a
+    text that is not a record is skipped.
+    """
+    found = []
+    for text in texts:
+        try:
+            record = WorkerRecord.from_dict(json.loads(text))
+        except ValueError:
+            record = None
+        if record is not None:
+            found.append(record)
+    return sorted(found, key=lambda r: (r.started_at, r.id))
 
 
 def new_worker_id(name: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 import sqlalchemy as sa
 from jobs_core.message import validate_queue_name
 from jobs_core.status import CANCELLED, DELAYED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobStatus
-from jobs_core.worker_records import WORKER_EXPIRY, WorkerRecord
+from jobs_core.worker_records import WORKER_EXPIRY, WorkerRecord, records_from_json
 
 from jobs_database.results import StatusOperations, _live, failed_columns, failed_status, kept_status
 from jobs_database.schema import RESERVED, RESULT_CANCELLED, RESULT_SUCCEEDED, WAITING, worker_table
@@ -155,12 +155,4 @@ class ListingOperations(StatusOperations):
             stmt = sa.select(table.c.data).where(table.c.last_seen >= time.time() - WORKER_EXPIRY)
             return list(conn.execute(stmt).scalars())
 
-        found = []
-        for text in self._run("listing workers", read):
-            try:
-                record = WorkerRecord.from_dict(json.loads(text))
-            except ValueError:
-                record = None
-            if record is not None:
-                found.append(record)
-        return sorted(found, key=lambda r: (r.started_at, r.id))
+        return records_from_json(self._run("listing workers", read))

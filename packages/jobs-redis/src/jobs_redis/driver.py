@@ -54,8 +54,9 @@ from jobs_core.workflow_state import WORKFLOW_HEADER, WorkflowRecord, job_cancel
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
-from jobs_redis import scripts, status_scripts, workflow_scripts
+from jobs_redis import listing_scripts, scripts, status_scripts, workflow_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
+from jobs_redis.listing import ListingOperations
 from jobs_redis.settings import RedisSettings, parse
 from jobs_redis.status import ended_as, meta, parse_status
 from jobs_redis.workflows import LOCK_MS, Transaction, parse_record
@@ -102,7 +103,7 @@ def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
 
 
-class RedisDriver(Driver):
+class RedisDriver(ListingOperations, Driver):
     """Jobs on Redis, Redis Sentinel or Redis Cluster.
 
     URL: ``redis://[user:password@]host[:port][/db][?prefix=jobs]`` (``rediss://``
@@ -139,6 +140,8 @@ class RedisDriver(Driver):
             Capability.PROGRESS,
             Capability.CANCEL,
             Capability.WORKFLOWS,
+            Capability.JOB_LISTING,
+            Capability.WORKERS,
         }
     )
     ack_in_background: bool = True
@@ -158,6 +161,10 @@ class RedisDriver(Driver):
         for name, source in {**status_scripts.ALL, **workflow_scripts.ALL}.items():
             self._scripts[name] = self._client.register_script(
                 scripts.PRELUDE + status_scripts.HELPERS + source
+            )
+        for name, source in listing_scripts.ALL.items():
+            self._scripts[name] = self._client.register_script(
+                scripts.PRELUDE + listing_scripts.HELPERS + source
             )
         self._noop = self._client.register_script(_NOOP)
         self._time = self._client.register_script(_TIME)
@@ -263,7 +270,16 @@ class RedisDriver(Driver):
 
     def _diagnose(self) -> str:
         """Name a key of this prefix whose type is not the one the driver writes."""
-        expected = {"seq": "string", "queues": "set", "u": "hash", "f": "zset", "s": "set", "paused": "set"}
+        expected = {
+            "seq": "string",
+            "queues": "set",
+            "u": "hash",
+            "f": "zset",
+            "s": "set",
+            "paused": "set",
+            "r": "zset",
+            "wk": "zset",
+        }
         try:
             for raw in self._client.scan_iter(match=self._base + "*", count=1000):
                 key = _text(raw)
@@ -272,7 +288,7 @@ class RedisDriver(Driver):
                     want = expected[rest]
                 elif rest.startswith("w:") or rest.startswith("rl:"):
                     want = "list"
-                elif rest.startswith(("q:", "cl:")):
+                elif rest.startswith(("q:", "cl:", "rk:")):
                     want = "zset"
                 else:
                     want = "hash"

@@ -16,15 +16,7 @@ from jobs_core import serializer
 from jobs_core import workflow_state as ws
 from jobs_core.errors import MalformedMessage
 from jobs_core.message import Message
-from jobs_core.status import (
-    CANCELLED,
-    DELAYED,
-    FAILED,
-    QUEUED,
-    RUNNING,
-    JobStatus,
-    progress_from_json,
-)
+from jobs_core.status import CANCELLED, FAILED, JobStatus, live_status, progress_from_json
 
 
 def _text(value: bytes | str) -> str:
@@ -47,33 +39,25 @@ def _decoded(body: bytes | None) -> Message | None:
         return None
 
 
-def _live(job_id: str, fields: Sequence[Any], now: float) -> JobStatus:
+def live_record(job_id: str, fields: Sequence[Any], now: float) -> JobStatus:
+    """The status of a stored job from its record's fields ``s q a e b w g x`` (as the scripts read them)."""
     state_field, queue, due, lease_end, body, worker, progress, cancel = fields
-    message = _decoded(body)
-    due_at = float(due) if due else None
-    lease = float(lease_end) if lease_end else None
-    if state_field == b"r" and lease is not None and lease > now:
-        state = RUNNING
-    elif state_field == b"r" or due_at is None or due_at <= now:
-        state = QUEUED
-    else:
-        state = DELAYED
-    return JobStatus(
-        id=job_id,
-        state=state,
-        queue=_text(queue or b""),
-        name="" if message is None else message.name,
-        attempts=0 if message is None else message.attempts,
-        available_at=due_at,
-        lease_expires_at=lease if state == RUNNING else None,
-        worker=_text(worker) if worker and state == RUNNING else None,
+    return live_status(
+        job_id,
+        _text(queue or b""),
+        body,
+        reserved=state_field == b"r",
+        available_at=float(due) if due else 0.0,
+        lease_expires_at=float(lease_end) if lease_end else None,
+        now=now,
+        worker=_text(worker) if worker else None,
         progress=progress_from_json(progress),
         cancel_requested=cancel == b"1",
-        payload=None if message is None else message.payload,
     )
 
 
-def _kept(job_id: str, raw: bytes) -> JobStatus | None:
+def kept_status(job_id: str, raw: bytes) -> JobStatus | None:
+    """The status of a finished job from its kept ``{prefix}:r:<id>`` record; ``None`` if unreadable."""
     finished, progress, rest = raw.split(b"\n", 2)
     if rest.startswith(b"~"):
         queue, _, body = rest[1:].partition(b"\n")
@@ -101,7 +85,8 @@ def _kept(job_id: str, raw: bytes) -> JobStatus | None:
     )
 
 
-def _failed(job_id: str, fields: Sequence[Any]) -> JobStatus:
+def failed_status(job_id: str, fields: Sequence[Any]) -> JobStatus:
+    """The status of a job in the failed store, from its entry's fields ``b q e t x``."""
     body, queue, error, failed_at, raw = fields
     message = None if raw == b"1" else _decoded(body)
     return JobStatus(
@@ -120,14 +105,14 @@ def parse_status(job_id: str, reply: Sequence[Any], now: float, results_ttl: flo
     """The status in the ``status`` script's ``reply``: the unfinished job, else the latest finished."""
     fields = list(reply) + [None] * (14 - len(reply))
     if fields[0]:
-        return _live(job_id, fields[:8], now)
+        return live_record(job_id, fields[:8], now)
     finished: list[JobStatus] = []
     if fields[8]:
-        kept = _kept(job_id, fields[8])
+        kept = kept_status(job_id, fields[8])
         if kept is not None and (kept.finished_at or 0.0) >= now - results_ttl:
             finished.append(kept)
     if fields[9] is not None:
-        finished.append(_failed(job_id, fields[9:14]))
+        finished.append(failed_status(job_id, fields[9:14]))
     if not finished:
         return None
     return max(finished, key=lambda status: status.finished_at or 0.0)
@@ -141,7 +126,7 @@ def ended_as(
     The latest of its kept record and its failed entry: ``succeeded``,
     ``cancelled`` or ``failed``; ``None`` if neither is there.
     """
-    kept = _kept(job_id, kept_raw) if kept_raw else None
+    kept = kept_status(job_id, kept_raw) if kept_raw else None
     if kept is not None and (kept.finished_at or 0.0) < now - results_ttl:
         kept = None
     if failed_at is not None and (kept is None or float(failed_at) >= (kept.finished_at or 0.0)):

@@ -16,6 +16,9 @@ The keys they add under ``B = {prefix}:``:
                                        result text), or ``~queue LF body`` for a waiting
                                        job removed by ``cancel``
 ``B r``                    zset        kept results: score finished_at, member id (prune)
+``B rk:<state>``           zset        kept results of one state (succeeded, cancelled): score
+                                       finished_at, member id (list_jobs)
+``B q:<queue>:rk:<state>`` zset        the same, of one queue
 =========================  ==========  =====================================================
 """
 
@@ -23,13 +26,25 @@ from __future__ import annotations
 
 #: Helpers of the scripts below (after the driver's PRELUDE).
 HELPERS = r"""
--- Keep a finished job's record for ttl milliseconds ('0': keep none), and drop index entries
--- older than cutoff (their records expire on their own).
-local function keep(id, now, progress, meta, ttl, cutoff)
+-- The index keys keep wrote to -> the cutoff of their entries (see trim_kept).
+local kept_indexes = {}
+
+-- Keep job id, finished in queue q as state ('succeeded' or 'cancelled'), for ttl milliseconds
+-- ('0': keep none), indexed for prune and for list_jobs. The script calls trim_kept once at the
+-- end.
+local function keep(id, q, state, now, progress, meta, ttl, cutoff)
   if ttl == '0' then return end
   redis.call('SET', B .. 'r:' .. id, now .. '\n' .. progress .. '\n' .. meta, 'PX', ttl)
-  redis.call('ZADD', B .. 'r', now, id)
-  redis.call('ZREMRANGEBYSCORE', B .. 'r', '-inf', '(' .. cutoff)
+  for _, k in ipairs({B .. 'r', B .. 'rk:' .. state, B .. 'q:' .. q .. ':rk:' .. state}) do
+    redis.call('ZADD', k, now, id)
+    kept_indexes[k] = cutoff
+  end
+end
+
+-- Drop the entries older than the cutoff from the indexes keep wrote to, once per key (their
+-- records expire on their own).
+local function trim_kept()
+  for k, cutoff in pairs(kept_indexes) do redis.call('ZREMRANGEBYSCORE', k, '-inf', '(' .. cutoff) end
 end
 
 -- The fields remove_job takes, in its order.
@@ -58,9 +73,10 @@ for k = 6, #ARGV, 4 do
   local progress = take_held(q, id, ARGV[k + 2])
   if progress then
     collect(freed, q, id)
-    keep(id, now, progress, ARGV[k + 3], ttl, cutoff)
+    keep(id, q, 'succeeded', now, progress, ARGV[k + 3], ttl, cutoff)
   end
 end
+trim_kept()
 return count_acked(freed, now, token)
 """
 
@@ -72,7 +88,8 @@ local now, ttl, cutoff, q, id = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local progress = take_held(q, id, ARGV[7])
 if not progress then return #watched > 0 and -1 or 0 end
 redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
-keep(id, now, progress, ARGV[8], ttl, cutoff)
+keep(id, q, 'cancelled', now, progress, ARGV[8], ttl, cutoff)
+trim_kept()
 return 1
 """
 
@@ -96,7 +113,8 @@ if st[1] == 'r' and tonumber(st[5]) > tonumber(now) then
 end
 if st[11] then return 'watched' end
 remove_job(id, st)
-keep(id, now, st[10] or '', '~' .. st[2] .. '\n' .. st[9], ttl, cutoff)
+keep(id, st[2], 'cancelled', now, st[10] or '', '~' .. st[2] .. '\n' .. st[9], ttl, cutoff)
+trim_kept()
 return 'removed'
 """
 
@@ -136,7 +154,12 @@ local cutoff = '(' .. ARGV[2]
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', B .. 'r', '-inf', cutoff)) do
   redis.call('DEL', B .. 'r:' .. id)
 end
-redis.call('ZREMRANGEBYSCORE', B .. 'r', '-inf', cutoff)
+local indexes = {B .. 'r', B .. 'rk:succeeded', B .. 'rk:cancelled'}
+for _, q in ipairs(redis.call('SMEMBERS', B .. 'queues')) do
+  indexes[#indexes + 1] = B .. 'q:' .. q .. ':rk:succeeded'
+  indexes[#indexes + 1] = B .. 'q:' .. q .. ':rk:cancelled'
+end
+for _, k in ipairs(indexes) do redis.call('ZREMRANGEBYSCORE', k, '-inf', cutoff) end
 return 1
 """
 

@@ -98,23 +98,24 @@ for n, a in ipairs(acts) do
   if action == 'cancel' then
     local job = cancelled[n]
     remove_job(handle, job)
-    keep(fid, now, job[10] or '', '~' .. job[2] .. '\n' .. job[9], ttl, cutoff)
+    keep(fid, job[2], 'cancelled', now, job[10] or '', '~' .. job[2] .. '\n' .. job[9], ttl, cutoff)
   else
     local progress = take_held(q, handle, receipt, true)
     if action == 'ack' then
       collect(freed, q, handle)
-      if x1 ~= '' then keep(fid, now, progress, x1, ttl, cutoff) end
+      if x1 ~= '' then keep(fid, q, 'succeeded', now, progress, x1, ttl, cutoff) end
     else
       redis.call('ZREM', B .. 'q:' .. q .. ':l', handle)
       if action == 'fail' then
         store_failed(fid, q, x1, x2, now, '0')
       else
-        keep(fid, now, progress, x1, ttl, cutoff)
+        keep(fid, q, 'cancelled', now, progress, x1, ttl, cutoff)
       end
     end
   end
 end
 count_acked(freed, now, batch)
+trim_kept()
 for _, pair in ipairs(doomed) do remove_job(pair[1], pair[2]) end
 for _, row in ipairs(saves) do
   redis.call('HSET', B .. 'wf:' .. row[1], 'd', row[2], 'k', row[4])
