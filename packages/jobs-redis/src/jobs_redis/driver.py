@@ -56,6 +56,7 @@ from redis.retry import Retry
 
 from jobs_redis import scripts, status_scripts, workflow_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
+from jobs_redis.fairness import tenant_of
 from jobs_redis.settings import RedisSettings, parse
 from jobs_redis.status import ended_as, meta, parse_status
 from jobs_redis.workflows import LOCK_MS, Transaction, parse_record
@@ -139,6 +140,7 @@ class RedisDriver(Driver):
             Capability.PROGRESS,
             Capability.CANCEL,
             Capability.WORKFLOWS,
+            Capability.TENANT_FAIRNESS,
         }
     )
     ack_in_background: bool = True
@@ -303,7 +305,7 @@ class RedisDriver(Driver):
 
     @staticmethod
     def _fields(message: Message | Mapping[str, Any], now: float) -> tuple[Any, ...]:
-        """queue, priority, due, unique key, unique expiry, ordering key, key concurrency."""
+        """queue, priority, due, unique key, unique expiry, ordering key, key concurrency, tenant."""
         get: Any = message.get if isinstance(message, Mapping) else message.__getattribute__
         unique, ttl, key = get("unique_key"), get("unique_ttl"), get("key")
         return (
@@ -314,6 +316,7 @@ class RedisDriver(Driver):
             "" if unique is None or ttl is None else repr(now + float(ttl)),
             "" if key is None else key,
             int(get("key_concurrency")),
+            tenant_of(get("headers")),
         )
 
     def _enqueue_args(self, messages: Sequence[Message], bodies: list[bytes], now: float) -> list[Any]:
@@ -666,11 +669,12 @@ class RedisDriver(Driver):
                 with contextlib.suppress(MalformedMessage):
                     message = Message.decode(seen)
             if message is None:
-                args = [failed_id, seen, failed_id, _text(queue or b""), 0, repr(now), seen, "", 1]
+                args = [failed_id, seen, failed_id, _text(queue or b""), 0, repr(now), seen, "", 1, ""]
             else:
                 again = message.replace(attempts=0, available_at=now)
                 args = [failed_id, seen, again.id, again.queue, again.priority, repr(now), again.encode()]
-                args += ["" if again.key is None else again.key, again.key_concurrency]
+                key = "" if again.key is None else again.key
+                args += [key, again.key_concurrency, tenant_of(again.headers)]
             result = int(self._run("retry_failed", args, "retrying a failed job"))
             if result >= 0:
                 return result == 1
@@ -704,7 +708,11 @@ class RedisDriver(Driver):
         """Store ``body`` as-is under an id of the driver's choosing (tests of malformed input)."""
         self.check_open()
         validate_queue_name(queue)
-        self._run("inject", [new_id(), queue, bytes(body), repr(time.time())], "writing a raw record")
+        tenant = ""
+        with contextlib.suppress(MalformedMessage):
+            tenant = tenant_of(Message.decode(bytes(body)).headers)
+        args = [new_id(), queue, bytes(body), repr(time.time()), tenant]
+        self._run("inject", args, "writing a raw record")
 
     # -- schedules ------------------------------------------------------------
 
