@@ -68,20 +68,19 @@ local function source_ready(qk, t, p)
   return qk .. ':tr:' .. p .. ':' .. t
 end
 
--- Tenant t of queue key qk has a ready set of priority p: it has its turns (it joins the back
--- of the ring, behind the jobs without a tenant if the ring is new).
+-- Tenant t of queue key qk has a ready set of priority p: it has its turns (if it was not in
+-- the ring, it joins at the back, behind the jobs without a tenant if the ring is new).
 local function tenant_source(qk, t, p)
-  local pk = qk .. ':tp:' .. t
-  if redis.call('EXISTS', pk) == 0 then
-    local ring = qk .. ':T'
+  local ring = qk .. ':T'
+  if not redis.call('ZSCORE', ring, t) then
     local last = redis.call('ZRANGE', ring, -1, -1, 'WITHSCORES')
     if last[2] then
-      redis.call('ZADD', ring, 'NX', tonumber(last[2]) + 1, t)
+      redis.call('ZADD', ring, tonumber(last[2]) + 1, t)
     else
       redis.call('ZADD', ring, 0, '', 1, t)
     end
   end
-  redis.call('ZADD', pk, score_of(p), p)
+  redis.call('ZADD', qk .. ':tp:' .. t, score_of(p), p)
 end
 
 -- The tenants of queue key qk that have waiting jobs (the ring's members but '').
