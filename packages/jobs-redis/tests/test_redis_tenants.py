@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 
 import redis
 from jobs_core.flow_state import TENANT_HEADER
-from jobs_core.message import Delivery, Message
+from jobs_core.message import Delivery, Message, MessageBatch
 from jobs_redis import RedisDriver
 
 Q = "tq"
@@ -34,7 +34,9 @@ def test_a_backlog_delays_each_other_source_by_one_turn_across_reserves(
     make_driver: Callable[..., RedisDriver], client: redis.Redis, prefix: str
 ) -> None:
     driver = make_driver()
-    driver.enqueue([job(n, "big") for n in range(1000)])
+    common = job(None, "big").__dict__.copy()
+    del common["id"], common["payload"]
+    driver.enqueue(MessageBatch(common, range(100_000)))  # as dispatch_many stores a backlog
     driver.enqueue([job("s0", "small"), job("s1", "small"), job("plain"), job("m0", "mid")])
     assert ring(client, prefix) == ["", "big", "small", "mid"]
     # One job per reserve, as many workers would take them: the turns hold between calls.
@@ -42,6 +44,7 @@ def test_a_backlog_delays_each_other_source_by_one_turn_across_reserves(
     assert tenants(got) == ["", "big", "small", "mid", "big", "small", "big", "big"]
     assert [d.message.payload for d in got if tenants([d]) == ["small"]] == ["s0", "s1"]
     assert ring(client, prefix) == ["", "big"]  # the emptied tenants left; "" stays while the ring does
+    assert driver.purge(Q) == 100_000 - 4
 
 
 def test_priorities_order_a_tenants_own_jobs_not_the_turns(make_driver: Callable[..., RedisDriver]) -> None:
