@@ -6,7 +6,9 @@ import time
 from collections.abc import Callable, Sequence
 
 import redis
+from jobs_core import workflow_state as ws
 from jobs_core.flow_state import TENANT_HEADER
+from jobs_core.ids import new_id
 from jobs_core.message import Delivery, Message, MessageBatch
 from jobs_redis import RedisDriver
 
@@ -143,3 +145,26 @@ def test_ordered_keys_keep_their_order_within_a_tenant(make_driver: Callable[...
     assert [d.message.payload for d in first] == [0, "b"]
     driver.ack(first[0])
     assert [d.message.payload for d in driver.reserve([Q], limit=5)] == [1]
+
+
+def test_a_batch_of_tenant_jobs_takes_turns_and_a_cancelled_one_leaves_its_tenant(
+    make_driver: Callable[..., RedisDriver], client: redis.Redis, prefix: str
+) -> None:
+    driver = make_driver()
+    batch_id = new_id()
+    members = [
+        Message(name="t.x", queue=Q, payload=n, headers={ws.WORKFLOW_HEADER: batch_id, TENANT_HEADER: "w"})
+        for n in range(3)
+    ]
+    record = ws.new_record(ws.BATCH, batch_id, len(members), {})
+    with driver.workflow_transaction() as store:
+        ws.create(store, record, members)  # stored by the workflow commit script
+    driver.enqueue([job("other", "o")])
+    assert ring(client, prefix) == ["", "w", "o"]
+    assert driver.cancel(members[0].id) == "removed"
+    got = driver.reserve([Q], limit=2)
+    assert [d.message.payload for d in got] == [1, "other"]
+    driver.ack(got[0])
+    done = driver.workflow(batch_id)
+    assert done is not None and (done.succeeded, done.cancelled) == (1, 1)
+    assert [d.message.payload for d in driver.reserve([Q], limit=2)] == [2]
