@@ -168,3 +168,22 @@ def test_a_batch_of_tenant_jobs_takes_turns_and_a_cancelled_one_leaves_its_tenan
     done = driver.workflow(batch_id)
     assert done is not None and (done.succeeded, done.cancelled) == (1, 1)
     assert [d.message.payload for d in driver.reserve([Q], limit=2)] == [2]
+
+
+def test_a_purge_cancels_a_workflows_tenant_jobs_in_their_workflow(
+    make_driver: Callable[..., RedisDriver], client: redis.Redis, prefix: str
+) -> None:
+    driver = make_driver()
+    batch_id = new_id()
+    members = [
+        Message(name="t.x", queue=Q, payload=n, headers={ws.WORKFLOW_HEADER: batch_id, TENANT_HEADER: "w"})
+        for n in range(2)
+    ]
+    with driver.workflow_transaction() as store:
+        ws.create(store, ws.new_record(ws.BATCH, batch_id, len(members), {}), members)
+    driver.enqueue([job("plain", "w"), job("other", "o")])
+    assert driver.purge(Q) == 4
+    done = driver.workflow(batch_id)
+    assert done is not None and done.cancelled == 2
+    assert driver.reserve([Q], limit=5) == []
+    assert not client.exists(f"{{{prefix}}}:q:{Q}:T")
