@@ -147,18 +147,21 @@ def test_ordered_keys_keep_their_order_within_a_tenant(make_driver: Callable[...
     assert [d.message.payload for d in driver.reserve([Q], limit=5)] == [1]
 
 
+def tenant_batch(driver: RedisDriver, count: int) -> tuple[str, list[Message]]:
+    """A batch of ``count`` jobs of the tenant "w" (payloads 0, 1, ...), stored by the workflow commit."""
+    batch_id = new_id()
+    headers = {ws.WORKFLOW_HEADER: batch_id, TENANT_HEADER: "w"}
+    members = [Message(name="t.x", queue=Q, payload=n, headers=headers) for n in range(count)]
+    with driver.workflow_transaction() as store:
+        ws.create(store, ws.new_record(ws.BATCH, batch_id, count, {}), members)
+    return batch_id, members
+
+
 def test_a_batch_of_tenant_jobs_takes_turns_and_a_cancelled_one_leaves_its_tenant(
     make_driver: Callable[..., RedisDriver], client: redis.Redis, prefix: str
 ) -> None:
     driver = make_driver()
-    batch_id = new_id()
-    members = [
-        Message(name="t.x", queue=Q, payload=n, headers={ws.WORKFLOW_HEADER: batch_id, TENANT_HEADER: "w"})
-        for n in range(3)
-    ]
-    record = ws.new_record(ws.BATCH, batch_id, len(members), {})
-    with driver.workflow_transaction() as store:
-        ws.create(store, record, members)  # stored by the workflow commit script
+    batch_id, members = tenant_batch(driver, 3)
     driver.enqueue([job("other", "o")])
     assert ring(client, prefix) == ["", "w", "o"]
     assert driver.cancel(members[0].id) == "removed"
@@ -174,13 +177,7 @@ def test_a_purge_cancels_a_workflows_tenant_jobs_in_their_workflow(
     make_driver: Callable[..., RedisDriver], client: redis.Redis, prefix: str
 ) -> None:
     driver = make_driver()
-    batch_id = new_id()
-    members = [
-        Message(name="t.x", queue=Q, payload=n, headers={ws.WORKFLOW_HEADER: batch_id, TENANT_HEADER: "w"})
-        for n in range(2)
-    ]
-    with driver.workflow_transaction() as store:
-        ws.create(store, ws.new_record(ws.BATCH, batch_id, len(members), {}), members)
+    batch_id, _ = tenant_batch(driver, 2)
     driver.enqueue([job("plain", "w"), job("other", "o")])
     assert driver.purge(Q) == 4
     done = driver.workflow(batch_id)
