@@ -51,7 +51,8 @@ VARIANTS: dict[str, Any] = {
 
 
 def _url(base: str) -> str:
-    if base.startswith("sqlite") or base.startswith("memory"):
+    """``base`` with a table prefix of this run, unless it names its own prefix (a Redis URL must)."""
+    if base.startswith("sqlite") or base.startswith("memory") or "prefix=" in base:
         return base
     glue = "&" if "?" in base else "?"
     return f"{base}{glue}table_prefix=b{uuid.uuid4().hex[:8]}_"

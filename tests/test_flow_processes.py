@@ -1,4 +1,4 @@
-"""Flow control across real ``jobs worker`` processes on PostgreSQL.
+"""Flow control across real ``jobs worker`` processes on PostgreSQL (the tenants on Redis too).
 
 * A rate limit of 50 jobs/s on the key "api", four worker processes: in no
   one-second window do more than 50 jobs start (one start of slack at the
@@ -37,6 +37,7 @@ import sqlalchemy as sa
 POSTGRESQL_URL = os.environ.get(
     "JOBS_TEST_POSTGRESQL_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 )
+REDIS_URL = os.environ.get("JOBS_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 RATE = 50
 #: Jobs of the rate test: ten windows' worth.
 RATE_JOBS = RATE * 10
@@ -98,6 +99,19 @@ def url() -> Iterator[str]:
 
     drop_all(engine, build_tables(prefix))
     engine.dispose()
+
+
+@pytest.fixture(params=["postgresql", "redis"])
+def fair_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """The URL of a backend with tenant fairness: this test's tables on PostgreSQL, or its Redis prefix."""
+    if request.param == "postgresql":
+        yield request.getfixturevalue("url")
+        return
+    testing = pytest.importorskip("jobs_redis.testing")
+    testing.require_server(REDIS_URL)
+    redis_url = f"{REDIS_URL}?prefix=f{uuid.uuid4().hex[:10]}"
+    yield redis_url
+    testing.delete_prefix(redis_url)
 
 
 class Workers:
@@ -268,9 +282,9 @@ def test_a_paused_queue_starts_no_job_on_any_worker_process_within_a_second(url:
 
 
 def test_a_tenants_ten_jobs_start_within_a_second_behind_another_tenants_50000_on_a_worker_process(
-    url: str, tmp_path: Path
+    fair_url: str, tmp_path: Path
 ) -> None:
-    workers = Workers(url, tmp_path)
+    workers = Workers(fair_url, tmp_path)
     workers.dispatch(
         "app.dispatch_many(flowjobs.step.tenant('a'), [{'kind': 'a', 'n': n} for n in range(50_000)])"
     )

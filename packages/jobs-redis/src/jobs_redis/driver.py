@@ -56,6 +56,7 @@ from redis.retry import Retry
 
 from jobs_redis import listing_scripts, scripts, status_scripts, workflow_scripts
 from jobs_redis.errors import CorruptKey, RedisDriverError, ReplicasNotReached, ScriptingNotAllowed
+from jobs_redis.fairness import tenant_of
 from jobs_redis.listing import ListingOperations
 from jobs_redis.settings import RedisSettings, parse
 from jobs_redis.status import ended_as, meta, parse_status
@@ -142,6 +143,7 @@ class RedisDriver(ListingOperations, Driver):
             Capability.WORKFLOWS,
             Capability.JOB_LISTING,
             Capability.WORKERS,
+            Capability.TENANT_FAIRNESS,
         }
     )
     ack_in_background: bool = True
@@ -319,7 +321,7 @@ class RedisDriver(ListingOperations, Driver):
 
     @staticmethod
     def _fields(message: Message | Mapping[str, Any], now: float) -> tuple[Any, ...]:
-        """queue, priority, due, unique key, unique expiry, ordering key, key concurrency."""
+        """queue, priority, due, unique key, unique expiry, ordering key, key concurrency, tenant."""
         get: Any = message.get if isinstance(message, Mapping) else message.__getattribute__
         unique, ttl, key = get("unique_key"), get("unique_ttl"), get("key")
         return (
@@ -330,6 +332,7 @@ class RedisDriver(ListingOperations, Driver):
             "" if unique is None or ttl is None else repr(now + float(ttl)),
             "" if key is None else key,
             int(get("key_concurrency")),
+            tenant_of(get("headers")),
         )
 
     def _enqueue_args(self, messages: Sequence[Message], bodies: list[bytes], now: float) -> list[Any]:
@@ -682,11 +685,12 @@ class RedisDriver(ListingOperations, Driver):
                 with contextlib.suppress(MalformedMessage):
                     message = Message.decode(seen)
             if message is None:
-                args = [failed_id, seen, failed_id, _text(queue or b""), 0, repr(now), seen, "", 1]
+                args = [failed_id, seen, failed_id, _text(queue or b""), 0, repr(now), seen, "", 1, ""]
             else:
                 again = message.replace(attempts=0, available_at=now)
                 args = [failed_id, seen, again.id, again.queue, again.priority, repr(now), again.encode()]
-                args += ["" if again.key is None else again.key, again.key_concurrency]
+                key = "" if again.key is None else again.key
+                args += [key, again.key_concurrency, tenant_of(again.headers)]
             result = int(self._run("retry_failed", args, "retrying a failed job"))
             if result >= 0:
                 return result == 1
@@ -720,7 +724,11 @@ class RedisDriver(ListingOperations, Driver):
         """Store ``body`` as-is under an id of the driver's choosing (tests of malformed input)."""
         self.check_open()
         validate_queue_name(queue)
-        self._run("inject", [new_id(), queue, bytes(body), repr(time.time())], "writing a raw record")
+        tenant = ""
+        with contextlib.suppress(MalformedMessage):
+            tenant = tenant_of(Message.decode(bytes(body)).headers)
+        args = [new_id(), queue, bytes(body), repr(time.time()), tenant]
+        self._run("inject", args, "writing a raw record")
 
     # -- schedules ------------------------------------------------------------
 

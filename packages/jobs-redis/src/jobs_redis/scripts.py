@@ -20,10 +20,13 @@ Key layout under ``B = {prefix}:``:
 ``B j:<id>``               hash        one stored job: b body, q queue, p priority, a due
                                        time, m ready-set member, s state (w/r), r receipt,
                                        e lease end, u unique key, k ordering key, c its concurrency,
-                                       v set while a workflow watches it (see workflow_scripts)
+                                       v set while a workflow watches it (see workflow_scripts),
+                                       t its tenant (see fairness)
 ``B q:<queue>:p``          zset        priorities with a ready set (score -priority)
 ``B q:<queue>:r:<prio>``   zset        waiting jobs: score due time, member 16-digit
                                        sequence ``:`` id
+``B q:<queue>:T`` etc.     zset        the ring of a queue's tenants, and their ``tp:`` and
+                                       ``tr:`` sets: see :mod:`jobs_redis.fairness`
 ``B q:<queue>:l``          zset        leased jobs: score lease end, member id
 ``B q:<queue>:o:<key>``    zset        unfinished jobs of an ordering key: score sequence, member id
 ``B q:<queue>:b``          zset        keyed jobs waiting for their key: score due time, member id
@@ -48,8 +51,10 @@ Key layout under ``B = {prefix}:``:
 
 from __future__ import annotations
 
-#: Helpers every script starts with.
-PRELUDE = r"""
+from jobs_redis import fairness
+
+#: Helpers every script starts with (the first part).
+_PRELUDE_START = r"""
 local B = ARGV[1]
 
 local function score_of(p)
@@ -89,27 +94,6 @@ end
 local SKIPLIST_AT = 16
 local LONG_MEMBER = string.rep('~', 72)
 
-local function make_ready(q, p, a, m)
-  local qk = B .. 'q:' .. q
-  redis.call('ZADD', qk .. ':r:' .. p, a, m)
-  redis.call('ZADD', qk .. ':p', score_of(p), p)
-end
-
-local function expire_leases(q, now)
-  local lk = B .. 'q:' .. q .. ':l'
-  local ended = redis.call('ZRANGEBYSCORE', lk, '-inf', now)
-  for _, id in ipairs(ended) do
-    redis.call('ZREM', lk, id)
-    local jk = B .. 'j:' .. id
-    local st = redis.call('HMGET', jk, 's', 'p', 'a', 'm')
-    if st[1] == 'r' then
-      redis.call('HSET', jk, 's', 'w', 'r', '')
-      make_ready(q, st[2], st[3], st[4])
-    end
-  end
-  return #ended
-end
-
 local function store_failed(fid, q, body, err, now, raw)
   local fk = B .. 'f:' .. fid
   local old = redis.call('HGET', fk, 'q')
@@ -120,17 +104,104 @@ local function store_failed(fid, q, body, err, now, raw)
   redis.call('ZADD', B .. 'q:' .. q .. ':f', now, fid)
 end
 
+-- Lease ready member m of queue q, already out of its ready set, for the reserve call r (a
+-- table: now, lease_end, token, n jobs leased so far, out its reply, leased the lease entries
+-- to add). Returns true if leased; a key that is not a job hash, or a member without a job
+-- record, goes to the failed store.
+local function lease_member(r, q, m)
+  local id = string.sub(m, 18)
+  local jk = B .. 'j:' .. id
+  local st = redis.pcall('HMGET', jk, 'b', 's')
+  if st.err then
+    local kind = redis.call('TYPE', jk)['ok']
+    local value = '(a ' .. kind .. ')'
+    if kind == 'string' then value = redis.call('GET', jk) end
+    local why = 'malformed record: key ' .. jk .. ' holds a ' .. kind .. ', not a job hash'
+    store_failed(id, q, value, why, r.now, '1')
+    redis.call('DEL', jk)
+  elseif st[1] and st[2] == 'w' then
+    r.n = r.n + 1
+    local receipt = r.token .. r.n
+    redis.call('HSET', jk, 's', 'r', 'r', receipt, 'e', r.lease_end)
+    local leased, out = r.leased, r.out
+    leased[#leased + 1] = r.lease_end
+    leased[#leased + 1] = id
+    out[#out + 1] = q
+    out[#out + 1] = id
+    out[#out + 1] = receipt
+    out[#out + 1] = st[1]
+    return true
+  elseif not st[1] then
+    local fid = 'orphan-' .. string.gsub(m, '[^%w]', '_')
+    local why = 'malformed record: sorted-set member ' .. m .. ' has no job record'
+    store_failed(fid, q, m, why, r.now, '1')
+    redis.call('DEL', jk)
+  end
+  return false
+end
+
+-- Add the lease entries of reserve call r to the lease set of queue key qk.
+local function flush_leases(r, qk)
+  local leased = r.leased
+  if #leased == 0 then return end
+  local lk = qk .. ':l'
+  local big = #leased >= SKIPLIST_AT
+  if big then redis.call('ZADD', lk, r.lease_end, LONG_MEMBER) end
+  for j = 1, #leased, 1000 do
+    redis.call('ZADD', lk, unpack(leased, j, math.min(j + 999, #leased)))
+  end
+  if big then redis.call('ZREM', lk, LONG_MEMBER) end
+  r.leased = {}
+end
+"""
+
+#: The rest of :data:`PRELUDE`, after the tenants' helpers of :mod:`jobs_redis.fairness`.
+_PRELUDE_END = r"""
+-- Waiting job m (priority p, due a, tenant t: '' or nil for none) goes back in line.
+local function make_ready(q, p, a, m, t)
+  local qk = B .. 'q:' .. q
+  if t and t ~= '' then
+    tenant_source(qk, t, p)
+    redis.call('ZADD', source_ready(qk, t, p), a, m)
+    return
+  end
+  redis.call('ZADD', qk .. ':r:' .. p, a, m)
+  redis.call('ZADD', qk .. ':p', score_of(p), p)
+end
+
+local function expire_leases(q, now)
+  local lk = B .. 'q:' .. q .. ':l'
+  local ended = redis.call('ZRANGEBYSCORE', lk, '-inf', now)
+  for _, id in ipairs(ended) do
+    redis.call('ZREM', lk, id)
+    local jk = B .. 'j:' .. id
+    local st = redis.call('HMGET', jk, 's', 'p', 'a', 'm', 't')
+    if st[1] == 'r' then
+      redis.call('HSET', jk, 's', 'w', 'r', '')
+      make_ready(q, st[2], st[3], st[4], st[5])
+    end
+  end
+  return #ended
+end
+
 local inserted = {}
 
-local function insert(id, q, p, a, u, body, seq, k, c)
+-- Store job id of queue q (priority p, due a, unique key u, ordering key k of concurrency c,
+-- tenant t: '' none) as the seq-th enqueued, waiting for its key or in line.
+local function insert(id, q, p, a, u, body, seq, k, c, t)
   local jk = B .. 'j:' .. id
   local m = string.format('%016d', seq) .. ':' .. id
   redis.call('HSET', jk, 'b', body, 'q', q, 'p', p, 'a', a, 'm', m, 's', 'w')
   if u ~= '' then redis.call('HSET', jk, 'u', u) end
-  local tag = q .. ' ' .. p
+  if t ~= '' then redis.call('HSET', jk, 't', t) end
+  local tag = q .. ' ' .. p .. ' ' .. t
   if not inserted[tag] then
     redis.call('SADD', B .. 'queues', q)
-    redis.call('ZADD', B .. 'q:' .. q .. ':p', score_of(p), p)
+    if t == '' then
+      redis.call('ZADD', B .. 'q:' .. q .. ':p', score_of(p), p)
+    else
+      tenant_source(B .. 'q:' .. q, t, p)
+    end
     inserted[tag] = true
   end
   if k ~= '' then
@@ -142,7 +213,7 @@ local function insert(id, q, p, a, u, body, seq, k, c)
       return
     end
   end
-  redis.call('ZADD', B .. 'q:' .. q .. ':r:' .. p, a, m)
+  redis.call('ZADD', source_ready(B .. 'q:' .. q, t, p), a, m)
 end
 
 -- Whether job id may be stored under unique key u ('' none): no unfinished holder whose key
@@ -169,8 +240,8 @@ local function key_done(q, id, k, c)
   redis.call('ZREM', ok, id)
   for _, other in ipairs(redis.call('ZRANGE', ok, 0, (tonumber(c) or 1) - 1)) do
     if redis.call('ZREM', B .. 'q:' .. q .. ':b', other) == 1 then
-      local st = redis.call('HMGET', B .. 'j:' .. other, 'p', 'a', 'm')
-      make_ready(q, st[1], st[2], st[3])
+      local st = redis.call('HMGET', B .. 'j:' .. other, 'p', 'a', 'm', 't')
+      make_ready(q, st[1], st[2], st[3], st[4])
     end
   end
 end
@@ -227,29 +298,35 @@ end
 """
 
 #: ARGV: B, now, count, then either "m" and per message: id, body, queue, priority, due,
-#: unique key ('' none), unique expiry ('' none), ordering key ('' none), key concurrency;
-#: or "s", those seven fields once, shared by every message, and per message: id, body.
+#: unique key ('' none), unique expiry ('' none), ordering key ('' none), key concurrency,
+#: tenant ('' none); or "s", those eight fields once, shared by every message, and per
+#: message: id, body.
 #: Returns per message 1 (stored or already stored) or 0 (dropped).
 ENQUEUE = r"""
 local now = tonumber(ARGV[2])
 local count = tonumber(ARGV[3])
 local shared = ARGV[4] == 's'
-local start, width = 5, 9
-if shared then start, width = 12, 2 end
+local start, width = 5, 10
+if shared then start, width = 13, 2 end
 local q, p, a, u, ux, key, kc = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
+local t = ARGV[12]
 local checked = {}
 local problem = wrong_type(B .. 'queues', 'set') or wrong_type(B .. 'u', 'hash')
 for i = 0, count - 1 do
   local k = start + i * width
-  local cq, cp, ck = q, p, key
-  if not shared then cq, cp, ck = ARGV[k + 2], ARGV[k + 3], ARGV[k + 7] end
-  local tag = cq .. ' ' .. cp .. ' ' .. ck
+  local cq, cp, ck, ct = q, p, key, t
+  if not shared then cq, cp, ck, ct = ARGV[k + 2], ARGV[k + 3], ARGV[k + 7], ARGV[k + 9] end
+  local tag = cq .. ' ' .. cp .. ' ' .. ck .. ' ' .. ct
   if not checked[tag] then
     checked[tag] = true
     local qk = B .. 'q:' .. cq
     problem = problem or wrong_type(qk .. ':p', 'zset') or wrong_type(qk .. ':r:' .. cp, 'zset')
     if ck ~= '' then
       problem = problem or wrong_type(qk .. ':o:' .. ck, 'zset') or wrong_type(qk .. ':b', 'zset')
+    end
+    if ct ~= '' then
+      problem = problem or wrong_type(qk .. ':T', 'zset') or wrong_type(source_prios(qk, ct), 'zset')
+        or wrong_type(source_ready(qk, ct, cp), 'zset')
     end
   end
   if shared or problem then break end
@@ -263,13 +340,13 @@ for i = 0, count - 1 do
   local id, body = ARGV[k], ARGV[k + 1]
   if not shared then
     q, p, a, u = ARGV[k + 2], ARGV[k + 3], ARGV[k + 4], ARGV[k + 5]
-    ux, key, kc = ARGV[k + 6], ARGV[k + 7], ARGV[k + 8]
+    ux, key, kc, t = ARGV[k + 6], ARGV[k + 7], ARGV[k + 8], ARGV[k + 9]
   end
   local result = 1
   if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
     if not claim_unique(u, ux, id, now) then result = 0 end
     if result == 1 then
-      insert(id, q, p, a, u, body, first + i, key, kc)
+      insert(id, q, p, a, u, body, first + i, key, kc, t)
       woken[q] = (woken[q] or 0) + 1
     end
   end
@@ -293,73 +370,43 @@ if string.sub(now, 1, 1) == '@' then
   now = string.format('%.6f', at)
   lease_end = string.format('%.6f', at + tonumber(lease_end))
 end
-local out = {}
-local n = 0
+local r = {now = now, lease_end = lease_end, token = token, n = 0, out = {}, leased = {}}
 for i = 6, #ARGV do
   local q = ARGV[i]
   local qk = B .. 'q:' .. q
   expire_leases(q, now)
-  local prios = redis.call('ZRANGE', qk .. ':p', 0, -1)
-  for _, p in ipairs(prios) do
-    local rk = qk .. ':r:' .. p
-    if n < limit then
-      local members = redis.call('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, limit - n)
-      if #members > 0 then
-        -- the due members are the lowest ranks: remove them in one call
-        redis.call('ZREMRANGEBYRANK', rk, 0, #members - 1)
-      end
-      local leased = {}
-      for _, m in ipairs(members) do
-        local id = string.sub(m, 18)
-        local jk = B .. 'j:' .. id
-        local st = redis.pcall('HMGET', jk, 'b', 's')
-        if st.err then
-          local kind = redis.call('TYPE', jk)['ok']
-          local value = '(a ' .. kind .. ')'
-          if kind == 'string' then value = redis.call('GET', jk) end
-          local why = 'malformed record: key ' .. jk .. ' holds a ' .. kind .. ', not a job hash'
-          store_failed(id, q, value, why, now, '1')
-          redis.call('DEL', jk)
-        elseif st[1] and st[2] == 'w' then
-          n = n + 1
-          local receipt = token .. n
-          redis.call('HSET', jk, 's', 'r', 'r', receipt, 'e', lease_end)
-          leased[#leased + 1] = lease_end
-          leased[#leased + 1] = id
-          out[#out + 1] = q
-          out[#out + 1] = id
-          out[#out + 1] = receipt
-          out[#out + 1] = st[1]
-        elseif not st[1] then
-          local fid = 'orphan-' .. string.gsub(m, '[^%w]', '_')
-          local why = 'malformed record: sorted-set member ' .. m .. ' has no job record'
-          store_failed(fid, q, m, why, now, '1')
-          redis.call('DEL', jk)
+  if redis.call('EXISTS', qk .. ':T') == 1 then
+    take_turns(r, q, qk, limit)
+  else
+    local prios = redis.call('ZRANGE', qk .. ':p', 0, -1)
+    for _, p in ipairs(prios) do
+      local rk = qk .. ':r:' .. p
+      if r.n < limit then
+        local members = redis.call('ZRANGEBYSCORE', rk, '-inf', now, 'LIMIT', 0, limit - r.n)
+        if #members > 0 then
+          -- the due members are the lowest ranks: remove them in one call
+          redis.call('ZREMRANGEBYRANK', rk, 0, #members - 1)
         end
+        for _, m in ipairs(members) do lease_member(r, q, m) end
       end
-      if #leased > 0 then
-        local lk = qk .. ':l'
-        local big = #leased >= SKIPLIST_AT
-        if big then redis.call('ZADD', lk, lease_end, LONG_MEMBER) end
-        for j = 1, #leased, 1000 do
-          redis.call('ZADD', lk, unpack(leased, j, math.min(j + 999, #leased)))
-        end
-        if big then redis.call('ZREM', lk, LONG_MEMBER) end
-      end
+      if redis.call('ZCARD', rk) == 0 then redis.call('ZREM', qk .. ':p', p) end
     end
-    if redis.call('ZCARD', rk) == 0 then redis.call('ZREM', qk .. ':p', p) end
   end
-  if n >= limit then break end
+  flush_leases(r, qk)
+  if r.n >= limit then break end
 end
-if n == 0 then
+local out = r.out
+if r.n == 0 then
   local wake_at = nil
   for i = 6, #ARGV do
     local qk = B .. 'q:' .. ARGV[i]
     local candidates = {}
     local first = redis.call('ZRANGE', qk .. ':l', 0, 0, 'WITHSCORES')
     if first[2] then candidates[#candidates + 1] = first[2] end
-    for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
-      local d = redis.call('ZRANGEBYSCORE', qk .. ':r:' .. p, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
+    local ready = tenant_ready_keys(qk)
+    for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do ready[#ready + 1] = qk .. ':r:' .. p end
+    for _, rk in ipairs(ready) do
+      local d = redis.call('ZRANGEBYSCORE', rk, '(' .. now, '+inf', 'WITHSCORES', 'LIMIT', 0, 1)
       if d[2] then candidates[#candidates + 1] = d[2] end
     end
     for _, c in ipairs(candidates) do
@@ -389,7 +436,7 @@ return count_acked(freed, now, token)
 PUT_BACK = r"""
 local q, id, receipt, body, a, renew = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local jk = B .. 'j:' .. id
-local st = redis.call('HMGET', jk, 's', 'r', 'p', 'a', 'm')
+local st = redis.call('HMGET', jk, 's', 'r', 'p', 'a', 'm', 't')
 if st[1] ~= 'r' or st[2] ~= receipt then return 0 end
 local m = st[5]
 if renew == '1' then
@@ -399,7 +446,7 @@ if a == '' then a = st[4] end
 if body ~= '' then redis.call('HSET', jk, 'b', body) end
 redis.call('HSET', jk, 's', 'w', 'r', '', 'a', a, 'm', m)
 redis.call('ZREM', B .. 'q:' .. q .. ':l', id)
-make_ready(q, st[3], a, m)
+make_ready(q, st[3], a, m, st[6])
 wake(q, 1)
 return 1
 """
@@ -435,11 +482,11 @@ return 1
 """
 
 #: ARGV: B, failed id, the body read (unchanged check), job id, queue, priority, due, new body,
-#: ordering key ('' none), key concurrency.
+#: ordering key ('' none), key concurrency, tenant ('' none).
 #: Returns 1 if put back (or the job id is already stored), 0 if gone, -1 if it changed.
 RETRY_FAILED = r"""
 local fid, seen, id, q, p, a, body = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7], ARGV[8]
-local key, kc = ARGV[9], ARGV[10]
+local key, kc, t = ARGV[9], ARGV[10], ARGV[11]
 local fk = B .. 'f:' .. fid
 local st = redis.call('HMGET', fk, 'b', 'q')
 if not st[1] then return 0 end
@@ -448,7 +495,7 @@ redis.call('DEL', fk)
 redis.call('ZREM', B .. 'f', fid)
 redis.call('ZREM', B .. 'q:' .. st[2] .. ':f', fid)
 if redis.call('EXISTS', B .. 'j:' .. id) == 0 then
-  insert(id, q, p, a, '', body, redis.call('INCR', KEYS[1]), key, kc)
+  insert(id, q, p, a, '', body, redis.call('INCR', KEYS[1]), key, kc, t)
   wake(q, 1)
 end
 return 1
@@ -477,8 +524,9 @@ for i = 3, #ARGV do
   local reserved = redis.call('ZCOUNT', qk .. ':l', '(' .. now, '+inf')
   pending = pending + redis.call('ZCOUNT', qk .. ':b', '-inf', now)
   local delayed = redis.call('ZCOUNT', qk .. ':b', '(' .. now, '+inf')
-  for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
-    local rk = qk .. ':r:' .. p
+  local ready = tenant_ready_keys(qk)
+  for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do ready[#ready + 1] = qk .. ':r:' .. p end
+  for _, rk in ipairs(ready) do
     pending = pending + redis.call('ZCOUNT', rk, '-inf', now)
     delayed = delayed + redis.call('ZCOUNT', rk, '(' .. now, '+inf')
   end
@@ -504,31 +552,37 @@ local function of_workflow(jk)
   local st = redis.call('HMGET', jk, 'v', 'b')
   return st[1] or (st[2] and string.find(st[2], '"jobs.workflow"', 1, true) ~= nil)
 end
-for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
-  local rk = qk .. ':r:' .. p
-  local left = 0
-  for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
-    local id = string.sub(m, 18)
-    local jk = B .. 'j:' .. id
-    local st = redis.call('HMGET', jk, 's', 'u', 'k')
-    if st[1] == 'w' and of_workflow(jk) then
-      kept[#kept + 1] = id
-      left = left + 1
-    else
-      if st[1] == 'w' then
-        release_unique(st[2], id)
-        if st[3] and st[3] ~= '' then redis.call('ZREM', qk .. ':o:' .. st[3], id) end
-        redis.call('DEL', jk)
-        removed = removed + 1
+local sources = tenants_of(qk)
+sources[#sources + 1] = ''
+for _, t in ipairs(sources) do
+  local pk = source_prios(qk, t)
+  for _, p in ipairs(redis.call('ZRANGE', pk, 0, -1)) do
+    local rk = source_ready(qk, t, p)
+    local left = 0
+    for _, m in ipairs(redis.call('ZRANGE', rk, 0, -1)) do
+      local id = string.sub(m, 18)
+      local jk = B .. 'j:' .. id
+      local st = redis.call('HMGET', jk, 's', 'u', 'k')
+      if st[1] == 'w' and of_workflow(jk) then
+        kept[#kept + 1] = id
+        left = left + 1
+      else
+        if st[1] == 'w' then
+          release_unique(st[2], id)
+          if st[3] and st[3] ~= '' then redis.call('ZREM', qk .. ':o:' .. st[3], id) end
+          redis.call('DEL', jk)
+          removed = removed + 1
+        end
+        redis.call('ZREM', rk, m)
       end
-      redis.call('ZREM', rk, m)
+    end
+    if left == 0 then
+      redis.call('DEL', rk)
+      redis.call('ZREM', pk, p)
     end
   end
-  if left == 0 then
-    redis.call('DEL', rk)
-    redis.call('ZREM', qk .. ':p', p)
-  end
 end
+prune_ring(qk)
 for _, id in ipairs(redis.call('ZRANGE', qk .. ':b', 0, -1)) do
   local jk = B .. 'j:' .. id
   if of_workflow(jk) then
@@ -574,10 +628,10 @@ end
 return removed
 """
 
-#: ARGV: B, id, queue, body, now. A record written as-is (raw injection).
+#: ARGV: B, id, queue, body, now, tenant ('' none). A record written as-is (raw injection).
 INJECT = r"""
 local id, q, body, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-insert(id, q, '0', now, '', body, redis.call('INCR', KEYS[1]), '', '1')
+insert(id, q, '0', now, '', body, redis.call('INCR', KEYS[1]), '', '1', ARGV[6])
 wake(q, 1)
 return 1
 """
@@ -693,6 +747,9 @@ local ms = math.ceil((tonumber(ARGV[5]) - tonumber(ARGV[4])) * 1000) + 1000
 if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
 return 1
 """
+
+#: Helpers every script starts with.
+PRELUDE = _PRELUDE_START + fairness.HELPERS + _PRELUDE_END
 
 ALL: dict[str, str] = {
     "enqueue": ENQUEUE,

@@ -48,7 +48,7 @@ local function trim_kept()
 end
 
 -- The fields remove_job takes, in its order.
-local JOB_FIELDS = {'s', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g', 'v'}
+local JOB_FIELDS = {'s', 'q', 'p', 'm', 'e', 'u', 'k', 'c', 'b', 'g', 'v', 't'}
 
 -- Remove job id, not held by a worker, whose JOB_FIELDS are st: out of its ready, keyed and
 -- lease sets, its unique key released, its ordering key's next jobs made ready.
@@ -56,7 +56,7 @@ local function remove_job(id, st)
   local qk = B .. 'q:' .. st[2]
   redis.call('ZREM', qk .. ':l', id)
   redis.call('ZREM', qk .. ':b', id)
-  redis.call('ZREM', qk .. ':r:' .. st[3], st[4])
+  redis.call('ZREM', source_ready(qk, st[12] or '', st[3]), st[4])
   redis.call('DEL', B .. 'j:' .. id)
   release_unique(st[6], id)
   key_done(st[2], id, st[7], st[8])

@@ -38,8 +38,8 @@ from __future__ import annotations
 #: ARGV: B, now, token, ttl ms, cutoff, batch token, then sections, each a count and its rows:
 #: jobs finished (action, queue, handle, receipt, job id, x1, x2), locks (id), removals (id,
 #: ready member), saves (id, data, created_at, kind, finished_at or ''), enqueues (id, body,
-#: queue, priority, due, unique key, unique expiry, ordering key, key concurrency, workflow
-#: id), failures (failed id, queue, body, error).
+#: queue, priority, due, unique key, unique expiry, ordering key, key concurrency, tenant,
+#: workflow id), failures (failed id, queue, body, error).
 #:
 #: Actions: 'ack' (x1: the kept record's meta, '' none); 'fail' (x1: body, x2: error);
 #: 'cancelled' (x1: meta); 'cancel' of a waiting job (receipt: its ready member).
@@ -50,7 +50,7 @@ COMMIT = r"""
 local now, token, ttl, cutoff, batch = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local i = 7
 local sections = {}
-for s, width in ipairs({7, 1, 2, 5, 10, 4}) do
+for s, width in ipairs({7, 1, 2, 5, 11, 4}) do
   local rows = {}
   for _ = 1, tonumber(ARGV[i]) do
     rows[#rows + 1] = {unpack(ARGV, i + 1, i + width)}
@@ -131,10 +131,10 @@ local woken = {}
 for _, row in ipairs(enqueues) do
   local id = row[1]
   if redis.call('EXISTS', B .. 'j:' .. id) == 0 and claim_unique(row[6], row[7], id, tonumber(now)) then
-    insert(id, row[3], row[4], row[5], row[6], row[2], redis.call('INCR', KEYS[1]), row[8], row[9])
+    insert(id, row[3], row[4], row[5], row[6], row[2], redis.call('INCR', KEYS[1]), row[8], row[9], row[10])
     woken[row[3]] = (woken[row[3]] or 0) + 1
   end
-  if row[10] ~= '' then redis.call('SADD', B .. 'wf:' .. row[10] .. ':j', id) end
+  if row[11] ~= '' then redis.call('SADD', B .. 'wf:' .. row[11] .. ':j', id) end
 end
 for wq, n in pairs(woken) do wake(wq, n) end
 for _, row in ipairs(failures) do store_failed(row[1], row[2], row[3], row[4], now, '0') end
