@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
+from jobs_core.flow import TENANT_HEADER
 from jobs_core.message import Message
 from jobs_core.status import CANCELLED, DELAYED, FAILED, QUEUED, RUNNING, SUCCEEDED
 from jobs_core.worker_records import WORKER_EXPIRY, WorkerRecord
@@ -49,6 +50,19 @@ def test_every_queue_is_listed_in_reserve_order_and_paged(make_driver: Callable[
     assert _ids(driver, QUEUED, "b") == [b, d]
     assert _ids(driver, QUEUED, limit=2, offset=1) == [c, a]
     assert _ids(driver, QUEUED, limit=0) == []
+
+
+def test_jobs_of_tenants_are_listed_with_the_others_waiting_and_delayed(
+    make_driver: Callable[..., RedisDriver],
+) -> None:
+    driver = make_driver()
+    plain = _one(driver)
+    acme = _one(driver, headers={TENANT_HEADER: "acme"})
+    urgent = _one(driver, priority=5, headers={TENANT_HEADER: "globex"})
+    later = _one(driver, available_at=time.time() + 60, headers={TENANT_HEADER: "acme"})
+    assert _ids(driver, QUEUED, "q") == [urgent, plain, acme]
+    assert _ids(driver, DELAYED, "q") == [later]
+    assert _ids(driver, QUEUED, "q", limit=1, offset=2) == [acme]
 
 
 def test_a_job_whose_lease_ended_keeps_its_place_in_line(make_driver: Callable[..., RedisDriver]) -> None:

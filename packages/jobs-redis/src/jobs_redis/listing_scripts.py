@@ -65,6 +65,12 @@ for _, q in ipairs(queues) do
     for _, p in ipairs(redis.call('ZRANGE', qk .. ':p', 0, -1)) do
       candidates(found, qk .. ':r:' .. p, low, high, want, queued and -tonumber(p) or nil, 'ready')
     end
+    -- the tenants' own ready sets (tenant fairness): the same order, the turns aside
+    for _, t in ipairs(tenants_of(qk)) do
+      for _, p in ipairs(redis.call('ZRANGE', source_prios(qk, t), 0, -1)) do
+        candidates(found, source_ready(qk, t, p), low, high, want, queued and -tonumber(p) or nil, 'ready')
+      end
+    end
     -- keyed jobs waiting for their turn run after the ready ones
     candidates(found, qk .. ':b', low, high, want, queued and math.huge or nil, 'keyed')
     if queued then
