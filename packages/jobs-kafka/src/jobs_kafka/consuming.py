@@ -704,9 +704,9 @@ class QueueConsumer:
     def _on_lost(self, consumer: Any, partitions: list[TopicPartition]) -> None:
         log.warning(
             "kafka consumer group %s forgot this member (session timeout, or a broker restarted): "
-            "%d partitions lost, their unfinished jobs run again; joining again",
+            "lost %s, their unfinished jobs run again; joining again",
             self.group,
-            len(partitions),
+            _names(partitions),
         )
         with self.cond:
             for tp in partitions:
