@@ -227,3 +227,32 @@ def test_reports_in_a_tight_loop_are_coalesced_into_a_few_writes(app: JobsApp) -
     assert app.result(ident) == 300_000
     # One write per PROGRESS_INTERVAL (0.5 s) at most, whatever the number of reports.
     assert len(writes) <= elapsed / 0.5 + 2, (len(writes), elapsed)
+
+
+class Quick(Job):
+    job_name = "tests.progress.quick"
+
+    async def handle(self, payload: Any) -> int:
+        RUNS[payload] = RUNS.get(payload, 0) + 1
+        await asyncio.sleep(0.005)
+        return int(payload.rsplit("-", 1)[1])
+
+
+def test_cancelling_one_async_job_leaves_the_jobs_run_after_it_alone(app: JobsApp) -> None:
+    """An async worker runs its jobs one after another in a few lanes: the lane
+    whose job was cancelled runs the next jobs, and none of them is cancelled."""
+    app.register(Quick)
+    key = uuid.uuid4().hex
+    STARTED[key] = threading.Event()
+    sleepy = app.dispatch(Sleepy, key)
+    quick = [f"{key}-{i}" for i in range(300)]
+    ids = app.dispatch_many(Quick, quick)
+    assert sleepy is not None
+    _, thread = _start(app, concurrency=2)
+    assert STARTED[key].wait(WAIT)
+    assert app.cancel(sleepy) == "requested"
+    thread.join(WAIT)
+    assert not thread.is_alive()
+    assert app.status(sleepy).state == "cancelled"
+    assert [app.result(ident) for ident in ids] == list(range(300))
+    assert all(RUNS[payload] == 1 for payload in quick)

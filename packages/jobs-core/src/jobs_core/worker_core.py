@@ -11,6 +11,7 @@ share one lock and one set of counters.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import logging
@@ -271,6 +272,8 @@ class WorkerCore:
         self._here = False
         #: Names of the registered sync jobs met so far (their deliveries go to threads).
         self._sync_names: set[str] = set()
+        #: The job each lane of async jobs runs now (touched on the event loop's thread only).
+        self._lanes: dict[asyncio.Task[Any], Delivery] = {}
         self._tick_seconds = 0.0
         self._paced_at = 0.0
         self._paced_count = 0
@@ -538,31 +541,39 @@ class WorkerCore:
 
     # -- running one job ----------------------------------------------------
 
-    def _process(self, delivery: Delivery) -> None:
-        """Run one delivery in this thread, to its outcome."""
+    def _process(self, delivery: Delivery, measure: bool = False) -> tuple[float, float] | None:
+        """Run one delivery in this thread, to its outcome.
+
+        Returns how long the job's own code ran, as ``(wall, cpu)`` seconds
+        (``cpu`` read only with ``measure``, else ``-1.0``), or ``None`` when it
+        did not run. The worker's bookkeeping around it (locks shared with
+        other threads, acknowledgements) is left out: a pooled worker decides
+        from this whether jobs wait on anything (see ``worker_pool``).
+        """
         message = delivery.message
         gated = self._flow_all or bool(message.headers)
         if gated and self._flow.may_start(delivery) is not None:
             self._late(delivery)
-            return
+            return None
         try:
             cls = self.registry.get(message.name)
             job = cls()
         except JobNotRegistered as exc:
             self._dead(delivery, exc, f"JobNotRegistered: {exc}")
-            return
+            return None
         except Exception as exc:
             self._failure(delivery, exc)
-            return
+            return None
         if self._tracking and message.id in self._tracker.cancelled:
             self._finish_cancelled(delivery)  # cancelled before it started
-            return
+            return None
         if self._emit_processing:
             self.events.emit(_PROCESSING, message=message)
-        started = time.perf_counter()
         entered = enter_job(job, message)
         if self._tracking:
             self._tracker.start(job, delivery)
+        cpu = time.thread_time() if measure else 0.0
+        started = time.perf_counter()
         try:
             self._in_job = True
             if self._middleware:
@@ -573,6 +584,8 @@ class WorkerCore:
                 result = job.handle(message.payload)
             else:
                 result = self.executor.execute(JobRun(message, job, message.payload, delivery))
+            ran = time.perf_counter() - started
+            spent = time.thread_time() - cpu if measure else -1.0
             self._in_job = False
         except _ForcedStop:
             self._in_job = False
@@ -584,15 +597,18 @@ class WorkerCore:
             raise
         except BaseException as exc:
             self._in_job = False
+            ran = time.perf_counter() - started
+            spent = time.thread_time() - cpu if measure else -1.0
             self._failure(delivery, exc)
-            return
+            return ran, spent
         finally:
             leave_job(entered)
             if self._tracking:
                 self._tracker.finish(message.id)
             if gated:
                 self._flow.finished(delivery)
-        self._success(delivery, result, time.perf_counter() - started)
+        self._success(delivery, result, ran)
+        return ran, spent
 
     @staticmethod
     def _with_result(delivery: Delivery, result: Any) -> Delivery | WorkflowError:

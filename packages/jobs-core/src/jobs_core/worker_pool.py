@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import sys
 import threading
 import time
 from collections.abc import Sequence
@@ -24,7 +25,14 @@ from jobs_core.job import Job
 from jobs_core.message import Delivery
 from jobs_core.quiet_threads import quiet
 from jobs_core.run import JobRun
-from jobs_core.worker_core import _PROCESSING, PREFETCH_SECONDS, WorkerCore, _ForcedStop, log
+from jobs_core.worker_core import (
+    _PROCESSING,
+    DEFAULT_INLINE_PREFETCH,
+    PREFETCH_SECONDS,
+    WorkerCore,
+    _ForcedStop,
+    log,
+)
 
 #: Seconds a sync job must wait on average (I/O, sleep) for its runner to wake
 #: more threads: jobs that only compute take turns under the GIL, so waking
@@ -36,6 +44,10 @@ BLOCKING_JOB_SECONDS = 0.0001
 #: GIL) must not send the next hundreds of jobs to runner threads; two jobs in
 #: a row that wait this long are enough to wake them.
 BLOCKED_SAMPLE_CAP = 4 * BLOCKING_JOB_SECONDS
+
+#: Most deliveries reserved at once while the reserving thread runs the jobs
+#: itself (as many as the inline worker's batches).
+HERE_BATCH = DEFAULT_INLINE_PREFETCH
 
 
 class PooledWorker(WorkerCore):
@@ -74,7 +86,7 @@ class PooledWorker(WorkerCore):
         # until at least half of the prefetch window is free.
         self._low_water = max(1, self._window // 2)
         self._paced_at, self._paced_count = time.monotonic(), 0
-        short = False
+        short = ran = False
         try:
             while not self._stopping:
                 if self._adaptive:
@@ -103,17 +115,25 @@ class PooledWorker(WorkerCore):
                     # hold work back until finished jobs are acknowledged (a window of
                     # unfinished records), so acknowledge them now, not at the next tick.
                     self._flush_acks()
+                if ran:
+                    # The jobs run on this thread (see _run_here): reserve batches of the
+                    # inline worker's size, not the whole window; fewer deliveries alive
+                    # at once keep them in the CPU's caches.
+                    room = min(room, HERE_BATCH)
                 deliveries = self._reserve(room)
                 short = len(deliveries) < room
+                ran = False
                 if deliveries:
                     self._hand_out(deliveries)
                     try:
                         ran = self._run_here()
                     except (_ForcedStop, KeyboardInterrupt):
                         break  # stopped at once: the interrupted job was given back
-                    if ran and time.monotonic() - self._last_flush >= self.ack_interval / 2:
-                        # As the inline worker does: acknowledge from this thread, before the
-                        # heartbeat tick would, so that the two do not contend for the backend.
+                    if ran:
+                        # As the inline worker does: acknowledge the batch from this thread
+                        # (or its ack thread) at once, before the heartbeat tick would, so
+                        # that finished deliveries do not pile up and the two do not
+                        # contend for the backend.
                         self._flush_acks_behind()
                 elif self.stop_when_empty:
                     if idle:
@@ -171,30 +191,33 @@ class PooledWorker(WorkerCore):
     def _run_timed(self, deliveries: Sequence[Delivery]) -> None:
         """Run sync jobs one after the other on this thread; update the measure of how long jobs wait.
 
-        The thread's CPU clock is read (a system call) only around jobs that
-        follow long ones: jobs shorter than :data:`BLOCKING_JOB_SECONDS` on
-        average cannot have waited longer than that, so their wall time stands in.
+        What is measured is the job's own code (its ``handle``), not the
+        worker's bookkeeping around it, whose locks other threads share. The
+        thread's CPU clock is read (a system call) only around jobs that follow
+        long ones: jobs shorter than :data:`BLOCKING_JOB_SECONDS` cannot have
+        waited longer than that, so their wall time stands in.
         """
-        sample = self._last_wall >= BLOCKING_JOB_SECONDS
-        cpu = time.thread_time() if sample else 0.0
-        wall = time.perf_counter()
         for delivery in deliveries:
+            sample = self._last_wall >= BLOCKING_JOB_SECONDS
             try:
-                self._process(delivery)
+                measured = self._process(delivery, sample)
             except (_ForcedStop, KeyboardInterrupt):
                 raise  # a forced stop of the reserving thread's job: _process gave it back
             except BaseException:
                 log.exception("worker thread failed while running job %s", delivery.id)
-        wall = (time.perf_counter() - wall) / len(deliveries)
-        self._last_wall = wall
-        if sample:
-            # How long the jobs waited (I/O, sleep, locks): what more threads can overlap.
-            blocked = wall - (time.thread_time() - cpu) / len(deliveries)
-        elif wall < BLOCKING_JOB_SECONDS:
-            blocked = wall
-        else:
-            return  # long and not measured: the next ones are
-        self._blocked_seconds += (min(blocked, BLOCKED_SAMPLE_CAP) - self._blocked_seconds) * 0.2
+                continue
+            if measured is None:
+                continue  # not run (late, cancelled, not registered)
+            wall, cpu = measured
+            self._last_wall = wall
+            if sample:
+                # How long the job waited (I/O, sleep, locks): what more threads can overlap.
+                blocked = wall - cpu
+            elif wall < BLOCKING_JOB_SECONDS:
+                blocked = wall
+            else:
+                continue  # long and not measured: the next one is
+            self._blocked_seconds += (min(blocked, BLOCKED_SAMPLE_CAP) - self._blocked_seconds) * 0.2
 
     def _hand_out(self, deliveries: Sequence[Delivery]) -> None:
         """Queue reserved deliveries for the runner threads or the event loop."""
@@ -252,7 +275,7 @@ class PooledWorker(WorkerCore):
                 return
             starting = self._next_async(self.concurrency - len(self._running))
         for delivery, job in starting:
-            self.executor.spawn(self._run_async(delivery, job))
+            self.executor.spawn(self._lane(delivery, job))
 
     def _next_async(self, free: int) -> list[tuple[Delivery, Job]]:
         """Take up to ``free`` waiting async jobs and count them as running (call holding the lock)."""
@@ -283,15 +306,25 @@ class PooledWorker(WorkerCore):
         finally:
             restore()
 
-    def _finished(self, delivery: Delivery, on_loop: bool, outcome: tuple[Any, float] | None = None) -> None:
+    def _finished(
+        self,
+        delivery: Delivery,
+        on_loop: bool,
+        outcome: tuple[Any, float] | None = None,
+        handoff: list[tuple[Delivery, Job]] | None = None,
+    ) -> None:
         """An async job has run on the loop: free its place, wake who can use it.
 
         ``outcome`` (result, duration) records a success in the same step.
-        The async jobs waiting for the place start here too.
+        The async jobs waiting for the place start here too: the first one
+        goes into ``handoff`` when given (the lane that ran this job runs it
+        next), the others in lanes of their own.
         """
         with self._cv:
-            after = self._finish_locked((delivery,), on_loop, outcome)
-        self._after_finish(*after)
+            starting, start_async = self._finish_locked((delivery,), on_loop, outcome)
+        if handoff is not None and starting:
+            handoff.append(starting.pop(0))
+        self._after_finish(starting, start_async)
 
     def _finish_locked(
         self, deliveries: Sequence[Delivery], on_loop: bool, outcome: tuple[Any, float] | None = None
@@ -336,7 +369,7 @@ class PooledWorker(WorkerCore):
     def _after_finish(self, starting: list[tuple[Delivery, Job]], start_async: bool) -> None:
         """Act on what :meth:`_finish_locked` found, without the lock."""
         for waiting, job in starting:
-            self.executor.spawn(self._run_async(waiting, job))
+            self.executor.spawn(self._lane(waiting, job))
         if start_async:
             self.executor.call_soon(self._start_async)
 
@@ -365,28 +398,68 @@ class PooledWorker(WorkerCore):
             self._work.notify_all()
             self._cv.notify_all()
 
-    async def _run_async(self, delivery: Delivery, job: Job) -> None:
+    async def _lane(self, delivery: Delivery, job: Job) -> None:
+        """Run async jobs one after the other in one task, while more wait for a place.
+
+        A lane takes the next waiting job when its job ends, in the same step
+        of the event loop: no task to create and no extra loop iteration per
+        job. A cancellation meant for one job (``Jobs.cancel``) is delivered
+        only while the lane still runs that job, and is cleared before the next.
+        """
+        task = asyncio.current_task()
+        assert task is not None
+        lanes = self._lanes
+        handoff: list[tuple[Delivery, Job]] = []
+        while True:
+            lanes[task] = delivery
+            try:
+                await self._run_async(delivery, job, handoff)
+            except asyncio.CancelledError:
+                if self._stopping:
+                    lanes.pop(task, None)
+                    raise  # stopped at the end of the grace period: the worker gave the jobs back
+            if sys.version_info >= (3, 11):
+                while task.cancelling():
+                    task.uncancel()  # the cancelled job is over: the next one starts afresh
+            if not handoff:
+                lanes.pop(task, None)
+                return
+            delivery, job = handoff.pop()
+
+    def _cancel_in_lane(self, task: asyncio.Task[Any], delivery: Delivery) -> None:
+        """On the loop: cancel ``task`` if it still runs ``delivery`` (its lane may have moved on)."""
+        if self._lanes.get(task) is delivery:
+            task.cancel()
+
+    async def _run_async(
+        self, delivery: Delivery, job: Job, handoff: list[tuple[Delivery, Job]] | None = None
+    ) -> None:
         """Run one ``async def`` job on the event loop (pooled workers), to its outcome.
 
         A failed attempt is settled on a helper thread (it makes a backend
-        round trip), so the loop keeps running the other jobs meanwhile.
+        round trip), so the loop keeps running the other jobs meanwhile. The
+        next waiting job, if any, is put in ``handoff`` (see :meth:`_lane`).
         """
         message = delivery.message
         gated = self._flow_all or bool(message.headers)
         if gated and self._flow.may_start(delivery) is not None:
             await asyncio.get_running_loop().run_in_executor(None, self._late, delivery)
-            self._finished(delivery, on_loop=True)
+            self._finished(delivery, on_loop=True, handoff=handoff)
             return
-        enter_job(job, message)  # this task's own context: nothing to undo
+        enter_job(job, message)  # the lane's own context: the next job's enter_job replaces it
         outcome: tuple[Any, float] | None = None
         loop = asyncio.get_running_loop()
         if self._tracking:
             task = asyncio.current_task()
             if task is not None:
-                self._tracker.start(job, delivery, functools.partial(loop.call_soon_threadsafe, task.cancel))
+                self._tracker.start(
+                    job,
+                    delivery,
+                    functools.partial(loop.call_soon_threadsafe, self._cancel_in_lane, task, delivery),
+                )
             if message.id in self._tracker.cancelled:  # cancelled before it started
                 await loop.run_in_executor(None, self._finish_cancelled, delivery)
-                self._finished(delivery, on_loop=True)
+                self._finished(delivery, on_loop=True, handoff=handoff)
                 return
         try:
             if self._emit_processing:
@@ -422,4 +495,4 @@ class PooledWorker(WorkerCore):
                 self._tracker.finish(message.id)
             if gated:
                 self._flow.finished(delivery)
-            self._finished(delivery, on_loop=True, outcome=outcome)
+            self._finished(delivery, on_loop=True, outcome=outcome, handoff=handoff)
