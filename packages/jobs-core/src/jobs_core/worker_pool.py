@@ -154,70 +154,91 @@ class PooledWorker(WorkerCore):
         the next batch when it is done. A job that turns out to block raises
         the measure and sends the next jobs to the runners; meanwhile the
         stall check of the heartbeat tick wakes runners for the jobs waiting
-        behind it.
+        behind it. One job at a time: the jobs behind it stay where a runner
+        can take them. Each job costs one pass under the lock, which frees the
+        previous job's place and takes the next.
         """
-        with self._cv:
-            chunk = self._take_here()
-        ran = bool(chunk)
-        while chunk:
+        # The lock itself, not the condition variables built on it: a Condition's
+        # `with` is a Python-level call, twice per job.
+        lock, running, process, concurrency = self._lock, self._running, self._process, self.concurrency
+        ran = False
+        delivery: Delivery | None = None
+        while True:
+            after = None
+            with lock:
+                if delivery is not None:
+                    del running[delivery.receipt]
+                    self._done_count += 1
+                    self._last_finish = time.monotonic()
+                    if (
+                        self._async_ready
+                        or self._reserver_waiting
+                        or self._blocked_seconds >= BLOCKING_JOB_SECONDS
+                    ):
+                        after = self._wake_locked(on_loop=False)
+                ready = self._ready
+                if (
+                    not ready
+                    or len(running) >= concurrency
+                    or self._stopping
+                    or not self._threads
+                    or self._blocked_seconds >= BLOCKING_JOB_SECONDS
+                ):
+                    delivery = None
+                else:
+                    delivery = ready.popleft()
+                    running[delivery.receipt] = delivery
+            if after is not None:
+                self._after_finish(*after)
+            if delivery is None:
+                return ran
+            ran = True
+            sample = self._last_wall >= BLOCKING_JOB_SECONDS
+            self._here = True  # a forced stop interrupts this thread's job (see _tick)
             try:
-                self._here = True  # a forced stop interrupts this thread's job (see _tick)
-                self._run_timed(chunk)
+                measured = process(delivery, sample)
+            except (_ForcedStop, KeyboardInterrupt):
+                with lock:  # _process gave the job back
+                    running.pop(delivery.receipt, None)
+                raise
+            except BaseException:
+                log.exception("worker thread failed while running job %s", delivery.id)
+                measured = None
             finally:
                 self._here = False
-                with self._cv:
-                    after = self._finish_locked(chunk, on_loop=False)
-                    chunk = self._take_here()
-            self._after_finish(*after)
-        return ran
+            if measured is not None:
+                self._note_wait(measured, sample)
 
-    def _take_here(self) -> list[Delivery]:
-        """The next sync job for the reserving thread (none or one), counted as running (lock held).
+    def _run_timed(self, delivery: Delivery) -> None:
+        """Run one sync job on a runner thread; update the measure of how long jobs wait."""
+        sample = self._last_wall >= BLOCKING_JOB_SECONDS
+        try:
+            measured = self._process(delivery, sample)
+        except BaseException:
+            log.exception("worker thread failed while running job %s", delivery.id)
+            return
+        if measured is not None:
+            self._note_wait(measured, sample)
 
-        One at a time: the jobs behind it stay where a runner can take them if it blocks.
-        """
-        if (
-            not self._ready
-            or len(self._running) >= self.concurrency
-            or self._stopping
-            or not self._threads
-            or self._blocked_seconds >= BLOCKING_JOB_SECONDS
-        ):
-            return []
-        delivery = self._ready.popleft()
-        self._running[delivery.receipt] = delivery
-        return [delivery]
-
-    def _run_timed(self, deliveries: Sequence[Delivery]) -> None:
-        """Run sync jobs one after the other on this thread; update the measure of how long jobs wait.
+    def _note_wait(self, measured: tuple[float, float], sample: bool) -> None:
+        """Update the measure of how long jobs wait from one job's ``(wall, cpu)`` (see :meth:`_process`).
 
         What is measured is the job's own code (its ``handle``), not the
         worker's bookkeeping around it, whose locks other threads share. The
         thread's CPU clock is read (a system call) only around jobs that follow
-        long ones: jobs shorter than :data:`BLOCKING_JOB_SECONDS` cannot have
-        waited longer than that, so their wall time stands in.
+        long ones (``sample``): jobs shorter than :data:`BLOCKING_JOB_SECONDS`
+        cannot have waited longer than that, so their wall time stands in.
         """
-        for delivery in deliveries:
-            sample = self._last_wall >= BLOCKING_JOB_SECONDS
-            try:
-                measured = self._process(delivery, sample)
-            except (_ForcedStop, KeyboardInterrupt):
-                raise  # a forced stop of the reserving thread's job: _process gave it back
-            except BaseException:
-                log.exception("worker thread failed while running job %s", delivery.id)
-                continue
-            if measured is None:
-                continue  # not run (late, cancelled, not registered)
-            wall, cpu = measured
-            self._last_wall = wall
-            if sample:
-                # How long the job waited (I/O, sleep, locks): what more threads can overlap.
-                blocked = wall - cpu
-            elif wall < BLOCKING_JOB_SECONDS:
-                blocked = wall
-            else:
-                continue  # long and not measured: the next one is
-            self._blocked_seconds += (min(blocked, BLOCKED_SAMPLE_CAP) - self._blocked_seconds) * 0.2
+        wall, cpu = measured
+        self._last_wall = wall
+        if sample:
+            # How long the job waited (I/O, sleep, locks): what more threads can overlap.
+            blocked = wall - cpu
+        elif wall < BLOCKING_JOB_SECONDS:
+            blocked = wall
+        else:
+            return  # long and not measured: the next one is
+        self._blocked_seconds += (min(blocked, BLOCKED_SAMPLE_CAP) - self._blocked_seconds) * 0.2
 
     def _hand_out(self, deliveries: Sequence[Delivery]) -> None:
         """Queue reserved deliveries for the runner threads or the event loop."""
@@ -299,7 +320,7 @@ class PooledWorker(WorkerCore):
                         return
                     delivery = self._ready.popleft()
                     self._running[delivery.receipt] = delivery
-                self._run_timed((delivery,))
+                self._run_timed(delivery)
                 with self._cv:
                     after = self._finish_locked((delivery,), on_loop=False)
                 self._after_finish(*after)
@@ -329,13 +350,9 @@ class PooledWorker(WorkerCore):
     def _finish_locked(
         self, deliveries: Sequence[Delivery], on_loop: bool, outcome: tuple[Any, float] | None = None
     ) -> tuple[list[tuple[Delivery, Job]], bool]:
-        """Free the places of jobs that have run (call holding the lock); returns what to do after it.
-
-        That is: the async jobs to start on the loop, and whether to ask the
-        loop to start some.
+        """Free the places of jobs that have run (call holding the lock); returns what to do after it
+        (see :meth:`_wake_locked`).
         """
-        start_async = False
-        starting: list[tuple[Delivery, Job]] = []
         if outcome is not None:
             (delivery,) = deliveries
             if delivery.receipt not in self._released:
@@ -349,6 +366,16 @@ class PooledWorker(WorkerCore):
             self._running.pop(delivery.receipt, None)
         self._done_count += len(deliveries)
         self._last_finish = time.monotonic()
+        return self._wake_locked(on_loop)
+
+    def _wake_locked(self, on_loop: bool) -> tuple[list[tuple[Delivery, Job]], bool]:
+        """Wake who can use the places just freed (lock held); returns what to do after it.
+
+        That is: the async jobs to start on the loop, and whether to ask the
+        loop to start some.
+        """
+        start_async = False
+        starting: list[tuple[Delivery, Job]] = []
         free = self.concurrency - len(self._running)
         if free > 0:
             if (
