@@ -2,8 +2,9 @@
 
 :class:`PooledWorker` reserves batches and hands them out: sync jobs to runner
 threads (started as they are needed, at most ``concurrency``), ``async def``
-jobs to the event loop, where each runs as a task, at most ``concurrency`` at
-once of both kinds together; its prefetch window follows the jobs' pace.
+jobs to the event loop, where lanes (tasks) run them one after the other, at
+most ``concurrency`` at once of both kinds together; its prefetch window
+follows the jobs' pace.
 
 Over 400 lines: the runner threads, the event loop's tasks and the prefetch
 window share one count of running jobs and one lock, so they stay together.
@@ -57,7 +58,7 @@ class PooledWorker(WorkerCore):
     #
     # The worker's thread reserves batches and hands them out: sync jobs to
     # runner threads (started as they are needed, at most ``concurrency``),
-    # ``async def`` jobs to the event loop, where each runs as a task. At most
+    # ``async def`` jobs to the event loop, where lanes run them (see _lane). At most
     # ``concurrency`` jobs run at once, of both kinds together. Threads are
     # woken only when there is something for them: a runner when a delivery
     # waits and no runner is free, the reserving thread when the prefetch
