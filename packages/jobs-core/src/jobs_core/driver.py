@@ -853,6 +853,23 @@ class Driver(abc.ABC):
         """
         raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
 
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Free the slots ``(key, holder)`` of ``slots``, each as :meth:`release_slot` would
+        (``CONCURRENCY_LIMITS``); nothing for a pair that holds none.
+
+        A worker frees the slots of the jobs that finished since its last
+        acknowledgement together, with that acknowledgement, so that a job
+        with a concurrency limit costs no statement of its own when it ends.
+        The default calls :meth:`release_slot` for each; a driver may
+        override it to free them all in one round trip. A slot whose release
+        is lost (the backend failed) is freed by its lease, as a crashed
+        worker's.
+
+        .. versionadded:: 0.2
+        """
+        for key, holder in slots:
+            self.release_slot(key, holder)
+
     # -- lifecycle ----------------------------------------------------------
 
     def ping(self) -> None:

@@ -360,6 +360,8 @@ class FlowGate:
         self.limited_seen = -math.inf
         self._slots_lock = threading.Lock()
         self._slots_extended = time.monotonic()
+        #: The slots ``(key, holder)`` of the jobs that ended, freed together by :meth:`free_ended`.
+        self._ended: list[tuple[str, str]] = []
 
     # -- pauses ---------------------------------------------------------------
 
@@ -516,8 +518,15 @@ class FlowGate:
                 later.append((delivery, SLOT_RETRY))
         return [d for d in start if d.receipt not in refused]
 
-    def finished(self, delivery: Delivery) -> None:
-        """Free the concurrency slot ``delivery`` holds, if any (the job ran, or was given back)."""
+    def finished(self, delivery: Delivery, at_once: bool = False) -> None:
+        """Let go of the concurrency slot ``delivery`` holds, if any (the job ran, or was given back).
+
+        The slot is freed with the next :meth:`free_ended`, which the worker
+        calls with each acknowledgement of its finished jobs (within its
+        ``ack_interval``), so that ending a job costs no round trip of its
+        own; ``at_once`` frees it now (a job given back unrun, or failed for
+        good, off the hot path).
+        """
         if self._granted:
             with self._granted_lock:
                 self._granted.pop(delivery.receipt, None)
@@ -525,12 +534,31 @@ class FlowGate:
             return
         with self._slots_lock:
             key = self._slots.pop(delivery.receipt, None)
+            if key is not None and not at_once:
+                self._ended.append((key, delivery.receipt))
+                return
         if key is None:
             return
         try:
             self.driver.release_slot(key, delivery.receipt)
         except JobsError as exc:
             log.warning("could not free the %r slot of job %s (its lease will): %s", key, delivery.id, exc)
+
+    @property
+    def slots_ended(self) -> bool:
+        """Whether slots of ended jobs wait for :meth:`free_ended`."""
+        return bool(self._ended)
+
+    def free_ended(self) -> None:
+        """Free the slots of the jobs that ended since the last call, in one driver call."""
+        if not self._ended:
+            return
+        with self._slots_lock:
+            ended, self._ended = self._ended, []
+        try:
+            self.driver.release_slots(ended)
+        except JobsError as exc:
+            log.warning("could not free %d concurrency slots (their leases will): %s", len(ended), exc)
 
     def extend_slots(self) -> None:
         """Renew the leases of the slots held, every third of a lease (heartbeat tick)."""

@@ -351,6 +351,8 @@ class WorkerCore:
         # Flush one tick early, so that no finished job waits longer than ack_interval.
         if self._acks and time.monotonic() - self._last_flush >= self.ack_interval - self._tick_seconds:
             self._flush_acks()
+        elif self._flow.slots_ended:
+            self._flow.free_ended()  # jobs that ended without an acknowledgement (a retry)
         if self._stopping and (self._ready or self._async_ready):
             self._release(self._take_ready())
         flow = self._flow
@@ -380,7 +382,10 @@ class WorkerCore:
             self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
 
     def _send_acks(self) -> list[tuple[Message, Any, float]]:
-        """Acknowledge the finished jobs; return their processed events (none if it failed)."""
+        """Acknowledge the finished jobs, and free the concurrency slots of those that ended;
+        return their processed events (none if it failed).
+        """
+        self._flow.free_ended()
         with self._lock:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
@@ -441,7 +446,7 @@ class WorkerCore:
                 self._released.add(delivery.receipt)
                 self._held.pop(delivery.receipt, None)
                 self._released_count += 1
-            self._flow.finished(delivery)
+            self._flow.finished(delivery, at_once=True)
             try:
                 self.driver.release(delivery)
             except Exception as exc:
@@ -727,7 +732,7 @@ class WorkerCore:
 
     def _dead(self, delivery: Delivery, error: BaseException, text: str) -> None:
         message = delivery.message
-        self._flow.finished(delivery)
+        self._flow.finished(delivery, at_once=True)
         with self._lock:
             self._held.pop(delivery.receipt, None)
             self._failed += 1

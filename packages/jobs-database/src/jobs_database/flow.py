@@ -115,21 +115,40 @@ class FlowOperations(DriverParts):
         return self.acquire_slots(key, limit, [holder], lease) == 1
 
     def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
-        """Under the key's row lock, in one transaction: drop expired slots, count, take what fits."""
+        """Under the key's row lock, in one transaction: count the slots, take what fits (dropping
+        the expired ones first when the limit may bind).
+
+        Reads the number of slots held and which of ``holders`` hold one
+        already, not every holder's row, and inserts the new rows in one
+        statement, so that the batch of a limit that does not bind costs a
+        few statements whatever the number of jobs running.
+        """
         slots = flow_table(self.tables, "slots")
 
         def acquire(conn: sa.Connection) -> int:
             self._lock_key(conn, f"s:{key}")
             now = time.time()
-            conn.execute(sa.delete(slots).where(slots.c.key == key, slots.c.until <= now))
-            held = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
+            named = self._among(slots.c.holder, holders)
+            counted = sa.select(sa.func.count(), sa.func.sum(sa.case((named, 1), else_=0)))
+            count, renewing = conn.execute(counted.where(slots.c.key == key)).one()
+            count = int(count or 0)
+            # Slots whose lease ended do not count: they are dropped when the limit may bind
+            # (until then, counted, they only made the room look smaller).
+            expired = sa.delete(slots).where(slots.c.key == key, slots.c.until <= now)
+            if count + len(holders) > limit and conn.execute(expired).rowcount:
+                count, renewing = conn.execute(counted.where(slots.c.key == key)).one()
+                count = int(count or 0)
+            held: set[str] = set()
+            if renewing:  # some of the holders hold a slot already (rare): which
+                mine = sa.select(slots.c.holder).where(slots.c.key == key, named)
+                held = set(conn.execute(mine).scalars())
             renewed: list[str] = []
             taken: list[str] = []
             for holder in holders:
                 if holder in held:
                     renewed.append(holder)
-                elif len(held) < limit:
-                    held.add(holder)
+                elif count < limit:
+                    count += 1
                     taken.append(holder)
                 else:
                     break
@@ -137,13 +156,29 @@ class FlowOperations(DriverParts):
                 stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder.in_(renewed))
                 conn.execute(stmt.values(until=now + lease))
             if taken:
-                conn.execute(
-                    sa.insert(slots), [{"key": key, "holder": h, "until": now + lease} for h in taken]
-                )
+                self._insert_slots(conn, key, taken, now + lease)
             return len(renewed) + len(taken)
 
         self._ensure_key(f"s:{key}")
         return self._run("taking concurrency slots", acquire)
+
+    def _among(self, column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+        """``column`` is one of ``values``: on PostgreSQL one array parameter, whatever their number."""
+        if self.backend == "postgresql":
+            return column == sa.func.any(
+                sa.bindparam("among", list(values), type_=postgresql.ARRAY(sa.String), unique=True)
+            )
+        return column.in_(list(values))
+
+    def _insert_slots(self, conn: sa.Connection, key: str, holders: list[str], until: float) -> None:
+        """Insert the slot rows of ``holders`` in one statement (PostgreSQL: from an array)."""
+        slots = flow_table(self.tables, "slots")
+        if self.backend == "postgresql":
+            names = sa.func.unnest(sa.bindparam("holders", holders, type_=postgresql.ARRAY(sa.String)))
+            rows = sa.select(sa.literal(key, sa.String), names, sa.literal(until, slots.c.until.type))
+            conn.execute(sa.insert(slots).from_select(["key", "holder", "until"], rows))
+            return
+        conn.execute(sa.insert(slots), [{"key": key, "holder": h, "until": until} for h in holders])
 
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Move the slot's ``until`` on, if it has not passed."""
@@ -165,3 +200,21 @@ class FlowOperations(DriverParts):
         self._run(
             "freeing a concurrency slot", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True
         )
+
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Delete the slots' rows in one statement, committed as :meth:`release_slot`'s."""
+        if not slots:
+            return
+        table = flow_table(self.tables, "slots")
+        by_key: dict[str, list[str]] = {}
+        for key, holder in slots:
+            by_key.setdefault(key, []).append(holder)
+        stmt = sa.delete(table).where(
+            sa.or_(
+                *(
+                    sa.and_(table.c.key == key, self._among(table.c.holder, held))
+                    for key, held in by_key.items()
+                )
+            )
+        )
+        self._run("freeing concurrency slots", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True)

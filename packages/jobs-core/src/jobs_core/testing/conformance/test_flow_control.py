@@ -149,6 +149,38 @@ def test_slots_are_taken_up_to_the_limit_and_freed_on_release(jobs_driver: Drive
 
 
 @pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
+def test_slots_taken_in_one_call_stop_at_the_limit_and_are_freed_together(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    key, other = f"slots-{jobs_queue}", f"other-{jobs_queue}"
+    assert jobs_driver.acquire_slots(key, 3, ["a", "b"], 60) == 2
+    # "b" keeps its slot, "c" takes the last one, "d" finds none (and "e" after it is not tried).
+    assert jobs_driver.acquire_slots(key, 3, ["b", "c", "d", "e"], 60) == 2
+    assert jobs_driver.acquire_slots(other, 1, ["x"], 60) == 1
+    jobs_driver.release_slots([(key, "a"), (key, "c"), (key, "never-held"), (other, "x")])
+    jobs_driver.release_slots([(key, "a")])  # again: nothing
+    jobs_driver.release_slots([])
+    assert jobs_driver.acquire_slots(key, 3, ["d", "e", "f"], 60) == 2  # "b" still holds one
+    assert jobs_driver.acquire_slot(other, 1, "y", 60)
+    assert not jobs_driver.acquire_slot(key, 3, "g", 60)
+
+
+@pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
+def test_slots_whose_lease_ended_do_not_count_when_taken_in_one_call(
+    jobs_driver_factory: DriverFactory, jobs_queue: str
+) -> None:
+    crashed, alive = jobs_driver_factory(), jobs_driver_factory()
+    key = f"slots-{jobs_queue}"
+    assert crashed.acquire_slots(key, 3, ["gone-1", "gone-2"], 1.0) == 2
+    assert alive.acquire_slots(key, 3, ["a", "b"], 60) == 1
+    time.sleep(1.2)
+    assert alive.acquire_slots(key, 3, ["b", "c", "d"], 60) == 2  # "a" holds the third
+    assert not crashed.extend_slot(key, "gone-1", 60)
+    alive.release_slots([(key, "a"), (key, "b"), (key, "c")])
+    assert alive.acquire_slots(key, 3, ["e", "f", "g", "h"], 60) == 3
+
+
+@pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
 def test_a_slot_whose_lease_ended_is_free_and_cannot_be_extended(
     jobs_driver_factory: DriverFactory, jobs_queue: str
 ) -> None:
@@ -195,7 +227,17 @@ def test_concurrent_callers_never_hold_more_slots_than_the_limit(
     def hold(index: int) -> None:
         for round_ in range(15):
             holder = f"{index}-{round_}"
-            if drivers[index].acquire_slot(key, limit, holder, 60):
+            if round_ % 2:  # taken and freed in batches, as a worker does
+                pair = [holder, f"{holder}-b"]
+                taken = pair[: drivers[index].acquire_slots(key, limit, pair, 60)]
+                with lock:
+                    holding.update(taken)
+                    most[0] = max(most[0], len(holding))
+                time.sleep(0.002)
+                with lock:
+                    holding.difference_update(taken)
+                drivers[index].release_slots([(key, h) for h in taken])
+            elif drivers[index].acquire_slot(key, limit, holder, 60):
                 with lock:
                     holding.add(holder)
                     most[0] = max(most[0], len(holding))
