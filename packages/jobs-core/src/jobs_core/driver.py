@@ -870,6 +870,31 @@ class Driver(abc.ABC):
         for key, holder in slots:
             self.release_slot(key, holder)
 
+    def ack_freeing_slots(
+        self,
+        deliveries: Sequence[Delivery],
+        slots: Sequence[tuple[str, str]],
+        results: Sequence[str | None] | None = None,
+    ) -> None:
+        """Acknowledge ``deliveries`` (as :meth:`ack_results` with ``results``, else as
+        :meth:`ack_many`) and free ``slots`` as :meth:`release_slots` does
+        (``CONCURRENCY_LIMITS``; ``slots`` is empty on a driver without it).
+
+        A worker acknowledges its finished jobs and frees the slots of those
+        that ended in one call. The default frees the slots, then
+        acknowledges; a driver may do both in one transaction or round trip.
+        Raises as the acknowledgement does; the worker then calls again
+        with the same deliveries and slots (freeing a slot twice is nothing).
+
+        .. versionadded:: 0.2
+        """
+        if slots:
+            self.release_slots(slots)
+        if results is None:
+            self.ack_many(deliveries)
+        else:
+            self.ack_results(deliveries, results)
+
     # -- lifecycle ----------------------------------------------------------
 
     def ping(self) -> None:

@@ -18,6 +18,7 @@ and how the worker's gate reads it back are one format, kept in one place.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -249,8 +250,18 @@ def expires_at(message: Message) -> float | None:
 def rate_of(message: Message) -> tuple[str, int, float] | None:
     """The rate limit ``(key, count, per)`` of ``message``, or ``None`` (also for an unreadable header)."""
     text = message.headers.get(RATE_HEADER)
-    if text is None:
-        return None
+    return None if text is None else _parse_rate(text)
+
+
+def concurrency_of(message: Message) -> tuple[str, int] | None:
+    """The concurrency limit ``(key, limit)`` of ``message``, or ``None``."""
+    text = message.headers.get(CONCURRENCY_HEADER)
+    return None if text is None else _parse_concurrency(text)
+
+
+# A worker reads the same few limits in every job of a batch: each header text is parsed once.
+@functools.lru_cache(maxsize=1024)
+def _parse_rate(text: str) -> tuple[str, int, float] | None:
     try:
         key, count, per = json.loads(text)
         return _check_key_text("rate key", key), _check_count("rate", count), _check_period("rate", per)
@@ -258,11 +269,8 @@ def rate_of(message: Message) -> tuple[str, int, float] | None:
         return None
 
 
-def concurrency_of(message: Message) -> tuple[str, int] | None:
-    """The concurrency limit ``(key, limit)`` of ``message``, or ``None``."""
-    text = message.headers.get(CONCURRENCY_HEADER)
-    if text is None:
-        return None
+@functools.lru_cache(maxsize=1024)
+def _parse_concurrency(text: str) -> tuple[str, int] | None:
     try:
         key, count = json.loads(text)
         return _check_key_text("concurrency key", key), _check_count("concurrency", count)
@@ -549,12 +557,26 @@ class FlowGate:
         """Whether slots of ended jobs wait for :meth:`free_ended`."""
         return bool(self._ended)
 
-    def free_ended(self) -> None:
-        """Free the slots of the jobs that ended since the last call, in one driver call."""
+    def take_ended(self) -> list[tuple[str, str]]:
+        """The slots of the jobs that ended since the last call, for the worker to free
+        with its next acknowledgement (:meth:`~jobs_core.driver.Driver.ack_freeing_slots`).
+        """
         if not self._ended:
-            return
+            return []
         with self._slots_lock:
             ended, self._ended = self._ended, []
+        return ended
+
+    def put_back_ended(self, ended: Sequence[tuple[str, str]]) -> None:
+        """Keep ``ended`` for the next call (an acknowledgement that failed)."""
+        with self._slots_lock:
+            self._ended[:0] = ended
+
+    def free_ended(self) -> None:
+        """Free the slots of the jobs that ended since the last call, in one driver call."""
+        ended = self.take_ended()
+        if not ended:
+            return
         try:
             self.driver.release_slots(ended)
         except JobsError as exc:

@@ -385,7 +385,6 @@ class WorkerCore:
         """Acknowledge the finished jobs, and free the concurrency slots of those that ended;
         return their processed events (none if it failed).
         """
-        self._flow.free_ended()
         with self._lock:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
@@ -394,14 +393,20 @@ class WorkerCore:
             for delivery in batch:
                 self._held.pop(delivery.receipt, None)
         if not batch:
+            self._flow.free_ended()
             return []
+        ended = self._flow.take_ended()
         try:
-            if results is None:
+            if ended:
+                texts = None if results is None else [_result_text(result) for result in results]
+                self.driver.ack_freeing_slots(batch, ended, texts)
+            elif results is None:
                 self.driver.ack_many(batch)
             else:
                 self.driver.ack_results(batch, [_result_text(result) for result in results])
         except Exception as exc:
             log.error("could not acknowledge %d finished jobs (will try again): %s", len(batch), exc)
+            self._flow.put_back_ended(ended)
             with self._lock:
                 self._acks[:0] = batch
                 if results is not None:

@@ -11,6 +11,7 @@ caller's ``time.time()``, as for every other column.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -24,6 +25,12 @@ from jobs_database.driver_parts import DriverParts
 from jobs_database.schema import flow_table
 
 T = TypeVar("T")
+
+
+def _json_values(values: list[str]) -> sa.Select[Any]:
+    """SQLite: the rows of ``values``, sent as one JSON text (``json_each``)."""
+    listed: sa.BindParameter[str] = sa.bindparam("among", json.dumps(values), unique=True)
+    return sa.select(sa.literal_column("value")).select_from(sa.func.json_each(listed))
 
 
 class FlowOperations(DriverParts):
@@ -163,19 +170,29 @@ class FlowOperations(DriverParts):
         return self._run("taking concurrency slots", acquire)
 
     def _among(self, column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
-        """``column`` is one of ``values``: on PostgreSQL one array parameter, whatever their number."""
+        """``column`` is one of ``values``, as one parameter whatever their number where the
+        database can (an array on PostgreSQL, a JSON text on SQLite): the statement is compiled
+        once, not once per number of values.
+        """
         if self.backend == "postgresql":
-            return column == sa.func.any(
-                sa.bindparam("among", list(values), type_=postgresql.ARRAY(sa.String), unique=True)
-            )
+            listed = sa.bindparam("among", list(values), type_=postgresql.ARRAY(sa.String), unique=True)
+            return column == sa.func.any(listed)
+        if self.backend == "sqlite":
+            return column.in_(_json_values(list(values)))
         return column.in_(list(values))
 
     def _insert_slots(self, conn: sa.Connection, key: str, holders: list[str], until: float) -> None:
-        """Insert the slot rows of ``holders`` in one statement (PostgreSQL: from an array)."""
+        """Insert the slot rows of ``holders`` in one statement (from an array, or a JSON text)."""
         slots = flow_table(self.tables, "slots")
-        if self.backend == "postgresql":
-            names = sa.func.unnest(sa.bindparam("holders", holders, type_=postgresql.ARRAY(sa.String)))
-            rows = sa.select(sa.literal(key, sa.String), names, sa.literal(until, slots.c.until.type))
+        if self.backend in ("postgresql", "sqlite"):
+            if self.backend == "postgresql":
+                listed = sa.bindparam("holders", holders, type_=postgresql.ARRAY(sa.String))
+                source = sa.select(sa.literal(key, sa.String), sa.func.unnest(listed))
+            else:
+                source = sa.select(sa.literal(key, sa.String), sa.literal_column("value")).select_from(
+                    sa.func.json_each(sa.bindparam("holders", json.dumps(holders)))
+                )
+            rows = source.add_columns(sa.literal(until, slots.c.until.type))
             conn.execute(sa.insert(slots).from_select(["key", "holder", "until"], rows))
             return
         conn.execute(sa.insert(slots), [{"key": key, "holder": h, "until": until} for h in holders])
@@ -205,11 +222,16 @@ class FlowOperations(DriverParts):
         """Delete the slots' rows in one statement, committed as :meth:`release_slot`'s."""
         if not slots:
             return
+        stmt = self._slots_delete(slots)
+        self._run("freeing concurrency slots", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True)
+
+    def _slots_delete(self, slots: Sequence[tuple[str, str]]) -> sa.Delete:
+        """One ``DELETE`` of the rows of ``slots`` (``(key, holder)`` pairs)."""
         table = flow_table(self.tables, "slots")
         by_key: dict[str, list[str]] = {}
         for key, holder in slots:
             by_key.setdefault(key, []).append(holder)
-        stmt = sa.delete(table).where(
+        return sa.delete(table).where(
             sa.or_(
                 *(
                     sa.and_(table.c.key == key, self._among(table.c.holder, held))
@@ -217,4 +239,3 @@ class FlowOperations(DriverParts):
                 )
             )
         )
-        self._run("freeing concurrency slots", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True)

@@ -18,6 +18,7 @@ from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidName
 from jobs_core.flow_state import TENANT_HEADER
 from jobs_core.testing.conformance._helpers import (
+    assert_nothing,
     delivery_timeout,
     enqueue_one,
     message,
@@ -163,6 +164,31 @@ def test_slots_taken_in_one_call_stop_at_the_limit_and_are_freed_together(
     assert jobs_driver.acquire_slots(key, 3, ["d", "e", "f"], 60) == 2  # "b" still holds one
     assert jobs_driver.acquire_slot(other, 1, "y", 60)
     assert not jobs_driver.acquire_slot(key, 3, "g", 60)
+
+
+@pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
+@pytest.mark.parametrize("with_results", [False, True], ids=["ack_many", "ack_results"])
+def test_an_acknowledgement_frees_the_slots_of_the_jobs_that_ended(
+    jobs_driver: Driver, jobs_queue: str, with_results: bool
+) -> None:
+    if with_results and not (jobs_driver.supports(Capability.STATUS) and jobs_driver.results_ttl > 0):
+        pytest.skip("this driver instance keeps no results")
+    key = f"acked-{jobs_queue}"
+    jobs_driver.enqueue(messages(jobs_queue, 3))
+    batch = reserve_until(jobs_driver, [jobs_queue], 3)
+    assert len(batch) == 3
+    holders = [d.receipt for d in batch]
+    assert jobs_driver.acquire_slots(key, 3, holders, 60) == 3
+    assert jobs_driver.acquire_slots(key, 3, ["waiting"], 60) == 0
+    # Two jobs finished; the third ended too (it failed: its slot is freed, it is not acknowledged).
+    ended = [(key, holder) for holder in holders]
+    jobs_driver.ack_freeing_slots(batch[:2], ended, ['{"n": 1}', None] if with_results else None)
+    assert jobs_driver.acquire_slots(key, 3, ["next-1", "next-2", "next-3", "next-4"], 60) == 3
+    jobs_driver.retry(batch[2], 0.0, "failed")
+    again = reserve_one(jobs_driver, jobs_queue)
+    assert again.message.id == batch[2].message.id, "only the acknowledged jobs are gone"
+    assert_nothing(jobs_driver, [jobs_queue])
+    jobs_driver.ack_freeing_slots([again], [])  # no slot to free: an acknowledgement
 
 
 @pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
