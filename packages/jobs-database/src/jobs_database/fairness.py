@@ -4,12 +4,13 @@ A job dispatched with ``Job.tenant(key)`` is stored with its tenant in the
 jobs table's ``tenant`` column, and its queue and tenant get a row in the
 ``tenants`` table (with the empty tenant ``""`` standing for the queue's
 jobs without one). A claim on a queue that has tenants reads the queue's
-*sources* least recently served first and takes an equal share of the
-batch from each in turn (a tenant's own jobs in priority and due order,
-through the tenant claim index); the shares of sources with fewer jobs
-due go to the others, in further turns. It marks the sources it took its
-turn from as served now, and fills what is left (jobs of a tenant without a
-``tenants`` row) with the queue's ordinary claim. One tenant's backlog
+*sources* that have a job due, least recently served first, and takes an
+equal share of the batch from each in turn (a tenant's own jobs in priority
+and due order, through the tenant claim index); the shares of sources with
+fewer jobs due go to the others, in further turns. When two or more had
+jobs due it marks those it took its turn from as served now, and it fills
+what is left (jobs of a tenant without a ``tenants`` row) with the queue's
+ordinary claim. One tenant's backlog
 therefore delays another tenant's jobs by at most one share of a batch per
 source ahead of it, on any number of workers.
 
@@ -38,7 +39,7 @@ from jobs_core.message import Message, MessageBatch
 
 from jobs_database.claims import Claimer, Row
 from jobs_database.flow import FlowOperations
-from jobs_database.schema import MAX_TENANT, Tables, flow_table
+from jobs_database.schema import MAX_TENANT, WAITING, Tables, flow_table
 
 #: Seconds between two reads, by a driver, of the queues that have tenants.
 TENANT_REFRESH = 0.5
@@ -81,10 +82,18 @@ class TenantClaims:
         self._known: frozenset[str] = frozenset()
         self._read = -math.inf
         self._lock = threading.Lock()
-        t = self._table
+        t, j = self._table, tables.jobs
+        now = sa.bindparam("now")
+        # Only the sources with a job due (one probe of the tenant claim index each): a source
+        # with none would cost its claim statement for nothing.
+        due = (
+            sa.exists()
+            .where(j.c.queue == t.c.queue, j.c.tenant == t.c.tenant, j.c.visible_at <= now)
+            .where(sa.or_(j.c.state == WAITING, j.c.lease_until < now))
+        )
         self._sources = (
             sa.select(t.c.tenant)
-            .where(t.c.queue == sa.bindparam("queue"))
+            .where(t.c.queue == sa.bindparam("queue"), due)
             .order_by(t.c.served_at, t.c.tenant)
             .limit(sa.bindparam("limit"))
         )
@@ -162,7 +171,7 @@ class TenantClaims:
         the batch is full or none has more due; each source whose turn came
         is marked served. What is left is filled by the ordinary claim.
         """
-        params = {"queue": queue, "limit": limit + SPARE_SOURCES}
+        params = {"queue": queue, "limit": limit + SPARE_SOURCES, "now": now}
         sources = [str(s) for s in conn.execute(self._sources, params).scalars()]
         rows: list[Row] = []
         served: list[str] = []
@@ -188,6 +197,8 @@ class TenantClaims:
             rows.extend(
                 self.claimer.claim(conn, queue, limit=limit - len(rows), now=now, until=until, token=token)
             )
-        if served:
+        if len(sources) > 1 and served:
+            # The turn order matters only among sources with jobs due: a claim that found one
+            # (one tenant's queue) leaves the order as it was, and saves the statement.
             conn.execute(self._served, {"b_queue": queue, "b_tenants": served, "b_now": now})
         return rows
