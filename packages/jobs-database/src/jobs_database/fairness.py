@@ -83,7 +83,7 @@ class TenantClaims:
         self._read = -math.inf
         self._lock = threading.Lock()
         t, j = self._table, tables.jobs
-        now = sa.bindparam("now")
+        now: sa.BindParameter[float] = sa.bindparam("now")
         # Only the sources with a job due (one probe of the tenant claim index each): a source
         # with none would cost its claim statement for nothing.
         due = (
