@@ -4,15 +4,16 @@ A job dispatched with ``Job.tenant(key)`` is stored with its tenant in the
 jobs table's ``tenant`` column, and its queue and tenant get a row in the
 ``tenants`` table (with the empty tenant ``""`` standing for the queue's
 jobs without one). A claim on a queue that has tenants reads the queue's
-*sources* that have a job due, least recently served first, and takes an
-equal share of the batch from each in turn (a tenant's own jobs in priority
-and due order, through the tenant claim index); the shares of sources with
-fewer jobs due go to the others, in further turns. When two or more had
-jobs due it marks those it took its turn from as served now, and it fills
-what is left (jobs of a tenant without a ``tenants`` row) with the queue's
-ordinary claim. One tenant's backlog
-therefore delays another tenant's jobs by at most one share of a batch per
-source ahead of it, on any number of workers.
+*sources* (on SQLite only those that have a job due), least recently
+served first, and takes an equal share of the batch from each in turn (a
+tenant's own jobs in priority and due order, through the tenant claim
+index); the shares of sources with fewer jobs due go to the others, in
+further turns. When it read two sources or more it marks those it took its
+turn from as served now (one alone has no turn to keep), and it fills what
+is left (jobs of a tenant without a ``tenants`` row) with the queue's
+ordinary claim. One tenant's backlog therefore delays another tenant's jobs
+by at most one share of a batch per source ahead of it, on any number of
+workers.
 
 Jobs without a tenant in a queue with tenants are stored with the tenant
 ``""``, so that every source is found through the tenant claim index (the
@@ -84,19 +85,20 @@ class TenantClaims:
         self._lock = threading.Lock()
         t, j = self._table, tables.jobs
         now: sa.BindParameter[float] = sa.bindparam("now")
-        # Only the sources with a job due (one probe of the tenant claim index each): a source
-        # with none would cost its claim statement for nothing.
-        due = (
-            sa.exists()
-            .where(j.c.queue == t.c.queue, j.c.tenant == t.c.tenant, j.c.visible_at <= now)
-            .where(sa.or_(j.c.state == WAITING, j.c.lease_until < now))
-        )
-        self._sources = (
-            sa.select(t.c.tenant)
-            .where(t.c.queue == sa.bindparam("queue"), due)
-            .order_by(t.c.served_at, t.c.tenant)
-            .limit(sa.bindparam("limit"))
-        )
+        sources = sa.select(t.c.tenant).where(t.c.queue == sa.bindparam("queue"))
+        if backend == "sqlite":
+            # Only the sources with a job due (one probe of the tenant claim index each): on
+            # SQLite a statement costs more than the probe, and a source with nothing due
+            # would cost its claim statement for nothing. On a server the probe walks the
+            # index entries of the jobs leased but not yet acknowledged, as the claim does:
+            # it would cost about one more claim.
+            due = (
+                sa.exists()
+                .where(j.c.queue == t.c.queue, j.c.tenant == t.c.tenant, j.c.visible_at <= now)
+                .where(sa.or_(j.c.state == WAITING, j.c.lease_until < now))
+            )
+            sources = sources.where(due)
+        self._sources = sources.order_by(t.c.served_at, t.c.tenant).limit(sa.bindparam("limit"))
         self._served = (
             sa.update(t)
             .where(t.c.queue == sa.bindparam("b_queue"))
@@ -198,7 +200,7 @@ class TenantClaims:
                 self.claimer.claim(conn, queue, limit=limit - len(rows), now=now, until=until, token=token)
             )
         if len(sources) > 1 and served:
-            # The turn order matters only among sources with jobs due: a claim that found one
-            # (one tenant's queue) leaves the order as it was, and saves the statement.
+            # The turn order matters only among two sources or more: a claim that read one
+            # (on SQLite: the one tenant with jobs due) leaves the order as it was.
             conn.execute(self._served, {"b_queue": queue, "b_tenants": served, "b_now": now})
         return rows
