@@ -125,13 +125,10 @@ class FlowOperations(DriverParts):
         """Under the key's row lock, in one transaction: count the slots, take what fits (dropping
         the expired ones first when the limit may bind).
 
-        On PostgreSQL and SQLite a first ``INSERT ... SELECT`` takes them all
-        when the limit leaves room for all and none holds one already (a
-        limit that does not bind: the key's lock and that one statement).
-        Otherwise it reads the number of slots held and which of ``holders``
-        hold one already, not every holder's row, and inserts the new rows in
-        one statement, so that a batch costs a few statements whatever the
-        number of jobs running.
+        Reads the number of slots held and which of ``holders`` hold one
+        already, not every holder's row, and inserts the new rows in one
+        statement, so that the batch of a limit that does not bind costs a
+        few statements whatever the number of jobs running.
         """
         slots = flow_table(self.tables, "slots")
 
@@ -140,10 +137,6 @@ class FlowOperations(DriverParts):
                 self._lock_key(conn, f"s:{key}")
             now = time.time()
             named = self._among(slots.c.holder, holders)
-            if self.backend in ("postgresql", "sqlite") and self._insert_slots(
-                conn, key, list(holders), now + lease, room_for=limit
-            ):
-                return len(holders)  # all fitted, none held one: the one statement did it
             counted = sa.select(sa.func.count(), sa.func.sum(sa.case((named, 1), else_=0)))
             count, renewing = conn.execute(counted.where(slots.c.key == key)).one()
             count = int(count or 0)
@@ -189,16 +182,8 @@ class FlowOperations(DriverParts):
             return column.in_(_json_values(list(values)))
         return column.in_(list(values))
 
-    def _insert_slots(
-        self, conn: sa.Connection, key: str, holders: list[str], until: float, room_for: int | None = None
-    ) -> bool:
-        """Insert the slot rows of ``holders`` in one statement (from an array, or a JSON text).
-
-        With ``room_for`` (PostgreSQL and SQLite), only if the slots held of
-        ``key`` leave room for all of them under that limit and none of them
-        holds one already (read by the same statement, under the key's
-        lock); whether it inserted them.
-        """
+    def _insert_slots(self, conn: sa.Connection, key: str, holders: list[str], until: float) -> None:
+        """Insert the slot rows of ``holders`` in one statement (from an array, or a JSON text)."""
         slots = flow_table(self.tables, "slots")
         if self.backend in ("postgresql", "sqlite"):
             if self.backend == "postgresql":
@@ -209,14 +194,9 @@ class FlowOperations(DriverParts):
                     sa.func.json_each(sa.bindparam("holders", json.dumps(holders)))
                 )
             rows = source.add_columns(sa.literal(until, slots.c.until.type))
-            if room_for is not None:
-                held = sa.select(sa.func.count()).where(slots.c.key == key).scalar_subquery()
-                renewing = sa.exists().where(slots.c.key == key, self._among(slots.c.holder, holders))
-                rows = rows.where(held + len(holders) <= room_for, ~renewing)
-            inserted = conn.execute(sa.insert(slots).from_select(["key", "holder", "until"], rows))
-            return room_for is None or inserted.rowcount == len(holders)
+            conn.execute(sa.insert(slots).from_select(["key", "holder", "until"], rows))
+            return
         conn.execute(sa.insert(slots), [{"key": key, "holder": h, "until": until} for h in holders])
-        return True
 
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Move the slot's ``until`` on, if it has not passed."""
