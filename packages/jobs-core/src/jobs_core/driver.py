@@ -853,6 +853,48 @@ class Driver(abc.ABC):
         """
         raise UnsupportedOperation(self.name, Capability.CONCURRENCY_LIMITS.value)
 
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Free the slots ``(key, holder)`` of ``slots``, each as :meth:`release_slot` would
+        (``CONCURRENCY_LIMITS``); nothing for a pair that holds none.
+
+        A worker frees the slots of the jobs that finished since its last
+        acknowledgement together, with that acknowledgement, so that a job
+        with a concurrency limit costs no statement of its own when it ends.
+        The default calls :meth:`release_slot` for each; a driver may
+        override it to free them all in one round trip. A slot whose release
+        is lost (the backend failed) is freed by its lease, as a crashed
+        worker's.
+
+        .. versionadded:: 0.2
+        """
+        for key, holder in slots:
+            self.release_slot(key, holder)
+
+    def ack_freeing_slots(
+        self,
+        deliveries: Sequence[Delivery],
+        slots: Sequence[tuple[str, str]],
+        results: Sequence[str | None] | None = None,
+    ) -> None:
+        """Acknowledge ``deliveries`` (as :meth:`ack_results` with ``results``, else as
+        :meth:`ack_many`) and free ``slots`` as :meth:`release_slots` does
+        (``CONCURRENCY_LIMITS``; ``slots`` is empty on a driver without it).
+
+        A worker acknowledges its finished jobs and frees the slots of those
+        that ended in one call. The default frees the slots, then
+        acknowledges; a driver may do both in one transaction or round trip.
+        Raises as the acknowledgement does; the worker then calls again
+        with the same deliveries and slots (freeing a slot twice is nothing).
+
+        .. versionadded:: 0.2
+        """
+        if slots:
+            self.release_slots(slots)
+        if results is None:
+            self.ack_many(deliveries)
+        else:
+            self.ack_results(deliveries, results)
+
     # -- lifecycle ----------------------------------------------------------
 
     def ping(self) -> None:

@@ -18,6 +18,7 @@ and how the worker's gate reads it back are one format, kept in one place.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import itertools
 import json
 import logging
@@ -249,8 +250,18 @@ def expires_at(message: Message) -> float | None:
 def rate_of(message: Message) -> tuple[str, int, float] | None:
     """The rate limit ``(key, count, per)`` of ``message``, or ``None`` (also for an unreadable header)."""
     text = message.headers.get(RATE_HEADER)
-    if text is None:
-        return None
+    return None if text is None else _parse_rate(text)
+
+
+def concurrency_of(message: Message) -> tuple[str, int] | None:
+    """The concurrency limit ``(key, limit)`` of ``message``, or ``None``."""
+    text = message.headers.get(CONCURRENCY_HEADER)
+    return None if text is None else _parse_concurrency(text)
+
+
+# A worker reads the same few limits in every job of a batch: each header text is parsed once.
+@functools.lru_cache(maxsize=1024)
+def _parse_rate(text: str) -> tuple[str, int, float] | None:
     try:
         key, count, per = json.loads(text)
         return _check_key_text("rate key", key), _check_count("rate", count), _check_period("rate", per)
@@ -258,11 +269,8 @@ def rate_of(message: Message) -> tuple[str, int, float] | None:
         return None
 
 
-def concurrency_of(message: Message) -> tuple[str, int] | None:
-    """The concurrency limit ``(key, limit)`` of ``message``, or ``None``."""
-    text = message.headers.get(CONCURRENCY_HEADER)
-    if text is None:
-        return None
+@functools.lru_cache(maxsize=1024)
+def _parse_concurrency(text: str) -> tuple[str, int] | None:
     try:
         key, count = json.loads(text)
         return _check_key_text("concurrency key", key), _check_count("concurrency", count)
@@ -360,6 +368,8 @@ class FlowGate:
         self.limited_seen = -math.inf
         self._slots_lock = threading.Lock()
         self._slots_extended = time.monotonic()
+        #: The slots ``(key, holder)`` of the jobs that ended, freed together by :meth:`free_ended`.
+        self._ended: list[tuple[str, str]] = []
 
     # -- pauses ---------------------------------------------------------------
 
@@ -516,8 +526,15 @@ class FlowGate:
                 later.append((delivery, SLOT_RETRY))
         return [d for d in start if d.receipt not in refused]
 
-    def finished(self, delivery: Delivery) -> None:
-        """Free the concurrency slot ``delivery`` holds, if any (the job ran, or was given back)."""
+    def finished(self, delivery: Delivery, at_once: bool = False) -> None:
+        """Let go of the concurrency slot ``delivery`` holds, if any (the job ran, or was given back).
+
+        The slot is freed with the next :meth:`free_ended`, which the worker
+        calls with each acknowledgement of its finished jobs (within its
+        ``ack_interval``), so that ending a job costs no round trip of its
+        own; ``at_once`` frees it now (a job given back unrun, or failed for
+        good, off the hot path).
+        """
         if self._granted:
             with self._granted_lock:
                 self._granted.pop(delivery.receipt, None)
@@ -525,12 +542,45 @@ class FlowGate:
             return
         with self._slots_lock:
             key = self._slots.pop(delivery.receipt, None)
+            if key is not None and not at_once:
+                self._ended.append((key, delivery.receipt))
+                return
         if key is None:
             return
         try:
             self.driver.release_slot(key, delivery.receipt)
         except JobsError as exc:
             log.warning("could not free the %r slot of job %s (its lease will): %s", key, delivery.id, exc)
+
+    @property
+    def slots_ended(self) -> bool:
+        """Whether slots of ended jobs wait for :meth:`free_ended`."""
+        return bool(self._ended)
+
+    def take_ended(self) -> list[tuple[str, str]]:
+        """The slots of the jobs that ended since the last call, for the worker to free
+        with its next acknowledgement (:meth:`~jobs_core.driver.Driver.ack_freeing_slots`).
+        """
+        if not self._ended:
+            return []
+        with self._slots_lock:
+            ended, self._ended = self._ended, []
+        return ended
+
+    def put_back_ended(self, ended: Sequence[tuple[str, str]]) -> None:
+        """Keep ``ended`` for the next call (an acknowledgement that failed)."""
+        with self._slots_lock:
+            self._ended[:0] = ended
+
+    def free_ended(self) -> None:
+        """Free the slots of the jobs that ended since the last call, in one driver call."""
+        ended = self.take_ended()
+        if not ended:
+            return
+        try:
+            self.driver.release_slots(ended)
+        except JobsError as exc:
+            log.warning("could not free %d concurrency slots (their leases will): %s", len(ended), exc)
 
     def extend_slots(self) -> None:
         """Renew the leases of the slots held, every third of a lease (heartbeat tick)."""

@@ -351,6 +351,8 @@ class WorkerCore:
         # Flush one tick early, so that no finished job waits longer than ack_interval.
         if self._acks and time.monotonic() - self._last_flush >= self.ack_interval - self._tick_seconds:
             self._flush_acks()
+        elif self._flow.slots_ended:
+            self._flow.free_ended()  # jobs that ended without an acknowledgement (a retry)
         if self._stopping and (self._ready or self._async_ready):
             self._release(self._take_ready())
         flow = self._flow
@@ -380,7 +382,9 @@ class WorkerCore:
             self.events.emit(_PROCESSED, message=message, result=result, duration=duration)
 
     def _send_acks(self) -> list[tuple[Message, Any, float]]:
-        """Acknowledge the finished jobs; return their processed events (none if it failed)."""
+        """Acknowledge the finished jobs, and free the concurrency slots of those that ended;
+        return their processed events (none if it failed).
+        """
         with self._lock:
             batch, self._acks = self._acks, []
             events, self._processed_events = self._processed_events, []
@@ -389,14 +393,20 @@ class WorkerCore:
             for delivery in batch:
                 self._held.pop(delivery.receipt, None)
         if not batch:
+            self._flow.free_ended()
             return []
+        ended = self._flow.take_ended()
         try:
-            if results is None:
+            if ended:
+                texts = None if results is None else [_result_text(result) for result in results]
+                self.driver.ack_freeing_slots(batch, ended, texts)
+            elif results is None:
                 self.driver.ack_many(batch)
             else:
                 self.driver.ack_results(batch, [_result_text(result) for result in results])
         except Exception as exc:
             log.error("could not acknowledge %d finished jobs (will try again): %s", len(batch), exc)
+            self._flow.put_back_ended(ended)
             with self._lock:
                 self._acks[:0] = batch
                 if results is not None:
@@ -441,7 +451,7 @@ class WorkerCore:
                 self._released.add(delivery.receipt)
                 self._held.pop(delivery.receipt, None)
                 self._released_count += 1
-            self._flow.finished(delivery)
+            self._flow.finished(delivery, at_once=True)
             try:
                 self.driver.release(delivery)
             except Exception as exc:
@@ -727,7 +737,7 @@ class WorkerCore:
 
     def _dead(self, delivery: Delivery, error: BaseException, text: str) -> None:
         message = delivery.message
-        self._flow.finished(delivery)
+        self._flow.finished(delivery, at_once=True)
         with self._lock:
             self._held.pop(delivery.receipt, None)
             self._failed += 1

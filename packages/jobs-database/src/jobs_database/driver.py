@@ -753,13 +753,33 @@ class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver)
         Jobs of a workflow are deleted one by one in a second transaction
         that also counts them in their workflow records (``WORKFLOWS``).
         """
+        self._ack_many(deliveries, ())
+
+    def ack_freeing_slots(
+        self,
+        deliveries: Sequence[Delivery],
+        slots: Sequence[tuple[str, str]],
+        results: Sequence[str | None] | None = None,
+    ) -> None:
+        """Ack a batch and delete the ended jobs' slot rows: in the ack's transaction (SQLite,
+        MySQL/MariaDB), or in one statement after it where the ack is one statement of its own
+        (PostgreSQL).
+        """
+        if results is not None:
+            self._ack_results(deliveries, results, slots)
+            return
+        self._ack_many(deliveries, slots)
+
+    def _ack_many(self, deliveries: Sequence[Delivery], slots: Sequence[tuple[str, str]]) -> None:
         if not deliveries:
+            self.release_slots(slots)
             return
         if any(WORKFLOW_HEADER in d.message.headers for d in deliveries):
             flows = [d for d in deliveries if WORKFLOW_HEADER in d.message.headers]
             self._ack_workflow_jobs(flows)
             deliveries = [d for d in deliveries if WORKFLOW_HEADER not in d.message.headers]
             if not deliveries:
+                self.release_slots(slots)
                 return
         by_queue: dict[str, list[Delivery]] = defaultdict(list)
         for delivery in deliveries:
@@ -772,10 +792,14 @@ class DatabaseDriver(ListingOperations, AdminOperations, FlowOperations, Driver)
                 handles = [d.handle for d in group]
                 missing = self._acker.ack(conn, queue, handles, [d.receipt for d in group], now)
                 missed.extend(group[i] for i in missing)
+            if slots and not single:  # in the ack's transaction
+                conn.execute(self._slots_delete(slots))
             return missed
 
         single = self._acker.single_statement and len(by_queue) == 1
         missed = self._run("ack", ack, autocommit=single, relaxed=single)
+        if slots and single:  # the ack committed on its own: a statement after it
+            self.release_slots(slots)
         if not missed:
             return
         if self.backend == "postgresql":

@@ -40,6 +40,12 @@ class DriverParts:
     def _flow_message(self, conn: sa.Connection, message: Message) -> Message | None:
         raise NotImplementedError
 
+    def _slots_delete(self, slots: Sequence[tuple[str, str]]) -> sa.Delete:
+        raise NotImplementedError
+
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:  # noqa: D102 (the driver's)
+        raise NotImplementedError
+
     def _cancel_in_workflow(
         self, conn: sa.Connection, messages: Message | Sequence[Message], store_of: list[Any]
     ) -> None:

@@ -11,6 +11,7 @@ caller's ``time.time()``, as for every other column.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from typing import Any, TypeVar
@@ -24,6 +25,12 @@ from jobs_database.driver_parts import DriverParts
 from jobs_database.schema import flow_table
 
 T = TypeVar("T")
+
+
+def _json_values(values: list[str]) -> sa.Select[Any]:
+    """SQLite: the rows of ``values``, sent as one JSON text (``json_each``)."""
+    listed: sa.BindParameter[str] = sa.bindparam("among", json.dumps(values), unique=True)
+    return sa.select(sa.literal_column("value")).select_from(sa.func.json_each(listed))
 
 
 class FlowOperations(DriverParts):
@@ -115,21 +122,41 @@ class FlowOperations(DriverParts):
         return self.acquire_slots(key, limit, [holder], lease) == 1
 
     def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
-        """Under the key's row lock, in one transaction: drop expired slots, count, take what fits."""
+        """Under the key's row lock, in one transaction: count the slots, take what fits (dropping
+        the expired ones first when the limit may bind).
+
+        Reads the number of slots held and which of ``holders`` hold one
+        already, not every holder's row, and inserts the new rows in one
+        statement, so that the batch of a limit that does not bind costs a
+        few statements whatever the number of jobs running.
+        """
         slots = flow_table(self.tables, "slots")
 
         def acquire(conn: sa.Connection) -> int:
-            self._lock_key(conn, f"s:{key}")
+            if self.backend != "sqlite":  # SQLite's transaction holds the database's write lock
+                self._lock_key(conn, f"s:{key}")
             now = time.time()
-            conn.execute(sa.delete(slots).where(slots.c.key == key, slots.c.until <= now))
-            held = set(conn.execute(sa.select(slots.c.holder).where(slots.c.key == key)).scalars())
+            named = self._among(slots.c.holder, holders)
+            counted = sa.select(sa.func.count(), sa.func.sum(sa.case((named, 1), else_=0)))
+            count, renewing = conn.execute(counted.where(slots.c.key == key)).one()
+            count = int(count or 0)
+            # Slots whose lease ended do not count: they are dropped when the limit may bind
+            # (until then, counted, they only made the room look smaller).
+            expired = sa.delete(slots).where(slots.c.key == key, slots.c.until <= now)
+            if count + len(holders) > limit and conn.execute(expired).rowcount:
+                count, renewing = conn.execute(counted.where(slots.c.key == key)).one()
+                count = int(count or 0)
+            held: set[str] = set()
+            if renewing:  # some of the holders hold a slot already (rare): which
+                mine = sa.select(slots.c.holder).where(slots.c.key == key, named)
+                held = set(conn.execute(mine).scalars())
             renewed: list[str] = []
             taken: list[str] = []
             for holder in holders:
                 if holder in held:
                     renewed.append(holder)
-                elif len(held) < limit:
-                    held.add(holder)
+                elif count < limit:
+                    count += 1
                     taken.append(holder)
                 else:
                     break
@@ -137,13 +164,39 @@ class FlowOperations(DriverParts):
                 stmt = sa.update(slots).where(slots.c.key == key, slots.c.holder.in_(renewed))
                 conn.execute(stmt.values(until=now + lease))
             if taken:
-                conn.execute(
-                    sa.insert(slots), [{"key": key, "holder": h, "until": now + lease} for h in taken]
-                )
+                self._insert_slots(conn, key, taken, now + lease)
             return len(renewed) + len(taken)
 
         self._ensure_key(f"s:{key}")
         return self._run("taking concurrency slots", acquire)
+
+    def _among(self, column: sa.ColumnElement[str], values: Sequence[str]) -> sa.ColumnElement[bool]:
+        """``column`` is one of ``values``, as one parameter whatever their number where the
+        database can (an array on PostgreSQL, a JSON text on SQLite): the statement is compiled
+        once, not once per number of values.
+        """
+        if self.backend == "postgresql":
+            listed = sa.bindparam("among", list(values), type_=postgresql.ARRAY(sa.String), unique=True)
+            return column == sa.func.any(listed)
+        if self.backend == "sqlite":
+            return column.in_(_json_values(list(values)))
+        return column.in_(list(values))
+
+    def _insert_slots(self, conn: sa.Connection, key: str, holders: list[str], until: float) -> None:
+        """Insert the slot rows of ``holders`` in one statement (from an array, or a JSON text)."""
+        slots = flow_table(self.tables, "slots")
+        if self.backend in ("postgresql", "sqlite"):
+            if self.backend == "postgresql":
+                listed = sa.bindparam("holders", holders, type_=postgresql.ARRAY(sa.String))
+                source = sa.select(sa.literal(key, sa.String), sa.func.unnest(listed))
+            else:
+                source = sa.select(sa.literal(key, sa.String), sa.literal_column("value")).select_from(
+                    sa.func.json_each(sa.bindparam("holders", json.dumps(holders)))
+                )
+            rows = source.add_columns(sa.literal(until, slots.c.until.type))
+            conn.execute(sa.insert(slots).from_select(["key", "holder", "until"], rows))
+            return
+        conn.execute(sa.insert(slots), [{"key": key, "holder": h, "until": until} for h in holders])
 
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Move the slot's ``until`` on, if it has not passed."""
@@ -164,4 +217,26 @@ class FlowOperations(DriverParts):
         stmt = sa.delete(slots).where(slots.c.key == key, slots.c.holder == holder)
         self._run(
             "freeing a concurrency slot", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True
+        )
+
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Delete the slots' rows in one statement, committed as :meth:`release_slot`'s."""
+        if not slots:
+            return
+        stmt = self._slots_delete(slots)
+        self._run("freeing concurrency slots", lambda conn: conn.execute(stmt), autocommit=True, relaxed=True)
+
+    def _slots_delete(self, slots: Sequence[tuple[str, str]]) -> sa.Delete:
+        """One ``DELETE`` of the rows of ``slots`` (``(key, holder)`` pairs)."""
+        table = flow_table(self.tables, "slots")
+        by_key: dict[str, list[str]] = {}
+        for key, holder in slots:
+            by_key.setdefault(key, []).append(holder)
+        return sa.delete(table).where(
+            sa.or_(
+                *(
+                    sa.and_(table.c.key == key, self._among(table.c.holder, held))
+                    for key, held in by_key.items()
+                )
+            )
         )

@@ -122,7 +122,16 @@ class StatusOperations(DriverParts):
 
     def ack_results(self, deliveries: Sequence[Delivery], results: Sequence[str | None]) -> None:
         """Ack a batch and keep each result, in the ack's statement (PostgreSQL) or transaction."""
+        self._ack_results(deliveries, results, ())
+
+    def _ack_results(
+        self, deliveries: Sequence[Delivery], results: Sequence[str | None], slots: Sequence[tuple[str, str]]
+    ) -> None:
+        """:meth:`ack_results`, deleting the rows of ``slots`` in the ack's transaction
+        (SQLite, MySQL/MariaDB) or in a statement after it (PostgreSQL).
+        """
         if not deliveries:
+            self.release_slots(slots)
             return
         by_queue: dict[str, list[tuple[Delivery, str | None]]] = defaultdict(list)
         flows: dict[str, str | None] = {}
@@ -137,11 +146,13 @@ class StatusOperations(DriverParts):
         if flow_deliveries:
             self._ack_workflow_jobs(flow_deliveries, flows)
         if not by_queue:
+            self.release_slots(slots)
             return
         if self.backend == "postgresql":
             self._ack_results_pg(by_queue)
+            self.release_slots(slots)
         else:
-            self._ack_results_tx(by_queue)
+            self._ack_results_tx(by_queue, slots)
         now = time.time()
         if now - self._results_swept_at >= SWEEP_INTERVAL:
             self._results_swept_at = now
@@ -302,14 +313,16 @@ class StatusOperations(DriverParts):
         )
         return self._sqlite_cache
 
-    def _ack_results_tx(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
+    def _ack_results_tx(
+        self, by_queue: dict[str, list[tuple[Delivery, str | None]]], slots: Sequence[tuple[str, str]]
+    ) -> None:
         """MySQL and MariaDB: the batch ack, then the results of the rows it deleted, in one transaction.
 
         The results travel as one JSON text unpacked by ``JSON_TABLE`` (MySQL 8,
         MariaDB 10.6): one value for PyMySQL to escape instead of six per job.
         """
         if self.backend == "sqlite":
-            self._ack_results_sqlite(by_queue)
+            self._ack_results_sqlite(by_queue, slots)
             return
         jobs, results = self.tables.jobs.name, self.tables.results.name
         keep = (
@@ -363,13 +376,17 @@ class StatusOperations(DriverParts):
                 ]
                 if rows:
                     fetch_all(conn, keep, {"queue": queue, "now": now, "rows": dumps(rows)})
+            if slots:
+                conn.execute(self._slots_delete(slots))
             return left_over
 
         left_over = self._run("ack", ack)
         if left_over:  # watched jobs among them: counted in their workflow records
             self._ack_watched([d for d, _ in left_over], {d.receipt: r for d, r in left_over})
 
-    def _ack_results_sqlite(self, by_queue: dict[str, list[tuple[Delivery, str | None]]]) -> None:
+    def _ack_results_sqlite(
+        self, by_queue: dict[str, list[tuple[Delivery, str | None]]], slots: Sequence[tuple[str, str]]
+    ) -> None:
         """SQLite: one ``DELETE ... RETURNING``, one count and one ``executemany`` of the results per queue.
 
         Straight on the DBAPI cursor, in the driver's transaction: SQLite runs in
@@ -410,6 +427,8 @@ class StatusOperations(DriverParts):
                         )
                 finally:
                     cursor.close()
+            if slots:
+                conn.execute(self._slots_delete(slots))
             return left_over
 
         left_over = self._run("ack", ack)

@@ -1059,6 +1059,15 @@ class RedisDriver(ListingOperations, Driver):
         args = [key, int(limit), holder, repr(now), repr(now + lease)]
         return bool(self._run("acquire_slot", args, "acquiring a concurrency slot"))
 
+    def acquire_slots(self, key: str, limit: int, holders: Sequence[str], lease: float) -> int:
+        """Take (or renew) the holders' slots of ``key`` in order, up to ``limit`` (one script)."""
+        self.check_open()
+        if not holders:
+            return 0
+        now = time.time()
+        args = [key, int(limit), repr(now), repr(now + lease), *holders]
+        return int(self._run("acquire_slots", args, "acquiring concurrency slots"))
+
     def extend_slot(self, key: str, holder: str, lease: float) -> bool:
         """Renew ``holder``'s slot until now + ``lease``; ``False`` if its lease had ended."""
         self.check_open()
@@ -1071,6 +1080,14 @@ class RedisDriver(ListingOperations, Driver):
         self.check_open()
         with self._errors("releasing a concurrency slot"):
             self._client.zrem(f"{self._base}cl:{key}", holder)
+
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Free the slots ``(key, holder)`` of ``slots`` (one script)."""
+        self.check_open()
+        if slots:
+            self._run(
+                "release_slots", [part for pair in slots for part in pair], "releasing concurrency slots"
+            )
 
     # -- lifecycle ------------------------------------------------------------
 

@@ -735,6 +735,40 @@ if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
 return 1
 """
 
+ACQUIRE_SLOTS = r"""
+-- ARGV: B, key, limit, now, lease end, holder... Slots for the holders in order, as ACQUIRE_SLOT
+-- would take them one by one: how many of them, from the first, hold one now.
+local k = B .. 'cl:' .. ARGV[2]
+local limit = tonumber(ARGV[3])
+local bad = wrong_type(k, 'zset')
+if bad then return redis.error_reply('WRONGTYPE nothing stored: ' .. bad) end
+redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[4])
+local held = redis.call('ZCARD', k)
+local granted = 0
+for i = 6, #ARGV do
+  if not redis.call('ZSCORE', k, ARGV[i]) then
+    if held >= limit then break end
+    held = held + 1
+  end
+  redis.call('ZADD', k, ARGV[5], ARGV[i])
+  granted = granted + 1
+end
+if granted > 0 then
+  local ms = math.ceil((tonumber(ARGV[5]) - tonumber(ARGV[4])) * 1000) + 1000
+  if redis.call('PTTL', k) < ms then redis.call('PEXPIRE', k, ms) end
+end
+return granted
+"""
+
+RELEASE_SLOTS = r"""
+-- ARGV: B, then key, holder pairs. Frees each holder's slot of its key (nothing if it holds none).
+for i = 2, #ARGV - 1, 2 do
+  local k = B .. 'cl:' .. ARGV[i]
+  if redis.call('TYPE', k).ok == 'zset' then redis.call('ZREM', k, ARGV[i + 1]) end
+end
+return 0
+"""
+
 EXTEND_SLOT = r"""
 -- ARGV: B, key, holder, now, lease end. 0 if the holder's lease had ended (the slot is lost).
 local k = B .. 'cl:' .. ARGV[2]
@@ -770,5 +804,7 @@ ALL: dict[str, str] = {
     "advance_schedule": ADVANCE_SCHEDULE,
     "take_tokens": TAKE_TOKENS,
     "acquire_slot": ACQUIRE_SLOT,
+    "acquire_slots": ACQUIRE_SLOTS,
+    "release_slots": RELEASE_SLOTS,
     "extend_slot": EXTEND_SLOT,
 }

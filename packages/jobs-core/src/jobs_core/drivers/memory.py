@@ -1024,6 +1024,16 @@ class MemoryDriver(Driver):
                 if not held:
                     del self._store.slots[key]
 
+    def release_slots(self, slots: Sequence[tuple[str, str]]) -> None:
+        """Free each ``(key, holder)`` slot, under one lock."""
+        with self._store.condition:
+            for key, holder in slots:
+                held = self._store.slots.get(key)
+                if held is not None:
+                    held.pop(holder, None)
+                    if not held:
+                        del self._store.slots[key]
+
     def close(self) -> None:
         """Wake blocked reservers; the store stays for other drivers sharing it."""
         super().close()

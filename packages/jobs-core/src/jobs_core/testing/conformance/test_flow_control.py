@@ -18,6 +18,7 @@ from jobs_core.driver import Capability, Driver
 from jobs_core.errors import InvalidName
 from jobs_core.flow_state import TENANT_HEADER
 from jobs_core.testing.conformance._helpers import (
+    assert_nothing,
     delivery_timeout,
     enqueue_one,
     message,
@@ -149,6 +150,63 @@ def test_slots_are_taken_up_to_the_limit_and_freed_on_release(jobs_driver: Drive
 
 
 @pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
+def test_slots_taken_in_one_call_stop_at_the_limit_and_are_freed_together(
+    jobs_driver: Driver, jobs_queue: str
+) -> None:
+    key, other = f"slots-{jobs_queue}", f"other-{jobs_queue}"
+    assert jobs_driver.acquire_slots(key, 3, ["a", "b"], 60) == 2
+    # "b" keeps its slot, "c" takes the last one, "d" finds none (and "e" after it is not tried).
+    assert jobs_driver.acquire_slots(key, 3, ["b", "c", "d", "e"], 60) == 2
+    assert jobs_driver.acquire_slots(other, 1, ["x"], 60) == 1
+    jobs_driver.release_slots([(key, "a"), (key, "c"), (key, "never-held"), (other, "x")])
+    jobs_driver.release_slots([(key, "a")])  # again: nothing
+    jobs_driver.release_slots([])
+    assert jobs_driver.acquire_slots(key, 3, ["d", "e", "f"], 60) == 2  # "b" still holds one
+    assert jobs_driver.acquire_slot(other, 1, "y", 60)
+    assert not jobs_driver.acquire_slot(key, 3, "g", 60)
+
+
+@pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
+@pytest.mark.parametrize("with_results", [False, True], ids=["ack_many", "ack_results"])
+def test_an_acknowledgement_frees_the_slots_of_the_jobs_that_ended(
+    jobs_driver: Driver, jobs_queue: str, with_results: bool
+) -> None:
+    if with_results and not (jobs_driver.supports(Capability.STATUS) and jobs_driver.results_ttl > 0):
+        pytest.skip("this driver instance keeps no results")
+    key = f"acked-{jobs_queue}"
+    jobs_driver.enqueue(messages(jobs_queue, 3))
+    batch = reserve_until(jobs_driver, [jobs_queue], 3)
+    assert len(batch) == 3
+    holders = [d.receipt for d in batch]
+    assert jobs_driver.acquire_slots(key, 3, holders, 60) == 3
+    assert jobs_driver.acquire_slots(key, 3, ["waiting"], 60) == 0
+    # Two jobs finished; the third ended too (it failed: its slot is freed, it is not acknowledged).
+    ended = [(key, holder) for holder in holders]
+    jobs_driver.ack_freeing_slots(batch[:2], ended, ['{"n": 1}', None] if with_results else None)
+    assert jobs_driver.acquire_slots(key, 3, ["next-1", "next-2", "next-3", "next-4"], 60) == 3
+    jobs_driver.retry(batch[2], 0.0, "failed")
+    again = reserve_one(jobs_driver, jobs_queue)
+    assert again.message.id == batch[2].message.id, "only the acknowledged jobs are gone"
+    assert_nothing(jobs_driver, [jobs_queue])
+    jobs_driver.ack_freeing_slots([again], [])  # no slot to free: an acknowledgement
+
+
+@pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
+def test_slots_whose_lease_ended_do_not_count_when_taken_in_one_call(
+    jobs_driver_factory: DriverFactory, jobs_queue: str
+) -> None:
+    crashed, alive = jobs_driver_factory(), jobs_driver_factory()
+    key = f"slots-{jobs_queue}"
+    assert crashed.acquire_slots(key, 3, ["gone-1", "gone-2"], 1.0) == 2
+    assert alive.acquire_slots(key, 3, ["a", "b"], 60) == 1
+    time.sleep(1.2)
+    assert alive.acquire_slots(key, 3, ["b", "c", "d"], 60) == 2  # "a" holds the third
+    assert not crashed.extend_slot(key, "gone-1", 60)
+    alive.release_slots([(key, "a"), (key, "b"), (key, "c")])
+    assert alive.acquire_slots(key, 3, ["e", "f", "g", "h"], 60) == 3
+
+
+@pytest.mark.jobs_requires(Capability.CONCURRENCY_LIMITS)
 def test_a_slot_whose_lease_ended_is_free_and_cannot_be_extended(
     jobs_driver_factory: DriverFactory, jobs_queue: str
 ) -> None:
@@ -195,7 +253,17 @@ def test_concurrent_callers_never_hold_more_slots_than_the_limit(
     def hold(index: int) -> None:
         for round_ in range(15):
             holder = f"{index}-{round_}"
-            if drivers[index].acquire_slot(key, limit, holder, 60):
+            if round_ % 2:  # taken and freed in batches, as a worker does
+                pair = [holder, f"{holder}-b"]
+                taken = pair[: drivers[index].acquire_slots(key, limit, pair, 60)]
+                with lock:
+                    holding.update(taken)
+                    most[0] = max(most[0], len(holding))
+                time.sleep(0.002)
+                with lock:
+                    holding.difference_update(taken)
+                drivers[index].release_slots([(key, h) for h in taken])
+            elif drivers[index].acquire_slot(key, limit, holder, 60):
                 with lock:
                     holding.add(holder)
                     most[0] = max(most[0], len(holding))
