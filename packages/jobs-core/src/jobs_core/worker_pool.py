@@ -342,7 +342,7 @@ class PooledWorker(WorkerCore):
         goes into ``handoff`` when given (the lane that ran this job runs it
         next), the others in lanes of their own.
         """
-        with self._cv:
+        with self._lock:  # the lock of the condition variables (a Condition's `with` costs more)
             starting, start_async = self._finish_locked((delivery,), on_loop, outcome)
         if handoff is not None and starting:
             handoff.append(starting.pop(0))
