@@ -85,10 +85,12 @@ def test_a_dead_server_is_backend_unavailable_naming_it() -> None:
 @pytest.fixture
 def user_without_scripting(client: redis.Redis, redis_url: str) -> Iterator[str]:
     name = f"jobs_noscript_{uuid.uuid4().hex[:8]}"
-    client.execute_command("ACL", "SETUSER", name, "on", ">pw-noscript", "~*", "+@all", "-@scripting")
+    client.acl_setuser(
+        name, enabled=True, passwords=["+pw-noscript"], keys=["*"], commands=["+@all", "-@scripting"]
+    )
     host = redis_url.split("//", 1)[1]
     yield f"redis://{name}:pw-noscript@{host}"
-    client.execute_command("ACL", "DELUSER", name)
+    client.acl_deluser(name)
 
 
 def test_a_user_without_scripting_rights_gets_a_clear_error(user_without_scripting: str) -> None:

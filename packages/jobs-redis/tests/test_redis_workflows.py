@@ -107,7 +107,12 @@ def test_an_ack_during_the_watch_waits_for_its_commit_and_counts_the_job(
     acked = threading.Event()
     with driver.workflow_transaction() as store:
         ws.create(store, dependent, [])
-        worker = threading.Thread(target=lambda: (acker.ack(held), acked.set()))
+
+        def ack_then_signal() -> None:
+            acker.ack(held)
+            acked.set()
+
+        worker = threading.Thread(target=ack_then_signal)
         worker.start()
         assert not acked.wait(0.3), "the ack of a job being watched waits for the watch's commit"
         assert client.exists(f"{driver.settings.base}j:{job_id}"), "the job is not removed meanwhile"
