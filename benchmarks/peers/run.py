@@ -1,8 +1,9 @@
 """Peer benchmark: ``nox -s bench-peers`` or ``python benchmarks/peers/run.py``.
 
 Measures this project against the libraries a user would pick instead on the
-same backend, and a raw loop per backend as the limit, with one method for
-all (see docs/performance.md, "Against other libraries"):
+same backend, and a raw loop per backend as the limit (on Redis also an
+acknowledged one, at-least-once like this project), with one method for all
+(see docs/performance.md, "Against other libraries"):
 
 * bulk enqueue: no-op jobs through the fastest documented way each library
   offers, in its chunks, ``--enqueue-jobs`` in all (at most ``--bound``
