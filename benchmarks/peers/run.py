@@ -1,8 +1,9 @@
 """Peer benchmark: ``nox -s bench-peers`` or ``python benchmarks/peers/run.py``.
 
 Measures this project against the libraries a user would pick instead on the
-same backend, and a raw loop per backend as the limit, with one method for
-all (see docs/performance.md, "Against other libraries"):
+same backend, and a raw loop per backend as the limit (on Redis also an
+acknowledged one, at-least-once like this project), with one method for all
+(see docs/performance.md, "Against other libraries"):
 
 * bulk enqueue: no-op jobs through the fastest documented way each library
   offers, in its chunks, ``--enqueue-jobs`` in all (at most ``--bound``
@@ -75,6 +76,7 @@ ENTRIES = [
     Entry("redis", "dramatiq", "peer_dramatiq", "dramatiq"),
     Entry("redis", "rq", "peer_rq", "rq", drain_jobs=2000),
     Entry("redis", "raw loop", "raw_redis", "redis"),
+    Entry("redis", "raw loop, acknowledged", "raw_redis_acked", "redis"),
     Entry("kafka", "jobs", "peer_jobs", "jobs-kafka"),
     Entry("kafka", "celery", "peer_celery", "celery"),
     Entry("kafka", "raw loop", "raw_kafka", "confluent-kafka"),
@@ -329,6 +331,7 @@ def tables(results: list[tuple[Entry, str, dict[str, Any]]], drain_jobs: int) ->
     for backend in dict.fromkeys(e.backend for e, _, _ in results):
         rows = {e.library: f for e, _, f in results if e.backend == backend and "error" not in f}
         raw = rows.pop("raw loop", None) or {}
+        acked = rows.pop("raw loop, acknowledged", None) or {}
         ours = rows.pop("jobs", None)
         best: dict[str, tuple[float, str]] = {}
         for key, _, _, higher in COLUMNS:
@@ -343,6 +346,8 @@ def tables(results: list[tuple[Entry, str, dict[str, Any]]], drain_jobs: int) ->
                 out.append(_ratio_line(backend, "jobs ÷ best peer", ours, best_of, names))
             if raw:
                 out.append(_ratio_line(backend, "jobs ÷ raw loop", ours, raw, {}))
+            if acked:
+                out.append(_ratio_line(backend, "jobs ÷ raw loop, acknowledged", ours, acked, {}))
         elif best and raw:
             out.append(_ratio_line(backend, "best peer ÷ raw loop", best_of, raw, names))
     for entry, _, figures in results:

@@ -95,8 +95,23 @@ def test_prune_drops_the_index_of_kept_results(
     for _ in range(3):
         _one(driver)
     driver.ack_results(driver.reserve(["q"], limit=3), ["1", "2", "3"])
-    assert client.zcard(driver.settings.base + "r") == 3
+    index = driver.settings.base + "rk:succeeded"
+    assert client.zcard(index) == 3
     time.sleep(0.01)
     driver.prune(0.0)
-    assert client.zcard(driver.settings.base + "r") == 0
+    assert client.zcard(index) == 0
+    assert client.zcard(driver.settings.base + "q:q:rk:succeeded") == 0
     assert not list(client.scan_iter(match=driver.settings.base + "r:*"))
+
+
+def test_prune_drops_kept_results_indexed_by_an_earlier_version(
+    make_driver: Callable[..., RedisDriver], client: redis.Redis
+) -> None:
+    # Earlier versions indexed every kept result in {p}:r as well; prune still reads it.
+    driver = make_driver()
+    base = driver.settings.base
+    client.set(base + "r:old", "1.0\n\n{}", px=60_000)
+    client.zadd(base + "r", {"old": 1.0})
+    driver.prune(0.0)
+    assert client.zcard(base + "r") == 0
+    assert client.get(base + "r:old") is None

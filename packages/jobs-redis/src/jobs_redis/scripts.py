@@ -71,11 +71,14 @@ local function release_unique(u, id)
 end
 
 -- Best effort: a wake-up list overwritten by another program must not fail the write before it.
+-- One LPUSH of up to 16 tokens; trimmed back to 16 only when it grew past them.
 local function wake(q, n)
   local w = B .. 'w:' .. q
   if n > 16 then n = 16 end
-  for _ = 1, n do redis.pcall('LPUSH', w, '1') end
-  redis.pcall('LTRIM', w, 0, 15)
+  local tokens = {}
+  for i = 1, n do tokens[i] = '1' end
+  local len = redis.pcall('LPUSH', w, unpack(tokens))
+  if type(len) == 'number' and len > 16 then redis.pcall('LTRIM', w, 0, 15) end
 end
 
 -- The name of a key that holds another type than kind (nil if none): checked before writing,
@@ -311,11 +314,18 @@ if shared then start, width = 13, 2 end
 local q, p, a, u, ux, key, kc = ARGV[5], ARGV[6], ARGV[7], ARGV[8], ARGV[9], ARGV[10], ARGV[11]
 local t = ARGV[12]
 local checked = {}
-local problem = wrong_type(B .. 'queues', 'set') or wrong_type(B .. 'u', 'hash')
+local problem = wrong_type(B .. 'queues', 'set')
+local unique_checked = false
 for i = 0, count - 1 do
   local k = start + i * width
-  local cq, cp, ck, ct = q, p, key, t
-  if not shared then cq, cp, ck, ct = ARGV[k + 2], ARGV[k + 3], ARGV[k + 7], ARGV[k + 9] end
+  local cq, cp, ck, ct, cu = q, p, key, t, u
+  if not shared then
+    cq, cp, ck, ct, cu = ARGV[k + 2], ARGV[k + 3], ARGV[k + 7], ARGV[k + 9], ARGV[k + 5]
+  end
+  if cu ~= '' and not unique_checked then
+    unique_checked = true
+    problem = problem or wrong_type(B .. 'u', 'hash')
+  end
   local tag = cq .. ' ' .. cp .. ' ' .. ck .. ' ' .. ct
   if not checked[tag] then
     checked[tag] = true
