@@ -266,7 +266,11 @@ class WorkerCore:
         self._low_water = 1
         self._done_count = 0
         self._last_finish = 0.0
-        self._blocked_seconds = 0.0004  # until measured: assume jobs wait (BLOCKED_SAMPLE_CAP)
+        #: How long recent sync jobs waited (see worker_pool): undecided until the first is
+        #: measured (they go to runner threads; one that only computes tips the measure).
+        self._blocked_seconds = 0.0001
+        #: Whether runners take waiting jobs that only compute (the reserving thread is held up).
+        self._rescuing = False
         self._last_wall = 1.0  # seconds the last sync job took (the next one is measured fully)
         #: Whether the thread that called run() is inside a job (a pooled worker's reserving thread).
         self._here = False
@@ -360,8 +364,9 @@ class WorkerCore:
             self._release(self._take_paused(flow.paused))
         flow.extend_slots()
         if self._ready and self._idle_runners and time.monotonic() - self._last_finish >= STALLED_SECONDS:
-            # Jobs wait while every busy runner is in a long job: wake another.
+            # Jobs wait while every busy thread is in a long job: get a runner to them.
             with self._work:
+                self._rescuing = True  # see worker_pool's _rescue
                 self._work.notify()
         if (
             self._stopping

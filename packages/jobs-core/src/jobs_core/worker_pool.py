@@ -87,6 +87,7 @@ class PooledWorker(WorkerCore):
         # until at least half of the prefetch window is free.
         self._low_water = max(1, self._window // 2)
         self._paced_at, self._paced_count = time.monotonic(), 0
+        self._last_finish = time.monotonic()  # the stall check of the tick counts from here
         short = ran = False
         try:
             while not self._stopping:
@@ -94,10 +95,11 @@ class PooledWorker(WorkerCore):
                     self._adapt_window()
                 capacity = self.concurrency + self._window
                 with self._cv:
-                    while not self._stopping and not self._has_room():
+                    while not self._stopping and not self._has_room() and not self._may_run_here():
                         self._reserver_waiting = True
                         self._cv.wait(self.poll_interval or 0.1)
                         self._reserver_waiting = False
+                    here = self._may_run_here()
                     queued = len(self._ready) + len(self._async_ready)
                     room = capacity - queued - len(self._running)
                     if self.max_jobs is not None:
@@ -105,6 +107,15 @@ class PooledWorker(WorkerCore):
                     idle = not queued and not self._running
                 if self.stopping:
                     break
+                if here and not self._has_room():
+                    # Jobs wait that only compute (measured by a runner, say): run them here.
+                    try:
+                        ran = self._run_here()
+                    except (_ForcedStop, KeyboardInterrupt):
+                        break  # stopped at once: the interrupted job was given back
+                    if ran:
+                        self._flush_acks_behind()
+                    continue
                 if room <= 0:
                     if idle:
                         break
@@ -143,6 +154,15 @@ class PooledWorker(WorkerCore):
                         self._cv.wait(0.05)
         finally:
             self._drain()
+
+    def _may_run_here(self) -> bool:
+        """Whether the reserving thread should run waiting sync jobs itself now (lock held)."""
+        return (
+            bool(self._ready)
+            and self._blocked_seconds < BLOCKING_JOB_SECONDS
+            and bool(self._threads)
+            and len(self._running) < self.concurrency
+        )
 
     def _run_here(self) -> bool:
         """Run waiting sync jobs on this, the reserving, thread while they only compute; whether it ran any.
@@ -189,6 +209,7 @@ class PooledWorker(WorkerCore):
                 else:
                     delivery = ready.popleft()
                     running[delivery.receipt] = delivery
+                    self._rescuing = False  # back to running them here
             if after is not None:
                 self._after_finish(*after)
             if delivery is None:
@@ -311,8 +332,13 @@ class PooledWorker(WorkerCore):
         try:
             while True:
                 with self._work:
+                    # While the jobs only compute, the reserving thread runs them (_run_here);
+                    # runners take them then only while it is held up (see _rescue).
                     while not self._closing and not (
-                        self._ready and len(self._running) < self.concurrency and not self._stopping
+                        self._ready
+                        and len(self._running) < self.concurrency
+                        and not self._stopping
+                        and (self._blocked_seconds >= BLOCKING_JOB_SECONDS or self._rescuing)
                     ):
                         self._idle_runners += 1
                         self._work.wait(5.0)  # woken when there is work; the timeout is a backstop
@@ -379,20 +405,26 @@ class PooledWorker(WorkerCore):
         starting: list[tuple[Delivery, Job]] = []
         free = self.concurrency - len(self._running)
         if free > 0:
-            if (
-                self._ready
-                and self._idle_runners
-                and (on_loop or self._blocked_seconds >= BLOCKING_JOB_SECONDS)
-            ):
-                self._work.notify()
+            if self._ready and self._idle_runners:
+                if self._blocked_seconds >= BLOCKING_JOB_SECONDS:
+                    self._work.notify()
+                elif on_loop:
+                    self._rescue()  # the reserving thread may be busy elsewhere
             if self._async_ready and not self._stopping:
                 if on_loop:
                     starting = self._next_async(free)
                 else:
                     start_async = True
-        if self._reserver_waiting and self._has_room():
+        if self._reserver_waiting and (self._has_room() or self._may_run_here()):
             self._cv.notify()
         return starting, start_async
+
+    def _rescue(self) -> None:
+        """Let idle runners take waiting jobs whatever the jobs' measure, until the reserving
+        thread runs jobs again (lock held): it is held up in a long job, or elsewhere.
+        """
+        self._rescuing = True
+        self._work.notify()
 
     def _after_finish(self, starting: list[tuple[Delivery, Job]], start_async: bool) -> None:
         """Act on what :meth:`_finish_locked` found, without the lock."""
