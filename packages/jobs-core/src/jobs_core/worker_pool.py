@@ -369,16 +369,20 @@ class PooledWorker(WorkerCore):
         next), the others in lanes of their own.
         """
         with self._lock:  # the lock of the condition variables (a Condition's `with` costs more)
-            starting, start_async = self._finish_locked((delivery,), on_loop, outcome)
-        if handoff is not None and starting:
-            handoff.append(starting.pop(0))
-        self._after_finish(starting, start_async)
+            starting, start_async = self._finish_locked((delivery,), on_loop, outcome, handoff)
+        if starting or start_async:
+            self._after_finish(starting, start_async)
 
     def _finish_locked(
-        self, deliveries: Sequence[Delivery], on_loop: bool, outcome: tuple[Any, float] | None = None
+        self,
+        deliveries: Sequence[Delivery],
+        on_loop: bool,
+        outcome: tuple[Any, float] | None = None,
+        handoff: list[tuple[Delivery, Job]] | None = None,
     ) -> tuple[list[tuple[Delivery, Job]], bool]:
         """Free the places of jobs that have run (call holding the lock); returns what to do after it
-        (see :meth:`_wake_locked`).
+        (see :meth:`_wake_locked`). With ``handoff``, the next waiting async job, if one may
+        start, is put there and counted as running (the lane that ran the job runs it next).
         """
         if outcome is not None:
             (delivery,) = deliveries
@@ -389,10 +393,20 @@ class PooledWorker(WorkerCore):
                 if self._emit_processed:
                     self._processed_events.append((delivery.message, *outcome))
                 self._processed += 1
+        running = self._running
         for delivery in deliveries:
-            self._running.pop(delivery.receipt, None)
+            running.pop(delivery.receipt, None)
         self._done_count += len(deliveries)
         self._last_finish = time.monotonic()
+        if (
+            handoff is not None
+            and self._async_ready
+            and not self._stopping
+            and len(running) < self.concurrency
+        ):
+            following = self._async_ready.popleft()
+            running[following[0].receipt] = following[0]
+            handoff.append(following)
         return self._wake_locked(on_loop)
 
     def _wake_locked(self, on_loop: bool) -> tuple[list[tuple[Delivery, Job]], bool]:
@@ -473,7 +487,7 @@ class PooledWorker(WorkerCore):
         while True:
             lanes[task] = delivery
             try:
-                await self._run_async(delivery, job, handoff)
+                await self._run_async(delivery, job, handoff, task)
             except asyncio.CancelledError:
                 if self._stopping:
                     lanes.pop(task, None)
@@ -492,7 +506,11 @@ class PooledWorker(WorkerCore):
             task.cancel()
 
     async def _run_async(
-        self, delivery: Delivery, job: Job, handoff: list[tuple[Delivery, Job]] | None = None
+        self,
+        delivery: Delivery,
+        job: Job,
+        handoff: list[tuple[Delivery, Job]] | None = None,
+        task: asyncio.Task[Any] | None = None,
     ) -> None:
         """Run one ``async def`` job on the event loop (pooled workers), to its outcome.
 
@@ -510,7 +528,7 @@ class PooledWorker(WorkerCore):
         outcome: tuple[Any, float] | None = None
         loop = asyncio.get_running_loop()
         if self._tracking:
-            task = asyncio.current_task()
+            task = task or asyncio.current_task()
             if task is not None:
                 self._tracker.start(
                     job,
