@@ -36,9 +36,29 @@ _REPLACE_AFTER = frozenset(
         KafkaError.UNKNOWN_PRODUCER_ID,
         KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
         KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.PRODUCER_FENCED,
         KafkaError._FATAL,
     }
 )
+
+#: Delivery errors that refuse the producer's identity: the record was not stored, and
+#: a new producer (a new identity) can store it. A broker that kept nothing across a
+#: restart hands out producer ids again, so a producer may find its id given to
+#: another one (``PRODUCER_FENCED``) right after it was replaced once.
+_IDENTITY_REFUSED = frozenset(
+    {
+        KafkaError.UNKNOWN_PRODUCER_ID,
+        KafkaError.OUT_OF_ORDER_SEQUENCE_NUMBER,
+        KafkaError.INVALID_PRODUCER_EPOCH,
+        KafkaError.PRODUCER_FENCED,
+    }
+)
+
+
+class _IdentityRefused(BackendUnavailable):
+    """The brokers refused the producer's identity and stored none of the records
+    (raised inside :class:`Writer` only: its caller sends once more with the new producer).
+    """
 
 
 def message_max_bytes(settings: KafkaSettings) -> int:
@@ -187,7 +207,21 @@ class Writer:
                 producer.poll(0)
 
     def send(self, records: Sequence[Record]) -> list[tuple[str, int, int]]:
-        """Write ``records``; return the ``(topic, partition, offset)`` of each, in delivery order."""
+        """Write ``records``; return the ``(topic, partition, offset)`` of each, in delivery order.
+
+        If the brokers refuse the producer's identity and store none of them,
+        they are sent once more with the new producer that replaced it.
+        """
+        try:
+            return self._send(records)
+        except _IdentityRefused:
+            pass
+        try:
+            return self._send(records)
+        except _IdentityRefused as exc:
+            raise BackendUnavailable(str(exc)) from exc
+
+    def _send(self, records: Sequence[Record]) -> list[tuple[str, int, int]]:
         if not records:
             return []
         batch = _Reports(len(records))
@@ -218,7 +252,12 @@ class Writer:
         """Write ``values`` to ``topic`` (no key, no headers); return the highest offset per partition.
 
         The enqueue path: no object per record, one shared delivery callback.
+        Sent once more, as :meth:`send` does, if the producer's identity is refused.
         """
+        try:
+            return self._send_chunks(topic, [values])
+        except _IdentityRefused:
+            pass
         return self.send_chunks(topic, [values])
 
     def send_chunks(self, topic: str, chunks: Iterable[Sequence[bytes]]) -> dict[int, int]:
@@ -226,6 +265,12 @@ class Writer:
         handed to the producer as it comes, so that librdkafka compresses and
         sends one chunk while the caller encodes the next.
         """
+        try:
+            return self._send_chunks(topic, chunks)
+        except _IdentityRefused as exc:
+            raise BackendUnavailable(str(exc)) from exc
+
+    def _send_chunks(self, topic: str, chunks: Iterable[Sequence[bytes]]) -> dict[int, int]:
         batch = _Reports(0)
         report = batch.callback()
         producer = self.producer
@@ -359,6 +404,8 @@ class Writer:
             KafkaError.REQUEST_TIMED_OUT,
         ):
             return OperationTimedOut(message + f" (timeout {self.settings.timeout:g} s)")
+        if error.code() in _IDENTITY_REFUSED and failed == total:
+            return _IdentityRefused(message)
         return BackendUnavailable(message)
 
     def _timed_out(self, batch: _Reports) -> OperationTimedOut:
